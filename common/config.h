@@ -1,0 +1,126 @@
+// Experiment configuration: typed structs with defaults, loaded strictly from YAML.
+//
+// Every key of BRIEF §3 lives here. LoadConfig rejects unknown keys (suggesting the nearest
+// valid name), wrong types and out-of-range values with a ConfigError naming the dotted key
+// and its line:column in the file (or the --set override that supplied it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fmps {
+
+enum class DataFormat { kLibsvm, kLibffm, kCriteo, kCsv };
+enum class NumericTransform { kStandardize, kLogBucket, kNone };
+enum class OnError { kSkip, kFail };
+enum class Loss { kLogistic, kSquared };
+enum class OptimizerName { kSgd, kAdagrad, kAdam, kFtrl };
+enum class Consistency { kAsync, kBsp };
+
+// Role of each csv column. Every header column must have exactly one role.
+struct CsvSpec {
+  std::string label;                     // required for format csv
+  std::vector<std::string> numeric;      // real-valued columns, transformed per `transform`
+  std::vector<std::string> categorical;  // hashed together with the column name
+  std::vector<std::string> ignore;       // skipped
+  char delimiter = ',';
+  NumericTransform transform = NumericTransform::kStandardize;
+};
+
+struct DataConfig {
+  std::vector<std::string> train;  // paths or globs; required, non-empty
+  std::vector<std::string> test;   // paths or globs; may be empty
+  DataFormat format = DataFormat::kLibsvm;  // required key
+  int hash_bits = 0;                        // 0..64; 0 keeps numeric ids as given
+  CsvSpec csv;
+  OnError on_error = OnError::kSkip;
+};
+
+struct ModelConfig {
+  int k = 8;  // 1..1024
+  Loss loss = Loss::kLogistic;
+  float init_std = 0.01f;  // >= 0
+  float l2_w = 0.0f;       // >= 0
+  float l2_v = 0.0f;       // >= 0
+  std::uint32_t min_count = 0;  // embeddings only for keys seen >= min_count times
+};
+
+struct OptimizerConfig {
+  OptimizerName name = OptimizerName::kAdagrad;
+  float lr = 0.05f;        // > 0; FTRL's alpha
+  float beta1 = 0.9f;      // adam, [0,1)
+  float beta2 = 0.999f;    // adam, [0,1)
+  float eps = 1e-8f;       // adagrad/adam, > 0
+  float l1 = 0.0f;         // ftrl only (>= 0); rejected for other optimizers when non-zero
+  float ftrl_beta = 1.0f;  // ftrl only, >= 0
+};
+
+struct TrainConfig {
+  int epochs = 1;          // >= 1
+  int batch_size = 1024;   // >= 1
+  Consistency consistency = Consistency::kAsync;
+  int max_delay = 2;       // >= 1; async only
+  std::uint64_t seed = 0;
+  double progress_seconds = 5.0;  // > 0; interval of progress lines and metrics events
+};
+
+struct ClusterConfig {
+  int servers = 1;        // >= 1; server ranks under mpirun
+  int local_servers = 1;  // >= 1; single-node mode server threads
+  int local_workers = 2;  // >= 1; single-node mode worker threads
+};
+
+struct CheckpointConfig {
+  std::string dir;              // empty = no checkpoints
+  double every_seconds = 300;   // > 0
+};
+
+struct OutputConfig {
+  std::string dir;  // default: runs/<config file name without extension>
+};
+
+struct Config {
+  DataConfig data;
+  ModelConfig model;
+  OptimizerConfig optimizer;
+  TrainConfig train;
+  ClusterConfig cluster;
+  CheckpointConfig checkpoint;
+  OutputConfig output;
+};
+
+// Loads `path`, applies `overrides` ("a.b=value", value parsed as a YAML scalar or flow
+// sequence such as "[x, y]") in order, validates, and returns the typed config.
+// Throws ConfigError (bad key/value) or IoError (unreadable file).
+Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides);
+
+// Same, from YAML text; `name` is used in messages and for the default output.dir.
+Config ParseConfig(const std::string& yaml_text, const std::string& name,
+                   const std::vector<std::string>& overrides);
+
+// The complete effective config as YAML (every key, defaults included). Parsing the result
+// with ParseConfig gives back an equal config.
+std::string ConfigToYaml(const Config& config);
+
+// Parses just the `data:` section (as written by ConfigToYaml) into a DataConfig; used to
+// restore the feature pipeline stored in a model file. Throws ConfigError.
+DataConfig ParseDataSection(const std::string& yaml_text);
+// The `data:` section alone as YAML.
+std::string DataSectionToYaml(const DataConfig& data);
+
+// Names used in YAML for the enums (e.g. "libsvm", "adagrad").
+const char* ToString(DataFormat v);
+const char* ToString(NumericTransform v);
+const char* ToString(OnError v);
+const char* ToString(Loss v);
+const char* ToString(OptimizerName v);
+const char* ToString(Consistency v);
+
+// Expands paths and globs (glob(3)); each pattern must match at least one regular file.
+// Result keeps pattern order, matches of one glob sorted. `key` names the config key in
+// errors ("data.train: no file matches 'x*.txt'"). Throws ConfigError.
+std::vector<std::string> ExpandPaths(const std::vector<std::string>& patterns,
+                                     const std::string& key);
+
+}  // namespace fmps

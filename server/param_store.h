@@ -1,0 +1,75 @@
+// ParamStore: one server's shard of the model. Maps a 64-bit key to its parameters
+// (w, v[k]) and their optimizer state, kept in contiguous chunked arenas and found through
+// an open-addressing hash table (linear probing, power-of-two capacity).
+//
+// Rows are created on first Pull(create=true) or Push. A new row has w = 0 and
+// v = InitialEmbedding(seed, key) (depends only on seed and key, so every sharding and
+// arrival order gives the same initial model). With min_count > 1 a key's v is allocated
+// only once the occurrence counts pushed for it reach min_count (DiFacto-style memory
+// saving); until then Pull returns v = 0 and v gradients are dropped, while w trains from
+// the start. kBiasKey never gets a v.
+//
+// Thread safety: none; one server thread owns a store. Cost: Pull and Push are O(1)
+// expected per key plus O(k) arithmetic.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/types.h"
+#include "server/optimizer.h"
+
+namespace fmps {
+
+struct StoreOptions {
+  int k = 8;
+  float init_std = 0.01f;
+  std::uint64_t seed = 0;
+  std::uint32_t min_count = 0;  // 0 or 1: every key gets v at creation
+  float l2_w = 0.0f;
+  float l2_v = 0.0f;
+};
+
+// Deterministic N(0, std^2) initial embedding of `key`: writes k floats to out.
+void InitialEmbedding(std::uint64_t seed, Key key, int k, float std, float* out);
+
+class ParamStore {
+ public:
+  ParamStore(const StoreOptions& options, std::unique_ptr<Optimizer> optimizer);
+  ~ParamStore();
+  ParamStore(const ParamStore&) = delete;
+  ParamStore& operator=(const ParamStore&) = delete;
+
+  int k() const;
+  int row_width() const { return 1 + k(); }  // floats per key in Pull/Push: w, v[k]
+
+  // Writes row_width() floats per key (w, v...) into out. If `create`, missing keys are
+  // created first; otherwise missing keys read as all zeros and nothing is created.
+  void Pull(const Key* keys, std::size_t n, bool create, float* out);
+
+  // Applies one optimizer update per key with gradient grads[i*row_width() ...]. `counts`
+  // (may be null) holds each key's occurrences in the data behind this push and feeds
+  // min_count. Keys must be unique within one call. Missing keys are created first.
+  void Push(const Key* keys, std::size_t n, const float* grads, const std::uint32_t* counts);
+
+  // Sets a key's parameters directly (model loading); creates it if missing; optimizer
+  // state is re-initialised.
+  void Set(Key key, const float* row);
+
+  std::size_t size() const;         // keys stored (kBiasKey included when present)
+  std::size_t embedded() const;     // keys that have a v
+  std::size_t MemoryBytes() const;  // bytes held by the table and arenas
+
+  // Calls fn(key, row) for every key, row = row_width() floats (w, v or zeros), in
+  // unspecified order.
+  void ForEach(const std::function<void(Key, const float*)>& fn) const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fmps

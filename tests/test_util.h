@@ -1,0 +1,45 @@
+// Helpers shared by the tests.
+#pragma once
+
+#include <string>
+
+namespace fmps::testing {
+
+// Absolute path of a file under ../shared/data, or "" when that folder does not exist
+// (then the caller should GTEST_SKIP() saying so).
+std::string SharedData(const std::string& relative);
+
+// Skips the current test with a message when the shared data folder is missing.
+#define FMPS_REQUIRE_SHARED_DATA(path_var, relative)                                  \
+  const std::string path_var = ::fmps::testing::SharedData(relative);                 \
+  if (path_var.empty()) GTEST_SKIP() << "../shared/data not present; skipping " << relative
+
+// A fresh empty directory under the system temp dir, removed with its contents on
+// destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  // path()/name
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+  // Writes `content` to path()/name and returns the full path.
+  std::string Write(const std::string& name, const std::string& content) const;
+
+ private:
+  std::string path_;
+};
+
+// Path of the built fmps binary.
+inline std::string FmpsBinary() { return FMPS_BINARY; }
+
+// Runs a shell command, capturing stdout+stderr into *output; returns the exit status
+// (-1 if it did not exit normally).
+int RunCommand(const std::string& command, std::string* output);
+
+// Reads a whole file; throws std::runtime_error if it cannot.
+std::string ReadFile(const std::string& path);
+
+}  // namespace fmps::testing
