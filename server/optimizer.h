@@ -55,8 +55,9 @@ class Optimizer {
   virtual int state_floats() const = 0;
 
   // Initialises the state of a new group whose parameters are already set (FTRL derives z
-  // so that the closed form reproduces the initial parameters; others zero the state).
-  virtual void InitState(const float* param, float* state, int n) const = 0;
+  // so that the closed form with this `l2` reproduces the initial parameters; others zero
+  // the state).
+  virtual void InitState(const float* param, float* state, int n, float l2) const = 0;
 
   // One update of a group of n parameters with gradient `grad`. `step` is the group's step
   // counter (incremented by Adam before use). Non-finite gradients must be filtered by the
