@@ -52,7 +52,7 @@ struct OptimizerConfig {
   float beta1 = 0.9f;      // adam, [0,1)
   float beta2 = 0.999f;    // adam, [0,1)
   float eps = 1e-8f;       // adagrad/adam, > 0
-  float l1 = 0.0f;         // ftrl only (>= 0); rejected for other optimizers when non-zero
+  float l1 = 0.0f;         // ftrl only, >= 0
   float ftrl_beta = 1.0f;  // ftrl only, >= 0
 };
 
@@ -93,20 +93,33 @@ struct Config {
 // Loads `path`, applies `overrides` ("a.b=value", value parsed as a YAML scalar or flow
 // sequence such as "[x, y]") in order, validates, and returns the typed config.
 // Throws ConfigError (bad key/value) or IoError (unreadable file).
+//
+// A key that the rest of the config would make ineffective is an error rather than silently
+// ignored: data.csv unless data.format is csv; optimizer.beta1/beta2 unless adam, eps unless
+// adagrad or adam, l1/ftrl_beta unless ftrl; train.max_delay unless async. A non-empty
+// checkpoint.dir is rejected for now (checkpointing is not implemented yet). Within csv
+// roles, a column may be named only once. An override whose value is empty sets the empty
+// string.
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides);
 
 // Same, from YAML text; `name` is used in messages and for the default output.dir.
 Config ParseConfig(const std::string& yaml_text, const std::string& name,
                    const std::vector<std::string>& overrides);
 
-// The complete effective config as YAML (every key, defaults included). Parsing the result
-// with ParseConfig gives back an equal config.
+// The complete effective config as YAML (every key, defaults included, block style with
+// lists in flow style). Keys that do not apply are left out so that the text re-parses under
+// the rules above: optimizer hyper-parameters the chosen optimizer does not use, max_delay
+// under bsp, and the csv block unless the format is csv. Hence for every config produced by
+// ParseConfig (where such fields always hold their defaults), ParseConfig of the result
+// gives back an equal config. Reals are written in their shortest exact form.
 std::string ConfigToYaml(const Config& config);
 
 // Parses just the `data:` section (as written by ConfigToYaml) into a DataConfig; used to
-// restore the feature pipeline stored in a model file. Throws ConfigError.
+// restore the feature pipeline stored in a model file. Same rules as in a config, except
+// that data.train may be empty (the pipeline does not need the training files). Throws
+// ConfigError.
 DataConfig ParseDataSection(const std::string& yaml_text);
-// The `data:` section alone as YAML.
+// The `data:` section alone as YAML ("data:" and the keys under it, as in ConfigToYaml).
 std::string DataSectionToYaml(const DataConfig& data);
 
 // Names used in YAML for the enums (e.g. "libsvm", "adagrad").

@@ -42,9 +42,10 @@ inline Key KeyFromToken(std::uint32_t column, std::string_view token, int hash_b
 
 // Server owning `key` among `num_servers`: multiply-high of a mixed key, so the split is
 // balanced for raw sequential ids as well as for hashed keys.
+__extension__ using Uint128 = unsigned __int128;
 inline int ServerOfKey(Key key, int num_servers) {
   return static_cast<int>(
-      (static_cast<unsigned __int128>(Mix64(key ^ 0x5851f42d4c957f2dULL)) * num_servers) >> 64);
+      (static_cast<Uint128>(Mix64(key ^ 0x5851f42d4c957f2dULL)) * num_servers) >> 64);
 }
 
 }  // namespace fmps

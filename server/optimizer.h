@@ -54,6 +54,10 @@ class Optimizer {
   // Number of state floats per parameter.
   virtual int state_floats() const = 0;
 
+  // Whether Update reads and advances the group's step counter (Adam). Stores skip keeping
+  // step counters for optimizers that return false.
+  virtual bool uses_step() const { return false; }
+
   // Initialises the state of a new group whose parameters are already set (FTRL derives z
   // so that the closed form with this `l2` reproduces the initial parameters; others zero
   // the state).

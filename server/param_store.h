@@ -1,6 +1,6 @@
 // ParamStore: one server's shard of the model. Maps a 64-bit key to its parameters
 // (w, v[k]) and their optimizer state, kept in contiguous chunked arenas and found through
-// an open-addressing hash table (linear probing, power-of-two capacity).
+// an open-addressing hash table (linear probing, multiply-shift home slot, growth by 1.5x).
 //
 // Rows are created on first Pull(create=true) or Push. A new row has w = 0 and
 // v = InitialEmbedding(seed, key) (depends only on seed and key, so every sharding and
@@ -10,7 +10,16 @@
 // the start. kBiasKey never gets a v.
 //
 // Thread safety: none; one server thread owns a store. Cost: Pull and Push are O(1)
-// expected per key plus O(k) arithmetic.
+// expected per key plus O(k) arithmetic; keys are looked up in sub-batches with prefetching,
+// so long calls are much cheaper per key than calls with a single key.
+//
+// Memory (MemoryBytes): rows of (2 + (1 + k)(1 + S)) floats (key included; S = optimizer
+// state floats; + 2 step counters for Adam) in 2 MiB huge-page chunks, plus an 8-byte table
+// slot per 0.53..0.8 keys. For k = 8, min_count <= 1 and stores of >= ~3*10^5 keys this stays
+// below 1.5x the raw payload (8-byte key + (1 + k)(1 + S) floats) for every optimizer; the
+// slack of the last chunk is at most 2 MiB. With min_count > 1 an unembedded key holds
+// (5 + S) floats and a table slot, and its v row is allocated when it is embedded.
+// At most 2^32 - 1 keys per store.
 #pragma once
 
 #include <cstddef>
@@ -51,20 +60,24 @@ class ParamStore {
   void Pull(const Key* keys, std::size_t n, bool create, float* out);
 
   // Applies one optimizer update per key with gradient grads[i*row_width() ...]. `counts`
-  // (may be null) holds each key's occurrences in the data behind this push and feeds
-  // min_count. Keys must be unique within one call. Missing keys are created first.
+  // (may be null: one occurrence per key) holds each key's occurrences in the data behind
+  // this push and feeds min_count (saturating at 2^32 - 1). The push whose counts reach
+  // min_count creates v at its initial value; its own v gradients, computed against v = 0,
+  // are dropped. A group (w, or v) whose gradient has a non-finite value is not updated.
+  // Keys must be unique within one call. Missing keys are created first.
   void Push(const Key* keys, std::size_t n, const float* grads, const std::uint32_t* counts);
 
   // Sets a key's parameters directly (model loading); creates it if missing; optimizer
-  // state is re-initialised.
+  // state and step counters are re-initialised. kBiasKey's v stays 0. With min_count > 1 an
+  // unembedded key gets a v only if row's v is non-zero (its occurrence count is kept).
   void Set(Key key, const float* row);
 
   std::size_t size() const;         // keys stored (kBiasKey included when present)
   std::size_t embedded() const;     // keys that have a v
-  std::size_t MemoryBytes() const;  // bytes held by the table and arenas
+  std::size_t MemoryBytes() const;  // bytes allocated: table, arenas, chunk lists, the store
 
   // Calls fn(key, row) for every key, row = row_width() floats (w, v or zeros), in
-  // unspecified order.
+  // unspecified order (currently creation order). fn must not modify the store.
   void ForEach(const std::function<void(Key, const float*)>& fn) const;
 
  private:

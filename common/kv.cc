@@ -1,0 +1,203 @@
+#include "common/kv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+#include "common/hash.h"
+
+namespace fmps {
+
+KVClient::KVClient(Transport* transport, const KVClientOptions& options)
+    : transport_(transport), options_(options) {
+  split_keys_.resize(options_.num_servers);
+  split_pos_.resize(options_.num_servers);
+}
+
+void KVClient::Split(std::span<const Key> keys) {
+  for (int s = 0; s < options_.num_servers; ++s) {
+    split_keys_[s].clear();
+    split_pos_[s].clear();
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const int s = ServerOfKey(keys[i], options_.num_servers);
+    split_keys_[s].push_back(keys[i]);
+    split_pos_[s].push_back(static_cast<std::uint32_t>(i));
+  }
+}
+
+Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
+  Pending p;
+  p.ts = next_ts_++;
+  p.vals = vals;
+  const int servers = options_.num_servers;
+  if (servers == 1) {
+    Message m;
+    m.kind = MsgKind::kPull;
+    m.request_id = p.ts;
+    m.flags = create ? kFlagCreate : 0;
+    m.keys.assign(keys.begin(), keys.end());
+    transport_->Send(0, std::move(m));
+    p.remaining = 1;
+  } else {
+    Split(keys);
+    p.positions.resize(servers);
+    for (int s = 0; s < servers; ++s) {
+      if (split_keys_[s].empty()) continue;
+      Message m;
+      m.kind = MsgKind::kPull;
+      m.request_id = p.ts;
+      m.flags = create ? kFlagCreate : 0;
+      m.keys = split_keys_[s];
+      p.positions[s] = split_pos_[s];
+      transport_->Send(s, std::move(m));
+      ++p.remaining;
+    }
+  }
+  pending_.push_back(std::move(p));
+  return pending_.back().ts;
+}
+
+Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads,
+                         std::span<const std::uint32_t> counts, std::int64_t step,
+                         bool has_data, bool to_all_servers) {
+  const int width = options_.row_width;
+  const int servers = options_.num_servers;
+  Pending p;
+  p.ts = next_ts_++;
+  auto make = [&] {
+    Message m;
+    m.kind = MsgKind::kPush;
+    m.request_id = p.ts;
+    m.step = step;
+    m.flags = has_data ? kFlagHasData : 0;
+    return m;
+  };
+  if (servers == 1) {
+    Message m = make();
+    m.keys.assign(keys.begin(), keys.end());
+    m.vals.assign(grads.begin(), grads.end());
+    m.counts.assign(counts.begin(), counts.end());
+    transport_->Send(0, std::move(m));
+    p.remaining = 1;
+  } else {
+    Split(keys);
+    for (int s = 0; s < servers; ++s) {
+      const auto& pos = split_pos_[s];
+      if (pos.empty() && !to_all_servers) continue;
+      Message m = make();
+      m.keys = split_keys_[s];
+      m.vals.resize(pos.size() * width);
+      for (std::size_t j = 0; j < pos.size(); ++j) {
+        std::memcpy(&m.vals[j * width], &grads[static_cast<std::size_t>(pos[j]) * width],
+                    sizeof(float) * width);
+      }
+      if (!counts.empty()) {
+        m.counts.resize(pos.size());
+        for (std::size_t j = 0; j < pos.size(); ++j) m.counts[j] = counts[pos[j]];
+      }
+      transport_->Send(s, std::move(m));
+      ++p.remaining;
+    }
+  }
+  pending_.push_back(std::move(p));
+  return pending_.back().ts;
+}
+
+KVClient::Pending* KVClient::Find(Timestamp ts) {
+  for (auto& p : pending_) {
+    if (p.ts == ts) return &p;
+  }
+  return nullptr;
+}
+
+Message KVClient::Receive(const char* what) {
+  std::optional<Message> m = transport_->Recv(options_.reply_timeout);
+  if (!m) {
+    throw TransportError(std::string("no reply from the servers to a ") + what + " within " +
+                         std::to_string(options_.reply_timeout.count() / 1000) + " s");
+  }
+  return std::move(*m);
+}
+
+void KVClient::Deliver(Message&& reply) {
+  Pending* p = Find(reply.request_id);
+  if (p == nullptr || p->remaining <= 0) {
+    throw TransportError("unexpected reply (request " + std::to_string(reply.request_id) +
+                         ") from endpoint " + std::to_string(reply.sender));
+  }
+  const int width = options_.row_width;
+  if (reply.kind == MsgKind::kPullReply) {
+    const int s = reply.sender;
+    if (options_.num_servers == 1) {
+      std::memcpy(p->vals, reply.vals.data(), reply.vals.size() * sizeof(float));
+    } else {
+      if (s < 0 || s >= options_.num_servers) {
+        throw TransportError("pull reply from non-server endpoint " + std::to_string(s));
+      }
+      const auto& pos = p->positions[s];
+      if (reply.vals.size() != pos.size() * width) {
+        throw TransportError("pull reply from server " + std::to_string(s) + " has " +
+                             std::to_string(reply.vals.size()) + " values, expected " +
+                             std::to_string(pos.size() * width));
+      }
+      for (std::size_t j = 0; j < pos.size(); ++j) {
+        std::memcpy(p->vals + static_cast<std::size_t>(pos[j]) * width, &reply.vals[j * width],
+                    sizeof(float) * width);
+      }
+    }
+  } else if (reply.kind == MsgKind::kPushReply) {
+    if (reply.flags & kFlagAnyHadData) p->result.any_had_data = true;
+  } else {
+    throw TransportError("unexpected message kind " +
+                         std::to_string(static_cast<int>(reply.kind)) + " from endpoint " +
+                         std::to_string(reply.sender));
+  }
+  --p->remaining;
+}
+
+WaitResult KVClient::Wait(Timestamp ts) {
+  Pending* p = Find(ts);
+  if (p == nullptr) throw TransportError("Wait on unknown request " + std::to_string(ts));
+  while (p->remaining > 0) {
+    Deliver(Receive("request"));
+    p = Find(ts);  // Deliver never erases, but keep the pointer fresh
+  }
+  WaitResult result = p->result;
+  pending_.erase(pending_.begin() + (p - pending_.data()));
+  return result;
+}
+
+void KVClient::Dump(
+    const std::function<void(int, std::span<const Key>, std::span<const float>)>& sink) {
+  if (!pending_.empty()) throw TransportError("Dump while requests are in flight");
+  for (int s = 0; s < options_.num_servers; ++s) {
+    Message m;
+    m.kind = MsgKind::kDump;
+    transport_->Send(s, std::move(m));
+  }
+  int done = 0;
+  while (done < options_.num_servers) {
+    Message m = Receive("model dump");
+    if (m.kind != MsgKind::kDumpChunk) {
+      throw TransportError("unexpected message during dump from endpoint " +
+                           std::to_string(m.sender));
+    }
+    if (m.vals.size() != m.keys.size() * options_.row_width) {
+      throw TransportError("malformed dump chunk from server " + std::to_string(m.sender));
+    }
+    sink(m.sender, m.keys, m.vals);
+    if (m.flags & kFlagLast) ++done;
+  }
+}
+
+void KVClient::ShutdownServers() {
+  for (int s = 0; s < options_.num_servers; ++s) {
+    Message m;
+    m.kind = MsgKind::kShutdown;
+    transport_->Send(s, std::move(m));
+  }
+}
+
+}  // namespace fmps

@@ -1,0 +1,94 @@
+// KVClient: the worker's view of the parameter servers, in the ps-lite style of three
+// verbs: Pull(keys) -> timestamp, Push(keys, grads) -> timestamp, Wait(timestamp).
+//
+// Contract:
+//  * Keys within one call are unique, in any order. Every key's value row has row_width
+//    floats (w, v[k]). Keys are partitioned across servers by ServerOfKey (common/hash.h).
+//  * Pull writes keys.size() * row_width floats into `vals`, in key order; `vals` must stay
+//    valid and untouched until Wait(ts) returns. The keys are copied before Pull returns.
+//  * Push copies keys, grads and counts before returning: the caller may reuse its buffers
+//    at once. The push is applied when Wait(ts) returns (async: applied by every server
+//    holding one of its keys; bsp: the whole step has been applied).
+//  * Requests to one server are served in the order issued. Wait may be called in any
+//    order; every Pull/Push must be waited for exactly once.
+//  * Every wait has a timeout: no reply within `reply_timeout` throws TransportError naming
+//    the server. Errors from the transport (job aborted) propagate as TransportError.
+// Thread safety: one thread uses a KVClient. Cost: O(n) per call plus the servers' work.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "common/transport.h"
+#include "common/types.h"
+
+namespace fmps {
+
+using Timestamp = std::uint64_t;
+
+struct KVClientOptions {
+  int num_servers = 1;  // servers are endpoints 0 .. num_servers-1
+  int row_width = 9;
+  std::chrono::milliseconds reply_timeout{std::chrono::minutes(10)};
+};
+
+// What a completed request reports.
+struct WaitResult {
+  bool any_had_data = false;  // bsp push: some worker had rows in that step
+};
+
+class KVClient {
+ public:
+  // `transport` must outlive the client.
+  KVClient(Transport* transport, const KVClientOptions& options);
+
+  // create: servers create missing keys (training); otherwise they read as zeros (eval).
+  Timestamp Pull(std::span<const Key> keys, float* vals, bool create);
+
+  // grads: keys.size() * row_width floats; counts: empty or one occurrence count per key.
+  // step and has_data matter in bsp: every worker pushes once per step to every server
+  // (possibly with no keys) and the servers apply the step once all workers have pushed.
+  Timestamp Push(std::span<const Key> keys, std::span<const float> grads,
+                 std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
+                 bool to_all_servers);
+
+  // Blocks until request `ts` is complete.
+  WaitResult Wait(Timestamp ts);
+
+  // Streams every server's (key, row) pairs to sink in chunks, each server's chunks in
+  // ascending key order. Blocking.
+  void Dump(const std::function<void(int server, std::span<const Key>, std::span<const float>)>&
+                sink);
+
+  // Tells every server to leave its loop. No reply.
+  void ShutdownServers();
+
+  int num_servers() const { return options_.num_servers; }
+  int row_width() const { return options_.row_width; }
+
+ private:
+  struct Pending {
+    Timestamp ts = 0;
+    int remaining = 0;      // replies still expected
+    float* vals = nullptr;  // pull destination
+    std::vector<std::vector<std::uint32_t>> positions;  // pull: per server, key positions
+    WaitResult result;
+  };
+  // Splits keys by server into split_keys_ / split_pos_.
+  void Split(std::span<const Key> keys);
+  Pending* Find(Timestamp ts);
+  void Deliver(Message&& reply);
+  Message Receive(const char* what);
+
+  Transport* transport_;
+  KVClientOptions options_;
+  Timestamp next_ts_ = 1;
+  std::vector<Pending> pending_;  // few entries (bounded by in-flight requests)
+  std::vector<std::vector<Key>> split_keys_;
+  std::vector<std::vector<std::uint32_t>> split_pos_;
+};
+
+}  // namespace fmps

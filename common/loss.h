@@ -1,0 +1,38 @@
+// Loss functions on a raw score s. Logistic: labels y in {0, 1}, p = sigmoid(s),
+// loss = log(1 + e^s) - y s, computed stably for any finite s. Squared: loss = (s - y)^2 / 2.
+// All functions are pure and O(1).
+#pragma once
+
+#include <cmath>
+
+#include "common/config.h"
+
+namespace fmps {
+
+inline double Sigmoid(double s) {
+  if (s >= 0) return 1.0 / (1.0 + std::exp(-s));
+  double e = std::exp(s);
+  return e / (1.0 + e);
+}
+
+// log(1 + e^s) without overflow.
+inline double Softplus(double s) { return std::max(s, 0.0) + std::log1p(std::exp(-std::abs(s))); }
+
+inline double LossValue(Loss loss, double score, double label) {
+  if (loss == Loss::kLogistic) return Softplus(score) - label * score;
+  double d = score - label;
+  return 0.5 * d * d;
+}
+
+// d loss / d score.
+inline double LossGradient(Loss loss, double score, double label) {
+  if (loss == Loss::kLogistic) return Sigmoid(score) - label;
+  return score - label;
+}
+
+// What `fmps predict` prints for a score: a probability (logistic) or the score (squared).
+inline double Prediction(Loss loss, double score) {
+  return loss == Loss::kLogistic ? Sigmoid(score) : score;
+}
+
+}  // namespace fmps

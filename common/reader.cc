@@ -1,0 +1,1023 @@
+#include "common/reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <system_error>
+#include <utility>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/parse_number.h"
+
+namespace fmps {
+namespace {
+
+using internal::NumStatus;
+
+constexpr std::size_t kPage = 4096;
+constexpr std::size_t kBufferSize = std::size_t{1} << 20;
+constexpr std::uint32_t kCriteoInts = 13;
+constexpr std::uint32_t kCriteoColumns = 40;  // label + 13 integer + 26 categorical
+constexpr std::size_t kMaxQuoted = 40;        // longest token quoted verbatim in a reason
+constexpr float kFloatMax = std::numeric_limits<float>::max();
+
+std::string ErrnoText(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+std::size_t RoundUp(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Feature separators of libsvm / libffm lines.
+inline bool IsSep(char c) { return c == ' ' || c == '\t'; }
+
+inline bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+bool IsBlank(std::string_view line) {
+  for (char c : line) {
+    if (!IsSpace(c)) return false;
+  }
+  return true;
+}
+
+std::string_view StripLineEnd(std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return line;
+}
+
+std::string_view StripBom(std::string_view line) {
+  if (line.size() >= 3 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.remove_prefix(3);
+  return line;
+}
+
+// Reasons are built by appending into a reused string, so a bad row costs no allocation
+// once the string has grown.
+void AppendQuoted(std::string* r, std::string_view tok) {
+  r->push_back('\'');
+  if (tok.size() <= kMaxQuoted) {
+    r->append(tok);
+  } else {
+    r->append(tok.substr(0, kMaxQuoted));
+    r->append("...");
+  }
+  r->push_back('\'');
+}
+
+void AppendUint(std::string* r, std::uint64_t v) {
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  r->append(buf, static_cast<std::size_t>(res.ptr - buf));
+}
+
+// "<what> '<tok>' in feature <n>"
+void FeatureReason(std::string* r, std::string_view what, std::string_view tok, int feature) {
+  r->assign(what);
+  r->push_back(' ');
+  AppendQuoted(r, tok);
+  r->append(" in feature ");
+  AppendUint(r, static_cast<std::uint64_t>(feature));
+}
+
+// Fills *reason for a value that failed to parse with `st`.
+void NumberReason(std::string* r, NumStatus st, std::string_view tok, std::string_view where) {
+  r->assign(st == NumStatus::kNonFinite ? "non-finite value " : "bad number ");
+  AppendQuoted(r, tok);
+  r->append(" in ");
+  r->append(where);
+}
+
+const char* TokenEnd(const char* p, const char* end) {
+  while (p != end && !IsSep(*p)) ++p;
+  return p;
+}
+
+// Parses a label token per loss. Returns false with *reason set.
+bool ParseLabel(std::string_view tok, bool logistic, float* y, std::string* reason) {
+  if (tok.empty()) {
+    reason->assign("missing label");
+    return false;
+  }
+  float v;
+  NumStatus st = internal::ParseFloat(tok, &v);
+  if (st != NumStatus::kOk) {
+    NumberReason(reason, st, tok, "label");
+    return false;
+  }
+  if (!logistic) {
+    *y = v;
+    return true;
+  }
+  if (v == 1.0f) {
+    *y = 1.0f;
+  } else if (v == 0.0f || v == -1.0f) {
+    *y = 0.0f;
+  } else {
+    reason->assign("label ");
+    AppendQuoted(reason, tok);
+    reason->append(" is not 0/1 or -1/+1 for logistic loss");
+    return false;
+  }
+  return true;
+}
+
+// Parses the value after "id:" starting at p (fast path inline, slow path for anything odd).
+// On success stores it and returns the end of the token; on failure returns nullptr with
+// *st set and *tok_end at the token end.
+inline const char* ParseFeatureValue(const char* p, const char* end, float* value, NumStatus* st,
+                                     const char** tok_end) {
+  double d = 0.0;
+  const char* r = internal::FastDouble(p, end, &d);
+  if (r != nullptr && (r == end || IsSep(*r)) && std::fabs(d) <= kFloatMax &&
+      internal::DoubleToFloatExact(d, value)) {
+    return r;
+  }
+  const char* e = TokenEnd(p, end);
+  *st = internal::ParseFloat(p, e, value);
+  *tok_end = e;
+  return *st == NumStatus::kOk ? e : nullptr;
+}
+
+// The 32-bit identity of a csv column used in hashing: derived from its name, so files may
+// order their columns differently.
+std::uint32_t CsvColumnId(std::string_view name) {
+  return static_cast<std::uint32_t>(Mix64(HashToken(0x63737600u, name)));
+}
+
+// Splits a csv line into cells (RFC 4180 quoting). Cells are views into `line` or, for quoted
+// cells containing "", into *scratch (reserved up front so views stay valid). Returns false
+// with *reason set on an unterminated quote or text after a closing quote.
+bool SplitCsv(std::string_view line, char delim, std::vector<std::string_view>* cells,
+              std::string* scratch, std::string* reason) {
+  cells->clear();
+  const char* p = line.data();
+  const char* const end = p + line.size();
+  if (line.empty() || std::memchr(p, '"', line.size()) == nullptr) {
+    for (;;) {
+      const char* q = static_cast<const char*>(std::memchr(p, delim, end - p));
+      if (q == nullptr) {
+        cells->emplace_back(p, end - p);
+        return true;
+      }
+      cells->emplace_back(p, q - p);
+      p = q + 1;
+    }
+  }
+  scratch->clear();
+  if (scratch->capacity() < line.size()) scratch->reserve(line.size());
+  for (;;) {
+    if (p != end && *p == '"') {
+      ++p;
+      const char* start = p;
+      bool escaped = false;
+      for (;;) {
+        const char* q = static_cast<const char*>(std::memchr(p, '"', end - p));
+        if (q == nullptr) {
+          reason->assign("unterminated quote");
+          return false;
+        }
+        if (q + 1 != end && q[1] == '"') {
+          escaped = true;
+          p = q + 2;
+          continue;
+        }
+        p = q;
+        break;
+      }
+      std::string_view content(start, p - start);
+      if (escaped) {
+        const std::size_t off = scratch->size();
+        for (std::size_t i = 0; i < content.size(); ++i) {
+          scratch->push_back(content[i]);
+          if (content[i] == '"') ++i;  // "" -> "
+        }
+        cells->emplace_back(scratch->data() + off, scratch->size() - off);
+      } else {
+        cells->push_back(content);
+      }
+      ++p;  // closing quote
+      if (p == end) return true;
+      if (*p != delim) {
+        reason->assign("unexpected text after closing quote in column ");
+        AppendUint(reason, cells->size());
+        return false;
+      }
+      ++p;
+    } else {
+      const char* q = static_cast<const char*>(std::memchr(p, delim, end - p));
+      if (q == nullptr) {
+        cells->emplace_back(p, end - p);
+        return true;
+      }
+      cells->emplace_back(p, q - p);
+      p = q + 1;
+    }
+  }
+}
+
+enum class CsvRole : std::uint8_t { kIgnore, kLabel, kNumeric, kCategorical };
+
+struct CsvColumn {
+  std::string name;
+  CsvRole role = CsvRole::kIgnore;
+  std::uint32_t id = 0;
+  Key numeric_key = 0;  // standardize / none
+  double mean = 0.0;
+  double std = 1.0;
+};
+
+std::string InFile(std::string_view file) {
+  return file.empty() ? std::string(" in the csv header")
+                      : " in the header of '" + std::string(file) + "'";
+}
+
+// Maps a csv header to column roles; throws ConfigError on any mismatch with spec.
+std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std::string>& header,
+                                       std::string_view file) {
+  if (csv.label.empty()) throw ConfigError("data.csv.label: required for format csv");
+  std::vector<CsvColumn> columns(header.size());
+  auto in_header = [&](const std::string& name) {
+    return std::find(header.begin(), header.end(), name) != header.end();
+  };
+  auto check_present = [&](const std::string& key, const std::string& name) {
+    if (!in_header(name)) {
+      throw ConfigError(key + ": column '" + name + "' is not present" + InFile(file));
+    }
+  };
+  check_present("data.csv.label", csv.label);
+  for (const auto& n : csv.numeric) check_present("data.csv.numeric", n);
+  for (const auto& n : csv.categorical) check_present("data.csv.categorical", n);
+  for (const auto& n : csv.ignore) check_present("data.csv.ignore", n);
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    const std::string& name = header[i];
+    CsvColumn& c = columns[i];
+    c.name = name;
+    c.id = CsvColumnId(name);
+    int roles = 0;
+    if (name == csv.label) {
+      c.role = CsvRole::kLabel;
+      ++roles;
+    }
+    auto count = [&](const std::vector<std::string>& list, CsvRole role) {
+      for (const auto& n : list) {
+        if (n == name) {
+          c.role = role;
+          ++roles;
+        }
+      }
+    };
+    count(csv.numeric, CsvRole::kNumeric);
+    count(csv.categorical, CsvRole::kCategorical);
+    count(csv.ignore, CsvRole::kIgnore);
+    if (roles == 0) {
+      throw ConfigError("data.csv: column '" + name + "'" + InFile(file) +
+                        " has no role (list it under label, numeric, categorical or ignore)");
+    }
+    if (roles > 1) {
+      throw ConfigError("data.csv: column '" + name + "'" + InFile(file) +
+                        " has more than one role");
+    }
+  }
+  return columns;
+}
+
+// Turns one line into a row of a RowBlock, for every format. No allocation once its scratch
+// buffers have grown.
+class RowParser {
+ public:
+  // `header` is the csv header (csv only); `file` names it in errors. `need_stats`: require
+  // spec.numeric_stats for every numeric column when transform is standardize.
+  RowParser(const FeatureSpec& spec, const std::vector<std::string>* header, std::string_view file,
+            bool need_stats)
+      : format_(spec.data.format),
+        hash_bits_(spec.data.hash_bits),
+        logistic_(spec.loss == Loss::kLogistic),
+        delim_(spec.data.csv.delimiter),
+        transform_(spec.data.csv.transform) {
+    if (format_ != DataFormat::kCsv) return;
+    static const std::vector<std::string> kNoHeader;
+    columns_ = BuildCsvColumns(spec.data.csv, header ? *header : kNoHeader, file);
+    if (need_stats && transform_ == NumericTransform::kStandardize) {
+      for (const auto& name : spec.data.csv.numeric) {
+        auto it = std::find_if(spec.numeric_stats.begin(), spec.numeric_stats.end(),
+                               [&](const NumericStat& s) { return s.column == name; });
+        if (it == spec.numeric_stats.end()) {
+          throw ConfigError("data.csv.numeric: no statistics for column '" + name +
+                            "' (transform standardize needs a first pass, ComputeNumericStats)");
+        }
+        for (auto& c : columns_) {
+          if (c.name == name) {
+            c.mean = it->mean;
+            c.std = it->std == 0.0 ? 1.0 : it->std;
+          }
+        }
+      }
+    }
+    for (auto& c : columns_) c.numeric_key = KeyFromToken(c.id, "", hash_bits_);
+  }
+
+  const std::vector<CsvColumn>& columns() const { return columns_; }
+
+  bool Parse(std::string_view line, RowBlock* block, std::string* reason) {
+    bool ok;
+    switch (format_) {
+      case DataFormat::kLibsvm:
+        ok = ParseLibsvm(line, block, reason);
+        break;
+      case DataFormat::kLibffm:
+        ok = ParseLibffm(line, block, reason);
+        break;
+      case DataFormat::kCriteo:
+        ok = ParseCriteo(line, block, reason);
+        break;
+      default:
+        ok = ParseCsv(line, block, reason);
+        break;
+    }
+    if (!ok) block->AbandonRow();
+    return ok;
+  }
+
+ private:
+  // Rejects raw id 2^64-1 (the bias key) when ids are kept as given.
+  bool IdInRange(std::uint64_t id) const { return hash_bits_ != 0 || id != kBiasKey; }
+
+  bool ParseLibsvm(std::string_view line, RowBlock* block, std::string* reason) {
+    const char* p = line.data();
+    const char* const end = p + line.size();
+    while (p != end && IsSep(*p)) ++p;
+    const char* q = TokenEnd(p, end);
+    float y;
+    if (!ParseLabel({p, static_cast<std::size_t>(q - p)}, logistic_, &y, reason)) return false;
+    p = q;
+    int feature = 0;
+    for (;;) {
+      while (p != end && IsSep(*p)) ++p;
+      if (p == end) break;
+      ++feature;
+      const char* tok = p;
+      std::uint64_t id;
+      NumStatus st = internal::ScanU64(&p, end, &id);
+      if (st != NumStatus::kOk || p == end || *p != ':' || !IdInRange(id)) {
+        return IdError(tok, end, feature, reason);
+      }
+      ++p;
+      float v;
+      const char* tok_end;
+      const char* r = ParseFeatureValue(p, end, &v, &st, &tok_end);
+      if (r == nullptr) {
+        FeatureReason(reason, st == NumStatus::kNonFinite ? "non-finite value" : "bad number",
+                      {p, static_cast<std::size_t>(tok_end - p)}, feature);
+        return false;
+      }
+      p = r;
+      if (v != 0.0f) block->AddFeature(KeyFromId(id, hash_bits_), v);
+    }
+    block->FinishRow(y);
+    return true;
+  }
+
+  // Explains why the "id:value" token at tok is bad (cold path).
+  bool IdError(const char* tok, const char* end, int feature, std::string* reason) const {
+    const char* e = TokenEnd(tok, end);
+    std::string_view token(tok, e - tok);
+    std::size_t colon = token.find(':');
+    std::string_view id = token.substr(0, colon);
+    std::uint64_t v;
+    NumStatus st = internal::ParseU64(id.data(), id.data() + id.size(), &v);
+    if (st == NumStatus::kOk && colon == std::string_view::npos) {
+      FeatureReason(reason, "missing ':value' after id", token, feature);
+    } else if (st == NumStatus::kOutOfRange || (st == NumStatus::kOk && !IdInRange(v))) {
+      FeatureReason(reason, "id out of range", token, feature);
+    } else {
+      FeatureReason(reason, "bad id", token, feature);
+    }
+    return false;
+  }
+
+  bool ParseLibffm(std::string_view line, RowBlock* block, std::string* reason) {
+    const char* p = line.data();
+    const char* const end = p + line.size();
+    while (p != end && IsSep(*p)) ++p;
+    const char* q = TokenEnd(p, end);
+    float y;
+    if (!ParseLabel({p, static_cast<std::size_t>(q - p)}, logistic_, &y, reason)) return false;
+    p = q;
+    int feature = 0;
+    for (;;) {
+      while (p != end && IsSep(*p)) ++p;
+      if (p == end) break;
+      ++feature;
+      const char* tok = p;
+      std::uint64_t field, id;
+      NumStatus st = internal::ScanU64(&p, end, &field);
+      if (st != NumStatus::kOk || p == end || *p != ':') return FfmError(tok, end, feature, reason);
+      ++p;
+      st = internal::ScanU64(&p, end, &id);
+      if (st != NumStatus::kOk || p == end || *p != ':' || !IdInRange(id)) {
+        return FfmError(tok, end, feature, reason);
+      }
+      ++p;
+      float v;
+      const char* tok_end;
+      const char* r = ParseFeatureValue(p, end, &v, &st, &tok_end);
+      if (r == nullptr) {
+        if (p == tok_end) return FfmError(tok, end, feature, reason);
+        FeatureReason(reason, st == NumStatus::kNonFinite ? "non-finite value" : "bad number",
+                      {p, static_cast<std::size_t>(tok_end - p)}, feature);
+        return false;
+      }
+      p = r;
+      if (v != 0.0f) block->AddFeature(KeyFromId(id, hash_bits_), v);
+    }
+    block->FinishRow(y);
+    return true;
+  }
+
+  // Explains why the "field:id:value" token at tok is bad (cold path).
+  bool FfmError(const char* tok, const char* end, int feature, std::string* reason) const {
+    const char* e = TokenEnd(tok, end);
+    std::string_view token(tok, e - tok);
+    std::size_t c1 = token.find(':');
+    std::size_t c2 = c1 == std::string_view::npos ? c1 : token.find(':', c1 + 1);
+    if (c2 == std::string_view::npos || c1 == 0 || c2 == c1 + 1 || c2 + 1 == token.size()) {
+      reason->assign("missing part in feature ");
+      AppendUint(reason, static_cast<std::uint64_t>(feature));
+      reason->append(" ");
+      AppendQuoted(reason, token);
+      reason->append(", expected field:id:value");
+      return false;
+    }
+    std::string_view field = token.substr(0, c1);
+    std::string_view id = token.substr(c1 + 1, c2 - c1 - 1);
+    std::uint64_t v;
+    if (internal::ParseU64(field.data(), field.data() + field.size(), &v) != NumStatus::kOk) {
+      FeatureReason(reason, "bad field", token, feature);
+      return false;
+    }
+    NumStatus st = internal::ParseU64(id.data(), id.data() + id.size(), &v);
+    if (st == NumStatus::kOutOfRange || (st == NumStatus::kOk && !IdInRange(v))) {
+      FeatureReason(reason, "id out of range", token, feature);
+    } else {
+      FeatureReason(reason, "bad id", token, feature);
+    }
+    return false;
+  }
+
+  bool ParseCriteo(std::string_view line, RowBlock* block, std::string* reason) {
+    const char* p = line.data();
+    const char* const end = p + line.size();
+    float y = 0.0f;
+    for (std::uint32_t col = 0;; ++col) {
+      const char* q = static_cast<const char*>(std::memchr(p, '\t', end - p));
+      if (q == nullptr) q = end;
+      std::string_view cell(p, q - p);
+      if (col >= kCriteoColumns) {
+        reason->assign("too many columns (");
+        AppendUint(reason, kCriteoColumns + 1 + std::count(q, end, '\t'));
+        reason->append(", at most ");
+        AppendUint(reason, kCriteoColumns);
+        reason->append(")");
+        return false;
+      }
+      if (col == 0) {
+        if (!ParseLabel(cell, logistic_, &y, reason)) return false;
+      } else if (!cell.empty()) {
+        if (col <= kCriteoInts) {
+          double v;
+          NumStatus st = internal::ParseDouble(cell, &v);
+          if (st != NumStatus::kOk) {
+            NumberReason(reason, st, cell, "column I");
+            AppendUint(reason, col);
+            return false;
+          }
+          AddBucket(col, v, block);
+        } else {
+          block->AddFeature(KeyFromToken(col, cell, hash_bits_), 1.0f);
+        }
+      }
+      if (q == end) break;
+      p = q + 1;
+    }
+    block->FinishRow(y);
+    return true;
+  }
+
+  void AddBucket(std::uint32_t column, double v, RowBlock* block) const {
+    char buf[24];
+    auto res = std::to_chars(buf, buf + sizeof(buf), LogBucket(v));
+    block->AddFeature(
+        KeyFromToken(column, {buf, static_cast<std::size_t>(res.ptr - buf)}, hash_bits_), 1.0f);
+  }
+
+  bool ParseCsv(std::string_view line, RowBlock* block, std::string* reason) {
+    if (!SplitCsv(line, delim_, &cells_, &unescaped_, reason)) return false;
+    if (cells_.size() != columns_.size()) {
+      reason->assign("expected ");
+      AppendUint(reason, columns_.size());
+      reason->append(" columns, found ");
+      AppendUint(reason, cells_.size());
+      return false;
+    }
+    float y = 0.0f;
+    for (std::size_t i = 0; i < cells_.size(); ++i) {
+      const CsvColumn& c = columns_[i];
+      std::string_view cell = cells_[i];
+      switch (c.role) {
+        case CsvRole::kIgnore:
+          break;
+        case CsvRole::kLabel:
+          if (!ParseLabel(cell, logistic_, &y, reason)) return false;
+          break;
+        case CsvRole::kCategorical:
+          if (!cell.empty()) block->AddFeature(KeyFromToken(c.id, cell, hash_bits_), 1.0f);
+          break;
+        case CsvRole::kNumeric: {
+          if (cell.empty()) break;
+          double x;
+          NumStatus st = internal::ParseDouble(cell, &x);
+          float v = 0.0f;
+          if (st == NumStatus::kOk) {
+            if (transform_ == NumericTransform::kLogBucket) {
+              AddBucket(c.id, x, block);
+              break;
+            }
+            const double t =
+                transform_ == NumericTransform::kStandardize ? (x - c.mean) / c.std : x;
+            if (std::fabs(t) <= kFloatMax) {
+              v = static_cast<float>(t);
+            } else {
+              st = NumStatus::kNonFinite;
+            }
+          }
+          if (st != NumStatus::kOk) {
+            NumberReason(reason, st, cell, "column '");
+            reason->append(c.name);
+            reason->push_back('\'');
+            return false;
+          }
+          block->AddFeature(c.numeric_key, v);
+          break;
+        }
+      }
+    }
+    block->FinishRow(y);
+    return true;
+  }
+
+  DataFormat format_;
+  int hash_bits_;
+  bool logistic_;
+  char delim_;
+  NumericTransform transform_;
+  std::vector<CsvColumn> columns_;
+  std::vector<std::string_view> cells_;  // scratch
+  std::string unescaped_;                // scratch
+};
+
+// Opens `path` read-only or throws IoError naming it.
+int OpenFile(const std::string& path) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) throw IoError("cannot open '" + path + "': " + ErrnoText(errno));
+  return fd;
+}
+
+// read(2) with EINTR handling; throws IoError.
+std::size_t ReadSome(int fd, char* dst, std::size_t n, const std::string& path) {
+  for (;;) {
+    ssize_t r = ::read(fd, dst, n);
+    if (r >= 0) return static_cast<std::size_t>(r);
+    if (errno != EINTR) throw IoError("cannot read '" + path + "': " + ErrnoText(errno));
+  }
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// The first line of a file (BOM and '\r' stripped), for csv headers. Throws ConfigError if
+// the file is empty.
+std::string ReadFirstLine(const std::string& path) {
+  Fd fd(OpenFile(path));
+  std::string line;
+  char buf[65536];
+  for (;;) {
+    std::size_t n = ReadSome(fd.get(), buf, sizeof(buf), path);
+    if (n == 0) break;
+    const char* nl = static_cast<const char*>(std::memchr(buf, '\n', n));
+    line.append(buf, nl ? static_cast<std::size_t>(nl - buf) : n);
+    if (nl) break;
+  }
+  std::string_view v = StripBom(StripLineEnd(line));
+  if (v.empty() && line.empty()) {
+    throw ConfigError("data.csv: '" + path + "' is empty; a csv file needs a header row");
+  }
+  return std::string(v);
+}
+
+std::vector<std::string> ReadCsvHeader(const std::string& path, char delim) {
+  std::string line = ReadFirstLine(path);
+  std::vector<std::string_view> cells;
+  std::string scratch, reason;
+  if (!SplitCsv(line, delim, &cells, &scratch, &reason)) {
+    throw ConfigError("data.csv: bad header in '" + path + "': " + reason);
+  }
+  return std::vector<std::string>(cells.begin(), cells.end());
+}
+
+// Number of '\n' bytes in [0, limit) of a file (cold path: line numbers of bad rows).
+std::uint64_t CountNewlines(const std::string& path, std::uint64_t limit) {
+  Fd fd(OpenFile(path));
+  std::vector<char> buf(kBufferSize);
+  std::uint64_t count = 0, done = 0;
+  while (done < limit) {
+    std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), limit - done));
+    std::size_t n = ReadSome(fd.get(), buf.data(), want, path);
+    if (n == 0) break;
+    count += static_cast<std::uint64_t>(std::count(buf.data(), buf.data() + n, '\n'));
+    done += n;
+  }
+  return count;
+}
+
+// Yields the lines of shard `shard` of `num_shards` of the concatenation of files: exactly
+// the lines whose first byte lies in the shard's byte range.
+class LineSource {
+ public:
+  LineSource(std::vector<std::string> paths, int shard, int num_shards) {
+    if (num_shards < 1 || shard < 0 || shard >= num_shards) {
+      throw ConfigError("invalid shard " + std::to_string(shard) + " of " +
+                        std::to_string(num_shards));
+    }
+    std::uint64_t total = 0;
+    for (auto& p : paths) {
+      Fd fd(OpenFile(p));
+      struct stat st;
+      if (::fstat(fd.get(), &st) != 0)
+        throw IoError("cannot stat '" + p + "': " + ErrnoText(errno));
+      if (!S_ISREG(st.st_mode)) throw IoError("'" + p + "' is not a regular file");
+      files_.push_back({std::move(p), static_cast<std::uint64_t>(st.st_size), total});
+      total += static_cast<std::uint64_t>(st.st_size);
+    }
+    // floor(total * i / n) without overflow: total = q * n + r.
+    const std::uint64_t n = static_cast<std::uint64_t>(num_shards);
+    const std::uint64_t q = total / n, r = total % n;
+    auto cut = [&](std::uint64_t i) { return q * i + r * i / n; };
+    begin_ = cut(static_cast<std::uint64_t>(shard));
+    end_ = cut(static_cast<std::uint64_t>(shard) + 1);
+    base_.assign(files_.size(), -1);
+    void* mem = nullptr;
+    if (posix_memalign(&mem, kPage, kBufferSize) != 0) throw std::bad_alloc();
+    buf_ = static_cast<char*>(mem);
+    cap_ = kBufferSize;
+  }
+  ~LineSource() {
+    CloseFile();
+    std::free(buf_);
+  }
+  LineSource(const LineSource&) = delete;
+  LineSource& operator=(const LineSource&) = delete;
+
+  void Rewind() {
+    CloseFile();
+    next_file_ = 0;
+    consumed_ = 0;
+  }
+
+  // Next line of the shard (terminator, trailing '\r' and a leading BOM removed); false at
+  // the end. The view is valid until the next call.
+  bool Next(std::string_view* line) {
+    for (;;) {
+      if (fd_ < 0 && !OpenNextFile()) return false;
+      const std::size_t avail = lim_ - pos_;
+      const std::uint64_t off = read_off_ - avail;  // file offset of buf_[pos_]
+      if (!skipping_ && off >= local_end_) {
+        CloseFile();
+        continue;
+      }
+      char* s = buf_ + pos_;
+      const void* nl =
+          avail > scanned_ ? std::memchr(s + scanned_, '\n', avail - scanned_) : nullptr;
+      std::size_t len;
+      if (nl == nullptr) {
+        if (!eof_) {
+          if (skipping_) {
+            pos_ = lim_;
+            scanned_ = 0;
+          } else {
+            scanned_ = avail;
+          }
+          Refill();
+          continue;
+        }
+        if (avail == 0 || skipping_) {
+          CloseFile();
+          continue;
+        }
+        len = avail;  // last line without a newline
+        pos_ = lim_;
+      } else {
+        len = static_cast<std::size_t>(static_cast<const char*>(nl) - s);
+        pos_ += len + 1;
+        if (skipping_) {  // the partial line before the shard's first line start
+          skipping_ = false;
+          scanned_ = 0;
+          first_line_off_ = off + len + 1;
+          continue;
+        }
+      }
+      scanned_ = 0;
+      line_off_ = off;
+      ++lines_;
+      consumed_ = std::min(files_[file_].begin + (read_off_ - (lim_ - pos_)), end_) - begin_;
+      std::string_view v(s, len);
+      if (!v.empty() && v.back() == '\r') v.remove_suffix(1);
+      if (off == 0) v = StripBom(v);
+      *line = v;
+      return true;
+    }
+  }
+
+  std::size_t file_index() const { return file_; }
+  const std::string& path() const { return files_[file_].path; }
+  std::uint64_t line_offset() const { return line_off_; }
+
+  // 1-based line number of the current line in its file. The lines before the shard's start
+  // are counted once, lazily, the first time a number is needed.
+  std::uint64_t LineNumber() {
+    if (base_[file_] < 0) {
+      base_[file_] = static_cast<std::int64_t>(CountNewlines(path(), first_line_off_));
+    }
+    return static_cast<std::uint64_t>(base_[file_]) + lines_;
+  }
+
+  std::uint64_t shard_bytes() const { return end_ - begin_; }
+  std::uint64_t consumed() const { return consumed_; }
+
+ private:
+  struct File {
+    std::string path;
+    std::uint64_t size;
+    std::uint64_t begin;  // offset in the concatenation
+  };
+
+  bool OpenNextFile() {
+    while (next_file_ < files_.size()) {
+      const std::size_t i = next_file_++;
+      const File& f = files_[i];
+      const std::uint64_t b = std::max(begin_, f.begin) - f.begin;
+      const std::uint64_t e = std::min(end_, f.begin + f.size);
+      if (e <= f.begin || b >= e - f.begin) continue;
+      local_end_ = e - f.begin;
+      file_ = i;
+      fd_ = OpenFile(f.path);
+#ifdef POSIX_FADV_SEQUENTIAL
+      ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+      pos_ = lim_ = scanned_ = 0;
+      eof_ = false;
+      lines_ = 0;
+      if (b == 0) {
+        read_off_ = 0;
+        skipping_ = false;
+        first_line_off_ = 0;
+        base_[i] = 0;
+      } else {
+        // Start at b-1: the first line start >= b follows the first '\n' at or after b-1.
+        const std::uint64_t start = (b - 1) / kPage * kPage;
+        if (::lseek(fd_, static_cast<off_t>(start), SEEK_SET) < 0) {
+          throw IoError("cannot seek in '" + f.path + "': " + ErrnoText(errno));
+        }
+        read_off_ = start;
+        Refill();
+        pos_ = std::min<std::size_t>(lim_, static_cast<std::size_t>(b - 1 - start));
+        skipping_ = true;
+      }
+      return true;
+    }
+    consumed_ = end_ - begin_;
+    return false;
+  }
+
+  void CloseFile() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  // Keeps the unfinished line [pos_, lim_) and reads more after it. The kept bytes are placed
+  // so that read(2) always writes to a page-aligned address; the buffer grows for long lines.
+  void Refill() {
+    const std::size_t rem = lim_ - pos_;
+    const std::size_t dst = RoundUp(rem, kPage);
+    if (cap_ - dst < kBufferSize / 2) {
+      const std::size_t new_cap = std::max(cap_ * 2, dst + kBufferSize);
+      void* mem = nullptr;
+      if (posix_memalign(&mem, kPage, new_cap) != 0) throw std::bad_alloc();
+      char* nb = static_cast<char*>(mem);
+      std::memcpy(nb + dst - rem, buf_ + pos_, rem);
+      std::free(buf_);
+      buf_ = nb;
+      cap_ = new_cap;
+    } else if (pos_ != dst - rem && rem > 0) {
+      std::memmove(buf_ + dst - rem, buf_ + pos_, rem);
+    }
+    pos_ = dst - rem;
+    lim_ = dst;
+    const std::size_t n = ReadSome(fd_, buf_ + lim_, cap_ - lim_, files_[file_].path);
+    if (n == 0) eof_ = true;
+    lim_ += n;
+    read_off_ += n;
+  }
+
+  std::vector<File> files_;
+  std::uint64_t begin_ = 0, end_ = 0;  // shard range in the concatenation
+  std::vector<std::int64_t> base_;     // per file: '\n' count before first_line_off_, or -1
+  std::size_t next_file_ = 0;
+  std::size_t file_ = 0;
+  int fd_ = -1;
+  char* buf_ = nullptr;
+  std::size_t cap_ = 0;
+  std::size_t pos_ = 0;         // next unconsumed byte
+  std::size_t lim_ = 0;         // end of valid data
+  std::size_t scanned_ = 0;     // bytes after pos_ known to hold no '\n'
+  std::uint64_t read_off_ = 0;  // file offset of buf_[lim_]
+  bool eof_ = false;
+  bool skipping_ = false;
+  std::uint64_t local_end_ = 0;       // lines starting at or after this offset are not ours
+  std::uint64_t first_line_off_ = 0;  // offset of the shard's first line in this file
+  std::uint64_t lines_ = 0;           // lines returned from this file so far
+  std::uint64_t line_off_ = 0;        // offset of the current line
+  std::uint64_t consumed_ = 0;
+};
+
+}  // namespace
+
+std::int64_t LogBucket(double v) {
+  if (std::isnan(v)) return 0;
+  if (v > 2.0) {
+    const double l = std::log(v);
+    return static_cast<std::int64_t>(std::floor(l * l));
+  }
+  if (v < -9.0e18) return std::numeric_limits<std::int64_t>::min();
+  return static_cast<std::int64_t>(std::floor(v));
+}
+
+std::vector<NumericStat> ComputeNumericStats(const FeatureSpec& spec,
+                                             const std::vector<std::string>& files) {
+  if (spec.data.format != DataFormat::kCsv) return {};
+  const CsvSpec& csv = spec.data.csv;
+  const std::size_t k = csv.numeric.size();
+  std::vector<std::uint64_t> n(k, 0);
+  std::vector<double> mean(k, 0.0), m2(k, 0.0);
+  // Per file: column index -> numeric stat index (or -1).
+  std::vector<std::vector<int>> stat_of(files.size());
+  for (std::size_t f = 0; f < files.size(); ++f) {
+    std::vector<std::string> header = ReadCsvHeader(files[f], csv.delimiter);
+    std::vector<CsvColumn> columns = BuildCsvColumns(csv, header, files[f]);
+    for (const CsvColumn& c : columns) {
+      int idx = -1;
+      if (c.role == CsvRole::kNumeric) {
+        idx = static_cast<int>(std::find(csv.numeric.begin(), csv.numeric.end(), c.name) -
+                               csv.numeric.begin());
+      }
+      stat_of[f].push_back(idx);
+    }
+  }
+  LineSource source(files, 0, 1);
+  std::vector<std::string_view> cells;
+  std::string scratch, reason;
+  std::string_view line;
+  while (source.Next(&line)) {
+    if (source.line_offset() == 0 || IsBlank(line)) continue;
+    const std::vector<int>& map = stat_of[source.file_index()];
+    if (!SplitCsv(line, csv.delimiter, &cells, &scratch, &reason) || cells.size() != map.size()) {
+      continue;
+    }
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (map[i] < 0 || cells[i].empty()) continue;
+      double x;
+      if (internal::ParseDouble(cells[i], &x) != NumStatus::kOk) continue;
+      const auto j = static_cast<std::size_t>(map[i]);
+      ++n[j];
+      const double d = x - mean[j];
+      mean[j] += d / static_cast<double>(n[j]);
+      m2[j] += d * (x - mean[j]);
+    }
+  }
+  std::vector<NumericStat> stats(k);
+  for (std::size_t j = 0; j < k; ++j) {
+    stats[j].column = csv.numeric[j];
+    if (n[j] == 0) continue;
+    stats[j].mean = mean[j];
+    const double sd = std::sqrt(m2[j] / static_cast<double>(n[j]));
+    stats[j].std = (sd > 0.0 && std::isfinite(sd)) ? sd : 1.0;
+  }
+  return stats;
+}
+
+class ShardReader::Impl {
+ public:
+  Impl(FeatureSpec spec, std::vector<std::string> files, int shard, int num_shards)
+      : spec_(std::move(spec)), source_(files, shard, num_shards) {
+    csv_ = spec_.data.format == DataFormat::kCsv;
+    if (csv_) {
+      for (const auto& f : files) {
+        std::vector<std::string> header = ReadCsvHeader(f, spec_.data.csv.delimiter);
+        parsers_.emplace_back(spec_, &header, f, true);
+      }
+    } else {
+      parsers_.emplace_back(spec_, nullptr, "", true);
+    }
+  }
+
+  std::size_t Read(std::size_t max_rows, RowBlock* block) {
+    std::size_t rows = 0;
+    std::string_view line;
+    while (rows < max_rows && source_.Next(&line)) {
+      if (csv_ && source_.line_offset() == 0) continue;  // the file's header
+      if (line.empty() || (IsSpace(line[0]) && IsBlank(line))) continue;
+      RowParser& parser = parsers_[csv_ ? source_.file_index() : 0];
+      if (parser.Parse(line, block, &reason_)) {
+        ++rows;
+      } else {
+        BadRow();
+      }
+    }
+    rows_read_ += rows;
+    return rows;
+  }
+
+  void Rewind() { source_.Rewind(); }
+  std::uint64_t rows_read() const { return rows_read_; }
+  std::uint64_t bytes_in_shard() const { return source_.shard_bytes(); }
+  std::uint64_t bytes_consumed() const { return source_.consumed(); }
+  const BadRowStats& bad_rows() const { return bad_; }
+
+ private:
+  void BadRow() {
+    ++bad_.count;
+    const bool fail = spec_.data.on_error == OnError::kFail;
+    if (!fail && bad_.first.size() >= BadRowStats::kMaxReported) return;
+    std::string msg = source_.path() + ":" + std::to_string(source_.LineNumber()) + ": " + reason_;
+    if (fail) throw DataError(msg);
+    Warn(msg + " (row skipped)");
+    bad_.first.push_back(std::move(msg));
+  }
+
+  FeatureSpec spec_;
+  LineSource source_;
+  bool csv_ = false;
+  std::vector<RowParser> parsers_;  // csv: one per file (headers may differ); else one
+  std::string reason_;
+  std::uint64_t rows_read_ = 0;
+  BadRowStats bad_;
+};
+
+ShardReader::ShardReader(FeatureSpec spec, std::vector<std::string> files, int shard,
+                         int num_shards)
+    : impl_(std::make_unique<Impl>(std::move(spec), std::move(files), shard, num_shards)) {}
+ShardReader::~ShardReader() = default;
+std::size_t ShardReader::Read(std::size_t max_rows, RowBlock* block) {
+  return impl_->Read(max_rows, block);
+}
+void ShardReader::Rewind() { impl_->Rewind(); }
+std::uint64_t ShardReader::rows_read() const { return impl_->rows_read(); }
+std::uint64_t ShardReader::bytes_in_shard() const { return impl_->bytes_in_shard(); }
+std::uint64_t ShardReader::bytes_consumed() const { return impl_->bytes_consumed(); }
+const BadRowStats& ShardReader::bad_rows() const { return impl_->bad_rows(); }
+
+struct LineParser::State {
+  State(const FeatureSpec& spec, const std::vector<std::string>& header)
+      : parser(spec, &header, "", true) {}
+  RowParser parser;
+  std::string reason;
+};
+
+LineParser::LineParser(const FeatureSpec& spec, std::vector<std::string> csv_header)
+    : state_(std::make_shared<State>(spec, csv_header)) {}
+
+bool LineParser::Parse(std::string_view line, RowBlock* block, std::string* reason) {
+  return state_->parser.Parse(StripLineEnd(line), block, reason ? reason : &state_->reason);
+}
+
+}  // namespace fmps

@@ -1,0 +1,89 @@
+// Messages between endpoints (servers, workers, the coordinator) and the Transport that
+// carries them. One Transport interface, two implementations: in-process mailboxes
+// (single-node mode, below) and MPI (cluster mode).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/types.h"
+
+namespace fmps {
+
+enum class MsgKind : std::uint8_t {
+  kPull = 1,       // keys -> kPullReply with keys.size() * row_width vals
+  kPullReply = 2,
+  kPush = 3,       // keys, vals (gradients), optional counts -> kPushReply
+  kPushReply = 4,  // bsp: flag kAnyHadData tells whether any worker had rows in that step
+  kDump = 5,       // -> kDumpChunk messages (keys ascending) until one with kLast
+  kDumpChunk = 6,
+  kShutdown = 7,   // server leaves its loop; no reply
+};
+
+// Bits of Message::flags.
+inline constexpr std::uint32_t kFlagCreate = 1;      // kPull: create missing keys
+inline constexpr std::uint32_t kFlagHasData = 2;     // kPush (bsp): the worker had rows
+inline constexpr std::uint32_t kFlagAnyHadData = 4;  // kPushReply (bsp)
+inline constexpr std::uint32_t kFlagLast = 8;        // kDumpChunk: final chunk
+
+struct Message {
+  MsgKind kind = MsgKind::kPull;
+  int sender = -1;               // endpoint id of the sender
+  std::uint64_t request_id = 0;  // echoed in replies
+  std::int64_t step = 0;         // bsp step of a push
+  std::uint32_t flags = 0;
+  std::vector<Key> keys;
+  std::vector<float> vals;
+  std::vector<std::uint32_t> counts;
+};
+
+// A bidirectional message endpoint. Send is thread-safe; Recv is called by one thread (the
+// endpoint's owner). Messages between one pair of endpoints arrive in the order sent.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // This endpoint's id.
+  virtual int endpoint() const = 0;
+  // Queues `msg` for `dest`; sets msg.sender. Throws TransportError if the job was aborted.
+  virtual void Send(int dest, Message msg) = 0;
+  // Next message for this endpoint, or nullopt after `timeout` without one. Throws
+  // TransportError if the job was aborted (message: the abort reason).
+  virtual std::optional<Message> Recv(std::chrono::milliseconds timeout) = 0;
+};
+
+// In-process transport: one mailbox (mutex + condition variable) per endpoint. Messages are
+// moved, never copied. Abort() wakes every blocked Recv with a TransportError, so one
+// thread's failure ends the whole single-node job instead of hanging it.
+class InProcHub {
+ public:
+  explicit InProcHub(int endpoints);
+  ~InProcHub();
+  InProcHub(const InProcHub&) = delete;
+  InProcHub& operator=(const InProcHub&) = delete;
+
+  // A Transport for endpoint `id`; the hub must outlive it.
+  std::unique_ptr<Transport> Connect(int id);
+  // Makes every current and future Send/Recv throw TransportError(reason).
+  void Abort(const std::string& reason);
+
+ private:
+  struct Mailbox {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Message> queue;
+  };
+  class Endpoint;
+  std::vector<std::unique_ptr<Mailbox>> boxes_;
+  std::mutex abort_mu_;
+  std::string abort_reason_;  // non-empty once aborted; guarded by abort_mu_ and each box mu
+  bool aborted_ = false;
+};
+
+}  // namespace fmps

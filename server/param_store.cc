@@ -1,0 +1,568 @@
+#include "server/param_store.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/hash.h"
+
+namespace fmps {
+namespace {
+
+constexpr std::size_t kPageBytes = 4096;
+constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+constexpr std::uintptr_t kLineBytes = 64;
+
+// Salts keeping the table hash and the embedding streams independent of each other and of
+// ServerOfKey (a shard's keys share the high bits of ServerOfKey's hash, so the table must
+// not reuse it).
+constexpr std::uint64_t kTableSalt = 0xd6e8feb86659fd93ULL;
+constexpr std::uint64_t kSeedSalt = 0x2545f4914f6cdd1dULL;
+constexpr std::uint64_t kStreamStep = 0x9e3779b97f4a7c15ULL;
+
+// Row indices are stored +1 in 32 bits (0 marks an empty slot / a missing v).
+constexpr std::uint32_t kNoRow = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint64_t kMaxRows = kNoRow;  // indices 0 .. 2^32 - 2
+
+// Table: load factor kept in (0.8 / 1.5, 0.8]; capacity in multiples of one page of slots.
+constexpr std::uint64_t kSlotsPerPage = kPageBytes / sizeof(std::uint64_t);
+constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 32;  // Home() needs fp * cap < 2^64
+
+// Sub-batch of keys looked up together: hashes and slot prefetches first, then probes and
+// row prefetches, then the rows themselves (memory-level parallelism on 10^6+ key stores).
+constexpr std::size_t kBatch = 32;
+
+std::size_t RoundUp(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
+
+// A zero-filled anonymous mapping of `bytes` (a multiple of kPageBytes). Mappings of at
+// least one huge page are 2 MiB-aligned and advised as transparent huge pages (opt-in on
+// this host), which removes most TLB misses of random row accesses.
+char* MapZeroed(std::size_t bytes) {
+  const bool huge = bytes >= kHugePageBytes;
+  const std::size_t reserve = huge ? bytes + kHugePageBytes : bytes;
+  void* p = mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  if (!huge) return static_cast<char*>(p);
+  const auto begin = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t aligned = RoundUp(begin, kHugePageBytes);
+  if (aligned > begin) munmap(p, aligned - begin);
+  const std::uintptr_t end = begin + reserve;
+  if (end > aligned + bytes)
+    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
+  return reinterpret_cast<char*>(aligned);
+}
+
+void Unmap(void* p, std::size_t bytes) {
+  if (p != nullptr) munmap(p, bytes);
+}
+
+// Prefetches every cache line of [p, p + bytes).
+template <bool kWrite>
+inline void PrefetchRange(const void* p, std::size_t bytes) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(p) & ~(kLineBytes - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(p) + bytes;
+  for (std::uintptr_t a = begin; a < end; a += kLineBytes) {
+    __builtin_prefetch(reinterpret_cast<const void*>(a), kWrite ? 1 : 0, 3);
+  }
+}
+
+inline std::uint32_t Load32(const float* p) {
+  std::uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline void Store32(float* p, std::uint32_t v) { std::memcpy(p, &v, sizeof(v)); }
+
+inline Key LoadKey(const float* p) {
+  Key k;
+  std::memcpy(&k, p, sizeof(k));
+  return k;
+}
+
+inline bool AllFinite(const float* g, int n) {
+  bool ok = true;
+  for (int i = 0; i < n; ++i) ok &= std::isfinite(g[i]);
+  return ok;
+}
+
+// Rows of a fixed stride in 2 MiB chunks (one huge page each): growing never moves or copies
+// existing chunks, so there is no 2x reallocation spike and the slack is at most one chunk.
+// Only the first chunk starts small and doubles (moving its rows) until it is full-size, so
+// that small stores stay small. Rows are zero-filled when added.
+class Arena {
+ public:
+  explicit Arena(std::size_t stride_bytes)
+      : stride_(stride_bytes),
+        rows_per_chunk_(static_cast<std::uint32_t>(kHugePageBytes / stride_bytes)),
+        // Lemire's fastdiv: i / rows_per_chunk_ == (magic_ * i) >> 64 for every 32-bit i.
+        magic_(~std::uint64_t{0} / rows_per_chunk_ + 1) {
+    if (rows_per_chunk_ < 2) throw std::invalid_argument("ParamStore: row too wide");
+  }
+
+  ~Arena() {
+    for (std::size_t c = 0; c < chunks_.size(); ++c) {
+      Unmap(chunks_[c], c == 0 ? first_bytes_ : kHugePageBytes);
+    }
+  }
+
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  // Index of a new zero-filled row. Invalidates pointers returned by Row() (the first chunk
+  // may move while it grows); indices stay valid.
+  std::uint32_t Add() {
+    if (rows_ == capacity_) Grow();
+    return rows_++;
+  }
+
+  char* Row(std::uint32_t i) const {
+    __extension__ using U128 = unsigned __int128;
+    const auto c = static_cast<std::uint32_t>((static_cast<U128>(magic_) * i) >> 64);
+    return chunks_[c] + static_cast<std::size_t>(i - c * rows_per_chunk_) * stride_;
+  }
+
+  std::uint32_t rows() const { return rows_; }
+
+  std::size_t bytes() const {
+    std::size_t b = chunks_.capacity() * sizeof(char*);
+    if (!chunks_.empty()) b += first_bytes_ + (chunks_.size() - 1) * kHugePageBytes;
+    return b;
+  }
+
+ private:
+  void Grow() {
+    if (rows_ >= kMaxRows) throw std::length_error("ParamStore: more than 2^32 - 1 rows");
+    if (chunks_.empty()) {
+      first_bytes_ = std::min(
+          kHugePageBytes, RoundUp(std::max<std::size_t>(16 * stride_, 4 * kPageBytes), kPageBytes));
+      chunks_.push_back(MapZeroed(first_bytes_));
+    } else if (chunks_.size() == 1 && first_bytes_ < kHugePageBytes) {
+      const std::size_t bytes = std::min(kHugePageBytes, 2 * first_bytes_);
+      char* grown = MapZeroed(bytes);
+      std::memcpy(grown, chunks_[0], static_cast<std::size_t>(rows_) * stride_);
+      Unmap(chunks_[0], first_bytes_);
+      chunks_[0] = grown;
+      first_bytes_ = bytes;
+    } else {
+      chunks_.push_back(MapZeroed(kHugePageBytes));
+    }
+    const std::uint64_t first_rows =
+        std::min<std::uint64_t>(rows_per_chunk_, first_bytes_ / stride_);
+    const std::uint64_t cap = chunks_.size() == 1
+                                  ? first_rows
+                                  : static_cast<std::uint64_t>(chunks_.size()) * rows_per_chunk_;
+    capacity_ = static_cast<std::uint32_t>(std::min(cap, kMaxRows));
+  }
+
+  std::size_t stride_;
+  std::uint32_t rows_per_chunk_;
+  std::uint64_t magic_;
+  std::vector<char*> chunks_;
+  std::size_t first_bytes_ = 0;
+  std::uint32_t rows_ = 0;
+  std::uint32_t capacity_ = 0;
+};
+
+}  // namespace
+
+void InitialEmbedding(std::uint64_t seed, Key key, int k, float std, float* out) {
+  // Counter-based: pair f/2 of the row uses Mix64(base + (f/2 + 1) * step), Box-Muller on its
+  // two 32-bit halves. Depends on nothing but (seed, key, f).
+  const std::uint64_t base = Mix64(key ^ Mix64(seed + kSeedSalt));
+  const double two_pi = 2.0 * std::numbers::pi;
+  for (int f = 0; f < k; f += 2) {
+    const std::uint64_t h = Mix64(base + static_cast<std::uint64_t>(f / 2 + 1) * kStreamStep);
+    const double u1 = (static_cast<double>(h >> 32) + 1.0) * 0x1p-32;  // (0, 1]
+    const double u2 = static_cast<double>(h & 0xffffffffu) * 0x1p-32;  // [0, 1)
+    const double r = std::sqrt(-2.0 * std::log(u1)) * static_cast<double>(std);
+    out[f] = static_cast<float>(r * std::cos(two_pi * u2));
+    if (f + 1 < k) out[f + 1] = static_cast<float>(r * std::sin(two_pi * u2));
+  }
+}
+
+// Layout (4-byte words per row; k = embedding size, S = optimizer state floats):
+//   min_count <= 1:  key[2] w v[k] w_state[S] v_state[S*k] (steps[2] if Adam)
+//   min_count > 1:   key[2] w w_state[S] (steps[2] if Adam) count vref
+//                    plus, once embedded, a row v[k] v_state[S*k] in a second arena
+//                    (vref = its index + 1, 0 = none).
+// Table slots are 64-bit: (32-bit fingerprint << 32) | (row index + 1), 0 = empty. The home
+// slot is multiply-shift of the fingerprint, so growth rehashes from the slots alone, in
+// nearly sequential order, without touching the rows.
+class ParamStore::Impl {
+ public:
+  Impl(const StoreOptions& options, std::unique_ptr<Optimizer> optimizer)
+      : options_(options),
+        optimizer_(CheckedOptimizer(std::move(optimizer))),
+        k_(CheckedK(options.k)),
+        state_(optimizer_->state_floats()),
+        lazy_v_(options.min_count > 1),
+        steps_(optimizer_->uses_step()),
+        rows_(RowStride(options, state_, steps_)),
+        vrows_(static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float)) {
+    int next = 3;  // key[2], w
+    if (!lazy_v_) {
+      v_ = next;
+      next += k_;
+    }
+    ws_ = next;
+    next += state_;
+    if (!lazy_v_) {
+      vs_ = next;
+      next += state_ * k_;
+    }
+    if (steps_) {
+      step_ = next;
+      next += 2;
+    }
+    if (lazy_v_) {
+      count_ = next;
+      vref_ = next + 1;
+      next += 2;
+    }
+    row_bytes_ = static_cast<std::size_t>(next) * sizeof(float);
+    pull_bytes_ = static_cast<std::size_t>(lazy_v_ ? 3 : 3 + k_) * sizeof(float);
+    vrow_bytes_ = static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float);
+    AllocateTable(kSlotsPerPage);
+  }
+
+  ~Impl() { Unmap(slots_, slot_bytes_); }
+
+  int k() const { return k_; }
+
+  void Pull(const Key* keys, std::size_t n, bool create, float* out) {
+    const std::size_t width = 1 + static_cast<std::size_t>(k_);
+    auto copy = [&](std::size_t j, std::uint32_t idx) {
+      float* o = out + j * width;
+      if (idx == kNoRow) {
+        std::fill(o, o + width, 0.0f);
+        return;
+      }
+      const float* r = WRow(idx);
+      if (!lazy_v_) {
+        std::memcpy(o, r + kW, width * sizeof(float));
+        return;
+      }
+      o[0] = r[kW];
+      const std::uint32_t vref = Load32(r + vref_);
+      if (vref != 0) {
+        std::memcpy(o + 1, VRow(vref - 1), static_cast<std::size_t>(k_) * sizeof(float));
+      } else {
+        std::fill(o + 1, o + width, 0.0f);
+      }
+    };
+    if (create) {
+      ForKeys<true, false>(keys, n, copy);
+    } else {
+      ForKeys<false, false>(keys, n, copy);
+    }
+  }
+
+  void Push(const Key* keys, std::size_t n, const float* grads, const std::uint32_t* counts) {
+    const std::size_t width = 1 + static_cast<std::size_t>(k_);
+    ForKeys<true, true>(keys, n, [&](std::size_t j, std::uint32_t idx) {
+      float* r = WRow(idx);
+      const float* g = grads + j * width;
+      const Key key = keys[j];
+      float* v = nullptr;
+      if (!lazy_v_) {
+        if (key != kBiasKey) v = r + v_;
+      } else {
+        const std::uint32_t vref = Load32(r + vref_);
+        if (vref != 0) {
+          v = VRow(vref - 1);
+        } else if (key != kBiasKey) {
+          const std::uint64_t c = std::uint64_t{Load32(r + count_)} + (counts ? counts[j] : 1);
+          const auto saturated = static_cast<std::uint32_t>(std::min<std::uint64_t>(c, kNoRow));
+          Store32(r + count_, saturated);
+          // The v gradients of this push were computed against v = 0: dropped.
+          if (saturated >= options_.min_count) AddV(r);
+        }
+      }
+      std::uint32_t steps[2] = {0, 0};
+      if (steps_) std::memcpy(steps, r + step_, sizeof(steps));
+      if (AllFinite(g, 1)) {
+        optimizer_->Update(r + kW, r + ws_, g, 1, options_.l2_w, &steps[0]);
+      }
+      if (v != nullptr && AllFinite(g + 1, k_)) {
+        float* vs = lazy_v_ ? v + k_ : r + vs_;
+        optimizer_->Update(v, vs, g + 1, k_, options_.l2_v, &steps[1]);
+      }
+      if (steps_) std::memcpy(r + step_, steps, sizeof(steps));
+    });
+  }
+
+  void Set(Key key, const float* row) {
+    const std::uint32_t idx = FindSlow(key, Hash(key), true);
+    float* r = WRow(idx);
+    r[kW] = row[0];
+    optimizer_->InitState(r + kW, r + ws_, 1, options_.l2_w);
+    if (steps_) {
+      Store32(r + step_, 0);
+      Store32(r + step_ + 1, 0);
+    }
+    if (key == kBiasKey) return;
+    const float* v_in = row + 1;
+    float* v = nullptr;
+    float* vs = nullptr;
+    if (!lazy_v_) {
+      v = r + v_;
+      vs = r + vs_;
+    } else {
+      std::uint32_t vref = Load32(r + vref_);
+      if (vref == 0 && std::any_of(v_in, v_in + k_, [](float x) { return x != 0.0f; })) {
+        vref = AddV(r) + 1;
+      }
+      if (vref == 0) return;  // an unembedded key stays unembedded
+      v = VRow(vref - 1);
+      vs = v + k_;
+    }
+    std::copy(v_in, v_in + k_, v);
+    optimizer_->InitState(v, vs, k_, options_.l2_v);
+  }
+
+  std::size_t size() const { return rows_.rows(); }
+
+  std::size_t embedded() const {
+    return lazy_v_ ? vrows_.rows() : rows_.rows() - (has_bias_ ? 1 : 0);
+  }
+
+  std::size_t MemoryBytes() const {
+    return sizeof(*this) + slot_bytes_ + rows_.bytes() + (lazy_v_ ? vrows_.bytes() : 0);
+  }
+
+  void ForEach(const std::function<void(Key, const float*)>& fn) const {
+    std::vector<float> buf(1 + static_cast<std::size_t>(k_));
+    for (std::uint32_t i = 0; i < rows_.rows(); ++i) {
+      const float* r = WRow(i);
+      buf[0] = r[kW];
+      const float* v = nullptr;
+      if (!lazy_v_) {
+        v = r + v_;
+      } else if (const std::uint32_t vref = Load32(r + vref_); vref != 0) {
+        v = VRow(vref - 1);
+      }
+      if (v != nullptr) {
+        std::copy(v, v + k_, buf.begin() + 1);
+      } else {
+        std::fill(buf.begin() + 1, buf.end(), 0.0f);
+      }
+      fn(LoadKey(r), buf.data());
+    }
+  }
+
+ private:
+  static constexpr int kW = 2;  // word offset of w (after the 2-word key)
+
+  static std::unique_ptr<Optimizer> CheckedOptimizer(std::unique_ptr<Optimizer> optimizer) {
+    if (!optimizer) throw std::invalid_argument("ParamStore: null optimizer");
+    return optimizer;
+  }
+
+  static int CheckedK(int k) {
+    if (k < 1) throw std::invalid_argument("ParamStore: k must be >= 1");
+    return k;
+  }
+
+  static std::size_t RowStride(const StoreOptions& o, int state, bool steps) {
+    const std::size_t k = static_cast<std::size_t>(o.k);
+    const std::size_t s = static_cast<std::size_t>(state);
+    std::size_t words = 3 + s + (steps ? 2 : 0);
+    words += o.min_count > 1 ? 2 : k * (1 + s);
+    return words * sizeof(float);
+  }
+
+  static std::uint64_t Hash(Key key) { return Mix64(key ^ kTableSalt); }
+  static std::uint32_t Fingerprint(std::uint64_t h) { return static_cast<std::uint32_t>(h >> 32); }
+
+  std::uint64_t Home(std::uint32_t fp) const {
+    return (static_cast<std::uint64_t>(fp) * capacity_) >> 32;
+  }
+  std::uint64_t Next(std::uint64_t pos) const { return pos + 1 == capacity_ ? 0 : pos + 1; }
+
+  float* WRow(std::uint32_t i) const { return reinterpret_cast<float*>(rows_.Row(i)); }
+  float* VRow(std::uint32_t i) const { return reinterpret_cast<float*>(vrows_.Row(i)); }
+
+  void AllocateTable(std::uint64_t capacity) {
+    slot_bytes_ = RoundUp(capacity * sizeof(std::uint64_t), kPageBytes);
+    slots_ = reinterpret_cast<std::uint64_t*>(MapZeroed(slot_bytes_));
+    capacity_ = capacity;
+    grow_at_ = capacity * 4 / 5;
+  }
+
+  // Grows the table by 1.5x (keeps the load factor in (0.53, 0.8]).
+  void GrowTable() {
+    if (capacity_ >= kMaxCapacity) throw std::length_error("ParamStore: hash table full");
+    std::uint64_t* old = slots_;
+    const std::uint64_t old_capacity = capacity_;
+    const std::size_t old_bytes = slot_bytes_;
+    AllocateTable(std::min(kMaxCapacity, RoundUp(old_capacity * 3 / 2, kSlotsPerPage)));
+    for (std::uint64_t i = 0; i < old_capacity; ++i) {
+      const std::uint64_t s = old[i];
+      if (s == 0) continue;
+      std::uint64_t pos = Home(static_cast<std::uint32_t>(s >> 32));
+      while (slots_[pos] != 0) pos = Next(pos);
+      slots_[pos] = s;
+    }
+    Unmap(old, old_bytes);
+  }
+
+  // Row of the first slot in the probe run whose fingerprint matches (a candidate to verify
+  // against the key), or kNoRow if the run ends first (the key is certainly absent).
+  std::uint32_t ProbeFingerprint(std::uint64_t h) const {
+    const std::uint32_t fp = Fingerprint(h);
+    for (std::uint64_t pos = Home(fp);; pos = Next(pos)) {
+      const std::uint64_t s = slots_[pos];
+      if (s == 0) return kNoRow;
+      if (static_cast<std::uint32_t>(s >> 32) == fp) return static_cast<std::uint32_t>(s) - 1;
+    }
+  }
+
+  // Full lookup comparing keys; creates the row if missing and `create`.
+  std::uint32_t FindSlow(Key key, std::uint64_t h, bool create) {
+    const std::uint32_t fp = Fingerprint(h);
+    std::uint64_t pos = Home(fp);
+    for (;; pos = Next(pos)) {
+      const std::uint64_t s = slots_[pos];
+      if (s == 0) break;
+      if (static_cast<std::uint32_t>(s >> 32) == fp) {
+        const auto idx = static_cast<std::uint32_t>(s) - 1;
+        if (LoadKey(WRow(idx)) == key) return idx;
+      }
+    }
+    if (!create) return kNoRow;
+    if (rows_.rows() + std::uint64_t{1} > grow_at_) {
+      GrowTable();
+      pos = Home(fp);
+      while (slots_[pos] != 0) pos = Next(pos);
+    }
+    const std::uint32_t idx = CreateRow(key);
+    slots_[pos] = (static_cast<std::uint64_t>(fp) << 32) | (std::uint64_t{idx} + 1);
+    return idx;
+  }
+
+  std::uint32_t CreateRow(Key key) {
+    const std::uint32_t idx = rows_.Add();
+    float* r = WRow(idx);
+    std::memcpy(r, &key, sizeof(key));
+    optimizer_->InitState(r + kW, r + ws_, 1, options_.l2_w);
+    if (key == kBiasKey) {
+      has_bias_ = true;
+    } else if (!lazy_v_) {
+      InitialEmbedding(options_.seed, key, k_, options_.init_std, r + v_);
+      optimizer_->InitState(r + v_, r + vs_, k_, options_.l2_v);
+    }
+    return idx;
+  }
+
+  // Gives the (w-)row r its v, initialised; returns the v row's index.
+  std::uint32_t AddV(float* r) {
+    const std::uint32_t vi = vrows_.Add();
+    Store32(r + vref_, vi + 1);
+    float* v = VRow(vi);
+    InitialEmbedding(options_.seed, LoadKey(r), k_, options_.init_std, v);
+    optimizer_->InitState(v, v + k_, k_, options_.l2_v);
+    return vi;
+  }
+
+  // Resolves keys[0..n) to row indices (kNoRow when missing and !kCreate) and calls
+  // fn(j, index) in order; see kBatch. Rows created here are complete before fn runs.
+  template <bool kCreate, bool kWrite, class Fn>
+  void ForKeys(const Key* keys, std::size_t n, Fn&& fn) {
+    std::uint64_t hashes[kBatch];
+    std::uint32_t idx[kBatch];
+    const std::size_t prefetch_bytes = kWrite ? row_bytes_ : pull_bytes_;
+    for (std::size_t base = 0; base < n; base += kBatch) {
+      const std::size_t m = std::min(kBatch, n - base);
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::uint64_t h = Hash(keys[base + j]);
+        hashes[j] = h;
+        __builtin_prefetch(slots_ + Home(Fingerprint(h)), 0, 3);
+      }
+      for (std::size_t j = 0; j < m; ++j) {
+        const std::uint32_t c = ProbeFingerprint(hashes[j]);
+        idx[j] = c;
+        if (c != kNoRow) PrefetchRange<kWrite>(rows_.Row(c), prefetch_bytes);
+      }
+      for (std::size_t j = 0; j < m; ++j) {
+        const Key key = keys[base + j];
+        std::uint32_t c = idx[j];
+        if (c == kNoRow || LoadKey(WRow(c)) != key) c = FindSlow(key, hashes[j], kCreate);
+        idx[j] = c;
+        if (lazy_v_ && c != kNoRow) {
+          const std::uint32_t vref = Load32(WRow(c) + vref_);
+          if (vref != 0)
+            PrefetchRange<kWrite>(
+                vrows_.Row(vref - 1),
+                kWrite ? vrow_bytes_ : static_cast<std::size_t>(k_) * sizeof(float));
+        }
+      }
+      for (std::size_t j = 0; j < m; ++j) fn(base + j, idx[j]);
+    }
+  }
+
+  StoreOptions options_;
+  std::unique_ptr<Optimizer> optimizer_;
+  int k_;
+  int state_;
+  bool lazy_v_;
+  bool steps_;
+  bool has_bias_ = false;
+  // Word offsets in a w-row (see the layout above); -1 when absent.
+  int v_ = -1;
+  int ws_ = -1;
+  int vs_ = -1;
+  int step_ = -1;
+  int count_ = -1;
+  int vref_ = -1;
+  std::size_t row_bytes_ = 0;
+  std::size_t pull_bytes_ = 0;
+  std::size_t vrow_bytes_ = 0;
+  Arena rows_;
+  Arena vrows_;
+  std::uint64_t* slots_ = nullptr;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t grow_at_ = 0;
+  std::size_t slot_bytes_ = 0;
+};
+
+ParamStore::ParamStore(const StoreOptions& options, std::unique_ptr<Optimizer> optimizer)
+    : impl_(std::make_unique<Impl>(options, std::move(optimizer))) {}
+
+ParamStore::~ParamStore() = default;
+
+int ParamStore::k() const { return impl_->k(); }
+
+void ParamStore::Pull(const Key* keys, std::size_t n, bool create, float* out) {
+  impl_->Pull(keys, n, create, out);
+}
+
+void ParamStore::Push(const Key* keys, std::size_t n, const float* grads,
+                      const std::uint32_t* counts) {
+  impl_->Push(keys, n, grads, counts);
+}
+
+void ParamStore::Set(Key key, const float* row) { impl_->Set(key, row); }
+
+std::size_t ParamStore::size() const { return impl_->size(); }
+
+std::size_t ParamStore::embedded() const { return impl_->embedded(); }
+
+std::size_t ParamStore::MemoryBytes() const { return impl_->MemoryBytes(); }
+
+void ParamStore::ForEach(const std::function<void(Key, const float*)>& fn) const {
+  impl_->ForEach(fn);
+}
+
+}  // namespace fmps

@@ -1,0 +1,183 @@
+#include "server/server.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "common/error.h"
+
+namespace fmps {
+
+namespace {
+constexpr std::size_t kDumpChunkKeys = 1 << 16;
+}  // namespace
+
+Server::Server(ParamStore* store, Transport* transport, const ServerOptions& options)
+    : store_(store), transport_(transport), options_(options) {
+  step_pushes_.resize(options_.num_workers);
+  arrived_.assign(options_.num_workers, false);
+}
+
+void Server::Check(bool ok, const Message& m, const char* what) const {
+  if (!ok) {
+    throw TransportError("server " + std::to_string(transport_->endpoint()) +
+                         ": malformed request from endpoint " + std::to_string(m.sender) + ": " +
+                         what);
+  }
+}
+
+void Server::Run() {
+  while (true) {
+    std::optional<Message> m = transport_->Recv(std::chrono::seconds(1));
+    if (!m) continue;  // idle: workers may be parsing or evaluating
+    switch (m->kind) {
+      case MsgKind::kPull:
+        HandlePull(std::move(*m));
+        break;
+      case MsgKind::kPush:
+        HandlePush(std::move(*m));
+        break;
+      case MsgKind::kDump:
+        HandleDump(*m);
+        break;
+      case MsgKind::kShutdown:
+        return;
+      default:
+        Check(false, *m, "unexpected message kind");
+    }
+  }
+}
+
+void Server::HandlePull(Message&& m) {
+  const std::size_t n = m.keys.size();
+  Message reply;
+  reply.kind = MsgKind::kPullReply;
+  reply.request_id = m.request_id;
+  reply.vals.resize(n * store_->row_width());
+  store_->Pull(m.keys.data(), n, (m.flags & kFlagCreate) != 0, reply.vals.data());
+  ++stats_.pulls;
+  stats_.keys_pulled += n;
+  transport_->Send(m.sender, std::move(reply));
+}
+
+std::size_t Server::DropNonFinite(Message* m) {
+  const std::size_t width = store_->row_width();
+  const std::size_t n = m->keys.size();
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* g = &m->vals[i * width];
+    bool finite = true;
+    for (std::size_t j = 0; j < width; ++j) finite &= std::isfinite(g[j]);
+    if (!finite) continue;
+    if (out != i) {
+      m->keys[out] = m->keys[i];
+      std::copy(g, g + width, &m->vals[out * width]);
+      if (!m->counts.empty()) m->counts[out] = m->counts[i];
+    }
+    ++out;
+  }
+  m->keys.resize(out);
+  m->vals.resize(out * width);
+  if (!m->counts.empty()) m->counts.resize(out);
+  return n - out;
+}
+
+void Server::HandlePush(Message&& m) {
+  Check(m.vals.size() == m.keys.size() * store_->row_width(), m, "gradient size mismatch");
+  Check(m.counts.empty() || m.counts.size() == m.keys.size(), m, "count size mismatch");
+  stats_.rejected_rows += DropNonFinite(&m);
+  ++stats_.pushes;
+  stats_.keys_pushed += m.keys.size();
+  if (options_.consistency == Consistency::kAsync) {
+    store_->Push(m.keys.data(), m.keys.size(), m.vals.data(),
+                 m.counts.empty() ? nullptr : m.counts.data());
+    Message reply;
+    reply.kind = MsgKind::kPushReply;
+    reply.request_id = m.request_id;
+    transport_->Send(m.sender, std::move(reply));
+    return;
+  }
+  const int w = m.sender - options_.first_worker_endpoint;
+  Check(w >= 0 && w < options_.num_workers, m, "push from a non-worker endpoint");
+  Check(m.step == step_, m, "bsp push for the wrong step");
+  Check(!arrived_[w], m, "two bsp pushes for one step");
+  arrived_[w] = true;
+  step_pushes_[w] = std::move(m);
+  if (++arrived_count_ == options_.num_workers) ApplyBspStep();
+}
+
+void Server::ApplyBspStep() {
+  const std::size_t width = store_->row_width();
+  agg_index_.Clear();
+  agg_grads_.clear();
+  agg_counts_.clear();
+  bool any_had_data = false;
+  bool any_counts = false;
+  for (const Message& m : step_pushes_) {  // worker order: reproducible sums
+    any_had_data |= (m.flags & kFlagHasData) != 0;
+    any_counts |= !m.counts.empty();
+    for (std::size_t i = 0; i < m.keys.size(); ++i) {
+      bool inserted;
+      const std::size_t idx = agg_index_.Insert(m.keys[i], &inserted);
+      if (inserted) {
+        agg_grads_.resize(agg_grads_.size() + width, 0.0f);
+        agg_counts_.push_back(0);
+      }
+      float* dst = &agg_grads_[idx * width];
+      const float* src = &m.vals[i * width];
+      for (std::size_t j = 0; j < width; ++j) dst[j] += src[j];
+      if (!m.counts.empty()) agg_counts_[idx] += m.counts[i];
+    }
+  }
+  const auto& keys = agg_index_.keys();
+  store_->Push(keys.data(), keys.size(), agg_grads_.data(),
+               any_counts ? agg_counts_.data() : nullptr);
+  for (int w = 0; w < options_.num_workers; ++w) {
+    Message reply;
+    reply.kind = MsgKind::kPushReply;
+    reply.request_id = step_pushes_[w].request_id;
+    reply.step = step_;
+    reply.flags = any_had_data ? kFlagAnyHadData : 0;
+    const int dest = step_pushes_[w].sender;
+    step_pushes_[w] = Message();
+    arrived_[w] = false;
+    transport_->Send(dest, std::move(reply));
+  }
+  arrived_count_ = 0;
+  ++step_;
+}
+
+void Server::HandleDump(const Message& m) {
+  const std::size_t width = store_->row_width();
+  std::vector<Key> keys;
+  std::vector<float> rows;
+  keys.reserve(store_->size());
+  rows.reserve(store_->size() * width);
+  store_->ForEach([&](Key key, const float* row) {
+    keys.push_back(key);
+    rows.insert(rows.end(), row, row + width);
+  });
+  std::vector<std::uint32_t> order(keys.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
+  std::size_t i = 0;
+  do {
+    const std::size_t end = std::min(order.size(), i + kDumpChunkKeys);
+    Message chunk;
+    chunk.kind = MsgKind::kDumpChunk;
+    chunk.request_id = m.request_id;
+    chunk.keys.reserve(end - i);
+    chunk.vals.reserve((end - i) * width);
+    for (std::size_t j = i; j < end; ++j) {
+      chunk.keys.push_back(keys[order[j]]);
+      const float* row = &rows[order[j] * width];
+      chunk.vals.insert(chunk.vals.end(), row, row + width);
+    }
+    if (end == order.size()) chunk.flags = kFlagLast;
+    transport_->Send(m.sender, std::move(chunk));
+    i = end;
+  } while (i < order.size());
+}
+
+}  // namespace fmps

@@ -1,0 +1,73 @@
+// Server: one shard's request loop. Decodes messages from its Transport and dispatches them
+// to the ParamStore (pulls, pushes, dumps); the math lives in ParamStore/Optimizer.
+//
+// Consistency:
+//  * async: each push is applied on arrival and acknowledged.
+//  * bsp: every worker pushes once per step (possibly with no keys); when all workers'
+//    pushes for the current step are in, their gradients are summed per key in worker
+//    order and applied once, then every worker is acknowledged. So a bsp run is
+//    reproducible bit for bit, whatever the number of servers.
+// Non-finite gradient rows are never applied: they are dropped and counted.
+//
+// Thread safety: Run() is called by one thread, which owns the store while it runs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common/config.h"
+#include "common/key_index.h"
+#include "common/transport.h"
+#include "server/param_store.h"
+
+namespace fmps {
+
+struct ServerOptions {
+  int num_workers = 1;
+  int first_worker_endpoint = 1;  // workers are endpoints first .. first + num_workers - 1
+  Consistency consistency = Consistency::kAsync;
+};
+
+struct ServerStats {
+  std::uint64_t pulls = 0;
+  std::uint64_t pushes = 0;
+  std::uint64_t keys_pulled = 0;
+  std::uint64_t keys_pushed = 0;
+  std::uint64_t rejected_rows = 0;  // gradient rows with a non-finite value
+};
+
+class Server {
+ public:
+  // store and transport must outlive the server.
+  Server(ParamStore* store, Transport* transport, const ServerOptions& options);
+
+  // Serves requests until a kShutdown message arrives. Throws TransportError on a
+  // malformed request or when the transport is aborted.
+  void Run();
+
+  const ServerStats& stats() const { return stats_; }
+
+ private:
+  void HandlePull(Message&& m);
+  void HandlePush(Message&& m);
+  void HandleDump(const Message& m);
+  void ApplyBspStep();
+  // Drops rows with non-finite gradients in place; returns the number dropped.
+  std::size_t DropNonFinite(Message* m);
+  void Check(bool ok, const Message& m, const char* what) const;
+
+  ParamStore* store_;
+  Transport* transport_;
+  ServerOptions options_;
+  ServerStats stats_;
+  // bsp state
+  std::int64_t step_ = 0;
+  std::vector<Message> step_pushes_;  // per worker, kind == kPush once arrived
+  std::vector<bool> arrived_;
+  int arrived_count_ = 0;
+  KeyIndex agg_index_;
+  std::vector<float> agg_grads_;
+  std::vector<std::uint32_t> agg_counts_;
+};
+
+}  // namespace fmps

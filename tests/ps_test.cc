@@ -1,0 +1,207 @@
+// Transport, KV client and server loop working together in one process.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/kv.h"
+#include "common/transport.h"
+#include "server/param_store.h"
+#include "server/server.h"
+
+namespace fmps {
+namespace {
+
+TEST(InProcTest, DeliversInOrderAndAbortWakesReceivers) {
+  InProcHub hub(2);
+  auto a = hub.Connect(0);
+  auto b = hub.Connect(1);
+  for (int i = 0; i < 5; ++i) {
+    Message m;
+    m.request_id = i;
+    a->Send(1, std::move(m));
+  }
+  for (int i = 0; i < 5; ++i) {
+    auto m = b->Recv(std::chrono::milliseconds(100));
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->request_id, static_cast<std::uint64_t>(i));
+    EXPECT_EQ(m->sender, 0);
+  }
+  EXPECT_FALSE(b->Recv(std::chrono::milliseconds(10)).has_value());
+  std::thread waiter([&] {
+    EXPECT_THROW(b->Recv(std::chrono::minutes(5)), TransportError);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  hub.Abort("worker 3 failed");
+  waiter.join();
+  try {
+    a->Send(1, Message());
+    FAIL() << "send after abort must throw";
+  } catch (const TransportError& e) {
+    EXPECT_STREQ(e.what(), "worker 3 failed");
+  }
+}
+
+TEST(ServerOfKeyTest, BalancedOnZipfKeys) {
+  // Zipf-distributed ids (rank r drawn with weight 1/r): distinct keys split across 4 servers.
+  std::vector<std::uint64_t> counts(4, 0);
+  std::uint64_t distinct = 0;
+  unsigned long long x = 42;
+  std::vector<bool> seen(2000000, false);
+  for (int i = 0; i < 3000000; ++i) {
+    x = Mix64(x + i);
+    const double u = (x >> 11) * 0x1.0p-53;
+    const std::uint64_t id = static_cast<std::uint64_t>(std::pow(2000000.0, u)) - 1;
+    if (seen[id]) continue;
+    seen[id] = true;
+    ++distinct;
+    ++counts[ServerOfKey(id, 4)];
+  }
+  const double mean = static_cast<double>(distinct) / 4;
+  const double max = static_cast<double>(*std::max_element(counts.begin(), counts.end()));
+  EXPECT_GT(distinct, 100000u);
+  EXPECT_LE(max / mean, 1.05);
+}
+
+// Servers + a client over the in-process transport.
+class PsFixture {
+ public:
+  PsFixture(int servers, int workers, Consistency consistency, int k = 2)
+      : hub_(servers + workers + 1), servers_(servers), workers_(workers) {
+    StoreOptions so;
+    so.k = k;
+    so.init_std = 0.1f;
+    ServerOptions opts;
+    opts.num_workers = workers;
+    opts.first_worker_endpoint = servers;
+    opts.consistency = consistency;
+    SgdParams sgd;
+    sgd.lr = 1.0f;
+    for (int s = 0; s < servers; ++s) {
+      stores_.push_back(std::make_unique<ParamStore>(so, MakeSgd(sgd)));
+      transports_.push_back(hub_.Connect(s));
+    }
+    for (int s = 0; s < servers; ++s) {
+      threads_.emplace_back([this, s, opts] {
+        Server server(stores_[s].get(), transports_[s].get(), opts);
+        try {
+          server.Run();
+        } catch (const TransportError&) {
+        }
+      });
+    }
+    KVClientOptions ko;
+    ko.num_servers = servers;
+    ko.row_width = 1 + k;
+    ko.reply_timeout = std::chrono::seconds(20);
+    for (int e = servers; e <= servers + workers; ++e) {
+      client_transports_.push_back(hub_.Connect(e));
+      clients_.push_back(std::make_unique<KVClient>(client_transports_.back().get(), ko));
+    }
+  }
+  ~PsFixture() {
+    clients_.back()->ShutdownServers();
+    for (auto& t : threads_) t.join();
+  }
+  KVClient& worker(int w) { return *clients_[w]; }
+  KVClient& coordinator() { return *clients_.back(); }
+  ParamStore& store(int s) { return *stores_[s]; }
+
+ private:
+  InProcHub hub_;
+  int servers_, workers_;
+  std::vector<std::unique_ptr<ParamStore>> stores_;
+  std::vector<std::unique_ptr<Transport>> transports_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<Transport>> client_transports_;
+  std::vector<std::unique_ptr<KVClient>> clients_;
+};
+
+TEST(KVTest, PullPushAcrossServersMatchesStores) {
+  const int k = 2, width = 3;
+  PsFixture ps(3, 1, Consistency::kAsync, k);
+  std::vector<Key> keys;
+  for (Key key = 100; key < 160; ++key) keys.push_back(key * 7919);
+  std::vector<float> vals(keys.size() * width);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, vals.data(), true));
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::vector<float> expected(k);
+    InitialEmbedding(0, keys[i], k, 0.1f, expected.data());
+    EXPECT_EQ(vals[i * width], 0.0f);
+    EXPECT_EQ(vals[i * width + 1], expected[0]);
+    EXPECT_EQ(vals[i * width + 2], expected[1]);
+  }
+  // SGD with lr 1: params -= grads.
+  std::vector<float> grads(vals.size());
+  for (std::size_t i = 0; i < grads.size(); ++i) grads[i] = 0.01f * static_cast<float>(i);
+  ps.worker(0).Wait(ps.worker(0).Push(keys, grads, {}, 0, true, false));
+  std::vector<float> after(vals.size());
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  for (std::size_t i = 0; i < after.size(); ++i) EXPECT_FLOAT_EQ(after[i], vals[i] - grads[i]);
+  // Every key lives on exactly the server ServerOfKey names.
+  std::size_t total = 0;
+  for (int s = 0; s < 3; ++s) total += ps.store(s).size();
+  EXPECT_EQ(total, keys.size());
+  // Dump: every key once, each server's chunk ascending.
+  std::vector<Key> dumped;
+  ps.coordinator().Dump([&](int s, std::span<const Key> ks, std::span<const float> vs) {
+    EXPECT_TRUE(std::is_sorted(ks.begin(), ks.end()));
+    for (std::size_t i = 0; i < ks.size(); ++i) {
+      EXPECT_EQ(ServerOfKey(ks[i], 3), s);
+      auto it = std::find(keys.begin(), keys.end(), ks[i]);
+      ASSERT_NE(it, keys.end());
+      const std::size_t pos = it - keys.begin();
+      EXPECT_EQ(vs[i * width + 1], after[pos * width + 1]);
+    }
+    dumped.insert(dumped.end(), ks.begin(), ks.end());
+  });
+  EXPECT_EQ(dumped.size(), keys.size());
+}
+
+TEST(KVTest, PullWithoutCreateReadsZerosAndCreatesNothing) {
+  PsFixture ps(2, 1, Consistency::kAsync);
+  std::vector<Key> keys = {1, 2, 3};
+  std::vector<float> vals(9, 5.0f);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, vals.data(), false));
+  for (float v : vals) EXPECT_EQ(v, 0.0f);
+  EXPECT_EQ(ps.store(0).size() + ps.store(1).size(), 0u);
+}
+
+TEST(KVTest, BspSumsWorkersAndWaitsForAll) {
+  PsFixture ps(2, 2, Consistency::kBsp, 1);
+  std::vector<Key> keys = {10, 20};
+  std::vector<float> init(4);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+  std::vector<float> g0 = {1, 2, 3, 4}, g1 = {10, 20, 30, 40};
+  // Worker 0 pushes step 0; it is not applied until worker 1 pushes too.
+  Timestamp t0 = ps.worker(0).Push(keys, g0, {}, 0, true, true);
+  std::vector<float> mid(4);
+  Timestamp tp = ps.worker(1).Pull(keys, mid.data(), false);
+  ps.worker(1).Wait(tp);
+  EXPECT_EQ(mid, init);
+  // Worker 1 pushes only key 20 and says it had no data... it still counts for the step.
+  std::vector<Key> k1 = {20};
+  std::vector<float> g1b = {30, 40};
+  Timestamp t1 = ps.worker(1).Push(k1, g1b, {}, 0, false, true);
+  EXPECT_TRUE(ps.worker(0).Wait(t0).any_had_data);
+  EXPECT_TRUE(ps.worker(1).Wait(t1).any_had_data);
+  std::vector<float> after(4);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  EXPECT_FLOAT_EQ(after[0], init[0] - 1);
+  EXPECT_FLOAT_EQ(after[1], init[1] - 2);
+  EXPECT_FLOAT_EQ(after[2], init[2] - 3 - 30);
+  EXPECT_FLOAT_EQ(after[3], init[3] - 4 - 40);
+  // Step 1: nobody has data -> both learn the epoch is over.
+  Timestamp a = ps.worker(0).Push({}, {}, {}, 1, false, true);
+  Timestamp b = ps.worker(1).Push({}, {}, {}, 1, false, true);
+  EXPECT_FALSE(ps.worker(0).Wait(a).any_had_data);
+  EXPECT_FALSE(ps.worker(1).Wait(b).any_had_data);
+  (void)g1;
+}
+
+}  // namespace
+}  // namespace fmps

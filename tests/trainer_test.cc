@@ -1,0 +1,243 @@
+// End-to-end single-node training: determinism, server-count invariance, convergence on
+// planted and real data, outputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/model_file.h"
+#include "common/synth.h"
+#include "tests/test_util.h"
+#include "worker/local_trainer.h"
+
+namespace fmps {
+namespace {
+
+using testing::TempDir;
+
+// Largest |a - b| over all parameters; fails the test if the key sets differ.
+double MaxAbsDiff(const Model& a, const Model& b) {
+  EXPECT_EQ(a.keys(), b.keys());
+  if (a.keys() != b.keys()) return INFINITY;
+  double d = std::abs(a.meta().bias - b.meta().bias);
+  for (std::size_t i = 0; i < a.num_keys(); ++i) {
+    for (int j = 0; j <= a.k(); ++j) d = std::max<double>(d, std::abs(a.row(i)[j] - b.row(i)[j]));
+  }
+  return d;
+}
+
+class SynthTrainTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    SynthOptions o;
+    o.out_dir = dir_->File("synth");
+    o.rows = 200000;
+    o.test_rows = 20000;
+    o.fields = 10;
+    o.vocab = 1000;
+    o.k = 4;
+    o.seed = 5;
+    result_ = new SynthResult(Synthesize(o));
+  }
+  static void TearDownTestSuite() {
+    delete result_;
+    delete dir_;
+  }
+  Config MakeConfig(const std::string& out, const std::string& extra = "") {
+    std::string yaml = "data:\n  train: " + result_->train_path + "\n  test: " +
+                       result_->test_path +
+                       "\n  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: "
+                       "0.05\ntrain:\n  epochs: 2\n  batch_size: 256\n  seed: 3\n"
+                       "output:\n  dir: " + out + "\n";
+    std::vector<std::string> sets;
+    std::string line;
+    for (char c : extra + ";") {
+      if (c == ';') {
+        if (!line.empty()) sets.push_back(line);
+        line.clear();
+      } else {
+        line += c;
+      }
+    }
+    return ParseConfig(yaml, "synth.yaml", sets);
+  }
+  static TempDir* dir_;
+  static SynthResult* result_;
+};
+TempDir* SynthTrainTest::dir_ = nullptr;
+SynthResult* SynthTrainTest::result_ = nullptr;
+
+TEST_F(SynthTrainTest, AsyncApproachesBayesLogloss) {
+  TempDir out;
+  TrainSummary s = TrainLocal(MakeConfig(out.path(), "cluster.local_workers=2"));
+  EXPECT_EQ(s.rows_trained, 2u * 200000u);
+  EXPECT_EQ(s.bad_rows, 0u);
+  // Far better than predicting the base rate, and within 5% of the best possible.
+  const double p = result_->positive_rate;
+  const double base = -(p * std::log(p) + (1 - p) * std::log(1 - p));
+  EXPECT_LT(s.test_logloss, base - 0.05);
+  EXPECT_LT(s.test_logloss, result_->bayes_logloss_test * 1.05);
+  EXPECT_GT(s.test_auc, result_->bayes_auc_test - 0.04);
+  // Outputs exist and summary.json carries the required fields.
+  for (const char* f : {"config.yaml", "metrics.jsonl", "summary.json", "model.fmps"}) {
+    EXPECT_TRUE(std::filesystem::exists(out.File(f))) << f;
+  }
+  const std::string summary = testing::ReadFile(out.File("summary.json"));
+  for (const char* key : {"\"rows_trained\"", "\"epochs\"", "\"wall_s\"", "\"rows_per_s\"",
+                          "\"test_logloss\"", "\"test_auc\"", "\"workers\"", "\"servers\"",
+                          "\"num_keys\"", "\"bad_rows\""}) {
+    EXPECT_NE(summary.find(key), std::string::npos) << key;
+  }
+  const std::string metrics = testing::ReadFile(out.File("metrics.jsonl"));
+  EXPECT_NE(metrics.find("\"test_auc\""), std::string::npos);
+  EXPECT_NE(metrics.find("\"train_logloss\""), std::string::npos);
+  // The saved model scores the test file exactly as the final evaluation did.
+  Model m = Model::Load(out.File("model.fmps"));
+  EXPECT_EQ(m.num_keys(), s.num_keys);
+}
+
+TEST_F(SynthTrainTest, BspRunsAreBitIdentical) {
+  TempDir out;
+  Config c = MakeConfig(out.path(), "train.consistency=bsp;cluster.local_workers=2");
+  TrainLocal(c);
+  const std::string first = testing::ReadFile(out.File("model.fmps"));
+  TrainLocal(c);
+  const std::string second = testing::ReadFile(out.File("model.fmps"));
+  EXPECT_EQ(first.size(), second.size());
+  EXPECT_TRUE(first == second) << "two bsp runs with the same seed differ";
+}
+
+TEST_F(SynthTrainTest, BspOneAndTwoServersGiveTheSameModel) {
+  TempDir a, b;
+  TrainLocal(MakeConfig(a.path(), "train.consistency=bsp;cluster.local_servers=1"));
+  TrainLocal(MakeConfig(b.path(), "train.consistency=bsp;cluster.local_servers=2"));
+  const double d =
+      MaxAbsDiff(Model::Load(a.File("model.fmps")), Model::Load(b.File("model.fmps")));
+  EXPECT_LE(d, 1e-6);
+}
+
+TEST_F(SynthTrainTest, EveryOptimizerLearns) {
+  for (const char* opt : {"sgd", "adagrad", "adam", "ftrl"}) {
+    TempDir out;
+    const std::string name = opt;
+    const std::string lr = name == "sgd" ? "0.01" : (name == "adam" ? "0.005" : "0.05");
+    TrainSummary s =
+        TrainLocal(MakeConfig(out.path(), "optimizer.name=" + name + ";optimizer.lr=" + lr));
+    EXPECT_LT(s.test_logloss, result_->bayes_logloss_test * 1.08) << opt;
+    EXPECT_GT(s.test_auc, result_->bayes_auc_test - 0.06) << opt;
+  }
+}
+
+TEST_F(SynthTrainTest, MinCountLimitsEmbeddings) {
+  // Occurrences of each id in one pass over the training file.
+  std::map<Key, std::uint64_t> count;
+  {
+    std::istringstream in(testing::ReadFile(result_->train_path));
+    std::string line;
+    while (std::getline(in, line)) {
+      std::istringstream row(line);
+      std::string tok;
+      row >> tok;  // label
+      while (row >> tok) ++count[std::stoull(tok.substr(0, tok.find(':')))];
+    }
+  }
+  const std::uint64_t min_count = 3000;
+  TempDir a;
+  TrainSummary s =
+      TrainLocal(MakeConfig(a.path(), "model.min_count=" + std::to_string(min_count)));
+  Model m = Model::Load(a.File("model.fmps"));
+  // Over 2 epochs a key sees 2 * count occurrences: below min_count it never gets v;
+  // at min_count within the first epoch it must have one.
+  std::size_t with_v = 0, checked_rare = 0, checked_frequent = 0;
+  for (std::size_t i = 0; i < m.num_keys(); ++i) {
+    bool nonzero = false;
+    for (int f = 1; f <= m.k(); ++f) nonzero |= m.row(i)[f] != 0.0f;
+    with_v += nonzero;
+    const std::uint64_t c = count.at(m.keys()[i]);
+    if (2 * c < min_count) {
+      EXPECT_FALSE(nonzero) << "key " << m.keys()[i] << " seen " << c << " times per epoch";
+      ++checked_rare;
+    } else if (c >= min_count) {
+      EXPECT_TRUE(nonzero) << "key " << m.keys()[i] << " seen " << c << " times per epoch";
+      ++checked_frequent;
+    }
+  }
+  EXPECT_GT(checked_rare, 100u);
+  EXPECT_GT(checked_frequent, 10u);
+  EXPECT_LT(s.test_logloss, result_->bayes_logloss_test * 1.10);
+}
+
+TEST_F(SynthTrainTest, MissingTrainFileFailsNamingIt) {
+  TempDir out;
+  Config c = MakeConfig(out.path());
+  c.data.train = {out.File("nope.libsvm")};
+  try {
+    TrainLocal(c);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nope.libsvm"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SynthTrainTest, BadRowUnderFailStopsWithFileAndLine) {
+  TempDir out;
+  std::string bad = out.Write("bad.libsvm", "1 3:1 4:1\n0 5:1\n1 7:x\n0 1:1\n");
+  Config c = MakeConfig(out.path(), "data.on_error=fail;cluster.local_workers=2");
+  c.data.train = {bad};
+  try {
+    TrainLocal(c);
+    FAIL() << "expected an error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.libsvm:3"), std::string::npos) << e.what();
+  }
+}
+
+Config RealConfig(const std::string& train, const std::string& test, const std::string& out,
+                  const std::string& body) {
+  return ParseConfig("data:\n  train: " + train + "\n  test: " + test + "\n" + body +
+                         "output:\n  dir: " + out + "\n",
+                     "real.yaml", {});
+}
+
+TEST(RealDataTest, A9aReachesAuc090) {
+  FMPS_REQUIRE_SHARED_DATA(train, "a9a/a9a");
+  TempDir out;
+  TrainSummary s = TrainLocal(RealConfig(
+      train, testing::SharedData("a9a/a9a.t"), out.path(),
+      "  format: libsvm\nmodel:\n  k: 4\n  l2_v: 0.0001\noptimizer:\n  name: adagrad\n  lr: 0.05\n"
+      "train:\n  epochs: 5\n  batch_size: 64\n"));
+  EXPECT_EQ(s.rows_trained, 5u * 32561u);
+  EXPECT_GE(s.test_auc, 0.90);
+}
+
+TEST(RealDataTest, AgaricusReachesAuc0999) {
+  FMPS_REQUIRE_SHARED_DATA(train, "agaricus/agaricus.txt.train");
+  TempDir out;
+  TrainSummary s = TrainLocal(RealConfig(
+      train, testing::SharedData("agaricus/agaricus.txt.test"), out.path(),
+      "  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: 0.1\n"
+      "train:\n  epochs: 3\n  batch_size: 32\n"));
+  EXPECT_GE(s.test_auc, 0.999);
+}
+
+TEST(RealDataTest, RaggedCriteoParsesWithoutBadRows) {
+  FMPS_REQUIRE_SHARED_DATA(train, "jqsl_pytorchfm_criteo/train.txt");
+  TempDir out;
+  TrainSummary s = TrainLocal(RealConfig(
+      train, train, out.path(),
+      "  format: criteo\n  hash_bits: 20\nmodel:\n  k: 4\noptimizer:\n  lr: 0.02\n"
+      "train:\n  epochs: 3\n  batch_size: 100\n"));
+  EXPECT_EQ(s.rows_trained, 3000u);
+  EXPECT_EQ(s.bad_rows, 0u);
+  // Scored on its own training rows: every row's features were read, so it memorises them.
+  EXPECT_GT(s.test_auc, 0.95);
+}
+
+}  // namespace
+}  // namespace fmps

@@ -1,0 +1,322 @@
+#include "worker/cli.h"
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/json.h"
+#include "common/loss.h"
+#include "common/metrics.h"
+#include "common/model_file.h"
+#include "common/reader.h"
+#include "common/synth.h"
+#include "worker/local_trainer.h"
+
+#ifndef FMPS_VERSION
+#define FMPS_VERSION "0.0.0"
+#endif
+
+namespace fmps {
+namespace {
+
+constexpr const char* kUsage = R"(fmps — distributed Factorization Machines on sparse data
+
+usage:
+  fmps train   CONFIG.yaml [--set KEY=VALUE]... [--resume]
+  fmps check   CONFIG.yaml [--set KEY=VALUE]...   validate; print the effective config
+  fmps synth   --out DIR [--rows N] [--test-rows N] [--fields F] [--vocab V]
+               [--k K] [--seed S] [--format libsvm|libffm|criteo|csv]
+  fmps predict --model PATH --data FILE [--format F] [--out FILE]
+  fmps eval    --model PATH --data FILE [--format F]   prints JSON: rows, logloss, auc
+  fmps export  --model PATH --out FILE.txt             readable text dump
+  fmps --help | --version
+
+KEY in --set is a dotted config path, e.g. --set optimizer.lr=0.05.
+Without mpirun, `fmps train` runs single-node mode: cluster.local_servers server threads
+and cluster.local_workers worker threads in one process.
+)";
+
+// Options of the form --name value (or --name=value); positional arguments kept in order.
+struct Args {
+  std::vector<std::string> positional;
+  std::multimap<std::string, std::string> options;
+  std::vector<std::string> flags;
+
+  std::string Get(const std::string& name, const std::string& fallback = "") const {
+    auto it = options.find(name);
+    return it == options.end() ? fallback : it->second;
+  }
+  std::string Require(const std::string& command, const std::string& name) const {
+    auto it = options.find(name);
+    if (it == options.end()) throw ConfigError(command + ": --" + name + " is required");
+    return it->second;
+  }
+  bool Has(const std::string& flag) const {
+    for (const auto& f : flags) {
+      if (f == flag) return true;
+    }
+    return false;
+  }
+};
+
+Args ParseArgs(int argc, char** argv, int first, const std::string& command,
+               const std::vector<std::string>& value_options,
+               const std::vector<std::string>& flag_options) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0 || arg == "--") {
+      a.positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    bool is_value = false, is_flag = false;
+    for (const auto& o : value_options) is_value |= (o == name);
+    for (const auto& f : flag_options) is_flag |= (f == name);
+    if (is_flag && !has_value) {
+      a.flags.push_back(name);
+    } else if (is_value) {
+      if (!has_value) {
+        if (i + 1 >= argc) throw ConfigError(command + ": --" + name + " needs a value");
+        value = argv[++i];
+      }
+      a.options.emplace(name, value);
+    } else {
+      throw ConfigError(command + ": unknown option --" + name + " (see fmps --help)");
+    }
+  }
+  return a;
+}
+
+std::uint64_t ParseUint(const std::string& command, const std::string& name,
+                        const std::string& text) {
+  std::uint64_t v = 0;
+  auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) {
+    throw ConfigError(command + ": --" + name + " must be a non-negative integer, got '" + text +
+                      "'");
+  }
+  return v;
+}
+
+DataFormat ParseFormat(const std::string& command, const std::string& text) {
+  for (DataFormat f :
+       {DataFormat::kLibsvm, DataFormat::kLibffm, DataFormat::kCriteo, DataFormat::kCsv}) {
+    if (text == ToString(f)) return f;
+  }
+  throw ConfigError(command + ": --format must be libsvm, libffm, criteo or csv, got '" + text +
+                    "'");
+}
+
+Config LoadFromArgs(const std::string& command, const Args& a) {
+  if (a.positional.size() != 1) {
+    throw ConfigError(command + ": expected exactly one CONFIG.yaml argument");
+  }
+  std::vector<std::string> sets;
+  for (auto [it, end] = a.options.equal_range("set"); it != end; ++it) sets.push_back(it->second);
+  return LoadConfig(a.positional[0], sets);
+}
+
+bool UnderMpiWithPeers() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
+    const char* v = std::getenv(var);
+    if (v != nullptr && std::atoi(v) > 1) return true;
+  }
+  return false;
+}
+
+int Train(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, "train", {"set"}, {"resume"});
+  Config config = LoadFromArgs("train", a);
+  if (a.Has("resume")) {
+    throw ConfigError("train: --resume needs checkpoints (checkpoint.dir), which this build "
+                      "does not write yet");
+  }
+  if (UnderMpiWithPeers()) {
+    throw ConfigError("train: launched under mpirun with several ranks, but this build trains "
+                      "in single-node mode only; run `fmps train` without mpirun");
+  }
+  TrainSummary s = TrainLocal(config);
+  if (config.model.loss == Loss::kLogistic) {
+    std::printf("test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f model %s\n",
+                s.test_logloss, s.test_auc, static_cast<unsigned long long>(s.rows_trained),
+                s.rows_per_s, s.model_path.c_str());
+  } else {
+    std::printf("test_rmse %.6f rows %llu rows_per_s %.0f model %s\n", s.test_rmse,
+                static_cast<unsigned long long>(s.rows_trained), s.rows_per_s,
+                s.model_path.c_str());
+  }
+  return 0;
+}
+
+int Check(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, "check", {"set"}, {});
+  Config config = LoadFromArgs("check", a);
+  std::cout << ConfigToYaml(config);
+  return 0;
+}
+
+int Synth(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, "synth",
+                     {"out", "rows", "test-rows", "fields", "vocab", "k", "seed", "format"}, {});
+  if (!a.positional.empty()) throw ConfigError("synth: unexpected argument " + a.positional[0]);
+  SynthOptions o;
+  o.out_dir = a.Require("synth", "out");
+  auto uint_opt = [&](const char* name, std::uint64_t fallback) {
+    std::string v = a.Get(name);
+    return v.empty() ? fallback : ParseUint("synth", name, v);
+  };
+  o.rows = uint_opt("rows", o.rows);
+  o.test_rows = uint_opt("test-rows", o.test_rows);
+  o.fields = static_cast<int>(std::min<std::uint64_t>(uint_opt("fields", o.fields), 1u << 20));
+  o.vocab = uint_opt("vocab", o.vocab);
+  o.k = static_cast<int>(std::min<std::uint64_t>(uint_opt("k", o.k), 1u << 20));
+  o.seed = uint_opt("seed", o.seed);
+  if (std::string f = a.Get("format"); !f.empty()) o.format = ParseFormat("synth", f);
+  SynthResult r = Synthesize(o);
+  std::printf("wrote %s and %s (%llu + %llu rows); positive rate %.4f; Bayes test logloss %.5f, "
+              "auc %.5f\n",
+              r.train_path.c_str(), r.test_path.c_str(), static_cast<unsigned long long>(o.rows),
+              static_cast<unsigned long long>(o.test_rows), r.positive_rate,
+              r.bayes_logloss_test, r.bayes_auc_test);
+  return 0;
+}
+
+// Feature settings for reading `--data` with a model: the model's, with an optional
+// --format override.
+FeatureSpec SpecFor(const Model& model, const Args& a, const std::string& command,
+                    OnError on_error) {
+  FeatureSpec spec = model.meta().features;
+  if (std::string f = a.Get("format"); !f.empty()) spec.data.format = ParseFormat(command, f);
+  spec.data.on_error = on_error;
+  return spec;
+}
+
+int Predict(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, "predict", {"model", "data", "format", "out"}, {});
+  Model model = Model::Load(a.Require("predict", "model"));
+  // Fail on bad rows: skipping one would misalign the output with the input lines.
+  FeatureSpec spec = SpecFor(model, a, "predict", OnError::kFail);
+  ShardReader reader(spec, {a.Require("predict", "data")}, 0, 1);
+  std::string out_path = a.Get("out");
+  std::FILE* out = stdout;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
+  if (!out_path.empty()) {
+    file.reset(std::fopen(out_path.c_str(), "wb"));
+    if (!file) throw IoError("predict: cannot write " + out_path);
+    out = file.get();
+  }
+  RowBlock block;
+  std::vector<std::uint32_t> local;
+  std::vector<float> scores;
+  std::string buf;
+  const Loss loss = model.meta().loss;
+  while (true) {
+    block.Clear();
+    if (reader.Read(4096, &block) == 0) break;
+    scores.resize(block.rows());
+    model.Score(block, &local, scores.data());
+    buf.clear();
+    for (float s : scores) {
+      char tmp[32];
+      int n = std::snprintf(tmp, sizeof(tmp), "%.7g\n", Prediction(loss, s));
+      buf.append(tmp, n);
+    }
+    if (std::fwrite(buf.data(), 1, buf.size(), out) != buf.size()) {
+      throw IoError("predict: cannot write " + (out_path.empty() ? "stdout" : out_path));
+    }
+  }
+  if (std::fflush(out) != 0) throw IoError("predict: cannot write output");
+  return 0;
+}
+
+int Eval(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, "eval", {"model", "data", "format"}, {});
+  Model model = Model::Load(a.Require("eval", "model"));
+  FeatureSpec spec = SpecFor(model, a, "eval", model.meta().features.data.on_error);
+  ShardReader reader(spec, {a.Require("eval", "data")}, 0, 1);
+  RowBlock block;
+  std::vector<std::uint32_t> local;
+  std::vector<float> scores, labels;
+  while (true) {
+    block.Clear();
+    if (reader.Read(4096, &block) == 0) break;
+    const std::size_t base = scores.size();
+    scores.resize(base + block.rows());
+    model.Score(block, &local, scores.data() + base);
+    labels.insert(labels.end(), block.labels.begin(), block.labels.end());
+  }
+  EvalResult r = Evaluate(model.meta().loss, scores, labels);
+  JsonObject j;
+  j.Add("rows", r.rows).Add("logloss", r.logloss);
+  if (model.meta().loss == Loss::kLogistic) {
+    j.Add("auc", r.auc);
+  } else {
+    j.Add("rmse", r.rmse);
+  }
+  j.Add("bad_rows", reader.bad_rows().count);
+  std::cout << j.str() << "\n";
+  return 0;
+}
+
+int Export(int argc, char** argv) {
+  Args a = ParseArgs(argc, argv, 2, "export", {"model", "out"}, {});
+  Model model = Model::Load(a.Require("export", "model"));
+  const std::string out_path = a.Require("export", "out");
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(out_path.c_str(), "wb"),
+                                                    &std::fclose);
+  if (!f) throw IoError("export: cannot write " + out_path);
+  const int k = model.k();
+  std::fprintf(f.get(), "# fmps model: k=%d loss=%s keys=%zu; lines: bias W0, then KEY W V1..V%d\n",
+               k, ToString(model.meta().loss), model.num_keys(), k);
+  std::fprintf(f.get(), "bias %.9g\n", model.meta().bias);
+  for (std::size_t i = 0; i < model.num_keys(); ++i) {
+    const float* row = model.row(i);
+    std::fprintf(f.get(), "%llu", static_cast<unsigned long long>(model.keys()[i]));
+    for (int j = 0; j <= k; ++j) std::fprintf(f.get(), " %.9g", row[j]);
+    std::fputc('\n', f.get());
+  }
+  if (std::fflush(f.get()) != 0) throw IoError("export: cannot write " + out_path);
+  return 0;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (command == "--version") {
+    std::printf("fmps %s\n", FMPS_VERSION);
+    return 0;
+  }
+  if (command == "train") return Train(argc, argv);
+  if (command == "check") return Check(argc, argv);
+  if (command == "synth") return Synth(argc, argv);
+  if (command == "predict") return Predict(argc, argv);
+  if (command == "eval") return Eval(argc, argv);
+  if (command == "export") return Export(argc, argv);
+  throw ConfigError("unknown command '" + command + "' (see fmps --help)");
+}
+
+}  // namespace fmps

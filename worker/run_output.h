@@ -1,0 +1,49 @@
+// RunOutput: the files of one training run in output.dir (BRIEF §4): config.yaml,
+// metrics.jsonl (one JSON object per progress or evaluation event), summary.json, and the
+// progress line on stderr. Owned by the one rank/thread that reports for the job.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "common/config.h"
+#include "common/json.h"
+#include "common/metrics.h"
+
+namespace fmps {
+
+class RunOutput {
+ public:
+  // Creates output.dir (and parents) and writes config.yaml. Throws IoError naming the
+  // directory if it cannot be created or written.
+  explicit RunOutput(const Config& config);
+
+  // Seconds since construction.
+  double Elapsed() const;
+
+  // A progress event: stderr line + metrics.jsonl.
+  void Progress(int epoch, int epochs, double fraction, std::uint64_t rows, double rows_per_s,
+                double train_loss);
+  // An evaluation event (test metrics) at the end of `epoch`.
+  void Evaluation(int epoch, std::uint64_t rows, double rows_per_s, double train_loss,
+                  const EvalResult& test);
+  // Writes summary.json (atomically) from the given object.
+  void Summary(const JsonObject& summary);
+
+  std::string ModelPath() const { return dir_ + "/model.fmps"; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  void Event(const JsonObject& event);
+  std::string dir_;
+  Loss loss_;
+  std::ofstream metrics_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Writes `content` to `path` atomically (temp file, fsync, rename). Throws IoError.
+void WriteFileAtomic(const std::string& path, const std::string& content);
+
+}  // namespace fmps

@@ -1,0 +1,73 @@
+// Worker: trains the FM on a stream of minibatches through a KVClient. It never sees ranks
+// or threads: the same class runs as a thread in single-node mode and as an MPI rank.
+//
+// Per minibatch: read rows, deduplicate their keys (bias first), Pull the unique keys,
+// compute loss and gradients in O(k * nnz), Push the gradients (with occurrence counts when
+// min_count > 1). async: at most max_delay pushes in flight, so the next batch's pull may
+// overlap earlier pushes. bsp: one push per step to every server, waited for before the
+// next pull; an exhausted worker keeps pushing empty steps until no worker has data.
+//
+// Thread safety: one thread per Worker. `progress` counters may be read concurrently.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "common/config.h"
+#include "common/key_index.h"
+#include "common/kv.h"
+#include "common/reader.h"
+#include "common/row_block.h"
+
+namespace fmps {
+
+struct WorkerOptions {
+  int k = 8;
+  Loss loss = Loss::kLogistic;
+  int batch_size = 1024;
+  Consistency consistency = Consistency::kAsync;
+  int max_delay = 2;
+  bool send_counts = false;  // min_count > 1
+};
+
+// Live counters, updated after every batch, readable from other threads.
+struct Progress {
+  std::atomic<std::uint64_t> rows{0};
+  std::atomic<std::uint64_t> bytes{0};       // of the shard consumed
+  std::atomic<double> loss_sum{0.0};         // training loss of those rows (before update)
+};
+
+class Worker {
+ public:
+  // client must outlive the worker.
+  Worker(const WorkerOptions& options, KVClient* client);
+
+  // One pass over the reader's remaining rows. Adds to *progress as it goes.
+  void TrainEpoch(ShardReader* reader, Progress* progress);
+
+  // Scores every remaining row of `reader` against the servers' current model (no row is
+  // created on the servers); appends raw scores and labels.
+  void Score(ShardReader* reader, std::vector<float>* scores, std::vector<float>* labels);
+
+ private:
+  // Maps block_'s keys to local indices (bias = 0) and fills unique_/counts_.
+  void Deduplicate(const RowBlock& block);
+  void TrainAsync(ShardReader* reader, Progress* progress);
+  void TrainBsp(ShardReader* reader, Progress* progress);
+  // Pulls the current unique keys, computes gradients; returns the loss sum.
+  double ComputeGradients(const RowBlock& block);
+
+  WorkerOptions options_;
+  KVClient* client_;
+  std::int64_t bsp_step_ = 0;
+  RowBlock block_;
+  KeyIndex index_;
+  std::vector<std::uint32_t> local_;
+  std::vector<std::uint32_t> counts_;
+  std::vector<float> params_;
+  std::vector<float> grads_;
+  std::vector<float> scores_;
+};
+
+}  // namespace fmps
