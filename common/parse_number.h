@@ -19,22 +19,95 @@ enum class NumStatus { kOk, kBad, kNonFinite, kOutOfRange };
 
 inline bool IsDigit(char c) { return static_cast<unsigned char>(c - '0') < 10; }
 
+namespace detail {
+
+// Whether the digits [first, last) (20 or more of them) fit in 64 bits.
+[[gnu::noinline]] inline bool DigitsFitU64(const char* first, const char* last) {
+  while (first != last && *first == '0') ++first;
+  const std::ptrdiff_t digits = last - first;
+  if (digits < 20) return true;
+  if (digits > 20) return false;
+  return std::string_view(first, 20) <= std::string_view("18446744073709551615");
+}
+
+}  // namespace detail
+
 // Parses the decimal digits starting at *p (no sign) into *out, advancing *p past them.
 // Returns kOk, kBad (no digit at *p) or kOutOfRange (>= 2^64; *p still moves past the digits).
-inline NumStatus ScanU64(const char** p, const char* end, std::uint64_t* out) {
-  const char* s = *p;
-  if (s == end || !IsDigit(*s)) return NumStatus::kBad;
+[[gnu::always_inline]] inline NumStatus ScanU64(const char** p, const char* end,
+                                                std::uint64_t* out) {
+  const char* const start = *p;
+  const char* s = start;
   std::uint64_t v = 0;
-  bool overflow = false;
-  do {
-    const auto d = static_cast<std::uint64_t>(*s - '0');
-    overflow |= __builtin_mul_overflow(v, 10u, &v);
-    overflow |= __builtin_add_overflow(v, d, &v);
+  while (s != end && IsDigit(*s)) {
+    v = v * 10 + static_cast<std::uint64_t>(*s - '0');  // wraps harmlessly; checked below
     ++s;
-  } while (s != end && IsDigit(*s));
+  }
   *p = s;
   *out = v;
-  return overflow ? NumStatus::kOutOfRange : NumStatus::kOk;
+  // 1..19 digits cannot overflow (no digit wraps around to a huge unsigned count).
+  if (static_cast<std::size_t>(s - start) - 1 < 19) [[likely]] {
+    return NumStatus::kOk;
+  }
+  if (s == start) return NumStatus::kBad;
+  return detail::DigitsFitU64(start, s) ? NumStatus::kOk : NumStatus::kOutOfRange;
+}
+
+namespace detail {
+
+inline std::uint64_t Load8(const char* s) {
+  std::uint64_t v;
+  std::memcpy(&v, s, 8);
+  return v;
+}
+
+// Number of leading ASCII digits (0..8) in the 8 bytes of `chunk` (little-endian load).
+inline int LeadingDigits8(std::uint64_t chunk) {
+  const std::uint64_t t = chunk ^ 0x3030303030303030ULL;  // digits become 0..9
+  const std::uint64_t non_digit =
+      (((t & 0x7F7F7F7F7F7F7F7FULL) + 0x7676767676767676ULL) | t) & 0x8080808080808080ULL;
+  return non_digit == 0 ? 8 : std::countr_zero(non_digit) >> 3;
+}
+
+// Value of the first n (1..8) digits of `chunk`.
+inline std::uint64_t DigitsValue8(std::uint64_t chunk, int n) {
+  std::uint64_t v = (chunk ^ 0x3030303030303030ULL) << (64 - 8 * n);
+  v = v * 10 + (v >> 8);
+  v = (((v & 0x000000FF000000FFULL) * (100 + (1000000ULL << 32))) +
+       (((v >> 16) & 0x000000FF000000FFULL) * (1 + (10000ULL << 32)))) >>
+      32;
+  return v;
+}
+
+inline constexpr std::uint64_t kPow10U64[] = {1,      10,      100,      1000,     10000,
+                                              100000, 1000000, 10000000, 100000000};
+
+}  // namespace detail
+
+// As ScanU64, eight digits at a time. Requires the 8 bytes from any position up to `end`
+// (that is, up to end + 7) to be readable; bytes at and after `end` do not affect the result.
+[[gnu::always_inline]] inline NumStatus ScanU64Padded(const char** p, const char* end,
+                                                      std::uint64_t* out) {
+  const char* const start = *p;
+  const char* s = start;
+  std::uint64_t v = 0;
+  for (;;) {
+    const std::uint64_t chunk = detail::Load8(s);
+    int n = detail::LeadingDigits8(chunk);
+    if (n > end - s) n = static_cast<int>(end - s);
+    if (n == 0) break;
+    v = v * detail::kPow10U64[n] + detail::DigitsValue8(chunk, n);  // wraps; checked below
+    s += n;
+    if (n < 8) break;
+  }
+  *p = s;
+  *out = v;
+  // 1..19 digits cannot overflow (no digit wraps around to a huge unsigned count).
+  if (static_cast<std::size_t>(s - start) - 1 < 19) [[likely]] {
+    return NumStatus::kOk;
+  }
+  if (s == start) return NumStatus::kBad;
+  return detail::DigitsFitU64(start, s) ? NumStatus::kOk : NumStatus::kOutOfRange;
 }
 
 // Parses exactly [b, e) as an unsigned integer. A leading '-' followed by digits is
@@ -156,6 +229,43 @@ inline const char* FastDouble(const char* p, const char* end, double* out) {
   return p;
 }
 
+// Fastest path for the common feature values ("1", "0.3651", "-2.5"): [-]digits[.digits] with
+// at most 7 digits in all and no exponent. Such a value is m / 10^k with m < 2^24 and
+// k <= 7, both exact in float, so one float division gives the correctly rounded result.
+// Returns the end of the number, or nullptr when the text is anything else.
+inline const char* FastSimpleFloat(const char* p, const char* end, float* out) {
+  static constexpr float kPow10f[] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f};
+  bool negative = false;
+  if (p != end && *p == '-') {
+    negative = true;
+    ++p;
+  }
+  const char* const digits_start = p;
+  std::uint32_t m = 0;
+  while (p != end && IsDigit(*p)) {
+    m = m * 10 + static_cast<std::uint32_t>(*p - '0');
+    ++p;
+  }
+  std::ptrdiff_t digits = p - digits_start;
+  int frac = 0;
+  if (p != end && *p == '.') {
+    ++p;
+    const char* const frac_start = p;
+    while (p != end && IsDigit(*p) && digits + (p - frac_start) < 8) {
+      m = m * 10 + static_cast<std::uint32_t>(*p - '0');
+      ++p;
+    }
+    frac = static_cast<int>(p - frac_start);
+    digits += frac;
+  }
+  if (digits == 0 || digits > 7 || (p != end && (IsDigit(*p) || *p == 'e' || *p == 'E'))) {
+    return nullptr;
+  }
+  const float v = static_cast<float>(m) / kPow10f[frac];
+  *out = negative ? -v : v;
+  return p;
+}
+
 // Converts a correctly rounded double to the correctly rounded float of the same decimal,
 // or returns false when double rounding could differ (the double is exactly a float
 // midpoint, or tiny) and the caller must use the slow path.
@@ -180,6 +290,7 @@ inline NumStatus ParseDouble(const char* b, const char* e, double* out) {
 
 // Parses exactly [b, e) as a finite float (values beyond float's range are kNonFinite).
 inline NumStatus ParseFloat(const char* b, const char* e, float* out) {
+  if (FastSimpleFloat(b, e, out) == e) return NumStatus::kOk;
   double v = 0.0;
   const char* p = FastDouble(b, e, &v);
   if (p == e && std::fabs(v) <= static_cast<double>(std::numeric_limits<float>::max()) &&

@@ -27,6 +27,8 @@ using internal::NumStatus;
 
 constexpr std::size_t kPage = 4096;
 constexpr std::size_t kBufferSize = std::size_t{1} << 20;
+// Readable bytes after a line's end, for RowParser's 8-byte loads (see ScanU64Padded).
+constexpr std::size_t kLinePadding = 64;
 constexpr std::uint32_t kCriteoInts = 13;
 constexpr std::uint32_t kCriteoColumns = 40;  // label + 13 integer + 26 categorical
 constexpr std::size_t kMaxQuoted = 40;        // longest token quoted verbatim in a reason
@@ -128,11 +130,13 @@ bool ParseLabel(std::string_view tok, bool logistic, float* y, std::string* reas
   return true;
 }
 
-// Parses the value after "id:" starting at p (fast path inline, slow path for anything odd).
-// On success stores it and returns the end of the token; on failure returns nullptr with
-// *st set and *tok_end at the token end.
-inline const char* ParseFeatureValue(const char* p, const char* end, float* value, NumStatus* st,
-                                     const char** tok_end) {
+// Parses the value after "id:" starting at p, other than a single digit (slow path for
+// anything odd). On success stores it and returns the end of the token; on failure returns
+// nullptr with *st set and *tok_end at the token end.
+[[gnu::noinline]] const char* ParseFeatureValueSlow(const char* p, const char* end, float* value,
+                                                    NumStatus* st, const char** tok_end) {
+  const char* q = internal::FastSimpleFloat(p, end, value);
+  if (q != nullptr && (q == end || IsSep(*q))) return q;
   double d = 0.0;
   const char* r = internal::FastDouble(p, end, &d);
   if (r != nullptr && (r == end || IsSep(*r)) && std::fabs(d) <= kFloatMax &&
@@ -143,6 +147,17 @@ inline const char* ParseFeatureValue(const char* p, const char* end, float* valu
   *st = internal::ParseFloat(p, e, value);
   *tok_end = e;
   return *st == NumStatus::kOk ? e : nullptr;
+}
+
+// The value of a feature: single digits ("1", by far the most common) inline.
+[[gnu::always_inline]] inline const char* ParseFeatureValue(const char* p, const char* end,
+                                                            float* value, NumStatus* st,
+                                                            const char** tok_end) {
+  if (p != end && internal::IsDigit(*p) && (p + 1 == end || IsSep(p[1]))) [[likely]] {
+    *value = static_cast<float>(*p - '0');
+    return p + 1;
+  }
+  return ParseFeatureValueSlow(p, end, value, st, tok_end);
 }
 
 // The 32-bit identity of a csv column used in hashing: derived from its name, so files may
@@ -289,7 +304,7 @@ std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std
 }
 
 // Turns one line into a row of a RowBlock, for every format. No allocation once its scratch
-// buffers have grown.
+// buffers have grown. Parse requires kLinePadding readable bytes after the line's end.
 class RowParser {
  public:
   // `header` is the csv header (csv only); `file` names it in errors. `need_stats`: require
@@ -346,6 +361,18 @@ class RowParser {
   }
 
  private:
+  // The label of a libsvm / libffm line; a first token that looks like a feature means the
+  // label is missing.
+  bool ParseSparseLabel(std::string_view tok, float* y, std::string* reason) const {
+    if (ParseLabel(tok, logistic_, y, reason)) return true;
+    if (tok.find(':') != std::string_view::npos) {
+      reason->assign("missing label (first token ");
+      AppendQuoted(reason, tok);
+      reason->append(" is a feature)");
+    }
+    return false;
+  }
+
   // Rejects raw id 2^64-1 (the bias key) when ids are kept as given.
   bool IdInRange(std::uint64_t id) const { return hash_bits_ != 0 || id != kBiasKey; }
 
@@ -355,7 +382,7 @@ class RowParser {
     while (p != end && IsSep(*p)) ++p;
     const char* q = TokenEnd(p, end);
     float y;
-    if (!ParseLabel({p, static_cast<std::size_t>(q - p)}, logistic_, &y, reason)) return false;
+    if (!ParseSparseLabel({p, static_cast<std::size_t>(q - p)}, &y, reason)) return false;
     p = q;
     int feature = 0;
     for (;;) {
@@ -364,7 +391,7 @@ class RowParser {
       ++feature;
       const char* tok = p;
       std::uint64_t id;
-      NumStatus st = internal::ScanU64(&p, end, &id);
+      NumStatus st = internal::ScanU64Padded(&p, end, &id);
       if (st != NumStatus::kOk || p == end || *p != ':' || !IdInRange(id)) {
         return IdError(tok, end, feature, reason);
       }
@@ -408,7 +435,7 @@ class RowParser {
     while (p != end && IsSep(*p)) ++p;
     const char* q = TokenEnd(p, end);
     float y;
-    if (!ParseLabel({p, static_cast<std::size_t>(q - p)}, logistic_, &y, reason)) return false;
+    if (!ParseSparseLabel({p, static_cast<std::size_t>(q - p)}, &y, reason)) return false;
     p = q;
     int feature = 0;
     for (;;) {
@@ -417,10 +444,10 @@ class RowParser {
       ++feature;
       const char* tok = p;
       std::uint64_t field, id;
-      NumStatus st = internal::ScanU64(&p, end, &field);
+      NumStatus st = internal::ScanU64Padded(&p, end, &field);
       if (st != NumStatus::kOk || p == end || *p != ':') return FfmError(tok, end, feature, reason);
       ++p;
-      st = internal::ScanU64(&p, end, &id);
+      st = internal::ScanU64Padded(&p, end, &id);
       if (st != NumStatus::kOk || p == end || *p != ':' || !IdInRange(id)) {
         return FfmError(tok, end, feature, reason);
       }
@@ -686,9 +713,7 @@ class LineSource {
     begin_ = cut(static_cast<std::uint64_t>(shard));
     end_ = cut(static_cast<std::uint64_t>(shard) + 1);
     base_.assign(files_.size(), -1);
-    void* mem = nullptr;
-    if (posix_memalign(&mem, kPage, kBufferSize) != 0) throw std::bad_alloc();
-    buf_ = static_cast<char*>(mem);
+    buf_ = AllocateBuffer(kBufferSize);
     cap_ = kBufferSize;
   }
   ~LineSource() {
@@ -824,6 +849,15 @@ class LineSource {
     fd_ = -1;
   }
 
+  // A page-aligned buffer of `size` bytes plus kLinePadding readable bytes after it, zeroed
+  // (so that loads past a line's end never touch uninitialised memory).
+  static char* AllocateBuffer(std::size_t size) {
+    void* mem = nullptr;
+    if (posix_memalign(&mem, kPage, size + kLinePadding) != 0) throw std::bad_alloc();
+    std::memset(mem, 0, size + kLinePadding);
+    return static_cast<char*>(mem);
+  }
+
   // Keeps the unfinished line [pos_, lim_) and reads more after it. The kept bytes are placed
   // so that read(2) always writes to a page-aligned address; the buffer grows for long lines.
   void Refill() {
@@ -831,9 +865,7 @@ class LineSource {
     const std::size_t dst = RoundUp(rem, kPage);
     if (cap_ - dst < kBufferSize / 2) {
       const std::size_t new_cap = std::max(cap_ * 2, dst + kBufferSize);
-      void* mem = nullptr;
-      if (posix_memalign(&mem, kPage, new_cap) != 0) throw std::bad_alloc();
-      char* nb = static_cast<char*>(mem);
+      char* nb = AllocateBuffer(new_cap);
       std::memcpy(nb + dst - rem, buf_ + pos_, rem);
       std::free(buf_);
       buf_ = nb;
@@ -1010,6 +1042,7 @@ struct LineParser::State {
   State(const FeatureSpec& spec, const std::vector<std::string>& header)
       : parser(spec, &header, "", true) {}
   RowParser parser;
+  std::string padded;  // the line followed by kLinePadding readable bytes
   std::string reason;
 };
 
@@ -1017,7 +1050,11 @@ LineParser::LineParser(const FeatureSpec& spec, std::vector<std::string> csv_hea
     : state_(std::make_shared<State>(spec, csv_header)) {}
 
 bool LineParser::Parse(std::string_view line, RowBlock* block, std::string* reason) {
-  return state_->parser.Parse(StripLineEnd(line), block, reason ? reason : &state_->reason);
+  line = StripLineEnd(line);
+  state_->padded.assign(line);
+  state_->padded.append(kLinePadding, '\0');
+  return state_->parser.Parse(std::string_view(state_->padded.data(), line.size()), block,
+                              reason ? reason : &state_->reason);
 }
 
 }  // namespace fmps

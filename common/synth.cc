@@ -34,6 +34,10 @@ class Rng {
 };
 
 constexpr int kCriteoIntFields = 13;
+// Planted model scale: w ~ N(0, kWeightStd^2); v scaled so the pairwise part of the score
+// has variance kPairwiseVariance.
+constexpr double kWeightStd = 0.2;
+constexpr double kPairwiseVariance = 0.5;
 
 // Fields written as integer counts (read back through log-bucketing): criteo's 13, a third
 // of the fields for csv, none for libsvm/libffm.
@@ -77,9 +81,9 @@ class Planted {
     w_.resize(params);
     v_.resize(params * o.k);
     const double pairs = 0.5 * o.fields * (o.fields - 1);
-    const double sigma = std::pow(1.0 / (pairs * o.k), 0.25);
+    const double sigma = std::pow(kPairwiseVariance / (pairs * o.k), 0.25);
     Rng rng(Mix64(o.seed ^ 0x6a09e667f3bcc909ULL));
-    for (auto& w : w_) w = static_cast<float>(0.15 * rng.Normal());
+    for (auto& w : w_) w = static_cast<float>(kWeightStd * rng.Normal());
     for (auto& v : v_) v = static_cast<float>(sigma * rng.Normal());
   }
 

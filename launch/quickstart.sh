@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
 
-./build/fmps synth --out data/quickstart --rows 500000 --test-rows 100000 --seed 1
+./build/fmps synth --out data/quickstart --rows 1000000 --test-rows 100000 --vocab 100000 --seed 1
 ./build/fmps train configs/quickstart.yaml
 
 python3 - <<'PY'

@@ -91,10 +91,26 @@ inline Key LoadKey(const float* p) {
   return k;
 }
 
+// Whether g[0..n) are all finite (exponent bits not all ones); vectorisable.
 inline bool AllFinite(const float* g, int n) {
-  bool ok = true;
-  for (int i = 0; i < n; ++i) ok &= std::isfinite(g[i]);
-  return ok;
+  std::uint32_t bad = 0;
+  for (int i = 0; i < n; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, g + i, sizeof(bits));
+    bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+// Copies n floats with inline fixed-size moves (a memcpy of runtime size is a library call).
+inline void CopyFloats(float* dst, const float* src, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) std::memcpy(dst + i, src + i, 8 * sizeof(float));
+  if (i + 4 <= n) {
+    std::memcpy(dst + i, src + i, 4 * sizeof(float));
+    i += 4;
+  }
+  for (; i < n; ++i) dst[i] = src[i];
 }
 
 // Rows of a fixed stride in 2 MiB chunks (one huge page each): growing never moves or copies
@@ -251,13 +267,13 @@ class ParamStore::Impl {
       }
       const float* r = WRow(idx);
       if (!lazy_v_) {
-        std::memcpy(o, r + kW, width * sizeof(float));
+        CopyFloats(o, r + kW, k_ + 1);
         return;
       }
       o[0] = r[kW];
       const std::uint32_t vref = Load32(r + vref_);
       if (vref != 0) {
-        std::memcpy(o + 1, VRow(vref - 1), static_cast<std::size_t>(k_) * sizeof(float));
+        CopyFloats(o + 1, VRow(vref - 1), k_);
       } else {
         std::fill(o + 1, o + width, 0.0f);
       }
@@ -420,9 +436,8 @@ class ParamStore::Impl {
 
   // Row of the first slot in the probe run whose fingerprint matches (a candidate to verify
   // against the key), or kNoRow if the run ends first (the key is certainly absent).
-  std::uint32_t ProbeFingerprint(std::uint64_t h) const {
-    const std::uint32_t fp = Fingerprint(h);
-    for (std::uint64_t pos = Home(fp);; pos = Next(pos)) {
+  std::uint32_t ProbeFingerprint(std::uint32_t fp, std::uint64_t pos) const {
+    for (;; pos = Next(pos)) {
       const std::uint64_t s = slots_[pos];
       if (s == 0) return kNoRow;
       if (static_cast<std::uint32_t>(s >> 32) == fp) return static_cast<std::uint32_t>(s) - 1;
@@ -481,35 +496,49 @@ class ParamStore::Impl {
   template <bool kCreate, bool kWrite, class Fn>
   void ForKeys(const Key* keys, std::size_t n, Fn&& fn) {
     std::uint64_t hashes[kBatch];
+    std::uint64_t homes[kBatch];
     std::uint32_t idx[kBatch];
     const std::size_t prefetch_bytes = kWrite ? row_bytes_ : pull_bytes_;
     for (std::size_t base = 0; base < n; base += kBatch) {
       const std::size_t m = std::min(kBatch, n - base);
+      const Key* batch_keys = keys + base;
       for (std::size_t j = 0; j < m; ++j) {
-        const std::uint64_t h = Hash(keys[base + j]);
+        const std::uint64_t h = Hash(batch_keys[j]);
         hashes[j] = h;
-        __builtin_prefetch(slots_ + Home(Fingerprint(h)), 0, 3);
+        homes[j] = Home(Fingerprint(h));
+        __builtin_prefetch(slots_ + homes[j], 0, 3);
       }
       for (std::size_t j = 0; j < m; ++j) {
-        const std::uint32_t c = ProbeFingerprint(hashes[j]);
+        const std::uint32_t c = ProbeFingerprint(Fingerprint(hashes[j]), homes[j]);
         idx[j] = c;
         if (c != kNoRow) PrefetchRange<kWrite>(rows_.Row(c), prefetch_bytes);
       }
+      // Rows created below may move the first arena chunk: pointers are derived afresh.
+      if (!lazy_v_) {
+        for (std::size_t j = 0; j < m; ++j)
+          fn(base + j, Resolve<kCreate>(batch_keys[j], hashes[j], idx[j]));
+        continue;
+      }
       for (std::size_t j = 0; j < m; ++j) {
-        const Key key = keys[base + j];
-        std::uint32_t c = idx[j];
-        if (c == kNoRow || LoadKey(WRow(c)) != key) c = FindSlow(key, hashes[j], kCreate);
+        const std::uint32_t c = Resolve<kCreate>(batch_keys[j], hashes[j], idx[j]);
         idx[j] = c;
-        if (lazy_v_ && c != kNoRow) {
-          const std::uint32_t vref = Load32(WRow(c) + vref_);
-          if (vref != 0)
-            PrefetchRange<kWrite>(
-                vrows_.Row(vref - 1),
-                kWrite ? vrow_bytes_ : static_cast<std::size_t>(k_) * sizeof(float));
+        if (c == kNoRow) continue;
+        const std::uint32_t vref = Load32(WRow(c) + vref_);
+        if (vref != 0) {
+          PrefetchRange<kWrite>(
+              vrows_.Row(vref - 1),
+              kWrite ? vrow_bytes_ : static_cast<std::size_t>(k_) * sizeof(float));
         }
       }
       for (std::size_t j = 0; j < m; ++j) fn(base + j, idx[j]);
     }
+  }
+
+  // The row of key given the candidate found by ProbeFingerprint.
+  template <bool kCreate>
+  std::uint32_t Resolve(Key key, std::uint64_t h, std::uint32_t candidate) {
+    if (candidate != kNoRow && LoadKey(WRow(candidate)) == key) return candidate;
+    return FindSlow(key, h, kCreate);
   }
 
   StoreOptions options_;

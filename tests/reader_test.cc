@@ -179,6 +179,44 @@ TEST(ParseNumberTest, IntegersDetectOverflowAndSign) {
   EXPECT_EQ(parse("1.5", &v), NumStatus::kBad);
 }
 
+TEST(ParseNumberTest, EightAtATimeIntegersMatchTheDigitLoop) {
+  using internal::NumStatus;
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    const int len = 1 + static_cast<int>(rng() % 24);
+    std::string digits;
+    for (int d = 0; d < len; ++d) digits += static_cast<char>('0' + rng() % 10);
+    if (i % 10 == 0) digits = std::string(static_cast<std::size_t>(rng() % 6), '0') + digits;
+    // Digits, then a terminator, then digits that must not be picked up past `end`.
+    std::string text = digits + (i % 2 ? ":" : "") + "98765432109876543210";
+    const char* end = text.data() + digits.size() + (i % 2);
+    const char* p = text.data();
+    std::uint64_t got = 0, expect = 0;
+    const NumStatus st = internal::ScanU64Padded(&p, end, &got);
+    const NumStatus want =
+        internal::ParseU64(digits.data(), digits.data() + digits.size(), &expect);
+    ASSERT_EQ(st, want) << digits;
+    ASSERT_EQ(p, text.data() + digits.size()) << digits;
+    if (st == NumStatus::kOk) {
+      ASSERT_EQ(got, expect) << digits;
+    }
+  }
+  std::string edge = "18446744073709551615 18446744073709551616 0000000000000000000000001";
+  edge.append(16, '\0');
+  const char* p = edge.data();
+  const char* end = edge.data() + edge.find('\0');
+  std::uint64_t v = 0;
+  EXPECT_EQ(internal::ScanU64Padded(&p, end, &v), NumStatus::kOk);
+  EXPECT_EQ(v, ~std::uint64_t{0});
+  ++p;
+  EXPECT_EQ(internal::ScanU64Padded(&p, end, &v), NumStatus::kOutOfRange);
+  ++p;
+  EXPECT_EQ(internal::ScanU64Padded(&p, end, &v), NumStatus::kOk);
+  EXPECT_EQ(v, 1u);
+  EXPECT_EQ(p, end);
+  EXPECT_EQ(internal::ScanU64Padded(&p, end, &v), NumStatus::kBad);
+}
+
 TEST(ParseNumberTest, FloatsAreCorrectlyRoundedLikeFromChars) {
   using internal::NumStatus;
   std::mt19937_64 rng(42);
@@ -533,6 +571,8 @@ TEST(ReaderTest, EveryBadRowReason) {
   for (int i = 0; i < 40; ++i) too_many += "\t5";
   const std::vector<BadCase> cases = {
       {DataFormat::kLibsvm, "", "missing label"},
+      {DataFormat::kLibsvm, "3:1 4:1", "missing label (first token '3:1' is a feature)"},
+      {DataFormat::kLibffm, "1:3:1", "missing label"},
       {DataFormat::kLibsvm, "2 3:1", "label '2' is not 0/1 or -1/+1 for logistic loss"},
       {DataFormat::kLibsvm, "0.5 3:1", "label '0.5' is not 0/1"},
       {DataFormat::kLibsvm, "yes 3:1", "bad number 'yes' in label"},
