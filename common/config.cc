@@ -44,7 +44,8 @@ constexpr const char* kModelKeys[] = {"k", "loss", "init_std", "l2_w", "l2_v", "
 constexpr const char* kOptimizerKeys[] = {"name", "lr", "beta1", "beta2", "eps", "l1", "ftrl_beta"};
 constexpr const char* kTrainKeys[] = {"epochs",    "batch_size", "consistency",
                                       "max_delay", "seed",       "progress_seconds"};
-constexpr const char* kClusterKeys[] = {"servers", "local_servers", "local_workers"};
+constexpr const char* kClusterKeys[] = {"servers", "local_servers", "local_workers",
+                                        "timeout_seconds"};
 constexpr const char* kCheckpointKeys[] = {"dir", "every_seconds"};
 constexpr const char* kOutputKeys[] = {"dir"};
 
@@ -614,6 +615,9 @@ ClusterConfig ReadCluster(const Context& ctx, const Section& top) {
   if ((e = s.Find("local_workers")) != nullptr) {
     c.local_workers = static_cast<int>(ReadInt(ctx, *e, 1, 256));
   }
+  if ((e = s.Find("timeout_seconds")) != nullptr) {
+    c.timeout_seconds = ReadReal<double>(ctx, *e, kPositive);
+  }
   return c;
 }
 
@@ -894,6 +898,7 @@ std::string ConfigToYaml(const Config& c) {
   out << YAML::Key << "servers" << YAML::Value << c.cluster.servers;
   out << YAML::Key << "local_servers" << YAML::Value << c.cluster.local_servers;
   out << YAML::Key << "local_workers" << YAML::Value << c.cluster.local_workers;
+  out << YAML::Key << "timeout_seconds" << YAML::Value << FormatReal(c.cluster.timeout_seconds);
   out << YAML::EndMap;
 
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;

@@ -69,6 +69,8 @@ struct ClusterConfig {
   int servers = 1;        // >= 1; server ranks under mpirun
   int local_servers = 1;  // >= 1; single-node mode server threads
   int local_workers = 2;  // >= 1; single-node mode worker threads
+  // > 0; longest a rank waits for a reply before failing the job (a peer is presumed dead)
+  double timeout_seconds = 600;
 };
 
 struct CheckpointConfig {

@@ -31,6 +31,8 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
   Pending p;
   p.ts = next_ts_++;
   p.vals = vals;
+  p.is_pull = true;
+  p.issued = std::chrono::steady_clock::now();
   const int servers = options_.num_servers;
   if (servers == 1) {
     Message m;
@@ -66,6 +68,7 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
   const int servers = options_.num_servers;
   Pending p;
   p.ts = next_ts_++;
+  p.issued = std::chrono::steady_clock::now();
   auto make = [&] {
     Message m;
     m.kind = MsgKind::kPush;
@@ -165,11 +168,20 @@ WaitResult KVClient::Wait(Timestamp ts) {
     p = Find(ts);  // Deliver never erases, but keep the pointer fresh
   }
   WaitResult result = p->result;
+  const double latency =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - p->issued).count();
+  if (p->is_pull) {
+    ++stats_.pulls;
+    stats_.pull_seconds += latency;
+  } else {
+    ++stats_.pushes;
+    stats_.push_seconds += latency;
+  }
   pending_.erase(pending_.begin() + (p - pending_.data()));
   return result;
 }
 
-void KVClient::Dump(
+std::uint64_t KVClient::Dump(
     const std::function<void(int, std::span<const Key>, std::span<const float>)>& sink) {
   if (!pending_.empty()) throw TransportError("Dump while requests are in flight");
   for (int s = 0; s < options_.num_servers; ++s) {
@@ -178,6 +190,7 @@ void KVClient::Dump(
     transport_->Send(s, std::move(m));
   }
   int done = 0;
+  std::uint64_t bytes = 0;
   while (done < options_.num_servers) {
     Message m = Receive("model dump");
     if (m.kind != MsgKind::kDumpChunk) {
@@ -188,8 +201,12 @@ void KVClient::Dump(
       throw TransportError("malformed dump chunk from server " + std::to_string(m.sender));
     }
     sink(m.sender, m.keys, m.vals);
-    if (m.flags & kFlagLast) ++done;
+    if (m.flags & kFlagLast) {
+      ++done;
+      bytes += static_cast<std::uint64_t>(std::max<std::int64_t>(0, m.step));
+    }
   }
+  return bytes;
 }
 
 void KVClient::ShutdownServers() {

@@ -35,6 +35,14 @@ struct KVClientOptions {
   std::chrono::milliseconds reply_timeout{std::chrono::minutes(10)};
 };
 
+// Request counts and latencies (issue to completion) seen by one client.
+struct KVStats {
+  std::uint64_t pulls = 0;
+  std::uint64_t pushes = 0;
+  double pull_seconds = 0.0;  // summed latency of completed pulls
+  double push_seconds = 0.0;  // summed latency of completed pushes
+};
+
 // What a completed request reports.
 struct WaitResult {
   bool any_had_data = false;  // bsp push: some worker had rows in that step
@@ -59,13 +67,14 @@ class KVClient {
   WaitResult Wait(Timestamp ts);
 
   // Streams every server's (key, row) pairs to sink in chunks, each server's chunks in
-  // ascending key order. Blocking.
-  void Dump(const std::function<void(int server, std::span<const Key>, std::span<const float>)>&
-                sink);
+  // ascending key order. Blocking. Returns the bytes all servers' stores use.
+  std::uint64_t Dump(
+      const std::function<void(int server, std::span<const Key>, std::span<const float>)>& sink);
 
   // Tells every server to leave its loop. No reply.
   void ShutdownServers();
 
+  const KVStats& stats() const { return stats_; }
   int num_servers() const { return options_.num_servers; }
   int row_width() const { return options_.row_width; }
 
@@ -76,6 +85,8 @@ class KVClient {
     float* vals = nullptr;  // pull destination
     std::vector<std::vector<std::uint32_t>> positions;  // pull: per server, key positions
     WaitResult result;
+    bool is_pull = false;
+    std::chrono::steady_clock::time_point issued;
   };
   // Splits keys by server into split_keys_ / split_pos_.
   void Split(std::span<const Key> keys);
@@ -89,6 +100,7 @@ class KVClient {
   std::vector<Pending> pending_;  // few entries (bounded by in-flight requests)
   std::vector<std::vector<Key>> split_keys_;
   std::vector<std::vector<std::uint32_t>> split_pos_;
+  KVStats stats_;
 };
 
 }  // namespace fmps

@@ -23,7 +23,7 @@ enum class MsgKind : std::uint8_t {
   kPush = 3,       // keys, vals (gradients), optional counts -> kPushReply
   kPushReply = 4,  // bsp: flag kAnyHadData tells whether any worker had rows in that step
   kDump = 5,       // -> kDumpChunk messages (keys ascending) until one with kLast
-  kDumpChunk = 6,
+  kDumpChunk = 6,  // the last one's `step` holds the bytes the server's store uses
   kShutdown = 7,   // server leaves its loop; no reply
 };
 

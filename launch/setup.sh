@@ -13,7 +13,7 @@ packages=(
   libyaml-cpp-dev
   libgtest-dev libgmock-dev
   libxxhash-dev
-  python3
+  python3 python3-matplotlib
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -226,7 +226,7 @@ class ParamStore::Impl {
         lazy_v_(options.min_count > 1),
         steps_(optimizer_->uses_step()),
         rows_(RowStride(options, state_, steps_)),
-        vrows_(static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float)) {
+        vrows_(PaddedStride(static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float))) {
     int next = 3;  // key[2], w
     if (!lazy_v_) {
       v_ = next;
@@ -247,7 +247,7 @@ class ParamStore::Impl {
       vref_ = next + 1;
       next += 2;
     }
-    row_bytes_ = static_cast<std::size_t>(next) * sizeof(float);
+    row_bytes_ = static_cast<std::size_t>(next) * sizeof(float);  // used part of the stride
     pull_bytes_ = static_cast<std::size_t>(lazy_v_ ? 3 : 3 + k_) * sizeof(float);
     vrow_bytes_ = static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float);
     AllocateTable(kSlotsPerPage);
@@ -396,7 +396,16 @@ class ParamStore::Impl {
     const std::size_t s = static_cast<std::size_t>(state);
     std::size_t words = 3 + s + (steps ? 2 : 0);
     words += o.min_count > 1 ? 2 : k * (1 + s);
-    return words * sizeof(float);
+    return PaddedStride(words * sizeof(float));
+  }
+
+  // Rows a little under a multiple of 64 bytes are padded to it: with line-aligned chunks
+  // each row then spans the fewest cache lines (e.g. Adam/FTRL at k = 8: 124/116 -> 128
+  // bytes, 2 lines per push instead of ~2.9, and 1 line per pull instead of ~1.7). Padding
+  // is only done when it costs at most 1/8 of the row.
+  static std::size_t PaddedStride(std::size_t bytes) {
+    const std::size_t padded = RoundUp(bytes, kLineBytes);
+    return bytes > kLineBytes && (padded - bytes) * 8 <= bytes ? padded : bytes;
   }
 
   static std::uint64_t Hash(Key key) { return Mix64(key ^ kTableSalt); }
@@ -428,7 +437,7 @@ class ParamStore::Impl {
       const std::uint64_t s = old[i];
       if (s == 0) continue;
       std::uint64_t pos = Home(static_cast<std::uint32_t>(s >> 32));
-      while (slots_[pos] != 0) pos = Next(pos);
+      while (slots_[pos] != 0) pos = pos + 1 < capacity_ ? pos + 1 : pos;
       slots_[pos] = s;
     }
     Unmap(old, old_bytes);

@@ -174,7 +174,10 @@ void Server::HandleDump(const Message& m) {
       const float* row = &rows[order[j] * width];
       chunk.vals.insert(chunk.vals.end(), row, row + width);
     }
-    if (end == order.size()) chunk.flags = kFlagLast;
+    if (end == order.size()) {
+      chunk.flags = kFlagLast;
+      chunk.step = static_cast<std::int64_t>(store_->MemoryBytes());
+    }
     transport_->Send(m.sender, std::move(chunk));
     i = end;
   } while (i < order.size());

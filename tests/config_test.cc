@@ -55,6 +55,7 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(cluster.servers)
   FMPS_SAME(cluster.local_servers)
   FMPS_SAME(cluster.local_workers)
+  FMPS_SAME(cluster.timeout_seconds)
   FMPS_SAME(checkpoint.dir)
   FMPS_SAME(checkpoint.every_seconds)
   FMPS_SAME(output.dir)
@@ -95,6 +96,7 @@ TEST(ConfigTest, DefaultsOfMinimalConfig) {
   EXPECT_EQ(c.train.max_delay, 2);
   EXPECT_EQ(c.train.progress_seconds, 5.0);
   EXPECT_EQ(c.cluster.local_workers, 2);
+  EXPECT_EQ(c.cluster.timeout_seconds, 600);
   EXPECT_EQ(c.checkpoint.dir, "");
   EXPECT_EQ(c.checkpoint.every_seconds, 300.0);
   EXPECT_EQ(c.output.dir, "runs/small");
@@ -150,6 +152,7 @@ cluster:
   servers: 4
   local_servers: 3
   local_workers: 5
+  timeout_seconds: 30
 checkpoint:
   dir: ""
   every_seconds: 60.5
@@ -361,6 +364,7 @@ TEST(ConfigTest, RangesNameKeyValueAndAllowedRange) {
        "cluster.local_servers: '65' is out of range (allowed: "
        "integers in 1..64)"},
       {"cluster: {local_workers: 257}", "cluster.local_workers: '257' is out of range"},
+      {"cluster: {timeout_seconds: 0}", "cluster.timeout_seconds: '0' is out of range"},
       {"checkpoint: {every_seconds: -1}", "checkpoint.every_seconds: '-1' is out of range"},
   };
   for (const RangeCase& c : cases) {

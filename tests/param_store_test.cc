@@ -333,6 +333,39 @@ TEST(ParamStoreTest, MinCountDelaysEmbeddings) {
   EXPECT_EQ(seen, 4);
 }
 
+TEST(ParamStoreTest, AdamStepsAreCountedPerGroup) {
+  // With min_count 2, w trains from the first push while v only exists from the second: at
+  // the third push w takes its step 3 and v its step 1. A fresh Adam group at step 1 moves
+  // by lr * g / |g| exactly (bias-corrected m / sqrt(s) = g / |g|); at step 3 with history
+  // it would not.
+  const int k = 2;
+  const float lr = 0.1f;
+  const StoreOptions o{.k = k, .init_std = 0.1f, .seed = 2, .min_count = 2};
+  ParamStore store(o, MakeOptimizer({.name = OptimizerName::kAdam, .lr = lr}));
+  const Key key = 31;
+  const float g[3] = {0.5f, 0.25f, -2.0f};
+  store.Push(&key, 1, g, nullptr);  // w step 1; count 1
+  store.Push(&key, 1, g, nullptr);  // w step 2; count 2: v created, its grads dropped
+  std::vector<float> row = PullOne(store, key, false);
+  const std::vector<float> v0 = Embedding(2, key, k, 0.1f);
+  EXPECT_EQ(row[1], v0[0]);
+  EXPECT_EQ(row[2], v0[1]);
+  store.Push(&key, 1, g, nullptr);  // w step 3, v step 1
+  row = PullOne(store, key, false);
+  EXPECT_NEAR(row[1], v0[0] - lr, 1e-6f);
+  EXPECT_NEAR(row[2], v0[1] + lr, 1e-6f);
+  // w: the same gradient three times gives m^ = g and s^ = g^2 at every step, so each step
+  // is lr as well: w = -3 lr.
+  EXPECT_NEAR(row[0], -3 * lr, 1e-5f);
+  // The same pushes by hand with a group whose counter says 3 give a different v.
+  auto opt = MakeOptimizer({.name = OptimizerName::kAdam, .lr = lr});
+  float v[2] = {v0[0], v0[1]};
+  float state[4] = {0, 0, 0, 0};
+  std::uint32_t step = 2;
+  opt->Update(v, state, g + 1, k, 0.0f, &step);
+  EXPECT_GT(std::fabs(v[0] - row[1]), 1e-3f);
+}
+
 TEST(ParamStoreTest, BiasKeyIsNeverEmbedded) {
   for (std::uint32_t min_count : {0u, 1u, 2u}) {
     SCOPED_TRACE(min_count);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -59,21 +60,37 @@ void RunOutput::Event(const JsonObject& event) {
   if (!metrics_) throw IoError("cannot write " + dir_ + "/metrics.jsonl");
 }
 
-void RunOutput::Progress(int epoch, int epochs, double fraction, std::uint64_t rows,
-                         double rows_per_s, double train_loss) {
-  char line[256];
-  std::snprintf(line, sizeof(line), "epoch %d/%d  %5.1f%%  %llu rows  %.0f rows/s  train %s %.5f",
-                epoch, epochs, 100.0 * fraction, static_cast<unsigned long long>(rows), rows_per_s,
-                loss_ == Loss::kLogistic ? "logloss" : "loss", train_loss);
+void RunOutput::Progress(const ProgressReport& r) {
+  // Mean and max over workers of each one's mean request latency, in milliseconds.
+  double pull_mean = 0, pull_max = 0, push_mean = 0, push_max = 0;
+  for (const KVStats& w : r.workers) {
+    const double pull = w.pulls == 0 ? 0.0 : 1e3 * w.pull_seconds / w.pulls;
+    const double push = w.pushes == 0 ? 0.0 : 1e3 * w.push_seconds / w.pushes;
+    pull_mean += pull / r.workers.size();
+    push_mean += push / r.workers.size();
+    pull_max = std::max(pull_max, pull);
+    push_max = std::max(push_max, push);
+  }
+  char line[320];
+  std::snprintf(line, sizeof(line),
+                "epoch %d/%d  %5.1f%%  %llu rows  %.0f rows/s  train %s %.5f  "
+                "pull %.2f ms (max %.2f)  push %.2f ms (max %.2f)",
+                r.epoch, r.epochs, 100.0 * r.fraction, static_cast<unsigned long long>(r.rows),
+                r.rows_per_s, loss_ == Loss::kLogistic ? "logloss" : "loss", r.train_loss,
+                pull_mean, pull_max, push_mean, push_max);
   Log(line);
   JsonObject e;
   e.Add("event", "progress")
       .Add("time_s", Elapsed())
-      .Add("epoch", epoch)
-      .Add("fraction", fraction)
-      .Add("rows", rows)
-      .Add("rows_per_s", rows_per_s)
-      .Add("train_logloss", train_loss);
+      .Add("epoch", r.epoch)
+      .Add("fraction", r.fraction)
+      .Add("rows", r.rows)
+      .Add("rows_per_s", r.rows_per_s)
+      .Add("train_logloss", r.train_loss)
+      .Add("pull_ms", pull_mean)
+      .Add("pull_ms_max", pull_max)
+      .Add("push_ms", push_mean)
+      .Add("push_ms_max", push_max);
   Event(e);
 }
 

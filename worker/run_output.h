@@ -7,12 +7,25 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "common/json.h"
+#include "common/kv.h"
 #include "common/metrics.h"
 
 namespace fmps {
+
+// One progress event: job-wide counters plus each worker's KV latencies.
+struct ProgressReport {
+  int epoch = 0;
+  int epochs = 0;
+  double fraction = 0.0;  // of the epoch's bytes
+  std::uint64_t rows = 0;  // trained so far in the whole job
+  double rows_per_s = 0.0;  // this epoch, whole job
+  double train_loss = 0.0;  // mean training loss this epoch
+  std::vector<KVStats> workers;  // cumulative, one per worker
+};
 
 class RunOutput {
  public:
@@ -23,9 +36,9 @@ class RunOutput {
   // Seconds since construction.
   double Elapsed() const;
 
-  // A progress event: stderr line + metrics.jsonl.
-  void Progress(int epoch, int epochs, double fraction, std::uint64_t rows, double rows_per_s,
-                double train_loss);
+  // A progress event: stderr line + metrics.jsonl (with mean and max per-worker pull and
+  // push latency).
+  void Progress(const ProgressReport& report);
   // An evaluation event (test metrics) at the end of `epoch`.
   void Evaluation(int epoch, std::uint64_t rows, double rows_per_s, double train_loss,
                   const EvalResult& test);

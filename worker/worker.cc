@@ -48,15 +48,29 @@ double Worker::ComputeGradients(const RowBlock& block) {
   return FmForwardBackward(b, params_.data(), options_.k, options_.loss, grads_.data(), nullptr);
 }
 
-void Worker::TrainEpoch(ShardReader* reader, Progress* progress) {
+void Worker::Publish(std::size_t rows, double loss, const ShardReader& reader,
+                     Progress* progress) const {
+  progress->rows.fetch_add(rows, std::memory_order_relaxed);
+  progress->bytes.store(reader.bytes_consumed(), std::memory_order_relaxed);
+  AtomicAdd(&progress->loss_sum, loss);
+  const KVStats& s = client_->stats();
+  progress->pulls.store(s.pulls, std::memory_order_relaxed);
+  progress->pushes.store(s.pushes, std::memory_order_relaxed);
+  progress->pull_seconds.store(s.pull_seconds, std::memory_order_relaxed);
+  progress->push_seconds.store(s.push_seconds, std::memory_order_relaxed);
+}
+
+void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
+                        const std::function<void()>& after_batch) {
   if (options_.consistency == Consistency::kBsp) {
-    TrainBsp(reader, progress);
+    TrainBsp(reader, progress, after_batch);
   } else {
-    TrainAsync(reader, progress);
+    TrainAsync(reader, progress, after_batch);
   }
 }
 
-void Worker::TrainAsync(ShardReader* reader, Progress* progress) {
+void Worker::TrainAsync(ShardReader* reader, Progress* progress,
+                        const std::function<void()>& hook) {
   std::deque<Timestamp> in_flight;
   const std::span<const std::uint32_t> no_counts;
   while (true) {
@@ -74,17 +88,18 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress) {
                                       options_.send_counts ? std::span<const std::uint32_t>(counts_)
                                                            : no_counts,
                                       0, true, false));
-    progress->rows.fetch_add(block_.rows(), std::memory_order_relaxed);
-    progress->bytes.store(reader->bytes_consumed(), std::memory_order_relaxed);
-    AtomicAdd(&progress->loss_sum, loss);
+    Publish(block_.rows(), loss, *reader, progress);
+    if (hook) hook();
   }
   while (!in_flight.empty()) {
     client_->Wait(in_flight.front());
     in_flight.pop_front();
   }
+  Publish(0, 0.0, *reader, progress);
 }
 
-void Worker::TrainBsp(ShardReader* reader, Progress* progress) {
+void Worker::TrainBsp(ShardReader* reader, Progress* progress,
+                      const std::function<void()>& hook) {
   const std::span<const std::uint32_t> no_counts;
   while (true) {
     block_.Clear();
@@ -103,11 +118,8 @@ void Worker::TrainBsp(ShardReader* reader, Progress* progress) {
         options_.send_counts ? std::span<const std::uint32_t>(counts_) : no_counts, bsp_step_,
         has_data, /*to_all_servers=*/true));
     ++bsp_step_;
-    if (has_data) {
-      progress->rows.fetch_add(block_.rows(), std::memory_order_relaxed);
-      progress->bytes.store(reader->bytes_consumed(), std::memory_order_relaxed);
-      AtomicAdd(&progress->loss_sum, loss);
-    }
+    Publish(has_data ? block_.rows() : 0, loss, *reader, progress);
+    if (hook) hook();
     if (!r.any_had_data) break;
   }
 }

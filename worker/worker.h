@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/config.h"
@@ -31,11 +32,20 @@ struct WorkerOptions {
   bool send_counts = false;  // min_count > 1
 };
 
-// Live counters, updated after every batch, readable from other threads.
+// One worker's live counters, updated after every batch, readable from other threads.
 struct Progress {
   std::atomic<std::uint64_t> rows{0};
-  std::atomic<std::uint64_t> bytes{0};       // of the shard consumed
-  std::atomic<double> loss_sum{0.0};         // training loss of those rows (before update)
+  std::atomic<double> loss_sum{0.0};     // training loss of those rows (before update)
+  std::atomic<std::uint64_t> bytes{0};   // of the shard consumed this epoch
+  // The worker's KVClient statistics (see KVStats).
+  std::atomic<std::uint64_t> pulls{0};
+  std::atomic<std::uint64_t> pushes{0};
+  std::atomic<double> pull_seconds{0.0};
+  std::atomic<double> push_seconds{0.0};
+
+  KVStats kv() const {
+    return {pulls.load(), pushes.load(), pull_seconds.load(), push_seconds.load()};
+  }
 };
 
 class Worker {
@@ -43,8 +53,10 @@ class Worker {
   // client must outlive the worker.
   Worker(const WorkerOptions& options, KVClient* client);
 
-  // One pass over the reader's remaining rows. Adds to *progress as it goes.
-  void TrainEpoch(ShardReader* reader, Progress* progress);
+  // One pass over the reader's remaining rows. Adds to *progress as it goes and calls
+  // after_batch (if set) after each batch (bsp: each step).
+  void TrainEpoch(ShardReader* reader, Progress* progress,
+                  const std::function<void()>& after_batch = nullptr);
 
   // Scores every remaining row of `reader` against the servers' current model (no row is
   // created on the servers); appends raw scores and labels.
@@ -53,10 +65,13 @@ class Worker {
  private:
   // Maps block_'s keys to local indices (bias = 0) and fills unique_/counts_.
   void Deduplicate(const RowBlock& block);
-  void TrainAsync(ShardReader* reader, Progress* progress);
-  void TrainBsp(ShardReader* reader, Progress* progress);
+  void TrainAsync(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
+  void TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
   // Pulls the current unique keys, computes gradients; returns the loss sum.
   double ComputeGradients(const RowBlock& block);
+  // Publishes a finished batch to *progress.
+  void Publish(std::size_t rows, double loss, const ShardReader& reader,
+               Progress* progress) const;
 
   WorkerOptions options_;
   KVClient* client_;

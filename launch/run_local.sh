@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs an fmps training job on this machine as an MPI job with S server ranks and W worker
+# ranks (ranks 0..S-1 are servers, the rest workers).
+#
+# Usage:
+#   launch/run_local.sh [-s S] [-w W] CONFIG.yaml [fmps train args...]
+#     -s S   server ranks (default 1); passed to fmps as --set cluster.servers=S
+#     -w W   worker ranks (default 2)
+#     extra arguments go to `fmps train` unchanged, e.g. --set optimizer.lr=0.02
+#
+# Examples:
+#   launch/run_local.sh configs/quickstart.yaml
+#   launch/run_local.sh -s 2 -w 4 configs/libsvm.yaml --set train.epochs=3
+#
+# Runs `mpirun -np S+W --bind-to none --mca mpi_yield_when_idle 1 build/fmps train ...`,
+# adding --oversubscribe when S+W exceeds the cores of this machine (ranks then share
+# cores; yielding when idle keeps waiting ranks from spinning) and --allow-run-as-root
+# when run as root. The binary is build/fmps of this repository (build it with
+# launch/setup.sh). Relative paths in CONFIG are relative to the current directory, as
+# for `fmps train`. Prints the mpirun command, then exits with its (fmps's) status.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 [-s SERVERS] [-w WORKERS] CONFIG.yaml [fmps train args...]" >&2
+  exit 2
+}
+
+is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+
+servers=1
+workers=2
+while getopts ":s:w:h" opt; do
+  case "$opt" in
+    s) servers="$OPTARG" ;;
+    w) workers="$OPTARG" ;;
+    h) usage ;;
+    :) echo "run_local: option -$OPTARG needs a value" >&2; usage ;;
+    *) echo "run_local: unknown option -$OPTARG" >&2; usage ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ "$#" -ge 1 ] || usage
+config="$1"
+shift
+
+is_count "$servers" || { echo "run_local: -s must be a positive integer, got '$servers'" >&2; exit 2; }
+is_count "$workers" || { echo "run_local: -w must be a positive integer, got '$workers'" >&2; exit 2; }
+[ -f "$config" ] || { echo "run_local: config file '$config' not found" >&2; exit 2; }
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fmps="$repo/build/fmps"
+if [ ! -x "$fmps" ]; then
+  echo "run_local: $fmps not found; build it first with: bash $repo/launch/setup.sh" >&2
+  exit 1
+fi
+command -v mpirun >/dev/null 2>&1 || {
+  echo "run_local: mpirun not found; install Open MPI with: bash $repo/launch/setup.sh" >&2
+  exit 1
+}
+
+np=$((servers + workers))
+cores="$(nproc)"
+mpi_args=(-np "$np" --bind-to none --mca mpi_yield_when_idle 1)
+if [ "$np" -gt "$cores" ]; then mpi_args+=(--oversubscribe); fi
+if [ "$(id -u)" -eq 0 ]; then mpi_args+=(--allow-run-as-root); fi
+
+cmd=(mpirun "${mpi_args[@]}" "$fmps" train "$config" --set "cluster.servers=$servers" "$@")
+echo "run_local: $servers server(s) + $workers worker(s) on $cores core(s):" >&2
+printf '%q ' "${cmd[@]}" >&2
+echo >&2
+exec "${cmd[@]}"

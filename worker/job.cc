@@ -1,0 +1,140 @@
+#include "worker/job.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <numeric>
+
+#include "common/log.h"
+#include "common/model_file.h"
+#include "common/types.h"
+
+namespace fmps {
+
+JobInputs PrepareInputs(const Config& config) {
+  JobInputs in;
+  in.train_files = ExpandPaths(config.data.train, "data.train");
+  if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
+  in.spec.data = config.data;
+  in.spec.loss = config.model.loss;
+  if (config.data.format == DataFormat::kCsv &&
+      config.data.csv.transform == NumericTransform::kStandardize &&
+      !config.data.csv.numeric.empty()) {
+    in.spec.numeric_stats = ComputeNumericStats(in.spec, in.train_files);
+  }
+  return in;
+}
+
+StoreOptions MakeStoreOptions(const Config& c) {
+  StoreOptions o;
+  o.k = c.model.k;
+  o.init_std = c.model.init_std;
+  o.seed = c.train.seed;
+  o.min_count = c.model.min_count;
+  o.l2_w = c.model.l2_w;
+  o.l2_v = c.model.l2_v;
+  return o;
+}
+
+WorkerOptions MakeWorkerOptions(const Config& c) {
+  WorkerOptions o;
+  o.k = c.model.k;
+  o.loss = c.model.loss;
+  o.batch_size = c.train.batch_size;
+  o.consistency = c.train.consistency;
+  o.max_delay = c.train.max_delay;
+  o.send_counts = c.model.min_count > 1;
+  return o;
+}
+
+KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
+  KVClientOptions o;
+  o.num_servers = num_servers;
+  o.row_width = 1 + c.model.k;
+  o.reply_timeout = std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::min(c.cluster.timeout_seconds, 1e9) * 1000.0));
+  return o;
+}
+
+SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
+                                const std::string& path) {
+  const std::size_t width = 1 + config.model.k;
+  std::vector<Key> keys;
+  std::vector<float> rows;
+  SavedModel saved;
+  saved.server_bytes = client->Dump([&](int, std::span<const Key> ks, std::span<const float> vs) {
+    keys.insert(keys.end(), ks.begin(), ks.end());
+    rows.insert(rows.end(), vs.begin(), vs.end());
+  });
+  saved.stored_keys = keys.size();
+  std::vector<std::size_t> order(keys.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
+  ModelMeta meta;
+  meta.k = config.model.k;
+  meta.loss = config.model.loss;
+  meta.features = spec;
+  meta.config_yaml = ConfigToYaml(config);
+  std::vector<Key> sorted_keys;
+  std::vector<float> sorted_rows;
+  sorted_keys.reserve(keys.size());
+  sorted_rows.reserve(rows.size());
+  for (std::size_t i : order) {
+    if (keys[i] == kBiasKey) {
+      meta.bias = rows[i * width];
+      continue;
+    }
+    sorted_keys.push_back(keys[i]);
+    sorted_rows.insert(sorted_rows.end(), &rows[i * width], &rows[i * width] + width);
+  }
+  meta.num_keys = sorted_keys.size();
+  ModelWriter writer(path, meta);
+  writer.Append(sorted_keys, sorted_rows);
+  writer.Finish();
+  saved.num_keys = meta.num_keys;
+  return saved;
+}
+
+namespace {
+double BytesPerKey(const SavedModel& m) {
+  return m.stored_keys == 0 ? 0.0 : static_cast<double>(m.server_bytes) / m.stored_keys;
+}
+}  // namespace
+
+JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedModel& model) {
+  JsonObject j;
+  j.Add("rows_trained", t.rows_trained)
+      .Add("epochs", config.train.epochs)
+      .Add("wall_s", t.wall_seconds)
+      .Add("train_s", t.train_seconds)
+      .Add("rows_per_s", t.rows_trained / std::max(1e-9, t.train_seconds))
+      .Add("train_logloss", t.rows_trained == 0 ? 0.0 : t.loss_sum / t.rows_trained)
+      .Add("test_logloss", t.last_eval.logloss);
+  if (config.model.loss == Loss::kLogistic) {
+    j.Add("test_auc", t.last_eval.auc);
+  } else {
+    j.Add("test_rmse", t.last_eval.rmse);
+  }
+  j.Add("test_rows", t.last_eval.rows)
+      .Add("workers", t.workers)
+      .Add("servers", t.servers)
+      .Add("mode", t.mode)
+      .Add("num_keys", model.num_keys)
+      .Add("server_bytes_per_key", BytesPerKey(model))
+      .Add("bad_rows", t.bad_rows)
+      .Add("model", t.model_path);
+  return j;
+}
+
+void LogJobEnd(const JobTotals& t, const SavedModel& model) {
+  char line[256];
+  std::snprintf(line, sizeof(line), "server memory: %.1f bytes per key (%llu keys)",
+                BytesPerKey(model), static_cast<unsigned long long>(model.stored_keys));
+  Log(line);
+  std::snprintf(line, sizeof(line), "done: %llu rows in %.2f s (%.0f rows/s while training); %s",
+                static_cast<unsigned long long>(t.rows_trained), t.wall_seconds,
+                t.rows_trained / std::max(1e-9, t.train_seconds), t.model_path.c_str());
+  Log(line);
+}
+
+}  // namespace fmps

@@ -1,0 +1,63 @@
+// Pieces of a training job shared by single-node mode (local_trainer) and MPI mode
+// (mpi_trainer): inputs, options derived from the config, model assembly, summary.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/json.h"
+#include "common/kv.h"
+#include "common/metrics.h"
+#include "common/reader.h"
+#include "server/param_store.h"
+#include "worker/worker.h"
+
+namespace fmps {
+
+struct JobInputs {
+  std::vector<std::string> train_files;
+  std::vector<std::string> test_files;
+  FeatureSpec spec;  // includes csv standardisation statistics from a first pass
+};
+
+// Expands data.train/test (ConfigError if nothing matches) and runs the csv first pass.
+JobInputs PrepareInputs(const Config& config);
+
+StoreOptions MakeStoreOptions(const Config& config);
+WorkerOptions MakeWorkerOptions(const Config& config);
+KVClientOptions MakeKVOptions(const Config& config, int num_servers);
+
+struct SavedModel {
+  std::uint64_t num_keys = 0;      // bias excluded
+  std::uint64_t stored_keys = 0;   // rows the servers hold (bias included)
+  std::uint64_t server_bytes = 0;  // memory of all servers' stores
+};
+
+// Dumps every server's shard through `client` (no request may be in flight), merges the
+// shards in key order and writes the model file atomically to `path`.
+SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
+                                const std::string& path);
+
+// Totals of a finished job, for summary.json.
+struct JobTotals {
+  std::uint64_t rows_trained = 0;
+  double train_seconds = 0.0;
+  double wall_seconds = 0.0;
+  double loss_sum = 0.0;
+  std::uint64_t bad_rows = 0;
+  EvalResult last_eval;
+  int workers = 0;
+  int servers = 0;
+  std::string mode;  // "single-node" | "mpi"
+  std::string model_path;
+};
+
+// The summary.json object (BRIEF §4 fields and a few more).
+JsonObject MakeSummary(const Config& config, const JobTotals& totals, const SavedModel& model);
+
+// Logs the end-of-job lines (server memory, rows, model path).
+void LogJobEnd(const JobTotals& totals, const SavedModel& model);
+
+}  // namespace fmps
