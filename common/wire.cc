@@ -96,12 +96,13 @@ void Scatter(std::span<const std::uint8_t> chunk, std::uint64_t at, std::uint64_
 
 WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg) {
   if (chunk_bytes < kWireMinChunkBytes) {
-    throw TransportError("wire chunk size " + std::to_string(chunk_bytes) + " is below the " +
-                         std::to_string(kWireMinChunkBytes) + "-byte minimum");
+    throw TransportError(std::string("wire chunk size ") + std::to_string(chunk_bytes) +
+                         " is below the " + std::to_string(kWireMinChunkBytes) + "-byte minimum");
   }
   const auto kind = static_cast<std::uint32_t>(msg.kind);
   if (kind < kMinKind || kind > kMaxKind) {
-    throw TransportError("cannot encode a message of unknown kind " + std::to_string(kind));
+    throw TransportError(std::string("cannot encode a message of unknown kind ") +
+                         std::to_string(kind));
   }
   pb::WireHeader h;
   h.set_version(kWireVersion);
@@ -120,8 +121,9 @@ WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg
   if (!AddArray(&total, msg.keys.size(), sizeof(Key)) ||
       !AddArray(&total, msg.vals.size(), sizeof(float)) ||
       !AddArray(&total, msg.counts.size(), sizeof(std::uint32_t))) {
-    throw TransportError("message too large to encode: " + std::to_string(msg.keys.size()) +
-                         " keys, " + std::to_string(msg.vals.size()) + " values, " +
+    throw TransportError(std::string("message too large to encode: ") +
+                         std::to_string(msg.keys.size()) + " keys, " +
+                         std::to_string(msg.vals.size()) + " values, " +
                          std::to_string(msg.counts.size()) + " counts");
   }
   total_bytes_ = total;
@@ -144,10 +146,9 @@ std::size_t WireEncoder::ChunkSize(std::size_t i) const {
   return static_cast<std::size_t>(std::min<std::uint64_t>(chunk_bytes_, total_bytes_ - begin));
 }
 
-void WireEncoder::WriteChunk(std::size_t i, std::vector<std::uint8_t>* out) const {
+void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) const {
   const std::uint64_t at = static_cast<std::uint64_t>(i) * chunk_bytes_;
   const std::size_t len = ChunkSize(i);
-  out->resize(len);
   const std::uint64_t keys_at = head_.size();
   const std::uint64_t vals_at = keys_at + msg_.keys.size() * sizeof(Key);
   const std::uint64_t counts_at = vals_at + msg_.vals.size() * sizeof(float);
@@ -161,7 +162,7 @@ void WireEncoder::WriteChunk(std::size_t i, std::vector<std::uint8_t>* out) cons
       {counts_at, BytesOf(msg_.counts), trailer_at - counts_at},
       {trailer_at, trailer, kTrailerBytes},
   };
-  for (const Segment& s : segments) Gather(s, at, len, out->data());
+  for (const Segment& s : segments) Gather(s, at, len, out);
 }
 
 // ---- WireDecoder ----
@@ -172,51 +173,53 @@ void WireDecoder::Fail(const std::string& what) {
   in_progress_ = false;
   msg_ = Message();
   head_.clear();
-  throw TransportError("malformed message from endpoint " + std::to_string(sender_) + ": " +
-                       what);
+  throw TransportError(std::string("malformed message from endpoint ") + std::to_string(sender_) +
+                       ": " + what);
 }
 
 void WireDecoder::StartMessage(std::span<const std::uint8_t> chunk) {
   if (chunk.size() < kPrefixBytes) {
-    Fail("truncated: " + std::to_string(chunk.size()) + " bytes, no room for the header length");
+    Fail(std::string("truncated: ") + std::to_string(chunk.size()) +
+         " bytes, no room for the header length");
   }
   const std::uint32_t header_bytes = LoadU32(chunk.data());
   if (header_bytes > kWireMaxHeaderBytes) {
-    Fail("header length " + std::to_string(header_bytes) + " exceeds the maximum of " +
+    Fail(std::string("header length ") + std::to_string(header_bytes) + " exceeds the maximum of " +
          std::to_string(kWireMaxHeaderBytes));
   }
   if (kPrefixBytes + header_bytes > chunk.size()) {
-    Fail("truncated: header of " + std::to_string(header_bytes) + " bytes in a chunk of " +
-         std::to_string(chunk.size()));
+    Fail(std::string("truncated: header of ") + std::to_string(header_bytes) +
+         " bytes in a chunk of " + std::to_string(chunk.size()));
   }
   pb::WireHeader h;
   if (!h.ParseFromArray(chunk.data() + kPrefixBytes, static_cast<int>(header_bytes))) {
     Fail("header does not parse");
   }
-  if (h.version() != kWireVersion) Fail("unsupported version " + std::to_string(h.version()));
+  if (h.version() != kWireVersion)
+    Fail(std::string("unsupported version ") + std::to_string(h.version()));
   if (h.kind() < kMinKind || h.kind() > kMaxKind) {
-    Fail("unknown message kind " + std::to_string(h.kind()));
+    Fail(std::string("unknown message kind ") + std::to_string(h.kind()));
   }
   std::uint64_t total = kPrefixBytes + header_bytes + kTrailerBytes;
   if (!AddArray(&total, h.num_keys(), sizeof(Key)) ||
       !AddArray(&total, h.num_vals(), sizeof(float)) ||
       !AddArray(&total, h.num_counts(), sizeof(std::uint32_t))) {
-    Fail("array sizes too large: " + std::to_string(h.num_keys()) + " keys, " +
+    Fail(std::string("array sizes too large: ") + std::to_string(h.num_keys()) + " keys, " +
          std::to_string(h.num_vals()) + " values, " + std::to_string(h.num_counts()) + " counts");
   }
   if (h.total_bytes() != total) {
-    Fail("header states " + std::to_string(h.total_bytes()) + " bytes but its arrays need " +
-         std::to_string(total));
+    Fail(std::string("header states ") + std::to_string(h.total_bytes()) +
+         " bytes but its arrays need " + std::to_string(total));
   }
   const std::uint64_t chunk_bytes = h.chunk_bytes();
   if (chunk_bytes == 0 || chunk_bytes > total ||
       (chunk_bytes < total && chunk_bytes < kWireMinChunkBytes)) {
-    Fail("invalid chunk size " + std::to_string(chunk_bytes) + " for a stream of " +
+    Fail(std::string("invalid chunk size ") + std::to_string(chunk_bytes) + " for a stream of " +
          std::to_string(total) + " bytes");
   }
   if (chunk.size() != chunk_bytes) {
-    Fail("first chunk has " + std::to_string(chunk.size()) + " bytes, the header says " +
-         std::to_string(chunk_bytes));
+    Fail(std::string("first chunk has ") + std::to_string(chunk.size()) +
+         " bytes, the header says " + std::to_string(chunk_bytes));
   }
   msg_ = Message();
   msg_.kind = static_cast<MsgKind>(h.kind());
@@ -230,7 +233,7 @@ void WireDecoder::StartMessage(std::span<const std::uint8_t> chunk) {
     msg_.vals.reserve(static_cast<std::size_t>(h.num_vals()));
     msg_.counts.reserve(static_cast<std::size_t>(h.num_counts()));
   } catch (const std::bad_alloc&) {
-    Fail("cannot allocate a message of " + std::to_string(total) + " bytes");
+    Fail(std::string("cannot allocate a message of ") + std::to_string(total) + " bytes");
   }
   head_.assign(reinterpret_cast<const char*>(chunk.data()), kPrefixBytes + header_bytes);
   keys_at_ = head_.size();
@@ -260,9 +263,9 @@ std::optional<Message> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
   } else {
     const std::uint64_t expected = std::min(chunk_bytes_, total_bytes_ - received_);
     if (chunk.size() != expected) {
-      Fail("chunk at byte " + std::to_string(received_) + " of " + std::to_string(total_bytes_) +
-           " has " + std::to_string(chunk.size()) + " bytes, expected " +
-           std::to_string(expected));
+      Fail(std::string("chunk at byte ") + std::to_string(received_) + " of " +
+           std::to_string(total_bytes_) + " has " + std::to_string(chunk.size()) +
+           " bytes, expected " + std::to_string(expected));
     }
   }
   Copy(chunk);
@@ -277,8 +280,8 @@ std::optional<Message> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
 
 std::vector<std::uint8_t> EncodeMessage(const Message& msg) {
   WireEncoder encoder(msg, std::numeric_limits<std::size_t>::max());
-  std::vector<std::uint8_t> out;
-  encoder.WriteChunk(0, &out);
+  std::vector<std::uint8_t> out(encoder.ChunkSize(0));
+  encoder.WriteChunk(0, out.data());
   return out;
 }
 
@@ -286,7 +289,7 @@ Message DecodeMessage(std::span<const std::uint8_t> bytes, int sender) {
   WireDecoder decoder(sender);
   std::optional<Message> m = decoder.Add(bytes);
   if (!m) {
-    throw TransportError("malformed message from endpoint " + std::to_string(sender) +
+    throw TransportError(std::string("malformed message from endpoint ") + std::to_string(sender) +
                          ": first chunk of a multi-chunk stream where one whole message was "
                          "expected");
   }

@@ -53,8 +53,8 @@ class WireEncoder {
   std::size_t num_chunks() const { return num_chunks_; }
   // Size of chunk i (< num_chunks()).
   std::size_t ChunkSize(std::size_t i) const;
-  // Replaces *out with the bytes of chunk i. O(ChunkSize(i)).
-  void WriteChunk(std::size_t i, std::vector<std::uint8_t>* out) const;
+  // Writes the ChunkSize(i) bytes of chunk i to out. O(ChunkSize(i)).
+  void WriteChunk(std::size_t i, std::uint8_t* out) const;
 
  private:
   const Message& msg_;
@@ -88,8 +88,8 @@ class WireDecoder {
 
   int sender_;
   bool in_progress_ = false;
-  Message msg_;                 // being assembled
-  std::string head_;            // u32 length prefix + serialized header, for the checksum
+  Message msg_;                // being assembled
+  std::string head_;           // u32 length prefix + serialized header, for the checksum
   std::uint64_t keys_at_ = 0;  // stream offsets of the arrays and the trailer
   std::uint64_t vals_at_ = 0;
   std::uint64_t counts_at_ = 0;

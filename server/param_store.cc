@@ -213,6 +213,7 @@ void InitialEmbedding(std::uint64_t seed, Key key, int k, float std, float* out)
 //   min_count > 1:   key[2] w w_state[S] (steps[2] if Adam) count vref
 //                    plus, once embedded, a row v[k] v_state[S*k] in a second arena
 //                    (vref = its index + 1, 0 = none).
+// Strides may be padded (PaddedStride). key, w and v come first so that Pull reads a prefix.
 // Table slots are 64-bit: (32-bit fingerprint << 32) | (row index + 1), 0 = empty. The home
 // slot is multiply-shift of the fingerprint, so growth rehashes from the slots alone, in
 // nearly sequential order, without touching the rows.
@@ -437,7 +438,7 @@ class ParamStore::Impl {
       const std::uint64_t s = old[i];
       if (s == 0) continue;
       std::uint64_t pos = Home(static_cast<std::uint32_t>(s >> 32));
-      while (slots_[pos] != 0) pos = pos + 1 < capacity_ ? pos + 1 : pos;
+      while (slots_[pos] != 0) pos = Next(pos);
       slots_[pos] = s;
     }
     Unmap(old, old_bytes);

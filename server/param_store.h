@@ -13,12 +13,15 @@
 // expected per key plus O(k) arithmetic; keys are looked up in sub-batches with prefetching,
 // so long calls are much cheaper per key than calls with a single key.
 //
-// Memory (MemoryBytes): rows of (2 + (1 + k)(1 + S)) floats (key included; S = optimizer
-// state floats; + 2 step counters for Adam) in 2 MiB huge-page chunks, plus an 8-byte table
-// slot per 0.53..0.8 keys. For k = 8, min_count <= 1 and stores of >= ~3*10^5 keys this stays
-// below 1.5x the raw payload (8-byte key + (1 + k)(1 + S) floats) for every optimizer; the
-// slack of the last chunk is at most 2 MiB. With min_count > 1 an unembedded key holds
-// (5 + S) floats and a table slot, and its v row is allocated when it is embedded.
+// Memory (MemoryBytes): one row per key of 2 + (1 + k)(1 + S) floats (the key, w, v and
+// their optimizer state, S = state floats per parameter; + 2 step counters for Adam; padded
+// to a multiple of 64 bytes when that costs <= 1/8 of the row) in 2 MiB chunks (transparent
+// huge pages), plus an 8-byte table slot per 0.53..0.8 keys. Measured at k = 8, 10^6 keys:
+// sgd 59, adagrad 97, adam 145, ftrl 145 bytes/key. Guarantee: for k = 8, min_count <= 1
+// and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key + (1 + k)(1 + S)
+// floats) for every optimizer and every table load; smaller stores pay up to one partly
+// used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for Adam)
+// and a table slot; its v row (k (1 + S) floats) is allocated when it is embedded.
 // At most 2^32 - 1 keys per store.
 #pragma once
 

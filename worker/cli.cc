@@ -17,7 +17,9 @@
 #include "common/model_file.h"
 #include "common/reader.h"
 #include "common/synth.h"
+#include "common/mpi_transport.h"
 #include "worker/local_trainer.h"
+#include "worker/mpi_trainer.h"
 
 #ifndef FMPS_VERSION
 #define FMPS_VERSION "0.0.0"
@@ -122,13 +124,17 @@ DataFormat ParseFormat(const std::string& command, const std::string& text) {
                     "'");
 }
 
+std::vector<std::string> Overrides(const Args& a) {
+  std::vector<std::string> sets;
+  for (auto [it, end] = a.options.equal_range("set"); it != end; ++it) sets.push_back(it->second);
+  return sets;
+}
+
 Config LoadFromArgs(const std::string& command, const Args& a) {
   if (a.positional.size() != 1) {
     throw ConfigError(command + ": expected exactly one CONFIG.yaml argument");
   }
-  std::vector<std::string> sets;
-  for (auto [it, end] = a.options.equal_range("set"); it != end; ++it) sets.push_back(it->second);
-  return LoadConfig(a.positional[0], sets);
+  return LoadConfig(a.positional[0], Overrides(a));
 }
 
 bool UnderMpiWithPeers() {
@@ -141,15 +147,21 @@ bool UnderMpiWithPeers() {
 
 int Train(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "train", {"set"}, {"resume"});
-  Config config = LoadFromArgs("train", a);
   if (a.Has("resume")) {
     throw ConfigError("train: --resume needs checkpoints (checkpoint.dir), which this build "
                       "does not write yet");
   }
   if (UnderMpiWithPeers()) {
-    throw ConfigError("train: launched under mpirun with several ranks, but this build trains "
-                      "in single-node mode only; run `fmps train` without mpirun");
+    // MPI mode: the config is loaded inside, so that a bad one is reported once.
+    if (a.positional.size() != 1) {
+      throw ConfigError("train: expected exactly one CONFIG.yaml argument");
+    }
+    MpiSession session(&argc, &argv);
+    const int code = TrainMpi(a.positional[0], Overrides(a));
+    session.Finalize();
+    return code;
   }
+  Config config = LoadFromArgs("train", a);
   TrainSummary s = TrainLocal(config);
   if (config.model.loss == Loss::kLogistic) {
     std::printf("test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f model %s\n",

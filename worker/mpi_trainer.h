@@ -1,0 +1,23 @@
+// MPI mode (BRIEF §2): `mpirun -np N fmps train exp.yaml`. Ranks 0..cluster.servers-1 run
+// the Server loop over their shard of the keys; the other ranks run a Worker on their byte
+// range of the training files. The first worker rank also coordinates: it prints progress,
+// gathers the test scores for exact logloss/AUC, writes metrics.jsonl and summary.json,
+// assembles model.fmps from every server's shard and finally stops the servers.
+//
+// Failure handling: problems found while setting up (bad config, a world too small for
+// cluster.servers, missing or unreadable files) are agreed on by all ranks and reported once,
+// by the lowest failing rank, before any work; every rank then returns the same non-zero
+// status. Any error after that prints one line naming the rank and role and aborts the
+// whole job (MPI_Abort), so no rank is left waiting.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace fmps {
+
+// Runs this rank's part of the job. MPI must be initialised (MpiSession) by the calling
+// thread. Returns the process exit status (0 on success); the caller then finalises MPI.
+int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides);
+
+}  // namespace fmps
