@@ -14,15 +14,18 @@ double Auc(std::span<const float> scores, std::span<const float> labels) {
   const std::size_t n = scores.size();
   std::vector<std::uint32_t> order(n);
   std::iota(order.begin(), order.end(), 0u);
+  // A strict weak order even with NaN scores (they sort first, as the lowest scores).
+  auto less = [](float a, float b) { return std::isnan(a) ? !std::isnan(b) : a < b; };
   std::sort(order.begin(), order.end(),
-            [&](std::uint32_t a, std::uint32_t b) { return scores[a] < scores[b]; });
+            [&](std::uint32_t a, std::uint32_t b) { return less(scores[a], scores[b]); });
+  auto same = [](float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); };
   double positives = 0.0;
   double rank_sum = 0.0;  // sum of (1-based, tie-averaged) ranks of the positives
   std::size_t i = 0;
   while (i < n) {
     std::size_t j = i;
     double group_pos = 0.0;
-    while (j < n && scores[order[j]] == scores[order[i]]) {
+    while (j < n && same(scores[order[j]], scores[order[i]])) {
       group_pos += labels[order[j]] > 0.5f ? 1.0 : 0.0;
       ++j;
     }

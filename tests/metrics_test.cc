@@ -48,6 +48,21 @@ TEST(AucTest, MatchesPairCountOnRandomData) {
   EXPECT_NEAR(Auc(s, y), good / pairs, 1e-12);
 }
 
+TEST(AucTest, NanScoresRankLowestAndDoNotBreakSorting) {
+  std::vector<float> s(2000), y(2000);
+  for (int i = 0; i < 2000; ++i) {
+    s[i] = i % 3 == 0 ? NAN : static_cast<float>(i % 17);
+    y[i] = static_cast<float>(i % 2);
+  }
+  const double auc = Auc(s, y);
+  EXPECT_GE(auc, 0.0);
+  EXPECT_LE(auc, 1.0);
+  // All-NaN scores are one big tie.
+  std::vector<float> nan(4, NAN);
+  std::vector<float> y2 = {1, 0, 1, 0};
+  EXPECT_DOUBLE_EQ(Auc(nan, y2), 0.5);
+}
+
 TEST(AucTest, OneClassIsNan) {
   std::vector<float> s = {0.1f, 0.2f};
   std::vector<float> y = {1, 1};

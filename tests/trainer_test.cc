@@ -126,7 +126,7 @@ TEST_F(SynthTrainTest, EveryOptimizerLearns) {
   for (const char* opt : {"sgd", "adagrad", "adam", "ftrl"}) {
     TempDir out;
     const std::string name = opt;
-    const std::string lr = name == "sgd" ? "0.01" : (name == "adam" ? "0.005" : "0.05");
+    const std::string lr = name == "sgd" ? "0.005" : (name == "adam" ? "0.005" : "0.05");
     TrainSummary s =
         TrainLocal(MakeConfig(out.path(), "optimizer.name=" + name + ";optimizer.lr=" + lr));
     EXPECT_LT(s.test_logloss, result_->bayes_logloss_test * 1.08) << opt;

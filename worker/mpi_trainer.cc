@@ -305,10 +305,12 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
 
   // Phase 2: the job. Any error from here on aborts every rank.
   const bool is_server = rank < servers;
-  MPI_Comm workers = MPI_COMM_NULL;
+  MPI_Comm workers = MPI_COMM_NULL;  // worker ranks only: collectives and progress
+  MPI_Comm kv = MPI_COMM_NULL;       // every rank: the KV transport's private channel
   MPI_Comm_split(MPI_COMM_WORLD, is_server ? 0 : 1, rank, &workers);
+  MPI_Comm_dup(MPI_COMM_WORLD, &kv);
   try {
-    std::optional<MpiTransport> transport(std::in_place, MPI_COMM_WORLD);
+    std::optional<MpiTransport> transport(std::in_place, kv);
     const auto timeout = std::chrono::milliseconds(
         static_cast<std::int64_t>(std::min(s.config.cluster.timeout_seconds, 1e9) * 1000));
     if (is_server) {
@@ -334,6 +336,7 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
     MpiAbort(1);
   }
   MPI_Comm_free(&workers);
+  MPI_Comm_free(&kv);
   return 0;
 }
 

@@ -1,63 +1,76 @@
 #include "worker/worker.h"
 
+#include <cmath>
 #include <deque>
+#include <utility>
 
+#include "common/error.h"
 #include "common/fm.h"
 #include "common/types.h"
 
 namespace fmps {
 
 namespace {
+
 void AtomicAdd(std::atomic<double>* a, double d) {
   double cur = a->load(std::memory_order_relaxed);
   while (!a->compare_exchange_weak(cur, cur + d, std::memory_order_relaxed)) {
   }
 }
+
+FmBatch View(const PreparedBatch& b) {
+  FmBatch v;
+  v.rows = b.block.rows();
+  v.labels = b.block.labels.data();
+  v.offsets = b.block.offsets.data();
+  v.local = b.local.data();
+  v.values = b.block.values.data();
+  return v;
+}
+
+// Batches the prefetcher reads ahead of the worker.
+constexpr int kPrefetchDepth = 2;
+
 }  // namespace
 
 Worker::Worker(const WorkerOptions& options, KVClient* client)
-    : options_(options), client_(client), index_(static_cast<std::size_t>(options.batch_size) * 8) {}
+    : options_(options), client_(client) {}
 
-void Worker::Deduplicate(const RowBlock& block) {
-  index_.Clear();
-  counts_.clear();
-  index_.Insert(kBiasKey);
-  counts_.push_back(static_cast<std::uint32_t>(block.rows()));
-  local_.resize(block.nnz());
-  for (std::size_t i = 0; i < block.nnz(); ++i) {
-    bool inserted;
-    const std::uint32_t u = index_.Insert(block.keys[i], &inserted);
-    if (inserted) counts_.push_back(0);
-    ++counts_[u];
-    local_[i] = u;
-  }
-}
-
-double Worker::ComputeGradients(const RowBlock& block) {
-  const std::size_t width = 1 + options_.k;
-  const auto& keys = index_.keys();
-  params_.resize(keys.size() * width);
-  client_->Wait(client_->Pull(keys, params_.data(), /*create=*/true));
-  grads_.assign(keys.size() * width, 0.0f);
-  FmBatch b;
-  b.rows = block.rows();
-  b.labels = block.labels.data();
-  b.offsets = block.offsets.data();
-  b.local = local_.data();
-  b.values = block.values.data();
-  return FmForwardBackward(b, params_.data(), options_.k, options_.loss, grads_.data(), nullptr);
-}
-
-void Worker::Publish(std::size_t rows, double loss, const ShardReader& reader,
+void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes,
                      Progress* progress) const {
   progress->rows.fetch_add(rows, std::memory_order_relaxed);
-  progress->bytes.store(reader.bytes_consumed(), std::memory_order_relaxed);
+  progress->bytes.store(bytes, std::memory_order_relaxed);
   AtomicAdd(&progress->loss_sum, loss);
   const KVStats& s = client_->stats();
   progress->pulls.store(s.pulls, std::memory_order_relaxed);
   progress->pushes.store(s.pushes, std::memory_order_relaxed);
   progress->pull_seconds.store(s.pull_seconds, std::memory_order_relaxed);
   progress->push_seconds.store(s.push_seconds, std::memory_order_relaxed);
+}
+
+Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float>* params) {
+  const auto& keys = b.index.keys();
+  params->resize(keys.size() * (1 + options_.k));
+  return client_->Pull(keys, params->data(), create);
+}
+
+double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
+  grads_.assign(b.index.size() * (1 + options_.k), 0.0f);
+  const double loss = FmForwardBackward(View(b), params.data(), options_.k, options_.loss,
+                                        grads_.data(), nullptr);
+  if (!std::isfinite(loss)) {
+    throw NumericError("training diverged: a minibatch's loss is not finite; try a smaller "
+                       "optimizer.lr");
+  }
+  return loss;
+}
+
+Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_data,
+                          bool to_all) {
+  const std::span<const std::uint32_t> counts =
+      options_.send_counts ? std::span<const std::uint32_t>(b.counts)
+                           : std::span<const std::uint32_t>();
+  return client_->Push(b.index.keys(), grads_, counts, step, has_data, to_all);
 }
 
 void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
@@ -71,78 +84,82 @@ void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
 
 void Worker::TrainAsync(ShardReader* reader, Progress* progress,
                         const std::function<void()>& hook) {
-  std::deque<Timestamp> in_flight;
-  const std::span<const std::uint32_t> no_counts;
-  while (true) {
-    block_.Clear();
-    if (reader->Read(options_.batch_size, &block_) == 0) break;
-    Deduplicate(block_);
-    // Bound staleness: the pull for this batch waits until fewer than max_delay of this
-    // worker's pushes are unapplied.
-    while (static_cast<int>(in_flight.size()) >= options_.max_delay) {
-      client_->Wait(in_flight.front());
-      in_flight.pop_front();
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
+  std::deque<Timestamp> pushes;  // unacknowledged, oldest first
+  // Waits for the oldest pushes until at most `limit` remain in flight.
+  auto settle = [&](int limit) {
+    while (static_cast<int>(pushes.size()) > limit) {
+      client_->Wait(pushes.front());
+      pushes.pop_front();
     }
-    const double loss = ComputeGradients(block_);
-    in_flight.push_back(client_->Push(index_.keys(), grads_,
-                                      options_.send_counts ? std::span<const std::uint32_t>(counts_)
-                                                           : no_counts,
-                                      0, true, false));
-    Publish(block_.rows(), loss, *reader, progress);
+  };
+  const int max_delay = options_.max_delay;
+  PreparedBatch* cur = prefetcher.Next();
+  std::optional<Timestamp> cur_pull;
+  int slot = 0;  // params_[slot] holds cur's parameters
+  while (cur != nullptr) {
+    if (!cur_pull) {
+      settle(max_delay - 1);  // cur itself is the one more batch in flight
+      cur_pull = PullFor(*cur, /*create=*/true, &params_[slot]);
+    }
+    client_->Wait(*cur_pull);
+    // Overlap: pull the next batch now if the bound allows (cur and next both in flight).
+    PreparedBatch* next = prefetcher.Next();
+    std::optional<Timestamp> next_pull;
+    if (next != nullptr && max_delay >= 2) {
+      settle(max_delay - 2);
+      next_pull = PullFor(*next, /*create=*/true, &params_[1 - slot]);
+    }
+    const double loss = ComputeGradients(*cur, params_[slot]);
+    pushes.push_back(PushFor(*cur, 0, true, false));
+    Publish(cur->block.rows(), loss, cur->bytes_consumed, progress);
+    prefetcher.Release(cur);
     if (hook) hook();
+    cur = next;
+    cur_pull = next_pull;
+    slot = 1 - slot;
   }
-  while (!in_flight.empty()) {
-    client_->Wait(in_flight.front());
-    in_flight.pop_front();
-  }
-  Publish(0, 0.0, *reader, progress);
+  settle(0);
+  Publish(0, 0.0, progress->bytes.load(), progress);
 }
 
 void Worker::TrainBsp(ShardReader* reader, Progress* progress,
                       const std::function<void()>& hook) {
-  const std::span<const std::uint32_t> no_counts;
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
+  PreparedBatch empty;  // what an exhausted worker pushes: no keys
   while (true) {
-    block_.Clear();
-    const bool has_data = reader->Read(options_.batch_size, &block_) > 0;
+    PreparedBatch* b = prefetcher.Next();
+    const bool has_data = b != nullptr;
     double loss = 0.0;
     if (has_data) {
-      Deduplicate(block_);
-      loss = ComputeGradients(block_);
+      client_->Wait(PullFor(*b, /*create=*/true, &params_[0]));
+      loss = ComputeGradients(*b, params_[0]);
     } else {
-      index_.Clear();
-      counts_.clear();
       grads_.clear();
     }
-    const WaitResult r = client_->Wait(client_->Push(
-        index_.keys(), grads_,
-        options_.send_counts ? std::span<const std::uint32_t>(counts_) : no_counts, bsp_step_,
-        has_data, /*to_all_servers=*/true));
+    const WaitResult r =
+        client_->Wait(PushFor(has_data ? *b : empty, bsp_step_, has_data, /*to_all=*/true));
     ++bsp_step_;
-    Publish(has_data ? block_.rows() : 0, loss, *reader, progress);
+    if (has_data) {
+      Publish(b->block.rows(), loss, b->bytes_consumed, progress);
+      prefetcher.Release(b);
+    } else {
+      Publish(0, 0.0, progress->bytes.load(), progress);
+    }
     if (hook) hook();
     if (!r.any_had_data) break;
   }
 }
 
 void Worker::Score(ShardReader* reader, std::vector<float>* scores, std::vector<float>* labels) {
-  const std::size_t width = 1 + options_.k;
-  while (true) {
-    block_.Clear();
-    if (reader->Read(options_.batch_size, &block_) == 0) break;
-    Deduplicate(block_);
-    const auto& keys = index_.keys();
-    params_.resize(keys.size() * width);
-    client_->Wait(client_->Pull(keys, params_.data(), /*create=*/false));
-    FmBatch b;
-    b.rows = block_.rows();
-    b.labels = block_.labels.data();
-    b.offsets = block_.offsets.data();
-    b.local = local_.data();
-    b.values = block_.values.data();
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
+  while (PreparedBatch* b = prefetcher.Next()) {
+    client_->Wait(PullFor(*b, /*create=*/false, &params_[0]));
     const std::size_t base = scores->size();
-    scores->resize(base + b.rows);
-    FmScores(b, params_.data(), options_.k, scores->data() + base);
-    labels->insert(labels->end(), block_.labels.begin(), block_.labels.end());
+    scores->resize(base + b->block.rows());
+    FmScores(View(*b), params_[0].data(), options_.k, scores->data() + base);
+    labels->insert(labels->end(), b->block.labels.begin(), b->block.labels.end());
+    prefetcher.Release(b);
   }
 }
 

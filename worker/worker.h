@@ -1,11 +1,14 @@
 // Worker: trains the FM on a stream of minibatches through a KVClient. It never sees ranks
 // or threads: the same class runs as a thread in single-node mode and as an MPI rank.
 //
-// Per minibatch: read rows, deduplicate their keys (bias first), Pull the unique keys,
-// compute loss and gradients in O(k * nnz), Push the gradients (with occurrence counts when
-// min_count > 1). async: at most max_delay pushes in flight, so the next batch's pull may
-// overlap earlier pushes. bsp: one push per step to every server, waited for before the
-// next pull; an exhausted worker keeps pushing empty steps until no worker has data.
+// Per minibatch: a BatchPrefetcher thread reads the rows and deduplicates their keys ahead
+// of time; the worker pulls the unique keys, computes loss and gradients in O(k * nnz) and
+// pushes the gradients (with occurrence counts when min_count > 1).
+//  * async: at most max_delay batches are in flight (pulled but not yet acknowledged as
+//    applied); with max_delay >= 2 the pull of the next batch overlaps the computation of
+//    the current one.
+//  * bsp: one push per step to every server, waited for before the next pull; an exhausted
+//    worker keeps pushing empty steps until no worker has data.
 //
 // Thread safety: one thread per Worker. `progress` counters may be read concurrently.
 #pragma once
@@ -16,10 +19,9 @@
 #include <vector>
 
 #include "common/config.h"
-#include "common/key_index.h"
 #include "common/kv.h"
 #include "common/reader.h"
-#include "common/row_block.h"
+#include "worker/batch_prefetcher.h"
 
 namespace fmps {
 
@@ -35,8 +37,8 @@ struct WorkerOptions {
 // One worker's live counters, updated after every batch, readable from other threads.
 struct Progress {
   std::atomic<std::uint64_t> rows{0};
-  std::atomic<double> loss_sum{0.0};     // training loss of those rows (before update)
-  std::atomic<std::uint64_t> bytes{0};   // of the shard consumed this epoch
+  std::atomic<double> loss_sum{0.0};    // training loss of those rows (before update)
+  std::atomic<std::uint64_t> bytes{0};  // of the shard consumed this epoch
   // The worker's KVClient statistics (see KVStats).
   std::atomic<std::uint64_t> pulls{0};
   std::atomic<std::uint64_t> pushes{0};
@@ -63,26 +65,21 @@ class Worker {
   void Score(ShardReader* reader, std::vector<float>* scores, std::vector<float>* labels);
 
  private:
-  // Maps block_'s keys to local indices (bias = 0) and fills unique_/counts_.
-  void Deduplicate(const RowBlock& block);
   void TrainAsync(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
   void TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
-  // Pulls the current unique keys, computes gradients; returns the loss sum.
-  double ComputeGradients(const RowBlock& block);
+  // Issues the pull of batch b's unique keys into *params.
+  Timestamp PullFor(const PreparedBatch& b, bool create, std::vector<float>* params);
+  // Gradients of batch b given its pulled params (into grads_); returns the loss sum.
+  double ComputeGradients(const PreparedBatch& b, const std::vector<float>& params);
+  Timestamp PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all);
   // Publishes a finished batch to *progress.
-  void Publish(std::size_t rows, double loss, const ShardReader& reader,
-               Progress* progress) const;
+  void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 
   WorkerOptions options_;
   KVClient* client_;
   std::int64_t bsp_step_ = 0;
-  RowBlock block_;
-  KeyIndex index_;
-  std::vector<std::uint32_t> local_;
-  std::vector<std::uint32_t> counts_;
-  std::vector<float> params_;
+  std::vector<float> params_[2];  // pull destinations: current and next batch
   std::vector<float> grads_;
-  std::vector<float> scores_;
 };
 
 }  // namespace fmps

@@ -1,0 +1,98 @@
+#include "worker/batch_prefetcher.h"
+
+#include "common/types.h"
+
+namespace fmps {
+
+void PreparedBatch::Deduplicate() {
+  index.Clear();
+  counts.clear();
+  index.Insert(kBiasKey);
+  counts.push_back(static_cast<std::uint32_t>(block.rows()));
+  local.resize(block.nnz());
+  for (std::size_t i = 0; i < block.nnz(); ++i) {
+    bool inserted;
+    const std::uint32_t u = index.Insert(block.keys[i], &inserted);
+    if (inserted) counts.push_back(0);
+    ++counts[u];
+    local[i] = u;
+  }
+}
+
+BatchPrefetcher::BatchPrefetcher(ShardReader* reader, int batch_size, int depth)
+    : reader_(reader), batch_size_(batch_size), depth_(static_cast<std::size_t>(depth)) {
+  // depth ready + one being filled + two held by the consumer (current and next).
+  for (int i = 0; i < depth + 3; ++i) {
+    pool_.push_back(std::make_unique<PreparedBatch>());
+    free_.push_back(pool_.back().get());
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+BatchPrefetcher::~BatchPrefetcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void BatchPrefetcher::Run() {
+  try {
+    while (true) {
+      PreparedBatch* b = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || (!free_.empty() && ready_.size() < depth_); });
+        if (stop_) return;
+        b = free_.front();
+        free_.pop_front();
+      }
+      b->block.Clear();
+      const bool any = reader_->Read(batch_size_, &b->block) > 0;
+      if (any) {
+        b->Deduplicate();
+        b->bytes_consumed = reader_->bytes_consumed();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (any) {
+          ready_.push_back(b);
+        } else {
+          free_.push_back(b);
+          done_ = true;
+        }
+      }
+      cv_.notify_all();
+      if (!any) return;
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::current_exception();
+    done_ = true;
+    cv_.notify_all();
+  }
+}
+
+PreparedBatch* BatchPrefetcher::Next() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !ready_.empty() || done_; });
+  if (!ready_.empty()) {
+    PreparedBatch* b = ready_.front();
+    ready_.pop_front();
+    return b;
+  }
+  if (error_) std::rethrow_exception(error_);
+  return nullptr;
+}
+
+void BatchPrefetcher::Release(PreparedBatch* batch) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(batch);
+  }
+  cv_.notify_all();
+}
+
+}  // namespace fmps

@@ -1,0 +1,70 @@
+// BatchPrefetcher: reads and prepares minibatches on its own thread, ahead of the worker.
+//
+// A prepared batch holds the rows (CSR), their unique keys (the bias key first), each
+// non-zero's index into those keys and each key's occurrence count: everything the worker
+// needs before it can pull. At most `depth` batches wait ready; batches are recycled through
+// a fixed pool, so steady state allocates nothing.
+//
+// Thread safety: Next/Release are called by one consumer thread. The reader is used only by
+// the prefetch thread between construction and destruction (or the end of the shard).
+// Errors of the prefetch thread (bad rows under on_error: fail, I/O) are rethrown by Next().
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/key_index.h"
+#include "common/reader.h"
+#include "common/row_block.h"
+
+namespace fmps {
+
+struct PreparedBatch {
+  RowBlock block;
+  KeyIndex index;                     // unique keys; index 0 is kBiasKey
+  std::vector<std::uint32_t> local;   // per non-zero: index into index.keys()
+  std::vector<std::uint32_t> counts;  // per unique key: occurrences (bias: rows)
+  std::uint64_t bytes_consumed = 0;   // reader position after this batch (progress)
+
+  // Fills index/local/counts from block.
+  void Deduplicate();
+};
+
+class BatchPrefetcher {
+ public:
+  // Starts the prefetch thread on `reader` (which must outlive this object).
+  BatchPrefetcher(ShardReader* reader, int batch_size, int depth = 2);
+  // Stops and joins the thread (abandoning the rest of the shard).
+  ~BatchPrefetcher();
+  BatchPrefetcher(const BatchPrefetcher&) = delete;
+  BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
+
+  // The next batch, or nullptr when the shard is exhausted. Blocks until one is ready.
+  // The batch stays valid until passed to Release().
+  PreparedBatch* Next();
+  void Release(PreparedBatch* batch);
+
+ private:
+  void Run();
+
+  ShardReader* reader_;
+  int batch_size_;
+  std::size_t depth_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<PreparedBatch>> pool_;
+  std::deque<PreparedBatch*> free_;
+  std::deque<PreparedBatch*> ready_;
+  bool done_ = false;     // reader exhausted (or failed)
+  bool stop_ = false;     // consumer going away
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
+}  // namespace fmps
