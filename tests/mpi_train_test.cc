@@ -16,28 +16,13 @@ namespace {
 using testing::FmpsBinary;
 using testing::ReadFile;
 using testing::RunCommand;
+using testing::JsonNumber;
+using testing::MaxAbsDiff;
 using testing::TempDir;
 
 std::string Mpirun(int ranks) {
   return "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 "
          "-np " + std::to_string(ranks) + " " + FmpsBinary();
-}
-
-double JsonNumber(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const auto pos = json.find(needle);
-  if (pos == std::string::npos) return NAN;
-  return std::stod(json.substr(pos + needle.size()));
-}
-
-double MaxAbsDiff(const Model& a, const Model& b) {
-  EXPECT_EQ(a.keys(), b.keys());
-  if (a.keys() != b.keys()) return INFINITY;
-  double d = std::abs(a.meta().bias - b.meta().bias);
-  for (std::size_t i = 0; i < a.num_keys(); ++i) {
-    for (int j = 0; j <= a.k(); ++j) d = std::max<double>(d, std::abs(a.row(i)[j] - b.row(i)[j]));
-  }
-  return d;
 }
 
 class MpiTrainTest : public ::testing::Test {

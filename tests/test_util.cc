@@ -3,13 +3,19 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <gtest/gtest.h>
+
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "common/model_file.h"
 
 namespace fmps::testing {
 
@@ -57,6 +63,23 @@ std::string ReadFile(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+double JsonNumber(const std::string& json, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const auto pos = json.find(needle);
+  if (pos == std::string::npos) return NAN;
+  return std::stod(json.substr(pos + needle.size()));
+}
+
+double MaxAbsDiff(const Model& a, const Model& b) {
+  EXPECT_EQ(a.keys(), b.keys());
+  if (a.keys() != b.keys()) return INFINITY;
+  double d = std::abs(a.meta().bias - b.meta().bias);
+  for (std::size_t i = 0; i < a.num_keys(); ++i) {
+    for (int j = 0; j <= a.k(); ++j) d = std::max<double>(d, std::abs(a.row(i)[j] - b.row(i)[j]));
+  }
+  return d;
 }
 
 }  // namespace fmps::testing

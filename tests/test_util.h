@@ -3,6 +3,10 @@
 
 #include <string>
 
+namespace fmps {
+class Model;
+}
+
 namespace fmps::testing {
 
 // Absolute path of a file under ../shared/data, or "" when that folder does not exist
@@ -41,5 +45,12 @@ int RunCommand(const std::string& command, std::string* output);
 
 // Reads a whole file; throws std::runtime_error if it cannot.
 std::string ReadFile(const std::string& path);
+
+// Value of a numeric field of a one-line JSON object as fmps writes them; NaN if absent.
+double JsonNumber(const std::string& json, const std::string& key);
+
+// Largest |a - b| over bias and every parameter; records a test failure (and returns
+// infinity) when the two models hold different keys.
+double MaxAbsDiff(const Model& a, const Model& b);
 
 }  // namespace fmps::testing

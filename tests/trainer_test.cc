@@ -18,18 +18,8 @@
 namespace fmps {
 namespace {
 
+using testing::MaxAbsDiff;
 using testing::TempDir;
-
-// Largest |a - b| over all parameters; fails the test if the key sets differ.
-double MaxAbsDiff(const Model& a, const Model& b) {
-  EXPECT_EQ(a.keys(), b.keys());
-  if (a.keys() != b.keys()) return INFINITY;
-  double d = std::abs(a.meta().bias - b.meta().bias);
-  for (std::size_t i = 0; i < a.num_keys(); ++i) {
-    for (int j = 0; j <= a.k(); ++j) d = std::max<double>(d, std::abs(a.row(i)[j] - b.row(i)[j]));
-  }
-  return d;
-}
 
 class SynthTrainTest : public ::testing::Test {
  protected:
