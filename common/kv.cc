@@ -31,6 +31,7 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
   Pending p;
   p.ts = next_ts_++;
   p.vals = vals;
+  p.pull_values = keys.size() * options_.row_width;
   p.is_pull = true;
   p.issued = std::chrono::steady_clock::now();
   const int servers = options_.num_servers;
@@ -134,6 +135,10 @@ void KVClient::Deliver(Message&& reply) {
   if (reply.kind == MsgKind::kPullReply) {
     const int s = reply.sender;
     if (options_.num_servers == 1) {
+      if (reply.vals.size() != p->pull_values) {
+        throw TransportError("pull reply from server 0 has " + std::to_string(reply.vals.size()) +
+                             " values, expected " + std::to_string(p->pull_values));
+      }
       std::memcpy(p->vals, reply.vals.data(), reply.vals.size() * sizeof(float));
     } else {
       if (s < 0 || s >= options_.num_servers) {
