@@ -29,8 +29,8 @@ struct CsvSpec {
 };
 
 struct DataConfig {
-  std::vector<std::string> train;  // paths or globs; required, non-empty
-  std::vector<std::string> test;   // paths or globs; may be empty
+  std::vector<std::string> train;           // paths or globs; required, non-empty
+  std::vector<std::string> test;            // paths or globs; may be empty
   DataFormat format = DataFormat::kLibsvm;  // required key
   int hash_bits = 0;                        // 0..64; 0 keeps numeric ids as given
   CsvSpec csv;
@@ -40,9 +40,9 @@ struct DataConfig {
 struct ModelConfig {
   int k = 8;  // 1..1024
   Loss loss = Loss::kLogistic;
-  float init_std = 0.01f;  // >= 0
-  float l2_w = 0.0f;       // >= 0
-  float l2_v = 0.0f;       // >= 0
+  float init_std = 0.01f;       // >= 0
+  float l2_w = 0.0f;            // >= 0
+  float l2_v = 0.0f;            // >= 0
   std::uint32_t min_count = 0;  // embeddings only for keys seen >= min_count times
 };
 
@@ -57,10 +57,10 @@ struct OptimizerConfig {
 };
 
 struct TrainConfig {
-  int epochs = 1;          // >= 1
-  int batch_size = 1024;   // >= 1
+  int epochs = 1;         // >= 1
+  int batch_size = 1024;  // >= 1
   Consistency consistency = Consistency::kAsync;
-  int max_delay = 2;       // >= 1; async only
+  int max_delay = 2;  // >= 1; async only
   std::uint64_t seed = 0;
   double progress_seconds = 5.0;  // > 0; interval of progress lines and metrics events
 };
@@ -74,8 +74,8 @@ struct ClusterConfig {
 };
 
 struct CheckpointConfig {
-  std::string dir;              // empty = no checkpoints
-  double every_seconds = 300;   // > 0
+  std::string dir;             // empty = no checkpoints
+  double every_seconds = 300;  // > 0
 };
 
 struct OutputConfig {

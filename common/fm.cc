@@ -66,22 +66,32 @@ struct Kernel {
 
 void FmScores(const FmBatch& batch, const float* params, int k, float* scores) {
   switch (k) {
-    case 4: return Kernel<4>::Scores(batch, params, k, scores);
-    case 8: return Kernel<8>::Scores(batch, params, k, scores);
-    case 16: return Kernel<16>::Scores(batch, params, k, scores);
-    case 32: return Kernel<32>::Scores(batch, params, k, scores);
-    default: return Kernel<Eigen::Dynamic>::Scores(batch, params, k, scores);
+    case 4:
+      return Kernel<4>::Scores(batch, params, k, scores);
+    case 8:
+      return Kernel<8>::Scores(batch, params, k, scores);
+    case 16:
+      return Kernel<16>::Scores(batch, params, k, scores);
+    case 32:
+      return Kernel<32>::Scores(batch, params, k, scores);
+    default:
+      return Kernel<Eigen::Dynamic>::Scores(batch, params, k, scores);
   }
 }
 
-double FmForwardBackward(const FmBatch& batch, const float* params, int k, Loss loss,
-                         float* grads, float* scores) {
+double FmForwardBackward(const FmBatch& batch, const float* params, int k, Loss loss, float* grads,
+                         float* scores) {
   switch (k) {
-    case 4: return Kernel<4>::ForwardBackward(batch, params, k, loss, grads, scores);
-    case 8: return Kernel<8>::ForwardBackward(batch, params, k, loss, grads, scores);
-    case 16: return Kernel<16>::ForwardBackward(batch, params, k, loss, grads, scores);
-    case 32: return Kernel<32>::ForwardBackward(batch, params, k, loss, grads, scores);
-    default: return Kernel<Eigen::Dynamic>::ForwardBackward(batch, params, k, loss, grads, scores);
+    case 4:
+      return Kernel<4>::ForwardBackward(batch, params, k, loss, grads, scores);
+    case 8:
+      return Kernel<8>::ForwardBackward(batch, params, k, loss, grads, scores);
+    case 16:
+      return Kernel<16>::ForwardBackward(batch, params, k, loss, grads, scores);
+    case 32:
+      return Kernel<32>::ForwardBackward(batch, params, k, loss, grads, scores);
+    default:
+      return Kernel<Eigen::Dynamic>::ForwardBackward(batch, params, k, loss, grads, scores);
   }
 }
 

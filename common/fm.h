@@ -16,7 +16,7 @@ namespace fmps {
 
 struct FmBatch {
   std::size_t rows = 0;
-  const float* labels = nullptr;       // rows
+  const float* labels = nullptr;         // rows
   const std::size_t* offsets = nullptr;  // rows + 1
   const std::uint32_t* local = nullptr;  // nnz local row indices (never 0: that is the bias)
   const float* values = nullptr;         // nnz
@@ -28,7 +28,7 @@ void FmScores(const FmBatch& batch, const float* params, int k, float* scores);
 // Scores every row, adds d(sum of losses)/d(param) into grads (same layout as params; the
 // caller zeroes it first; the bias gradient goes to grads[0]) and returns the sum of the
 // rows' losses. If `scores` is non-null the raw scores are written there too.
-double FmForwardBackward(const FmBatch& batch, const float* params, int k, Loss loss,
-                         float* grads, float* scores);
+double FmForwardBackward(const FmBatch& batch, const float* params, int k, Loss loss, float* grads,
+                         float* scores);
 
 }  // namespace fmps

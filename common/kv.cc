@@ -63,8 +63,8 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
 }
 
 Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads,
-                         std::span<const std::uint32_t> counts, std::int64_t step,
-                         bool has_data, bool to_all_servers) {
+                         std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
+                         bool to_all_servers) {
   const int width = options_.row_width;
   const int servers = options_.num_servers;
   Pending p;
@@ -158,9 +158,8 @@ void KVClient::Deliver(Message&& reply) {
   } else if (reply.kind == MsgKind::kPushReply) {
     if (reply.flags & kFlagAnyHadData) p->result.any_had_data = true;
   } else {
-    throw TransportError("unexpected message kind " +
-                         std::to_string(static_cast<int>(reply.kind)) + " from endpoint " +
-                         std::to_string(reply.sender));
+    throw TransportError("unexpected message kind " + std::to_string(static_cast<int>(reply.kind)) +
+                         " from endpoint " + std::to_string(reply.sender));
   }
   --p->remaining;
 }

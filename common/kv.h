@@ -81,9 +81,9 @@ class KVClient {
  private:
   struct Pending {
     Timestamp ts = 0;
-    int remaining = 0;      // replies still expected
-    float* vals = nullptr;  // pull destination
-    std::size_t pull_values = 0;  // floats the pull writes into vals
+    int remaining = 0;                                  // replies still expected
+    float* vals = nullptr;                              // pull destination
+    std::size_t pull_values = 0;                        // floats the pull writes into vals
     std::vector<std::vector<std::uint32_t>> positions;  // pull: per server, key positions
     WaitResult result;
     bool is_pull = false;

@@ -61,8 +61,7 @@ ModelWriter::~ModelWriter() {
 void ModelWriter::WriteRecord(const std::string& bytes) {
   const std::uint32_t n = static_cast<std::uint32_t>(bytes.size());
   unsigned char len[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
-                          static_cast<unsigned char>(n >> 16),
-                          static_cast<unsigned char>(n >> 24)};
+                          static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
   if (std::fwrite(len, 1, 4, file_) != 4 ||
       std::fwrite(bytes.data(), 1, bytes.size(), file_) != bytes.size()) {
     throw IoError("cannot write " + tmp_path_ + ": " + Errno());
@@ -125,8 +124,8 @@ bool ReadRecord(std::FILE* f, const std::string& path, std::string* out) {
   const std::size_t got = std::fread(len, 1, 4, f);
   if (got == 0 && std::feof(f)) return false;
   if (got != 4) throw ModelError(path + ": truncated model file (record length)");
-  const std::uint32_t n = len[0] | (len[1] << 8) | (len[2] << 16) |
-                          (static_cast<std::uint32_t>(len[3]) << 24);
+  const std::uint32_t n =
+      len[0] | (len[1] << 8) | (len[2] << 16) | (static_cast<std::uint32_t>(len[3]) << 24);
   if (n > kMaxRecordBytes) throw ModelError(path + ": corrupt model file (record too large)");
   out->resize(n);
   if (std::fread(out->data(), 1, n, f) != n) {

@@ -12,10 +12,10 @@
 namespace fmps {
 
 struct RowBlock {
-  std::vector<float> labels;             // one per row
-  std::vector<std::size_t> offsets{0};   // rows + 1 entries; row r is [offsets[r], offsets[r+1])
-  std::vector<Key> keys;                 // feature keys, one per non-zero
-  std::vector<float> values;             // feature values, parallel to keys
+  std::vector<float> labels;            // one per row
+  std::vector<std::size_t> offsets{0};  // rows + 1 entries; row r is [offsets[r], offsets[r+1])
+  std::vector<Key> keys;                // feature keys, one per non-zero
+  std::vector<float> values;            // feature values, parallel to keys
 
   std::size_t rows() const { return labels.size(); }
   std::size_t nnz() const { return keys.size(); }

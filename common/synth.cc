@@ -50,25 +50,30 @@ int NumericFields(const SynthOptions& o) {
 // Hex token of categorical value j of field f.
 void AppendToken(int f, std::uint64_t j, std::string* out) {
   char hex[17];
-  std::snprintf(hex, sizeof(hex), "%08llx",
-                static_cast<unsigned long long>(Mix64((f + 1) * 0x100000000ULL + j) &
-                                                0xffffffffULL));
+  std::snprintf(
+      hex, sizeof(hex), "%08llx",
+      static_cast<unsigned long long>(Mix64((f + 1) * 0x100000000ULL + j) & 0xffffffffULL));
   out->append(hex);
 }
 
 const char* Extension(DataFormat f) {
   switch (f) {
-    case DataFormat::kLibsvm: return "libsvm";
-    case DataFormat::kLibffm: return "libffm";
-    case DataFormat::kCriteo: return "txt";
-    case DataFormat::kCsv: return "csv";
+    case DataFormat::kLibsvm:
+      return "libsvm";
+    case DataFormat::kLibffm:
+      return "libffm";
+    case DataFormat::kCriteo:
+      return "txt";
+    case DataFormat::kCsv:
+      return "csv";
   }
   return "txt";
 }
 
 class Planted {
  public:
-  explicit Planted(const SynthOptions& o) : o_(o), per_field_(std::max<std::uint64_t>(1, o.vocab / o.fields)) {
+  explicit Planted(const SynthOptions& o)
+      : o_(o), per_field_(std::max<std::uint64_t>(1, o.vocab / o.fields)) {
     // Zipf-like CDF over the values of one field.
     cdf_.resize(per_field_);
     double total = 0.0;

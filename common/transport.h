@@ -18,7 +18,7 @@
 namespace fmps {
 
 enum class MsgKind : std::uint8_t {
-  kPull = 1,       // keys -> kPullReply with keys.size() * row_width vals
+  kPull = 1,  // keys -> kPullReply with keys.size() * row_width vals
   kPullReply = 2,
   kPush = 3,       // keys, vals (gradients), optional counts -> kPushReply
   kPushReply = 4,  // bsp: flag kAnyHadData tells whether any worker had rows in that step

@@ -1,12 +1,13 @@
 // FM math: the O(k*nnz) score against the naive pairwise sum, analytic gradients against
 // finite differences, and numerically safe losses.
+#include "common/fm.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
 
-#include "common/fm.h"
 #include "common/loss.h"
 
 namespace fmps {
@@ -154,8 +155,8 @@ TEST(LossTest, FmBatchLossFiniteForHugeScores) {
   std::vector<float> values = {1.0f, -1.0f};
   FmBatch b{2, labels.data(), offsets.data(), local.data(), values.data()};
   std::vector<float> grads(params.size(), 0.0f);
-  const double total = FmForwardBackward(b, params.data(), k, Loss::kLogistic, grads.data(),
-                                         nullptr);
+  const double total =
+      FmForwardBackward(b, params.data(), k, Loss::kLogistic, grads.data(), nullptr);
   EXPECT_TRUE(std::isfinite(total));
   EXPECT_NEAR(total, 2e4, 1.0);
   for (float g : grads) EXPECT_TRUE(std::isfinite(g));

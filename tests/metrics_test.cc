@@ -1,9 +1,9 @@
+#include "common/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <vector>
-
-#include "common/metrics.h"
 
 namespace fmps {
 namespace {

@@ -1,4 +1,6 @@
 // model.fmps: round trip, chunking, validation of damaged files, atomic writes.
+#include "common/model_file.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +10,6 @@
 
 #include "common/error.h"
 #include "common/hash.h"
-#include "common/model_file.h"
 #include "tests/test_util.h"
 
 namespace fmps {

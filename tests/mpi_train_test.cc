@@ -14,15 +14,16 @@ namespace fmps {
 namespace {
 
 using testing::FmpsBinary;
-using testing::ReadFile;
-using testing::RunCommand;
 using testing::JsonNumber;
 using testing::MaxAbsDiff;
+using testing::ReadFile;
+using testing::RunCommand;
 using testing::TempDir;
 
 std::string Mpirun(int ranks) {
   return "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 "
-         "-np " + std::to_string(ranks) + " " + FmpsBinary();
+         "-np " +
+         std::to_string(ranks) + " " + FmpsBinary();
 }
 
 class MpiTrainTest : public ::testing::Test {
@@ -38,8 +39,8 @@ class MpiTrainTest : public ::testing::Test {
     o.k = 4;
     o.seed = 21;
     synth_ = new SynthResult(Synthesize(o));
-    config_ = dir_->Write("exp.yaml", "data:\n  train: " + synth_->train_path + "\n  test: " +
-                                          synth_->test_path +
+    config_ = dir_->Write("exp.yaml", "data:\n  train: " + synth_->train_path +
+                                          "\n  test: " + synth_->test_path +
                                           "\n  format: libsvm\nmodel:\n  k: 4\ntrain:\n"
                                           "  epochs: 2\n  batch_size: 256\n  seed: 4\n");
   }
@@ -51,9 +52,8 @@ class MpiTrainTest : public ::testing::Test {
   static std::string Train(const std::string& command, const std::string& out,
                            const std::string& sets = "") {
     std::string log;
-    const int rc = RunCommand(command + " train " + config_ + " --set output.dir=" + out + " " +
-                                  sets,
-                              &log);
+    const int rc =
+        RunCommand(command + " train " + config_ + " --set output.dir=" + out + " " + sets, &log);
     EXPECT_EQ(rc, 0) << log;
     return ReadFile(out + "/summary.json");
   }

@@ -32,9 +32,7 @@ TEST(InProcTest, DeliversInOrderAndAbortWakesReceivers) {
     EXPECT_EQ(m->sender, 0);
   }
   EXPECT_FALSE(b->Recv(std::chrono::milliseconds(10)).has_value());
-  std::thread waiter([&] {
-    EXPECT_THROW(b->Recv(std::chrono::minutes(5)), TransportError);
-  });
+  std::thread waiter([&] { EXPECT_THROW(b->Recv(std::chrono::minutes(5)), TransportError); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   hub.Abort("worker 3 failed");
   waiter.join();

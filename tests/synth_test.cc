@@ -1,5 +1,7 @@
 // fmps synth: determinism, every output format readable by the readers, sane yardsticks,
 // and the example configs train on the data it makes.
+#include "common/synth.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/reader.h"
-#include "common/synth.h"
 #include "tests/test_util.h"
 #include "worker/local_trainer.h"
 
@@ -51,8 +52,8 @@ TEST(SynthTest, DeterministicForASeed) {
 }
 
 TEST(SynthTest, EveryFormatParsesWithoutBadRows) {
-  for (DataFormat f : {DataFormat::kLibsvm, DataFormat::kLibffm, DataFormat::kCriteo,
-                       DataFormat::kCsv}) {
+  for (DataFormat f :
+       {DataFormat::kLibsvm, DataFormat::kLibffm, DataFormat::kCriteo, DataFormat::kCsv}) {
     TempDir dir;
     SynthOptions o = Small(dir.path(), f);
     SynthResult r = Synthesize(o);

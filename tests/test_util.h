@@ -14,8 +14,8 @@ namespace fmps::testing {
 std::string SharedData(const std::string& relative);
 
 // Skips the current test with a message when the shared data folder is missing.
-#define FMPS_REQUIRE_SHARED_DATA(path_var, relative)                                  \
-  const std::string path_var = ::fmps::testing::SharedData(relative);                 \
+#define FMPS_REQUIRE_SHARED_DATA(path_var, relative)                  \
+  const std::string path_var = ::fmps::testing::SharedData(relative); \
   if (path_var.empty()) GTEST_SKIP() << "../shared/data not present; skipping " << relative
 
 // A fresh empty directory under the system temp dir, removed with its contents on

@@ -40,11 +40,12 @@ class SynthTrainTest : public ::testing::Test {
     delete dir_;
   }
   Config MakeConfig(const std::string& out, const std::string& extra = "") {
-    std::string yaml = "data:\n  train: " + result_->train_path + "\n  test: " +
-                       result_->test_path +
+    std::string yaml = "data:\n  train: " + result_->train_path +
+                       "\n  test: " + result_->test_path +
                        "\n  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: "
                        "0.05\ntrain:\n  epochs: 2\n  batch_size: 256\n  seed: 3\n"
-                       "output:\n  dir: " + out + "\n";
+                       "output:\n  dir: " +
+                       out + "\n";
     std::vector<std::string> sets;
     std::string line;
     for (char c : extra + ";") {
@@ -79,9 +80,9 @@ TEST_F(SynthTrainTest, AsyncApproachesBayesLogloss) {
     EXPECT_TRUE(std::filesystem::exists(out.File(f))) << f;
   }
   const std::string summary = testing::ReadFile(out.File("summary.json"));
-  for (const char* key : {"\"rows_trained\"", "\"epochs\"", "\"wall_s\"", "\"rows_per_s\"",
-                          "\"test_logloss\"", "\"test_auc\"", "\"workers\"", "\"servers\"",
-                          "\"num_keys\"", "\"bad_rows\""}) {
+  for (const char* key :
+       {"\"rows_trained\"", "\"epochs\"", "\"wall_s\"", "\"rows_per_s\"", "\"test_logloss\"",
+        "\"test_auc\"", "\"workers\"", "\"servers\"", "\"num_keys\"", "\"bad_rows\""}) {
     EXPECT_NE(summary.find(key), std::string::npos) << key;
   }
   const std::string metrics = testing::ReadFile(out.File("metrics.jsonl"));
@@ -107,8 +108,7 @@ TEST_F(SynthTrainTest, BspOneAndTwoServersGiveTheSameModel) {
   TempDir a, b;
   TrainLocal(MakeConfig(a.path(), "train.consistency=bsp;cluster.local_servers=1"));
   TrainLocal(MakeConfig(b.path(), "train.consistency=bsp;cluster.local_servers=2"));
-  const double d =
-      MaxAbsDiff(Model::Load(a.File("model.fmps")), Model::Load(b.File("model.fmps")));
+  const double d = MaxAbsDiff(Model::Load(a.File("model.fmps")), Model::Load(b.File("model.fmps")));
   EXPECT_LE(d, 1e-6);
 }
 
@@ -139,8 +139,7 @@ TEST_F(SynthTrainTest, MinCountLimitsEmbeddings) {
   }
   const std::uint64_t min_count = 3000;
   TempDir a;
-  TrainSummary s =
-      TrainLocal(MakeConfig(a.path(), "model.min_count=" + std::to_string(min_count)));
+  TrainSummary s = TrainLocal(MakeConfig(a.path(), "model.min_count=" + std::to_string(min_count)));
   Model m = Model::Load(a.File("model.fmps"));
   // Over 2 epochs a key sees 2 * count occurrences: below min_count it never gets v;
   // at min_count within the first epoch it must have one.
@@ -209,20 +208,20 @@ TEST(RealDataTest, A9aReachesAuc090) {
 TEST(RealDataTest, AgaricusReachesAuc0999) {
   FMPS_REQUIRE_SHARED_DATA(train, "agaricus/agaricus.txt.train");
   TempDir out;
-  TrainSummary s = TrainLocal(RealConfig(
-      train, testing::SharedData("agaricus/agaricus.txt.test"), out.path(),
-      "  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: 0.1\n"
-      "train:\n  epochs: 3\n  batch_size: 32\n"));
+  TrainSummary s = TrainLocal(
+      RealConfig(train, testing::SharedData("agaricus/agaricus.txt.test"), out.path(),
+                 "  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: 0.1\n"
+                 "train:\n  epochs: 3\n  batch_size: 32\n"));
   EXPECT_GE(s.test_auc, 0.999);
 }
 
 TEST(RealDataTest, RaggedCriteoParsesWithoutBadRows) {
   FMPS_REQUIRE_SHARED_DATA(train, "jqsl_pytorchfm_criteo/train.txt");
   TempDir out;
-  TrainSummary s = TrainLocal(RealConfig(
-      train, train, out.path(),
-      "  format: criteo\n  hash_bits: 20\nmodel:\n  k: 4\noptimizer:\n  lr: 0.02\n"
-      "train:\n  epochs: 3\n  batch_size: 100\n"));
+  TrainSummary s = TrainLocal(
+      RealConfig(train, train, out.path(),
+                 "  format: criteo\n  hash_bits: 20\nmodel:\n  k: 4\noptimizer:\n  lr: 0.02\n"
+                 "train:\n  epochs: 3\n  batch_size: 100\n"));
   EXPECT_EQ(s.rows_trained, 3000u);
   EXPECT_EQ(s.bad_rows, 0u);
   // Scored on its own training rows: every row's features were read, so it memorises them.

@@ -125,8 +125,7 @@ TrainSummary TrainLocal(const Config& config) {
 
   // Runs fn(w) for every worker in its own thread and waits; meanwhile calls `report` every
   // train.progress_seconds if set.
-  auto run_workers = [&](const std::function<void(int)>& fn,
-                         const std::function<void()>& report) {
+  auto run_workers = [&](const std::function<void(int)>& fn, const std::function<void()>& report) {
     std::mutex mu;
     std::condition_variable cv;
     int running = num_workers;
@@ -192,9 +191,8 @@ TrainSummary TrainLocal(const Config& config) {
         out.Progress(r);
       };
       for (auto& r : train_readers) r->Rewind();
-      run_workers(
-          [&](int w) { workers[w]->TrainEpoch(train_readers[w].get(), &progress[w]); },
-          [&] { report(false); });
+      run_workers([&](int w) { workers[w]->TrainEpoch(train_readers[w].get(), &progress[w]); },
+                  [&] { report(false); });
       errors.RethrowIfFailed();
       totals.train_seconds += out.Elapsed() - t0;
       report(true);

@@ -33,13 +33,16 @@ struct Counters {
 
   static Counters From(const Progress& p) {
     const KVStats kv = p.kv();
-    return {static_cast<double>(p.rows.load()), p.loss_sum.load(),
-            static_cast<double>(p.bytes.load()), static_cast<double>(kv.pulls),
-            static_cast<double>(kv.pushes), kv.pull_seconds, kv.push_seconds};
+    return {static_cast<double>(p.rows.load()),
+            p.loss_sum.load(),
+            static_cast<double>(p.bytes.load()),
+            static_cast<double>(kv.pulls),
+            static_cast<double>(kv.pushes),
+            kv.pull_seconds,
+            kv.push_seconds};
   }
   KVStats kv() const {
-    return {static_cast<std::uint64_t>(pulls), static_cast<std::uint64_t>(pushes), pull_s,
-            push_s};
+    return {static_cast<std::uint64_t>(pulls), static_cast<std::uint64_t>(pushes), pull_s, push_s};
   }
   double* data() { return &rows; }
 };
@@ -190,8 +193,8 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
     // Exact end-of-epoch counters of every worker.
     Counters mine = Counters::From(progress);
     std::vector<Counters> all(num_workers);
-    MPI_Gather(mine.data(), Counters::kSize, MPI_DOUBLE, all[0].data(), Counters::kSize,
-               MPI_DOUBLE, 0, workers);
+    MPI_Gather(mine.data(), Counters::kSize, MPI_DOUBLE, all[0].data(), Counters::kSize, MPI_DOUBLE,
+               0, workers);
     totals.train_seconds += elapsed() - t0;
     Counters epoch_sum;
     if (coordinator) epoch_sum = report(all, true);

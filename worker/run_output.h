@@ -20,10 +20,10 @@ namespace fmps {
 struct ProgressReport {
   int epoch = 0;
   int epochs = 0;
-  double fraction = 0.0;  // of the epoch's bytes
-  std::uint64_t rows = 0;  // trained so far in the whole job
-  double rows_per_s = 0.0;  // this epoch, whole job
-  double train_loss = 0.0;  // mean training loss this epoch
+  double fraction = 0.0;         // of the epoch's bytes
+  std::uint64_t rows = 0;        // trained so far in the whole job
+  double rows_per_s = 0.0;       // this epoch, whole job
+  double train_loss = 0.0;       // mean training loss this epoch
   std::vector<KVStats> workers;  // cumulative, one per worker
 };
 

@@ -36,8 +36,7 @@ constexpr int kPrefetchDepth = 2;
 Worker::Worker(const WorkerOptions& options, KVClient* client)
     : options_(options), client_(client) {}
 
-void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes,
-                     Progress* progress) const {
+void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const {
   progress->rows.fetch_add(rows, std::memory_order_relaxed);
   progress->bytes.store(bytes, std::memory_order_relaxed);
   AtomicAdd(&progress->loss_sum, loss);
@@ -56,20 +55,20 @@ Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
   grads_.assign(b.index.size() * (1 + options_.k), 0.0f);
-  const double loss = FmForwardBackward(View(b), params.data(), options_.k, options_.loss,
-                                        grads_.data(), nullptr);
+  const double loss =
+      FmForwardBackward(View(b), params.data(), options_.k, options_.loss, grads_.data(), nullptr);
   if (!std::isfinite(loss)) {
-    throw NumericError("training diverged: a minibatch's loss is not finite; try a smaller "
-                       "optimizer.lr");
+    throw NumericError(
+        "training diverged: a minibatch's loss is not finite; try a smaller "
+        "optimizer.lr");
   }
   return loss;
 }
 
-Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_data,
-                          bool to_all) {
-  const std::span<const std::uint32_t> counts =
-      options_.send_counts ? std::span<const std::uint32_t>(b.counts)
-                           : std::span<const std::uint32_t>();
+Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all) {
+  const std::span<const std::uint32_t> counts = options_.send_counts
+                                                    ? std::span<const std::uint32_t>(b.counts)
+                                                    : std::span<const std::uint32_t>();
   return client_->Push(b.index.keys(), grads_, counts, step, has_data, to_all);
 }
 
@@ -123,8 +122,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
   Publish(0, 0.0, progress->bytes.load(), progress);
 }
 
-void Worker::TrainBsp(ShardReader* reader, Progress* progress,
-                      const std::function<void()>& hook) {
+void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook) {
   BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
   PreparedBatch empty;  // what an exhausted worker pushes: no keys
   while (true) {
