@@ -672,11 +672,14 @@ std::vector<std::string> ReadCsvHeader(const std::string& path, char delim) {
   return std::vector<std::string>(cells.begin(), cells.end());
 }
 
-// Number of '\n' bytes in [0, limit) of a file (cold path: line numbers of bad rows).
-std::uint64_t CountNewlines(const std::string& path, std::uint64_t limit) {
+// Number of '\n' bytes in [from, limit) of a file (cold path: line numbers of bad rows).
+std::uint64_t CountNewlines(const std::string& path, std::uint64_t from, std::uint64_t limit) {
   Fd fd(OpenFile(path));
+  if (from > 0 && ::lseek(fd.get(), static_cast<off_t>(from), SEEK_SET) < 0) {
+    throw IoError("cannot seek in '" + path + "': " + ErrnoText(errno));
+  }
   std::vector<char> buf(kBufferSize);
-  std::uint64_t count = 0, done = 0;
+  std::uint64_t count = 0, done = from;
   while (done < limit) {
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), limit - done));
     std::size_t n = ReadSome(fd.get(), buf.data(), want, path);
@@ -687,32 +690,62 @@ std::uint64_t CountNewlines(const std::string& path, std::uint64_t limit) {
   return count;
 }
 
-// Yields the lines of shard `shard` of `num_shards` of the concatenation of files: exactly
-// the lines whose first byte lies in the shard's byte range.
+// Size of a regular file; throws IoError if it cannot be opened or stat'ed or is not regular.
+std::uint64_t FileSize(const std::string& path) {
+  Fd fd(OpenFile(path));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw IoError("cannot stat '" + path + "': " + ErrnoText(errno));
+  if (!S_ISREG(st.st_mode)) throw IoError("'" + path + "' is not a regular file");
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+// "[begin, end)" for messages.
+std::string RangeText(const ByteRange& r) {
+  std::string out("[");
+  AppendUint(&out, r.begin);
+  out.append(", ");
+  AppendUint(&out, r.end);
+  out.push_back(')');
+  return out;
+}
+
+// Checks that the non-empty `ranges` are sorted and disjoint and that begin <= end; returns
+// them without the empty ones and with touching ones merged. Throws ConfigError naming `what`
+// otherwise.
+std::vector<ByteRange> NormalizeRanges(const std::vector<ByteRange>& ranges,
+                                       std::string_view what) {
+  std::vector<ByteRange> out;
+  std::uint64_t last_end = 0;
+  for (const ByteRange& r : ranges) {
+    if (r.begin > r.end) {
+      throw ConfigError(std::string(what) + ": range " + RangeText(r) + " has begin > end");
+    }
+    if (r.begin == r.end) continue;
+    if (!out.empty() && r.begin < last_end) {
+      throw ConfigError(std::string(what) + ": range " + RangeText(r) +
+                        " overlaps or precedes the range before it");
+    }
+    last_end = r.end;
+    if (!out.empty() && out.back().end == r.begin) {
+      out.back().end = r.end;
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+// Yields the lines of a set of byte ranges of the concatenation of files: exactly the lines
+// whose first byte lies in one of the ranges, in order.
 class LineSource {
  public:
-  LineSource(std::vector<std::string> paths, int shard, int num_shards) {
-    if (num_shards < 1 || shard < 0 || shard >= num_shards) {
-      throw ConfigError("invalid shard " + std::to_string(shard) + " of " +
-                        std::to_string(num_shards));
-    }
-    std::uint64_t total = 0;
+  // Stats the files (IoError on failure). Reads nothing until SetRanges.
+  explicit LineSource(std::vector<std::string> paths) {
     for (auto& p : paths) {
-      Fd fd(OpenFile(p));
-      struct stat st;
-      if (::fstat(fd.get(), &st) != 0)
-        throw IoError("cannot stat '" + p + "': " + ErrnoText(errno));
-      if (!S_ISREG(st.st_mode)) throw IoError("'" + p + "' is not a regular file");
-      files_.push_back({std::move(p), static_cast<std::uint64_t>(st.st_size), total});
-      total += static_cast<std::uint64_t>(st.st_size);
+      const std::uint64_t size = FileSize(p);
+      files_.push_back({std::move(p), size, total_});
+      total_ += size;
     }
-    // floor(total * i / n) without overflow: total = q * n + r.
-    const std::uint64_t n = static_cast<std::uint64_t>(num_shards);
-    const std::uint64_t q = total / n, r = total % n;
-    auto cut = [&](std::uint64_t i) { return q * i + r * i / n; };
-    begin_ = cut(static_cast<std::uint64_t>(shard));
-    end_ = cut(static_cast<std::uint64_t>(shard) + 1);
-    base_.assign(files_.size(), -1);
     buf_ = AllocateBuffer(kBufferSize);
     cap_ = kBufferSize;
   }
@@ -723,17 +756,46 @@ class LineSource {
   LineSource(const LineSource&) = delete;
   LineSource& operator=(const LineSource&) = delete;
 
-  void Rewind() {
-    CloseFile();
-    next_file_ = 0;
-    consumed_ = 0;
+  std::uint64_t total_bytes() const { return total_; }
+
+  // Sets the ranges to read (see NormalizeRanges; ConfigError if one ends beyond the files)
+  // and rewinds.
+  void SetRanges(const std::vector<ByteRange>& ranges) {
+    ranges_ = NormalizeRanges(ranges, "data ranges");
+    if (!ranges_.empty() && ranges_.back().end > total_) {
+      std::string msg("data ranges: range ");
+      msg.append(RangeText(ranges_.back()));
+      msg.append(" ends beyond the files (");
+      AppendUint(&msg, total_);
+      msg.append(" bytes); were the data files changed?");
+      throw ConfigError(msg);
+    }
+    bytes_ = 0;
+    segments_.clear();
+    for (const ByteRange& r : ranges_) {
+      bytes_ += r.end - r.begin;
+      for (std::size_t i = 0; i < files_.size(); ++i) {
+        const File& f = files_[i];
+        const std::uint64_t b = std::max(r.begin, f.begin);
+        const std::uint64_t e = std::min(r.end, f.begin + f.size);
+        if (b < e) segments_.push_back({i, b - f.begin, e - f.begin});
+      }
+    }
+    Rewind();
   }
 
-  // Next line of the shard (terminator, trailing '\r' and a leading BOM removed); false at
+  void Rewind() {
+    CloseFile();
+    next_seg_ = 0;
+    next_pos_ = 0;
+    exhausted_ = false;
+  }
+
+  // Next line of the ranges (terminator, trailing '\r' and a leading BOM removed); false at
   // the end. The view is valid until the next call.
   bool Next(std::string_view* line) {
     for (;;) {
-      if (fd_ < 0 && !OpenNextFile()) return false;
+      if (fd_ < 0 && !OpenNextSegment()) return false;
       const std::size_t avail = lim_ - pos_;
       const std::uint64_t off = read_off_ - avail;  // file offset of buf_[pos_]
       if (!skipping_ && off >= local_end_) {
@@ -764,17 +826,17 @@ class LineSource {
       } else {
         len = static_cast<std::size_t>(static_cast<const char*>(nl) - s);
         pos_ += len + 1;
-        if (skipping_) {  // the partial line before the shard's first line start
+        if (skipping_) {  // the partial line before the segment's first line start
           skipping_ = false;
           scanned_ = 0;
-          first_line_off_ = off + len + 1;
+          segments_[seg_].first_line_off = off + len + 1;
           continue;
         }
       }
       scanned_ = 0;
       line_off_ = off;
       ++lines_;
-      consumed_ = std::min(files_[file_].begin + (read_off_ - (lim_ - pos_)), end_) - begin_;
+      next_pos_ = files_[file_].begin + (read_off_ - (lim_ - pos_));
       std::string_view v(s, len);
       if (!v.empty() && v.back() == '\r') v.remove_suffix(1);
       if (off == 0) v = StripBom(v);
@@ -787,17 +849,48 @@ class LineSource {
   const std::string& path() const { return files_[file_].path; }
   std::uint64_t line_offset() const { return line_off_; }
 
-  // 1-based line number of the current line in its file. The lines before the shard's start
-  // are counted once, lazily, the first time a number is needed.
+  // 1-based line number of the current line in its file. The lines before the segment's
+  // first line are counted once, lazily, the first time a number is needed (from the start
+  // of an earlier counted segment of the same file when there is one).
   std::uint64_t LineNumber() {
-    if (base_[file_] < 0) {
-      base_[file_] = static_cast<std::int64_t>(CountNewlines(path(), first_line_off_));
+    Segment& s = segments_[seg_];
+    if (s.base < 0) {
+      std::uint64_t from = 0, count = 0;
+      for (std::size_t j = seg_; j-- > 0 && segments_[j].file == s.file;) {
+        const Segment& p = segments_[j];
+        if (p.base >= 0 && p.first_line_off <= s.first_line_off) {
+          from = p.first_line_off;
+          count = static_cast<std::uint64_t>(p.base);
+          break;
+        }
+      }
+      s.base = static_cast<std::int64_t>(count + CountNewlines(path(), from, s.first_line_off));
     }
-    return static_cast<std::uint64_t>(base_[file_]) + lines_;
+    return static_cast<std::uint64_t>(s.base) + lines_;
   }
 
-  std::uint64_t shard_bytes() const { return end_ - begin_; }
-  std::uint64_t consumed() const { return consumed_; }
+  std::uint64_t range_bytes() const { return bytes_; }
+
+  // Bytes of the ranges before the position after the last line returned.
+  std::uint64_t consumed() const {
+    if (exhausted_) return bytes_;
+    std::uint64_t c = 0;
+    for (const ByteRange& r : ranges_) {
+      if (next_pos_ <= r.begin) break;
+      c += std::min(next_pos_, r.end) - r.begin;
+    }
+    return c;
+  }
+
+  // The ranges after the position after the last line returned (see ShardReader).
+  void Remaining(std::vector<ByteRange>* out) const {
+    out->clear();
+    if (exhausted_) return;
+    for (const ByteRange& r : ranges_) {
+      if (r.end <= next_pos_) continue;
+      out->push_back({std::max(r.begin, next_pos_), r.end});
+    }
+  }
 
  private:
   struct File {
@@ -806,42 +899,48 @@ class LineSource {
     std::uint64_t begin;  // offset in the concatenation
   };
 
-  bool OpenNextFile() {
-    while (next_file_ < files_.size()) {
-      const std::size_t i = next_file_++;
-      const File& f = files_[i];
-      const std::uint64_t b = std::max(begin_, f.begin) - f.begin;
-      const std::uint64_t e = std::min(end_, f.begin + f.size);
-      if (e <= f.begin || b >= e - f.begin) continue;
-      local_end_ = e - f.begin;
-      file_ = i;
-      fd_ = OpenFile(f.path);
-#ifdef POSIX_FADV_SEQUENTIAL
-      ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
-#endif
-      pos_ = lim_ = scanned_ = 0;
-      eof_ = false;
-      lines_ = 0;
-      if (b == 0) {
-        read_off_ = 0;
-        skipping_ = false;
-        first_line_off_ = 0;
-        base_[i] = 0;
-      } else {
-        // Start at b-1: the first line start >= b follows the first '\n' at or after b-1.
-        const std::uint64_t start = (b - 1) / kPage * kPage;
-        if (::lseek(fd_, static_cast<off_t>(start), SEEK_SET) < 0) {
-          throw IoError("cannot seek in '" + f.path + "': " + ErrnoText(errno));
-        }
-        read_off_ = start;
-        Refill();
-        pos_ = std::min<std::size_t>(lim_, static_cast<std::size_t>(b - 1 - start));
-        skipping_ = true;
-      }
-      return true;
+  // The part of one range within one file: lines starting in [begin, end) of the file.
+  struct Segment {
+    std::size_t file;
+    std::uint64_t begin, end;
+    std::uint64_t first_line_off = 0;  // offset of the segment's first line (once reached)
+    std::int64_t base = -1;            // '\n' count before first_line_off, or -1 if unknown
+  };
+
+  bool OpenNextSegment() {
+    if (next_seg_ >= segments_.size()) {
+      exhausted_ = true;
+      return false;
     }
-    consumed_ = end_ - begin_;
-    return false;
+    seg_ = next_seg_++;
+    Segment& sg = segments_[seg_];
+    const File& f = files_[sg.file];
+    local_end_ = sg.end;
+    file_ = sg.file;
+    fd_ = OpenFile(f.path);
+#ifdef POSIX_FADV_SEQUENTIAL
+    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+    pos_ = lim_ = scanned_ = 0;
+    eof_ = false;
+    lines_ = 0;
+    if (sg.begin == 0) {
+      read_off_ = 0;
+      skipping_ = false;
+      sg.first_line_off = 0;
+      sg.base = 0;
+    } else {
+      // Start at b-1: the first line start >= b follows the first '\n' at or after b-1.
+      const std::uint64_t start = (sg.begin - 1) / kPage * kPage;
+      if (::lseek(fd_, static_cast<off_t>(start), SEEK_SET) < 0) {
+        throw IoError("cannot seek in '" + f.path + "': " + ErrnoText(errno));
+      }
+      read_off_ = start;
+      Refill();
+      pos_ = std::min<std::size_t>(lim_, static_cast<std::size_t>(sg.begin - 1 - start));
+      skipping_ = true;
+    }
+    return true;
   }
 
   void CloseFile() {
@@ -882,10 +981,13 @@ class LineSource {
   }
 
   std::vector<File> files_;
-  std::uint64_t begin_ = 0, end_ = 0;  // shard range in the concatenation
-  std::vector<std::int64_t> base_;     // per file: '\n' count before first_line_off_, or -1
-  std::size_t next_file_ = 0;
-  std::size_t file_ = 0;
+  std::uint64_t total_ = 0;        // bytes of all files
+  std::vector<ByteRange> ranges_;  // normalized, in concatenated coordinates
+  std::uint64_t bytes_ = 0;        // of ranges_
+  std::vector<Segment> segments_;  // ranges_ cut at file boundaries, in order
+  std::size_t next_seg_ = 0;
+  std::size_t seg_ = 0;   // current segment
+  std::size_t file_ = 0;  // its file
   int fd_ = -1;
   char* buf_ = nullptr;
   std::size_t cap_ = 0;
@@ -895,11 +997,11 @@ class LineSource {
   std::uint64_t read_off_ = 0;  // file offset of buf_[lim_]
   bool eof_ = false;
   bool skipping_ = false;
-  std::uint64_t local_end_ = 0;       // lines starting at or after this offset are not ours
-  std::uint64_t first_line_off_ = 0;  // offset of the shard's first line in this file
-  std::uint64_t lines_ = 0;           // lines returned from this file so far
-  std::uint64_t line_off_ = 0;        // offset of the current line
-  std::uint64_t consumed_ = 0;
+  std::uint64_t local_end_ = 0;  // lines starting at or after this offset are not ours
+  std::uint64_t lines_ = 0;      // lines returned from this segment so far
+  std::uint64_t line_off_ = 0;   // offset of the current line
+  std::uint64_t next_pos_ = 0;   // concatenated offset just after the last line returned
+  bool exhausted_ = false;       // every segment done
 };
 
 }  // namespace
@@ -935,7 +1037,8 @@ std::vector<NumericStat> ComputeNumericStats(const FeatureSpec& spec,
       stat_of[f].push_back(idx);
     }
   }
-  LineSource source(files, 0, 1);
+  LineSource source(files);
+  source.SetRanges({{0, source.total_bytes()}});
   std::vector<std::string_view> cells;
   std::string scratch, reason;
   std::string_view line;
@@ -967,19 +1070,63 @@ std::vector<NumericStat> ComputeNumericStats(const FeatureSpec& spec,
   return stats;
 }
 
+std::uint64_t TotalBytes(const std::vector<std::string>& files) {
+  std::uint64_t total = 0;
+  for (const auto& f : files) total += FileSize(f);
+  return total;
+}
+
+ByteRange ShardRange(std::uint64_t total_bytes, int shard, int num_shards) {
+  if (num_shards < 1 || shard < 0 || shard >= num_shards) {
+    std::string msg("invalid shard ");
+    msg.append(std::to_string(shard));
+    msg.append(" of ");
+    msg.append(std::to_string(num_shards));
+    throw ConfigError(msg);
+  }
+  // floor(total * i / n) without overflow: total = q * n + r.
+  const std::uint64_t n = static_cast<std::uint64_t>(num_shards);
+  const std::uint64_t q = total_bytes / n, r = total_bytes % n;
+  auto cut = [&](std::uint64_t i) { return q * i + r * i / n; };
+  const std::uint64_t i = static_cast<std::uint64_t>(shard);
+  return {cut(i), cut(i + 1)};
+}
+
+std::vector<std::vector<ByteRange>> SplitRanges(const std::vector<ByteRange>& ranges, int n) {
+  if (n < 1) {
+    std::string msg("SplitRanges: invalid number of parts ");
+    msg.append(std::to_string(n));
+    throw ConfigError(msg);
+  }
+  const std::vector<ByteRange> in = NormalizeRanges(ranges, "SplitRanges");
+  std::uint64_t total = 0;
+  for (const ByteRange& r : in) total += r.end - r.begin;
+  std::vector<std::vector<ByteRange>> parts(static_cast<std::size_t>(n));
+  std::size_t k = 0;                                 // current input range
+  std::uint64_t pos = in.empty() ? 0 : in[0].begin;  // next byte to assign, within in[k]
+  for (int i = 0; i < n; ++i) {
+    const ByteRange share = ShardRange(total, i, n);
+    std::uint64_t want = share.end - share.begin;
+    while (want > 0) {
+      const std::uint64_t take = std::min(want, in[k].end - pos);
+      parts[static_cast<std::size_t>(i)].push_back({pos, pos + take});
+      pos += take;
+      want -= take;
+      if (pos == in[k].end && ++k < in.size()) pos = in[k].begin;
+    }
+  }
+  return parts;
+}
+
 class ShardReader::Impl {
  public:
   Impl(FeatureSpec spec, std::vector<std::string> files, int shard, int num_shards)
-      : spec_(std::move(spec)), source_(files, shard, num_shards) {
-    csv_ = spec_.data.format == DataFormat::kCsv;
-    if (csv_) {
-      for (const auto& f : files) {
-        std::vector<std::string> header = ReadCsvHeader(f, spec_.data.csv.delimiter);
-        parsers_.emplace_back(spec_, &header, f, true);
-      }
-    } else {
-      parsers_.emplace_back(spec_, nullptr, "", true);
-    }
+      : Impl(std::move(spec), std::move(files)) {
+    source_.SetRanges({ShardRange(source_.total_bytes(), shard, num_shards)});
+  }
+  Impl(FeatureSpec spec, std::vector<std::string> files, const std::vector<ByteRange>& ranges)
+      : Impl(std::move(spec), std::move(files)) {
+    source_.SetRanges(ranges);
   }
 
   std::size_t Read(std::size_t max_rows, RowBlock* block) {
@@ -1001,11 +1148,24 @@ class ShardReader::Impl {
 
   void Rewind() { source_.Rewind(); }
   std::uint64_t rows_read() const { return rows_read_; }
-  std::uint64_t bytes_in_shard() const { return source_.shard_bytes(); }
+  std::uint64_t bytes_in_shard() const { return source_.range_bytes(); }
   std::uint64_t bytes_consumed() const { return source_.consumed(); }
   const BadRowStats& bad_rows() const { return bad_; }
+  void Remaining(std::vector<ByteRange>* out) const { source_.Remaining(out); }
 
  private:
+  Impl(FeatureSpec spec, std::vector<std::string> files) : spec_(std::move(spec)), source_(files) {
+    csv_ = spec_.data.format == DataFormat::kCsv;
+    if (csv_) {
+      for (const auto& f : files) {
+        std::vector<std::string> header = ReadCsvHeader(f, spec_.data.csv.delimiter);
+        parsers_.emplace_back(spec_, &header, f, true);
+      }
+    } else {
+      parsers_.emplace_back(spec_, nullptr, "", true);
+    }
+  }
+
   void BadRow() {
     ++bad_.count;
     const bool fail = spec_.data.on_error == OnError::kFail;
@@ -1028,11 +1188,20 @@ class ShardReader::Impl {
 ShardReader::ShardReader(FeatureSpec spec, std::vector<std::string> files, int shard,
                          int num_shards)
     : impl_(std::make_unique<Impl>(std::move(spec), std::move(files), shard, num_shards)) {}
+ShardReader::ShardReader(FeatureSpec spec, std::vector<std::string> files,
+                         std::vector<ByteRange> ranges)
+    : impl_(std::make_unique<Impl>(std::move(spec), std::move(files), ranges)) {}
 ShardReader::~ShardReader() = default;
 std::size_t ShardReader::Read(std::size_t max_rows, RowBlock* block) {
   return impl_->Read(max_rows, block);
 }
 void ShardReader::Rewind() { impl_->Rewind(); }
+std::vector<ByteRange> ShardReader::Remaining() const {
+  std::vector<ByteRange> out;
+  impl_->Remaining(&out);
+  return out;
+}
+void ShardReader::Remaining(std::vector<ByteRange>* out) const { impl_->Remaining(out); }
 std::uint64_t ShardReader::rows_read() const { return impl_->rows_read(); }
 std::uint64_t ShardReader::bytes_in_shard() const { return impl_->bytes_in_shard(); }
 std::uint64_t ShardReader::bytes_consumed() const { return impl_->bytes_consumed(); }

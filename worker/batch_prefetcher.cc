@@ -54,6 +54,7 @@ void BatchPrefetcher::Run() {
       if (any) {
         b->Deduplicate();
         b->bytes_consumed = reader_->bytes_consumed();
+        reader_->Remaining(&b->remaining);  // reuses the pooled batch's capacity
       }
       {
         std::lock_guard<std::mutex> lock(mu_);

@@ -31,6 +31,9 @@ struct PreparedBatch {
   std::vector<std::uint32_t> local;   // per non-zero: index into index.keys()
   std::vector<std::uint32_t> counts;  // per unique key: occurrences (bias: rows)
   std::uint64_t bytes_consumed = 0;   // reader position after this batch (progress)
+  // The reader's position after this batch (ShardReader::Remaining()): the ranges still to
+  // read once this batch's rows have been trained, for checkpoints.
+  std::vector<ByteRange> remaining;
 
   // Fills index/local/counts from block.
   void Deduplicate();
@@ -61,8 +64,8 @@ class BatchPrefetcher {
   std::vector<std::unique_ptr<PreparedBatch>> pool_;
   std::deque<PreparedBatch*> free_;
   std::deque<PreparedBatch*> ready_;
-  bool done_ = false;     // reader exhausted (or failed)
-  bool stop_ = false;     // consumer going away
+  bool done_ = false;  // reader exhausted (or failed)
+  bool stop_ = false;  // consumer going away
   std::exception_ptr error_;
   std::thread thread_;
 };
