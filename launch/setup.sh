@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages fmps needs (only those missing; needs root or sudo) and
-# builds fmps in Release into ./build. Idempotent: a second run installs nothing and
+# Installs the Debian packages fmps needs (only those missing; needs root or sudo), builds
+# fmps in Release into ./build and generates the Python protobuf modules into build/python
+# (for launch/model_reader.py). Idempotent: a second run installs nothing and
 # rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ packages=(
   libyaml-cpp-dev
   libgtest-dev libgmock-dev
   libxxhash-dev
-  python3 python3-matplotlib
+  python3 python3-matplotlib python3-protobuf
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,3 +32,7 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
+
+# Python modules for reading model files (launch/model_reader.py).
+mkdir -p build/python
+protoc -Icommon --python_out=build/python common/fmps.proto

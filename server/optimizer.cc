@@ -54,6 +54,7 @@ class Sgd final : public Optimizer {
  public:
   explicit Sgd(const SgdParams& p) : lr_(p.lr) {}
 
+  const char* name() const override { return "sgd"; }
   int state_floats() const override { return SgdParams::kStateFloats; }
 
   void InitState(const float* /*param*/, float* /*state*/, int /*n*/, float /*l2*/) const override {
@@ -78,6 +79,7 @@ class Adagrad final : public Optimizer {
  public:
   explicit Adagrad(const AdagradParams& p) : lr_(p.lr), eps_(p.eps) {}
 
+  const char* name() const override { return "adagrad"; }
   int state_floats() const override { return AdagradParams::kStateFloats; }
 
   void InitState(const float* /*param*/, float* state, int n, float /*l2*/) const override {
@@ -133,6 +135,7 @@ class Adam final : public Optimizer {
         pow_beta1_(p.beta1),
         pow_beta2_(p.beta2) {}
 
+  const char* name() const override { return "adam"; }
   int state_floats() const override { return AdamParams::kStateFloats; }
   bool uses_step() const override { return true; }
 
@@ -182,6 +185,7 @@ class Ftrl final : public Optimizer {
  public:
   explicit Ftrl(const FtrlParams& p) : inv_alpha_(1.0f / p.alpha), beta_(p.beta), l1_(p.l1) {}
 
+  const char* name() const override { return "ftrl"; }
   int state_floats() const override { return FtrlParams::kStateFloats; }
 
   // With n = 0 the closed form is p = -(z - sign(z) l1) / d, d = beta / alpha + l2, so

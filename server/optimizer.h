@@ -51,6 +51,9 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
 
+  // The config name ("sgd", "adagrad", "adam", "ftrl"); recorded in checkpoint shards.
+  virtual const char* name() const = 0;
+
   // Number of state floats per parameter.
   virtual int state_floats() const = 0;
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -150,6 +151,19 @@ class Arena {
   }
 
   std::uint32_t rows() const { return rows_; }
+  std::size_t stride() const { return stride_; }
+
+  // Copies every row, packed at the stride, to dst (rows() * stride() bytes): one memcpy per
+  // chunk.
+  void CopyTo(char* dst) const {
+    std::size_t left = rows_;
+    for (std::size_t c = 0; c < chunks_.size() && left > 0; ++c) {
+      const std::size_t n = std::min<std::size_t>(left, rows_per_chunk_);
+      std::memcpy(dst, chunks_[c], n * stride_);
+      dst += n * stride_;
+      left -= n;
+    }
+  }
 
   std::size_t bytes() const {
     std::size_t b = chunks_.capacity() * sizeof(char*);
@@ -192,6 +206,68 @@ class Arena {
 };
 
 }  // namespace
+
+// A snapshot holds the store's row arenas copied verbatim (packed at their strides) together
+// with the word offsets needed to read them.
+struct StoreSnapshot::Data {
+  StoreFormat format;
+  bool lazy_v = false;
+  int v = -1;  // word offsets in a w-row, as in ParamStore::Impl
+  int ws = -1;
+  int vs = -1;
+  int step = -1;
+  int count = -1;
+  int vref = -1;
+  std::size_t stride = 0;  // bytes per w-row / v-row
+  std::size_t vstride = 0;
+  std::size_t rows = 0;
+  std::size_t embedded = 0;
+  char* buf = nullptr;  // one mapping of buf_bytes holding both row copies
+  std::size_t buf_bytes = 0;
+  const char* wbuf = nullptr;  // rows * stride bytes at buf
+  const char* vbuf = nullptr;  // lazy_v: the v-rows, after the w-rows
+
+  Data() = default;
+  Data(const Data&) = delete;
+  Data& operator=(const Data&) = delete;
+  ~Data() { Unmap(buf, buf_bytes); }
+};
+
+StoreSnapshot::StoreSnapshot() : data_(std::make_unique<Data>()) {}
+StoreSnapshot::~StoreSnapshot() = default;
+StoreSnapshot::StoreSnapshot(StoreSnapshot&&) noexcept = default;
+StoreSnapshot& StoreSnapshot::operator=(StoreSnapshot&&) noexcept = default;
+
+const StoreFormat& StoreSnapshot::format() const { return data_->format; }
+std::size_t StoreSnapshot::size() const { return data_->rows; }
+std::size_t StoreSnapshot::embedded() const { return data_->embedded; }
+std::size_t StoreSnapshot::bytes() const { return sizeof(*this) + sizeof(Data) + data_->buf_bytes; }
+
+KeyRecord StoreSnapshot::record(std::size_t i) const {
+  const Data& d = *data_;
+  const float* r = reinterpret_cast<const float*>(d.wbuf + i * d.stride);
+  KeyRecord rec;
+  rec.key = LoadKey(r);
+  rec.w = r[2];
+  rec.w_state = r + d.ws;
+  if (d.format.step_counters) {
+    rec.step_w = Load32(r + d.step);
+    rec.step_v = Load32(r + d.step + 1);
+  }
+  if (!d.lazy_v) {
+    if (rec.key != kBiasKey) {
+      rec.v = r + d.v;
+      rec.v_state = r + d.vs;
+    }
+  } else {
+    rec.count = Load32(r + d.count);
+    if (const std::uint32_t vref = Load32(r + d.vref); vref != 0) {
+      rec.v = reinterpret_cast<const float*>(d.vbuf + (vref - 1) * d.vstride);
+      rec.v_state = rec.v + d.format.k;
+    }
+  }
+  return rec;
+}
 
 void InitialEmbedding(std::uint64_t seed, Key key, int k, float std, float* out) {
   // Counter-based: pair f/2 of the row uses Mix64(base + (f/2 + 1) * step), Box-Muller on its
@@ -251,6 +327,13 @@ class ParamStore::Impl {
     row_bytes_ = static_cast<std::size_t>(next) * sizeof(float);  // used part of the stride
     pull_bytes_ = static_cast<std::size_t>(lazy_v_ ? 3 : 3 + k_) * sizeof(float);
     vrow_bytes_ = static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float);
+    format_ = {.k = k_,
+               .optimizer = optimizer_->name(),
+               .state_floats = state_,
+               .step_counters = steps_,
+               .min_count = options.min_count,
+               .seed = options.seed,
+               .init_std = options.init_std};
     AllocateTable(kSlotsPerPage);
   }
 
@@ -348,6 +431,84 @@ class ParamStore::Impl {
     std::copy(v_in, v_in + k_, v);
     optimizer_->InitState(v, vs, k_, options_.l2_v);
   }
+
+  bool Restore(const KeyRecord& rec) {
+    const Key key = rec.key;
+    const bool bias = key == kBiasKey;
+    const bool has_v = rec.v != nullptr && !bias;
+    const std::uint64_t h = Hash(key);
+    std::uint32_t idx = FindSlow(key, h, false);
+    const bool created = idx == kNoRow;
+    if (!created && lazy_v_ && !has_v && !bias && Load32(WRow(idx) + vref_) != 0) {
+      throw std::invalid_argument("ParamStore::Restore: the key has a v but the record has none");
+    }
+    if (created) idx = FindSlow(key, h, true, /*init=*/false);
+    float* r = WRow(idx);
+    const std::size_t v_state_bytes = static_cast<std::size_t>(state_) * k_ * sizeof(float);
+    r[kW] = rec.w;
+    if (state_ > 0)
+      std::memcpy(r + ws_, rec.w_state, static_cast<std::size_t>(state_) * sizeof(float));
+    if (steps_) {
+      Store32(r + step_, rec.step_w);
+      Store32(r + step_ + 1, rec.step_v);
+    }
+    if (bias) return created;  // its v (present when !lazy_v_) stays 0
+    if (!lazy_v_) {
+      if (has_v) {
+        std::memcpy(r + v_, rec.v, static_cast<std::size_t>(k_) * sizeof(float));
+        if (state_ > 0) std::memcpy(r + vs_, rec.v_state, v_state_bytes);
+      } else {  // saved under min_count > 1 before it was embedded: as at creation
+        InitialEmbedding(options_.seed, key, k_, options_.init_std, r + v_);
+        optimizer_->InitState(r + v_, r + vs_, k_, options_.l2_v);
+      }
+      return created;
+    }
+    Store32(r + count_, rec.count);
+    if (!has_v) return created;
+    std::uint32_t vref = Load32(r + vref_);
+    if (vref == 0) {
+      vref = vrows_.Add() + 1;  // r stays valid: another arena
+      Store32(r + vref_, vref);
+    }
+    float* v = VRow(vref - 1);
+    std::memcpy(v, rec.v, static_cast<std::size_t>(k_) * sizeof(float));
+    if (state_ > 0) std::memcpy(v + k_, rec.v_state, v_state_bytes);
+    return created;
+  }
+
+  // Fills d (whose buffer, if any, may be reused).
+  void FillSnapshot(StoreSnapshot::Data* d) const {
+    const std::size_t w_bytes = RoundUp(std::size_t{rows_.rows()} * rows_.stride(), kLineBytes);
+    const std::size_t v_bytes = lazy_v_ ? std::size_t{vrows_.rows()} * vrows_.stride() : 0;
+    const std::size_t need = w_bytes + v_bytes;
+    if (need > d->buf_bytes) {
+      Unmap(d->buf, d->buf_bytes);  // first: lowers the peak
+      d->buf = nullptr;
+      d->buf_bytes = 0;
+      // 1/8 slack, so that a recycled snapshot usually fits the next one of a growing store.
+      const std::size_t bytes = RoundUp(need + need / 8, kPageBytes);
+      d->buf = MapZeroed(bytes);
+      d->buf_bytes = bytes;
+    }
+    d->wbuf = d->buf;
+    d->vbuf = d->buf + w_bytes;
+    rows_.CopyTo(d->buf);
+    if (lazy_v_) vrows_.CopyTo(d->buf + w_bytes);
+    d->format = format_;
+    d->lazy_v = lazy_v_;
+    d->v = v_;
+    d->ws = ws_;
+    d->vs = vs_;
+    d->step = step_;
+    d->count = count_;
+    d->vref = vref_;
+    d->stride = rows_.stride();
+    d->vstride = vrows_.stride();
+    d->rows = rows_.rows();
+    d->embedded = embedded();
+  }
+
+  const StoreFormat& format() const { return format_; }
 
   std::size_t size() const { return rows_.rows(); }
 
@@ -454,8 +615,9 @@ class ParamStore::Impl {
     }
   }
 
-  // Full lookup comparing keys; creates the row if missing and `create`.
-  std::uint32_t FindSlow(Key key, std::uint64_t h, bool create) {
+  // Full lookup comparing keys; creates the row if missing and `create` (initialised if
+  // `init`, else zero but for the key).
+  std::uint32_t FindSlow(Key key, std::uint64_t h, bool create, bool init = true) {
     const std::uint32_t fp = Fingerprint(h);
     std::uint64_t pos = Home(fp);
     for (;; pos = Next(pos)) {
@@ -472,19 +634,19 @@ class ParamStore::Impl {
       pos = Home(fp);
       while (slots_[pos] != 0) pos = Next(pos);
     }
-    const std::uint32_t idx = CreateRow(key);
+    const std::uint32_t idx = CreateRow(key, init);
     slots_[pos] = (static_cast<std::uint64_t>(fp) << 32) | (std::uint64_t{idx} + 1);
     return idx;
   }
 
-  std::uint32_t CreateRow(Key key) {
+  std::uint32_t CreateRow(Key key, bool init) {
     const std::uint32_t idx = rows_.Add();
     float* r = WRow(idx);
     std::memcpy(r, &key, sizeof(key));
+    if (key == kBiasKey) has_bias_ = true;
+    if (!init) return idx;
     optimizer_->InitState(r + kW, r + ws_, 1, options_.l2_w);
-    if (key == kBiasKey) {
-      has_bias_ = true;
-    } else if (!lazy_v_) {
+    if (key != kBiasKey && !lazy_v_) {
       InitialEmbedding(options_.seed, key, k_, options_.init_std, r + v_);
       optimizer_->InitState(r + v_, r + vs_, k_, options_.l2_v);
     }
@@ -553,6 +715,7 @@ class ParamStore::Impl {
 
   StoreOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
+  StoreFormat format_;
   int k_;
   int state_;
   bool lazy_v_;
@@ -593,6 +756,16 @@ void ParamStore::Push(const Key* keys, std::size_t n, const float* grads,
 }
 
 void ParamStore::Set(Key key, const float* row) { impl_->Set(key, row); }
+
+bool ParamStore::Restore(const KeyRecord& record) { return impl_->Restore(record); }
+
+StoreSnapshot ParamStore::Snapshot(StoreSnapshot recycle) const {
+  if (!recycle.data_) recycle.data_ = std::make_unique<StoreSnapshot::Data>();  // moved-from
+  impl_->FillSnapshot(recycle.data_.get());
+  return recycle;
+}
+
+const StoreFormat& ParamStore::format() const { return impl_->format(); }
 
 std::size_t ParamStore::size() const { return impl_->size(); }
 

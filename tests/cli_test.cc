@@ -13,6 +13,7 @@ namespace fmps {
 namespace {
 
 using testing::FmpsBinary;
+using testing::JsonNumber;
 using testing::ReadFile;
 using testing::RunCommand;
 using testing::TempDir;
@@ -26,13 +27,6 @@ std::vector<std::string> Lines(const std::string& text) {
 }
 
 // Value of a numeric field in a one-line JSON object (enough for our own outputs).
-double JsonNumber(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  const auto pos = json.find(needle);
-  if (pos == std::string::npos) return NAN;
-  return std::stod(json.substr(pos + needle.size()));
-}
-
 TEST(CliTest, HelpVersionAndUnknownCommand) {
   std::string out;
   EXPECT_EQ(RunCommand(FmpsBinary() + " --help", &out), 0);
@@ -134,10 +128,9 @@ TEST(CliTest, SynthTrainPredictEvalExport) {
   EXPECT_NEAR(JsonNumber(out, "auc"), JsonNumber(summary, "test_auc"), 1e-6);
 
   // export: header comment, bias line, then one line per key with 1 + k numbers.
-  ASSERT_EQ(RunCommand(FmpsBinary() + " export --model " + model + " --out " +
-                           dir.File("m.txt"),
-                       &out),
-            0)
+  ASSERT_EQ(
+      RunCommand(FmpsBinary() + " export --model " + model + " --out " + dir.File("m.txt"), &out),
+      0)
       << out;
   const auto lines = Lines(ReadFile(dir.File("m.txt")));
   ASSERT_GE(lines.size(), 3u);
@@ -153,13 +146,86 @@ TEST(CliTest, SynthTrainPredictEvalExport) {
 
 TEST(CliTest, TrainErrorsAreOneLineAndNonZero) {
   TempDir dir;
-  std::string cfg = dir.Write("exp.yaml", "data:\n  train: " + dir.File("missing.libsvm") +
-                                              "\n  format: libsvm\noutput:\n  dir: " +
-                                              dir.File("run") + "\n");
+  std::string cfg =
+      dir.Write("exp.yaml", "data:\n  train: " + dir.File("missing.libsvm") +
+                                "\n  format: libsvm\noutput:\n  dir: " + dir.File("run") + "\n");
   std::string out;
   EXPECT_NE(RunCommand(FmpsBinary() + " train " + cfg, &out), 0);
   EXPECT_NE(out.find("missing.libsvm"), std::string::npos) << out;
   EXPECT_FALSE(std::filesystem::exists(dir.File("run/model.fmps")));
+}
+
+// Makes dir/d/{train,test}.libsvm (`test_rows` test rows, several 8192-row scoring blocks)
+// and trains a small model on them; returns the model's path.
+std::string TrainSmallModel(const TempDir& dir, int test_rows) {
+  std::string out;
+  EXPECT_EQ(
+      RunCommand(FmpsBinary() + " synth --out " + dir.File("d") + " --rows 20000 --test-rows " +
+                     std::to_string(test_rows) + " --fields 10 --vocab 500 --k 4 --seed 5",
+                 &out),
+      0)
+      << out;
+  const std::string cfg = dir.Write(
+      "exp.yaml", "data:\n  train: " + dir.File("d/train.libsvm") +
+                      "\n  format: libsvm\nmodel:\n  k: 4\noutput:\n  dir: " + dir.File("run") +
+                      "\n");
+  EXPECT_EQ(RunCommand(FmpsBinary() + " train " + cfg, &out), 0) << out;
+  return dir.File("run/model.fmps");
+}
+
+TEST(CliTest, PredictAndEvalGiveTheSameResultsOnAnyNumberOfThreads) {
+  TempDir dir;
+  const std::string model = TrainSmallModel(dir, 40000);
+  const std::string data = dir.File("d/test.libsvm");
+  std::string out;
+  const std::string predict = FmpsBinary() + " predict --model " + model + " --data " + data;
+  ASSERT_EQ(RunCommand(predict + " --threads 1 --out " + dir.File("p1.txt"), &out), 0) << out;
+  ASSERT_EQ(RunCommand(predict + " --threads 4 --out " + dir.File("p4.txt"), &out), 0) << out;
+  ASSERT_EQ(RunCommand(predict + " --threads=3 > " + dir.File("p3.txt"), &out), 0) << out;
+  const std::string p1 = ReadFile(dir.File("p1.txt"));
+  EXPECT_EQ(Lines(p1).size(), 40000u);
+  EXPECT_TRUE(p1 == ReadFile(dir.File("p4.txt"))) << "--threads 1 and 4 differ";
+  EXPECT_TRUE(p1 == ReadFile(dir.File("p3.txt"))) << "--threads 3 to stdout differs";
+
+  std::string eval1, eval3;
+  const std::string eval = FmpsBinary() + " eval --model " + model + " --data " + data;
+  ASSERT_EQ(RunCommand(eval + " --threads 1 2>/dev/null", &eval1), 0) << eval1;
+  ASSERT_EQ(RunCommand(eval + " --threads 3 2>/dev/null", &eval3), 0) << eval3;
+  EXPECT_EQ(eval1, eval3);
+  EXPECT_NE(eval1.find("\"rows\":40000"), std::string::npos) << eval1;
+
+  EXPECT_EQ(RunCommand(predict + " --threads 0", &out), 2);
+  EXPECT_NE(out.find("--threads"), std::string::npos) << out;
+}
+
+TEST(CliTest, PredictBadRowFailsWithFileLineAndLeavesNoOutput) {
+  TempDir dir;
+  const std::string model = TrainSmallModel(dir, 30000);
+  // Line 20001 (in the third block of 8192 rows) is malformed.
+  std::vector<std::string> lines = Lines(ReadFile(dir.File("d/test.libsvm")));
+  ASSERT_EQ(lines.size(), 30000u);
+  lines[20000] = "1 3:1 5:oops";
+  std::string text;
+  for (const auto& l : lines) text += l + "\n";
+  const std::string bad = dir.Write("bad.libsvm", text);
+  const std::string predict = FmpsBinary() + " predict --model " + model + " --data " + bad;
+  for (const char* threads : {"1", "4"}) {
+    std::string out;
+    EXPECT_NE(RunCommand(predict + " --threads " + threads + " --out " + dir.File("p.txt"), &out),
+              0)
+        << threads;
+    EXPECT_NE(out.find("bad.libsvm:20001"), std::string::npos) << threads << ": " << out;
+    EXPECT_FALSE(std::filesystem::exists(dir.File("p.txt"))) << threads;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+      EXPECT_EQ(entry.path().filename().string().rfind("p.txt", 0), std::string::npos)
+          << "left behind: " << entry.path();
+    }
+  }
+  // An existing output file is left as it was.
+  dir.Write("old.txt", "previous\n");
+  std::string out;
+  EXPECT_NE(RunCommand(predict + " --threads 4 --out " + dir.File("old.txt"), &out), 0);
+  EXPECT_EQ(ReadFile(dir.File("old.txt")), "previous\n");
 }
 
 }  // namespace

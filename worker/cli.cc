@@ -1,12 +1,20 @@
 #include "worker/cli.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <vector>
 
 #include "common/config.h"
@@ -15,11 +23,12 @@
 #include "common/loss.h"
 #include "common/metrics.h"
 #include "common/model_file.h"
+#include "common/mpi_transport.h"
 #include "common/reader.h"
 #include "common/synth.h"
-#include "common/mpi_transport.h"
 #include "worker/local_trainer.h"
 #include "worker/mpi_trainer.h"
+#include "worker/scoring.h"
 
 #ifndef FMPS_VERSION
 #define FMPS_VERSION "0.0.0"
@@ -35,14 +44,17 @@ usage:
   fmps check   CONFIG.yaml [--set KEY=VALUE]...   validate; print the effective config
   fmps synth   --out DIR [--rows N] [--test-rows N] [--fields F] [--vocab V]
                [--k K] [--seed S] [--format libsvm|libffm|criteo|csv]
-  fmps predict --model PATH --data FILE [--format F] [--out FILE]
-  fmps eval    --model PATH --data FILE [--format F]   prints JSON: rows, logloss, auc
+  fmps predict --model PATH --data FILE [--format F] [--out FILE] [--threads N]
+  fmps eval    --model PATH --data FILE [--format F] [--threads N]
+                                                       prints JSON: rows, logloss, auc
   fmps export  --model PATH --out FILE.txt             readable text dump
   fmps --help | --version
 
 KEY in --set is a dotted config path, e.g. --set optimizer.lr=0.05.
 Without mpirun, `fmps train` runs single-node mode: cluster.local_servers server threads
 and cluster.local_workers worker threads in one process.
+predict and eval stream FILE and score it on N threads (default: all cores); predict
+writes one prediction per input row, in input order, and --out appears only when complete.
 )";
 
 // Options of the form --name value (or --name=value); positional arguments kept in order.
@@ -148,8 +160,9 @@ bool UnderMpiWithPeers() {
 int Train(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "train", {"set"}, {"resume"});
   if (a.Has("resume")) {
-    throw ConfigError("train: --resume needs checkpoints (checkpoint.dir), which this build "
-                      "does not write yet");
+    throw ConfigError(
+        "train: --resume needs checkpoints (checkpoint.dir), which this build "
+        "does not write yet");
   }
   if (UnderMpiWithPeers()) {
     // MPI mode: the config is loaded inside, so that a bad one is reported once.
@@ -200,11 +213,12 @@ int Synth(int argc, char** argv) {
   o.seed = uint_opt("seed", o.seed);
   if (std::string f = a.Get("format"); !f.empty()) o.format = ParseFormat("synth", f);
   SynthResult r = Synthesize(o);
-  std::printf("wrote %s and %s (%llu + %llu rows); positive rate %.4f; Bayes test logloss %.5f, "
-              "auc %.5f\n",
-              r.train_path.c_str(), r.test_path.c_str(), static_cast<unsigned long long>(o.rows),
-              static_cast<unsigned long long>(o.test_rows), r.positive_rate,
-              r.bayes_logloss_test, r.bayes_auc_test);
+  std::printf(
+      "wrote %s and %s (%llu + %llu rows); positive rate %.4f; Bayes test logloss %.5f, "
+      "auc %.5f\n",
+      r.train_path.c_str(), r.test_path.c_str(), static_cast<unsigned long long>(o.rows),
+      static_cast<unsigned long long>(o.test_rows), r.positive_rate, r.bayes_logloss_test,
+      r.bayes_auc_test);
   return 0;
 }
 
@@ -218,60 +232,125 @@ FeatureSpec SpecFor(const Model& model, const Args& a, const std::string& comman
   return spec;
 }
 
+// --threads N of predict/eval: scorer threads, default all cores.
+int ThreadsOption(const std::string& command, const Args& a) {
+  const std::string text = a.Get("threads");
+  if (text.empty()) return DefaultScoringThreads();
+  const std::uint64_t n = ParseUint(command, "threads", text);
+  if (n < 1 || n > 4096) {
+    throw ConfigError(command + ": --threads must be between 1 and 4096, got '" + text + "'");
+  }
+  return static_cast<int>(n);
+}
+
+// Where predict writes: stdout, or --out. A regular file (new or existing) is written as a
+// temp file next to it and renamed into place by Commit(), so a failed predict leaves no
+// partial output; an existing non-regular target (/dev/null, a FIFO) is written directly.
+class PredictOutput {
+ public:
+  explicit PredictOutput(const std::string& path) : path_(path) {
+    if (path.empty()) {
+      out_ = stdout;
+      return;
+    }
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    std::string target = path;
+    if (fs::exists(st) && !fs::is_regular_file(st)) {
+      direct_ = true;
+    } else if (fs::is_symlink(fs::symlink_status(path, ec))) {
+      target = fs::canonical(path, ec).string();  // replace the link's file, not the link
+      if (ec) target = path;
+    }
+    final_path_ = target;
+    open_path_ = direct_ ? target : target + ".tmp." + std::to_string(getpid());
+    file_ = std::fopen(open_path_.c_str(), "wb");
+    if (file_ == nullptr) throw IoError("predict: cannot write " + open_path_ + ": " + Errno());
+    out_ = file_;
+  }
+  ~PredictOutput() {
+    if (file_ != nullptr) {
+      std::fclose(file_);
+      if (!direct_) std::remove(open_path_.c_str());
+    }
+  }
+  PredictOutput(const PredictOutput&) = delete;
+  PredictOutput& operator=(const PredictOutput&) = delete;
+
+  void Write(std::string_view bytes) {
+    if (std::fwrite(bytes.data(), 1, bytes.size(), out_) != bytes.size()) WriteFailed();
+  }
+
+  // Flushes; for a file, syncs and renames it into place.
+  void Commit() {
+    if (std::fflush(out_) != 0) WriteFailed();
+    if (file_ == nullptr) return;
+    if (!direct_ && fsync(fileno(file_)) != 0) WriteFailed();
+    std::FILE* f = file_;
+    file_ = nullptr;
+    if (std::fclose(f) != 0) {
+      const std::string err = Errno();
+      if (!direct_) std::remove(open_path_.c_str());
+      throw IoError("predict: cannot write " + open_path_ + ": " + err);
+    }
+    if (!direct_ && std::rename(open_path_.c_str(), final_path_.c_str()) != 0) {
+      const std::string err = Errno();
+      std::remove(open_path_.c_str());
+      throw IoError("predict: cannot rename " + open_path_ + " to " + final_path_ + ": " + err);
+    }
+  }
+
+ private:
+  static std::string Errno() { return std::strerror(errno); }
+  [[noreturn]] void WriteFailed() const {
+    throw IoError("predict: cannot write " + (path_.empty() ? std::string("stdout") : open_path_) +
+                  ": " + Errno());
+  }
+
+  std::string path_;        // as given; "" = stdout
+  std::string final_path_;  // where the output ends up
+  std::string open_path_;   // what is being written
+  bool direct_ = false;     // writing final_path_ itself
+  std::FILE* file_ = nullptr;
+  std::FILE* out_ = nullptr;
+};
+
 int Predict(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "predict", {"model", "data", "format", "out"}, {});
+  Args a = ParseArgs(argc, argv, 2, "predict", {"model", "data", "format", "out", "threads"}, {});
+  const int threads = ThreadsOption("predict", a);
   Model model = Model::Load(a.Require("predict", "model"));
   // Fail on bad rows: skipping one would misalign the output with the input lines.
   FeatureSpec spec = SpecFor(model, a, "predict", OnError::kFail);
-  ShardReader reader(spec, {a.Require("predict", "data")}, 0, 1);
-  std::string out_path = a.Get("out");
-  std::FILE* out = stdout;
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(nullptr, &std::fclose);
-  if (!out_path.empty()) {
-    file.reset(std::fopen(out_path.c_str(), "wb"));
-    if (!file) throw IoError("predict: cannot write " + out_path);
-    out = file.get();
-  }
-  RowBlock block;
-  std::vector<std::uint32_t> local;
-  std::vector<float> scores;
-  std::string buf;
+  const std::string data = a.Require("predict", "data");
+  PredictOutput out(a.Get("out"));
+  ScoringOptions options;
+  options.threads = threads;
   const Loss loss = model.meta().loss;
-  while (true) {
-    block.Clear();
-    if (reader.Read(4096, &block) == 0) break;
-    scores.resize(block.rows());
-    model.Score(block, &local, scores.data());
-    buf.clear();
+  options.format = [loss](std::span<const float> scores, std::string* text) {
+    char tmp[32];
     for (float s : scores) {
-      char tmp[32];
-      int n = std::snprintf(tmp, sizeof(tmp), "%.7g\n", Prediction(loss, s));
-      buf.append(tmp, n);
+      const int n = std::snprintf(tmp, sizeof(tmp), "%.7g\n", Prediction(loss, s));
+      text->append(tmp, static_cast<std::size_t>(n));
     }
-    if (std::fwrite(buf.data(), 1, buf.size(), out) != buf.size()) {
-      throw IoError("predict: cannot write " + (out_path.empty() ? "stdout" : out_path));
-    }
-  }
-  if (std::fflush(out) != 0) throw IoError("predict: cannot write output");
+  };
+  ScoreFile(model, spec, data, options, [&](const ScoredRows& rows) { out.Write(rows.text); });
+  out.Commit();
   return 0;
 }
 
 int Eval(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "eval", {"model", "data", "format"}, {});
+  Args a = ParseArgs(argc, argv, 2, "eval", {"model", "data", "format", "threads"}, {});
+  const int threads = ThreadsOption("eval", a);
   Model model = Model::Load(a.Require("eval", "model"));
   FeatureSpec spec = SpecFor(model, a, "eval", model.meta().features.data.on_error);
-  ShardReader reader(spec, {a.Require("eval", "data")}, 0, 1);
-  RowBlock block;
-  std::vector<std::uint32_t> local;
+  // Exact AUC needs every score: only (score, label) pairs are kept, not the rows.
   std::vector<float> scores, labels;
-  while (true) {
-    block.Clear();
-    if (reader.Read(4096, &block) == 0) break;
-    const std::size_t base = scores.size();
-    scores.resize(base + block.rows());
-    model.Score(block, &local, scores.data() + base);
-    labels.insert(labels.end(), block.labels.begin(), block.labels.end());
-  }
+  const ScoringStats stats = ScoreFile(model, spec, a.Require("eval", "data"), threads,
+                                       [&](std::span<const float> s, std::span<const float> y) {
+                                         scores.insert(scores.end(), s.begin(), s.end());
+                                         labels.insert(labels.end(), y.begin(), y.end());
+                                       });
   EvalResult r = Evaluate(model.meta().loss, scores, labels);
   JsonObject j;
   j.Add("rows", r.rows).Add("logloss", r.logloss);
@@ -280,7 +359,7 @@ int Eval(int argc, char** argv) {
   } else {
     j.Add("rmse", r.rmse);
   }
-  j.Add("bad_rows", reader.bad_rows().count);
+  j.Add("bad_rows", stats.bad_rows.count);
   std::cout << j.str() << "\n";
   return 0;
 }

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Example: read an fmps model.fmps in Python and score libsvm rows with it.
+
+Usage:
+  python3 launch/model_reader.py PB_DIR MODEL.fmps DATA.libsvm [--limit N]
+
+PB_DIR holds fmps_pb2.py, generated from common/fmps.proto (launch/setup.sh does this):
+  protoc -Icommon --python_out=build/python common/fmps.proto
+
+Prints one line per row of DATA: the probability (logistic loss) or the score (squared
+loss), like `fmps predict`. The FM score is
+  w0 + sum_i w_i x_i + 1/2 sum_f [(sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2];
+keys absent from the model contribute nothing. Only libsvm models with hash_bits 0 (keys
+are the feature ids) are handled: this is an example of the file format, not a second
+implementation of fmps's readers and hashing.
+
+Needs Debian's python3-protobuf. If the python3 running it lacks google.protobuf (e.g. a
+pyenv python3 ahead of Debian's on PATH), it re-runs itself once with /usr/bin/python3.
+"""
+
+import argparse
+import array
+import math
+import os
+import re
+import struct
+import sys
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+REEXEC_GUARD = "FMPS_MODEL_READER_REEXEC"
+MAGIC = b"FMPSMDL1"
+
+
+def fail(message):
+    print(f"model_reader: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def import_pb(pb_dir):
+    try:
+        import google.protobuf  # noqa: F401
+    except ImportError:
+        if (os.environ.get(REEXEC_GUARD) != "1" and os.path.exists(SYSTEM_PYTHON)
+                and os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON)):
+            os.environ[REEXEC_GUARD] = "1"
+            script = os.path.abspath(sys.argv[0])
+            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, script] + sys.argv[1:])
+        fail("google.protobuf is not installed (Debian: apt-get install python3-protobuf)")
+    sys.path.insert(0, pb_dir)
+    try:
+        import fmps_pb2
+    except ImportError as e:
+        fail(f"cannot import fmps_pb2 from {pb_dir} ({e}); generate it with: "
+             f"protoc -Icommon --python_out={pb_dir} common/fmps.proto")
+    return fmps_pb2
+
+
+def records(path):
+    """Yields the serialized records of a model file (after the magic)."""
+    with open(path, "rb") as f:
+        if f.read(8) != MAGIC:
+            fail(f"{path}: not an fmps model file (bad magic)")
+        while True:
+            head = f.read(4)
+            if not head:
+                return
+            if len(head) != 4:
+                fail(f"{path}: truncated model file")
+            (n,) = struct.unpack("<I", head)
+            body = f.read(n)
+            if len(body) != n:
+                fail(f"{path}: truncated model file")
+            yield body
+
+
+def little_endian(typecode, data):
+    a = array.array(typecode)
+    a.frombytes(data)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
+def yaml_scalar(data_yaml, key):
+    """The value of `key:` in the header's small `data:` YAML section (no YAML library)."""
+    m = re.search(rf"^\s*{key}:\s*(\S+)\s*$", data_yaml, re.MULTILINE)
+    return m.group(1) if m else None
+
+
+class Model:
+    def __init__(self, pb, path):
+        recs = records(path)
+        header = pb.ModelHeader()
+        header.ParseFromString(next(recs, b""))
+        if header.version != 1:
+            fail(f"{path}: unsupported model version {header.version}")
+        fmt = yaml_scalar(header.data_yaml, "format")
+        hash_bits = yaml_scalar(header.data_yaml, "hash_bits")
+        if fmt != "libsvm" or hash_bits != "0":
+            fail(f"{path}: format {fmt}, hash_bits {hash_bits}: this example only handles "
+                 "libsvm models with hash_bits 0")
+        self.k = header.k
+        self.loss = header.loss
+        self.bias = header.bias
+        self.width = 1 + self.k
+        self.params = array.array("f")  # (w, v_1 .. v_k) of each key, in file order
+        self.index = {}                  # key -> its row in params
+        chunk = pb.ModelChunk()
+        last = False
+        for rec in recs:
+            chunk.ParseFromString(rec)
+            keys = little_endian("Q", chunk.keys)
+            params = little_endian("f", chunk.params)
+            if len(params) != len(keys) * self.width:
+                fail(f"{path}: model chunk sizes do not match")
+            base = len(self.index)
+            self.index.update(zip(keys, range(base, base + len(keys))))
+            self.params.extend(params)
+            last = chunk.last
+            if last:
+                break
+        if not last:
+            fail(f"{path}: truncated model file (no last chunk)")
+        if len(self.index) != header.num_keys or len(self.params) != header.num_keys * self.width:
+            fail(f"{path}: {len(self.index)} distinct keys, header says {header.num_keys}")
+
+    def score(self, features):
+        """FM score of [(key, value), ...]."""
+        s = self.bias
+        sum_v = [0.0] * self.k
+        sum_v2 = [0.0] * self.k
+        p = self.params
+        for key, x in features:
+            i = self.index.get(key)
+            if i is None:
+                continue
+            at = i * self.width
+            s += p[at] * x
+            for f in range(self.k):
+                vx = p[at + 1 + f] * x
+                sum_v[f] += vx
+                sum_v2[f] += vx * vx
+        return s + 0.5 * sum(a * a - b for a, b in zip(sum_v, sum_v2))
+
+    def predict(self, score):
+        if self.loss != "logistic":
+            return score
+        if score >= 0:
+            return 1.0 / (1.0 + math.exp(-score))
+        e = math.exp(score)
+        return e / (1.0 + e)
+
+
+def libsvm_rows(path, limit):
+    """Yields the features of each non-blank row: [(id, value), ...]."""
+    done = 0
+    with open(path, "r", encoding="utf-8-sig") as f:
+        for line_number, line in enumerate(f, 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if limit is not None and done >= limit:
+                return
+            try:
+                float(tokens[0])  # label (unused here)
+                features = []
+                for tok in tokens[1:]:
+                    key, value = tok.split(":")
+                    features.append((int(key), float(value)))
+            except ValueError:
+                fail(f"{path}:{line_number}: bad row")
+            done += 1
+            yield features
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Score libsvm rows with an fmps model.")
+    parser.add_argument("pb_dir", help="directory holding fmps_pb2.py")
+    parser.add_argument("model", help="model.fmps")
+    parser.add_argument("data", help="libsvm file")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N rows")
+    args = parser.parse_args()
+    if args.limit is not None and args.limit < 0:
+        parser.error("--limit must be >= 0")
+    pb = import_pb(args.pb_dir)
+    from google.protobuf.message import DecodeError
+    try:
+        model = Model(pb, args.model)
+        out = sys.stdout
+        for features in libsvm_rows(args.data, args.limit):
+            out.write(f"{model.predict(model.score(features)):.7g}\n")
+        out.flush()
+    except DecodeError:
+        fail(f"{args.model}: corrupt model record")
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # e.g. | head
+    except OSError as e:
+        fail(str(e))
+
+
+if __name__ == "__main__":
+    main()
