@@ -42,8 +42,8 @@ constexpr const char* kCsvKeys[] = {"label",  "numeric",   "categorical",
                                     "ignore", "delimiter", "transform"};
 constexpr const char* kModelKeys[] = {"k", "loss", "init_std", "l2_w", "l2_v", "min_count"};
 constexpr const char* kOptimizerKeys[] = {"name", "lr", "beta1", "beta2", "eps", "l1", "ftrl_beta"};
-constexpr const char* kTrainKeys[] = {"epochs",    "batch_size", "consistency",
-                                      "max_delay", "seed",       "progress_seconds"};
+constexpr const char* kTrainKeys[] = {"epochs", "batch_size",       "consistency", "max_delay",
+                                      "seed",   "progress_seconds", "init_model"};
 constexpr const char* kClusterKeys[] = {"servers", "local_servers", "local_workers",
                                         "timeout_seconds"};
 constexpr const char* kCheckpointKeys[] = {"dir", "every_seconds"};
@@ -599,6 +599,9 @@ TrainConfig ReadTrain(const Context& ctx, const Section& top) {
   if ((e = s.Find("progress_seconds")) != nullptr) {
     t.progress_seconds = ReadReal<double>(ctx, *e, kPositive);
   }
+  if ((e = s.Find("init_model")) != nullptr) {
+    t.init_model = ReadString(ctx, *e, "the path of a model.fmps to start from (empty for none)");
+  }
   return t;
 }
 
@@ -892,6 +895,7 @@ std::string ConfigToYaml(const Config& c) {
   }
   out << YAML::Key << "seed" << YAML::Value << std::to_string(t.seed);
   out << YAML::Key << "progress_seconds" << YAML::Value << FormatReal(t.progress_seconds);
+  out << YAML::Key << "init_model" << YAML::Value << t.init_model;
   out << YAML::EndMap;
 
   out << YAML::Key << "cluster" << YAML::Value << YAML::BeginMap;

@@ -63,6 +63,7 @@ struct TrainConfig {
   int max_delay = 2;  // >= 1; async only
   std::uint64_t seed = 0;
   double progress_seconds = 5.0;  // > 0; interval of progress lines and metrics events
+  std::string init_model;         // warm start from this model.fmps ("" = none)
 };
 
 struct ClusterConfig {

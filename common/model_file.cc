@@ -136,8 +136,13 @@ bool ReadRecord(std::FILE* f, const std::string& path, std::string* out) {
 
 }  // namespace
 
-Model Model::Load(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+namespace {
+
+using FilePtr = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+
+// Opens `path`, checks the magic and reads the header record into *meta.
+FilePtr OpenModel(const std::string& path, ModelMeta* meta) {
+  FilePtr f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) throw IoError("cannot open model " + path + ": " + Errno());
   char magic[8];
   if (std::fread(magic, 1, 8, f.get()) != 8 || std::memcmp(magic, kMagic, 8) != 0) {
@@ -151,22 +156,35 @@ Model Model::Load(const std::string& path) {
     throw ModelError(path + ": unsupported model version " + std::to_string(h.version()));
   }
   if (h.k() < 1 || h.k() > 1024) throw ModelError(path + ": bad k in model header");
-  Model m;
-  m.meta_.k = static_cast<int>(h.k());
-  m.meta_.loss = LossFromName(h.loss(), path);
-  m.meta_.bias = h.bias();
-  m.meta_.num_keys = h.num_keys();
+  meta->k = static_cast<int>(h.k());
+  meta->loss = LossFromName(h.loss(), path);
+  meta->bias = h.bias();
+  meta->num_keys = h.num_keys();
   try {
-    m.meta_.features.data = ParseDataSection(h.data_yaml());
+    meta->features.data = ParseDataSection(h.data_yaml());
   } catch (const ConfigError& e) {
     throw ModelError(path + ": bad feature settings in model header: " + e.what());
   }
-  m.meta_.features.loss = m.meta_.loss;
+  meta->features.loss = meta->loss;
   for (const auto& s : h.numeric_stats()) {
-    m.meta_.features.numeric_stats.push_back({s.column(), s.mean(), s.std()});
+    meta->features.numeric_stats.push_back({s.column(), s.mean(), s.std()});
   }
-  m.meta_.config_yaml = h.config_yaml();
+  meta->config_yaml = h.config_yaml();
+  return f;
+}
 
+}  // namespace
+
+ModelMeta Model::ReadMeta(const std::string& path) {
+  ModelMeta meta;
+  OpenModel(path, &meta);
+  return meta;
+}
+
+Model Model::Load(const std::string& path) {
+  Model m;
+  FilePtr f = OpenModel(path, &m.meta_);
+  std::string rec;
   const std::size_t width = 1 + m.meta_.k;
   m.keys_.reserve(m.meta_.num_keys);
   m.table_.assign(2 * width, 0.0f);

@@ -67,6 +67,8 @@ class Model {
  public:
   // Reads and validates `path`. Throws IoError / ModelError naming the file.
   static Model Load(const std::string& path);
+  // Reads and validates only the header of `path` (cheap, for checks before work).
+  static ModelMeta ReadMeta(const std::string& path);
 
   const ModelMeta& meta() const { return meta_; }
   int k() const { return meta_.k; }

@@ -93,6 +93,20 @@ TEST_F(MpiTrainTest, BspModelIsTheSameOnEveryTopology) {
   EXPECT_LE(MaxAbsDiff(reference, Model::Load(two.File("model.fmps"))), 1e-5);
 }
 
+TEST_F(MpiTrainTest, WarmStartLoadsTheModelOnEveryServer) {
+  TempDir first, warm;
+  Train(FmpsBinary(), first.path(), "--set train.epochs=1");
+  const std::string fresh = ReadFile(first.File("summary.json"));
+  // Two servers each load their share of the keys of a single-node model.
+  const std::string resumed = Train(Mpirun(4), warm.path(),
+                                    "--set train.epochs=1 --set cluster.servers=2 "
+                                    "--set train.init_model=" +
+                                        first.File("model.fmps"));
+  EXPECT_LT(JsonNumber(resumed, "train_logloss"), JsonNumber(fresh, "train_logloss") - 0.005);
+  EXPECT_EQ(Model::Load(warm.File("model.fmps")).keys(),
+            Model::Load(first.File("model.fmps")).keys());
+}
+
 TEST(MpiRealDataTest, A9aOnTwoWorkersReachesAuc090) {
   FMPS_REQUIRE_SHARED_DATA(train, "a9a/a9a");
   TempDir dir;

@@ -5,6 +5,8 @@
 #include <limits>
 #include <numeric>
 
+#include "common/error.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/model_file.h"
 #include "common/types.h"
@@ -23,6 +25,56 @@ JobInputs PrepareInputs(const Config& config) {
     in.spec.numeric_stats = ComputeNumericStats(in.spec, in.train_files);
   }
   return in;
+}
+
+namespace {
+// The data settings that decide what a key means (paths and error policy excluded).
+std::string KeySettings(DataConfig d) {
+  d.train = {"-"};
+  d.test.clear();
+  d.on_error = OnError::kSkip;
+  return DataSectionToYaml(d);
+}
+}  // namespace
+
+void CheckInitModel(const Config& config) {
+  const std::string& path = config.train.init_model;
+  if (path.empty()) return;
+  ModelMeta meta;
+  try {
+    meta = Model::ReadMeta(path);
+  } catch (const Error& e) {
+    throw ConfigError(std::string("train.init_model: ") + e.what());
+  }
+  if (meta.k != config.model.k) {
+    throw ConfigError("train.init_model: " + path + " has k = " + std::to_string(meta.k) +
+                      " but model.k is " + std::to_string(config.model.k));
+  }
+  if (meta.loss != config.model.loss) {
+    throw ConfigError("train.init_model: " + path + " was trained with loss " +
+                      ToString(meta.loss) + " but model.loss is " + ToString(config.model.loss));
+  }
+  if (KeySettings(meta.features.data) != KeySettings(config.data)) {
+    throw ConfigError("train.init_model: " + path +
+                      " was trained with different data settings (format, hash_bits or csv "
+                      "roles), so its keys would mean something else");
+  }
+}
+
+std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamStore* store) {
+  std::uint64_t set = 0;
+  if (ServerOfKey(kBiasKey, num_servers) == server) {
+    std::vector<float> bias(1 + model.k(), 0.0f);
+    bias[0] = model.meta().bias;
+    store->Set(kBiasKey, bias.data());
+    ++set;
+  }
+  for (std::size_t i = 0; i < model.num_keys(); ++i) {
+    if (ServerOfKey(model.keys()[i], num_servers) != server) continue;
+    store->Set(model.keys()[i], model.row(i));
+    ++set;
+  }
+  return set;
 }
 
 StoreOptions MakeStoreOptions(const Config& c) {

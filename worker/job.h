@@ -10,6 +10,7 @@
 #include "common/json.h"
 #include "common/kv.h"
 #include "common/metrics.h"
+#include "common/model_file.h"
 #include "common/reader.h"
 #include "server/param_store.h"
 #include "worker/worker.h"
@@ -24,6 +25,16 @@ struct JobInputs {
 
 // Expands data.train/test (ConfigError if nothing matches) and runs the csv first pass.
 JobInputs PrepareInputs(const Config& config);
+
+// Checks train.init_model (when set) before any work: readable, and with the k, loss and
+// feature settings (format, hashing, csv roles) of `config`, so its keys mean the same.
+// Throws ConfigError naming train.init_model.
+void CheckInitModel(const Config& config);
+
+// Warm start: sets every key of `model` that server `server` of `num_servers` owns (and the
+// bias, on the server owning kBiasKey) in *store; optimizer state starts fresh. Keys the
+// model lacks are initialised as usual when first pulled. Returns the keys set.
+std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamStore* store);
 
 StoreOptions MakeStoreOptions(const Config& config);
 WorkerOptions MakeWorkerOptions(const Config& config);

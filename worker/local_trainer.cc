@@ -67,6 +67,7 @@ TrainSummary TrainLocal(const Config& config) {
   const int num_servers = config.cluster.local_servers;
   const int num_workers = config.cluster.local_workers;
   const JobInputs inputs = PrepareInputs(config);
+  CheckInitModel(config);
 
   // Open every reader first so that a missing or malformed file fails before any work.
   std::vector<std::unique_ptr<ShardReader>> train_readers;
@@ -100,6 +101,13 @@ TrainSummary TrainLocal(const Config& config) {
     stores.push_back(
         std::make_unique<ParamStore>(MakeStoreOptions(config), MakeOptimizer(config.optimizer)));
     server_transports.push_back(hub.Connect(s));
+  }
+  if (!config.train.init_model.empty()) {
+    const Model init = Model::Load(config.train.init_model);
+    std::uint64_t loaded = 0;
+    for (int s = 0; s < num_servers; ++s)
+      loaded += WarmStart(init, s, num_servers, stores[s].get());
+    Log("warm start from " + config.train.init_model + ": " + std::to_string(loaded) + " keys");
   }
   for (int s = 0; s < num_servers; ++s) {
     server_threads.emplace_back([&, s] {

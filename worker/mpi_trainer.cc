@@ -276,6 +276,7 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   try {
     s.config = LoadConfig(config_path, overrides);
     servers = s.config.cluster.servers;
+    CheckInitModel(s.config);
     if (servers >= size) {
       throw ConfigError("cluster.servers: " + std::to_string(servers) +
                         " server rank(s) leave no worker rank in an MPI world of " +
@@ -318,6 +319,12 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
         static_cast<std::int64_t>(std::min(s.config.cluster.timeout_seconds, 1e9) * 1000));
     if (is_server) {
       ParamStore store(MakeStoreOptions(s.config), MakeOptimizer(s.config.optimizer));
+      if (!s.config.train.init_model.empty()) {
+        const std::uint64_t loaded =
+            WarmStart(Model::Load(s.config.train.init_model), rank, servers, &store);
+        Log("server " + std::to_string(rank) + ": warm start with " + std::to_string(loaded) +
+            " keys from " + s.config.train.init_model);
+      }
       ServerOptions options;
       options.num_workers = size - servers;
       options.first_worker_endpoint = servers;
