@@ -46,7 +46,7 @@ constexpr const char* kTrainKeys[] = {"epochs", "batch_size",       "consistency
                                       "seed",   "progress_seconds", "init_model"};
 constexpr const char* kClusterKeys[] = {"servers", "local_servers", "local_workers",
                                         "timeout_seconds"};
-constexpr const char* kCheckpointKeys[] = {"dir", "every_seconds"};
+constexpr const char* kCheckpointKeys[] = {"dir", "every_seconds", "keep"};
 constexpr const char* kOutputKeys[] = {"dir"};
 
 template <typename E>
@@ -630,14 +630,11 @@ CheckpointConfig ReadCheckpoint(const Context& ctx, const Section& top) {
   const Entry* e = nullptr;
   if ((e = s.Find("dir")) != nullptr) {
     c.dir = ReadString(ctx, *e, "a directory path (empty for no checkpoints)");
-    if (!c.dir.empty()) {
-      ctx.Fail(e->path, e->mark(),
-               "checkpoint.dir: checkpointing is not available in this build yet; remove the key");
-    }
   }
   if ((e = s.Find("every_seconds")) != nullptr) {
     c.every_seconds = ReadReal<double>(ctx, *e, kPositive);
   }
+  if ((e = s.Find("keep")) != nullptr) c.keep = static_cast<int>(ReadInt(ctx, *e, 1, 1000));
   return c;
 }
 
@@ -908,6 +905,7 @@ std::string ConfigToYaml(const Config& c) {
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << c.checkpoint.dir;
   out << YAML::Key << "every_seconds" << YAML::Value << FormatReal(c.checkpoint.every_seconds);
+  out << YAML::Key << "keep" << YAML::Value << c.checkpoint.keep;
   out << YAML::EndMap;
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;

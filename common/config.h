@@ -77,6 +77,7 @@ struct ClusterConfig {
 struct CheckpointConfig {
   std::string dir;             // empty = no checkpoints
   double every_seconds = 300;  // > 0
+  int keep = 2;                // 1..1000: newest complete checkpoints kept
 };
 
 struct OutputConfig {

@@ -126,6 +126,11 @@ Message KVClient::Receive(const char* what) {
 }
 
 void KVClient::Deliver(Message&& reply) {
+  if (reply.kind != MsgKind::kPullReply && reply.kind != MsgKind::kPushReply &&
+      reply.kind != MsgKind::kDumpChunk) {
+    inbox_.push_back(std::move(reply));  // control message: kept for Take/WaitFor
+    return;
+  }
   Pending* p = Find(reply.request_id);
   if (p == nullptr || p->remaining <= 0) {
     throw TransportError("unexpected reply (request " + std::to_string(reply.request_id) +
@@ -157,6 +162,7 @@ void KVClient::Deliver(Message&& reply) {
     }
   } else if (reply.kind == MsgKind::kPushReply) {
     if (reply.flags & kFlagAnyHadData) p->result.any_had_data = true;
+    if (reply.flags & kFlagCut) p->result.cut = true;
   } else {
     throw TransportError("unexpected message kind " + std::to_string(static_cast<int>(reply.kind)) +
                          " from endpoint " + std::to_string(reply.sender));
@@ -197,6 +203,11 @@ std::uint64_t KVClient::Dump(
   std::uint64_t bytes = 0;
   while (done < options_.num_servers) {
     Message m = Receive("model dump");
+    if (m.kind != MsgKind::kDumpChunk && m.kind != MsgKind::kPullReply &&
+        m.kind != MsgKind::kPushReply) {
+      inbox_.push_back(std::move(m));
+      continue;
+    }
     if (m.kind != MsgKind::kDumpChunk) {
       throw TransportError("unexpected message during dump from endpoint " +
                            std::to_string(m.sender));
@@ -211,6 +222,38 @@ std::uint64_t KVClient::Dump(
     }
   }
   return bytes;
+}
+
+void KVClient::Send(int dest, Message msg) { transport_->Send(dest, std::move(msg)); }
+
+std::optional<Message> KVClient::Take(MsgKind kind, std::optional<std::int64_t> step) {
+  while (std::optional<Message> m = transport_->Recv(std::chrono::milliseconds(0))) {
+    Deliver(std::move(*m));
+  }
+  for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
+    if (it->kind == kind && (!step || it->step == *step)) {
+      Message m = std::move(*it);
+      inbox_.erase(it);
+      return m;
+    }
+  }
+  return std::nullopt;
+}
+
+Message KVClient::WaitFor(MsgKind kind, std::optional<std::int64_t> step, const char* what) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.reply_timeout;
+  while (true) {
+    if (std::optional<Message> m = Take(kind, step)) return std::move(*m);
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      throw TransportError(std::string("no ") + what + " within " +
+                           std::to_string(options_.reply_timeout.count() / 1000) + " s");
+    }
+    std::optional<Message> m = transport_->Recv(std::min<std::chrono::milliseconds>(
+        std::chrono::milliseconds(100),
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)));
+    if (m) Deliver(std::move(*m));
+  }
 }
 
 void KVClient::ShutdownServers() {

@@ -18,7 +18,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -46,6 +48,7 @@ struct KVStats {
 // What a completed request reports.
 struct WaitResult {
   bool any_had_data = false;  // bsp push: some worker had rows in that step
+  bool cut = false;           // push: a server asked for a checkpoint cut (kFlagCut)
 };
 
 class KVClient {
@@ -70,6 +73,16 @@ class KVClient {
   // ascending key order. Blocking. Returns the bytes all servers' stores use.
   std::uint64_t Dump(
       const std::function<void(int server, std::span<const Key>, std::span<const float>)>& sink);
+
+  // Control messages (anything that is not a reply to this client's requests, e.g.
+  // checkpoint coordination) are kept in arrival order in an inbox while waiting.
+  // Sends `msg` to endpoint `dest` as is.
+  void Send(int dest, Message msg);
+  // Removes and returns the first inbox message of `kind` (optionally only with step ==
+  // *step), receiving whatever has arrived first; nullopt if none. Never blocks.
+  std::optional<Message> Take(MsgKind kind, std::optional<std::int64_t> step = std::nullopt);
+  // Like Take but waits up to reply_timeout; throws TransportError naming `what` after it.
+  Message WaitFor(MsgKind kind, std::optional<std::int64_t> step, const char* what);
 
   // Tells every server to leave its loop. No reply.
   void ShutdownServers();
@@ -99,6 +112,7 @@ class KVClient {
   KVClientOptions options_;
   Timestamp next_ts_ = 1;
   std::vector<Pending> pending_;  // few entries (bounded by in-flight requests)
+  std::deque<Message> inbox_;     // control messages not yet taken
   std::vector<std::vector<Key>> split_keys_;
   std::vector<std::vector<std::uint32_t>> split_pos_;
   KVStats stats_;

@@ -25,6 +25,14 @@ enum class MsgKind : std::uint8_t {
   kDump = 5,       // -> kDumpChunk messages (keys ascending) until one with kLast
   kDumpChunk = 6,  // the last one's `step` holds the bytes the server's store uses
   kShutdown = 7,   // server leaves its loop; no reply
+  // Checkpoints (step = checkpoint sequence number):
+  kCutRequest = 8,     // coordinator -> server: flag push replies with kFlagCut until cut
+  kSnapshot = 9,       // coordinator -> server: snapshot now, write the shard, then reply
+  kSnapshotAck = 10,   // server -> coordinator: snapshot taken (training may resume)
+  kShardWritten = 11,  // server -> coordinator: keys = {bytes, checksum, keys} of its file
+  kCutReady = 12,      // worker -> coordinator: quiesced; keys = position, vals = counters
+  kShardDone = 13,     // worker -> coordinator: shard finished (step = epoch); vals as above
+  kCutResume = 14,     // coordinator -> worker: continue training
 };
 
 // Bits of Message::flags.
@@ -32,6 +40,7 @@ inline constexpr std::uint32_t kFlagCreate = 1;      // kPull: create missing ke
 inline constexpr std::uint32_t kFlagHasData = 2;     // kPush (bsp): the worker had rows
 inline constexpr std::uint32_t kFlagAnyHadData = 4;  // kPushReply (bsp)
 inline constexpr std::uint32_t kFlagLast = 8;        // kDumpChunk: final chunk
+inline constexpr std::uint32_t kFlagCut = 16;        // kPushReply: a checkpoint cut is pending
 
 struct Message {
   MsgKind kind = MsgKind::kPull;

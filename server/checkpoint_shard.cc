@@ -463,4 +463,12 @@ std::uint64_t LoadShardFile(const std::string& path, const ShardFileInfo* expect
   return restored;
 }
 
+std::string CheckpointPath(const std::string& dir, std::uint64_t seq) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "ckpt-%08llu", static_cast<unsigned long long>(seq));
+  return dir + "/" + name;
+}
+
+std::string ShardFileName(int server) { return "shard-" + std::to_string(server) + ".bin"; }
+
 }  // namespace fmps

@@ -22,6 +22,11 @@
 
 namespace fmps {
 
+// Checkpoint layout: <dir>/ckpt-<seq, 8 digits>/shard-<server>.bin, plus the MANIFEST the
+// coordinator writes last (worker/checkpoint.h).
+std::string CheckpointPath(const std::string& dir, std::uint64_t seq);
+std::string ShardFileName(int server);
+
 struct ShardFileInfo {
   std::string path;
   std::uint64_t bytes = 0;     // file size

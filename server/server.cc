@@ -27,9 +27,51 @@ void Server::Check(bool ok, const Message& m, const char* what) const {
   }
 }
 
+Server::~Server() {
+  if (writer_.joinable()) writer_.join();
+}
+
+void Server::FinishWrite() {
+  writer_.join();
+  write_done_ = false;
+  if (write_error_) std::rethrow_exception(write_error_);
+  Message done;
+  done.kind = MsgKind::kShardWritten;
+  done.step = write_seq_;
+  done.keys = {written_.bytes, written_.checksum, written_.keys};
+  transport_->Send(write_requester_, std::move(done));
+}
+
+void Server::HandleSnapshot(const Message& m) {
+  if (writer_.joinable()) FinishWrite();  // one write at a time
+  cut_pending_ = false;
+  snapshot_ = store_->Snapshot(std::move(snapshot_));
+  Message ack;
+  ack.kind = MsgKind::kSnapshotAck;
+  ack.step = m.step;
+  transport_->Send(m.sender, std::move(ack));
+  const std::string dir =
+      CheckpointPath(options_.checkpoint_dir, static_cast<std::uint64_t>(m.step));
+  const std::string path = dir + "/" + ShardFileName(options_.index);
+  write_requester_ = m.sender;
+  write_seq_ = m.step;
+  write_error_ = nullptr;
+  writer_ = std::thread([this, path] {
+    try {
+      written_ = WriteShardFile(snapshot_, path);
+    } catch (...) {
+      write_error_ = std::current_exception();
+    }
+    write_done_ = true;
+  });
+}
+
 void Server::Run() {
   while (true) {
-    std::optional<Message> m = transport_->Recv(std::chrono::seconds(1));
+    if (write_done_) FinishWrite();
+    // Poll often while a shard is being written, so its completion is reported promptly.
+    std::optional<Message> m = transport_->Recv(
+        writer_.joinable() ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1000));
     if (!m) continue;  // idle: workers may be parsing or evaluating
     switch (m->kind) {
       case MsgKind::kPull:
@@ -41,7 +83,14 @@ void Server::Run() {
       case MsgKind::kDump:
         HandleDump(*m);
         break;
+      case MsgKind::kCutRequest:
+        cut_pending_ = true;
+        break;
+      case MsgKind::kSnapshot:
+        HandleSnapshot(*m);
+        break;
       case MsgKind::kShutdown:
+        if (writer_.joinable()) FinishWrite();
         return;
       default:
         Check(false, *m, "unexpected message kind");
@@ -95,6 +144,7 @@ void Server::HandlePush(Message&& m) {
     Message reply;
     reply.kind = MsgKind::kPushReply;
     reply.request_id = m.request_id;
+    if (cut_pending_) reply.flags |= kFlagCut;
     transport_->Send(m.sender, std::move(reply));
     return;
   }
@@ -138,7 +188,7 @@ void Server::ApplyBspStep() {
     reply.kind = MsgKind::kPushReply;
     reply.request_id = step_pushes_[w].request_id;
     reply.step = step_;
-    reply.flags = any_had_data ? kFlagAnyHadData : 0;
+    reply.flags = (any_had_data ? kFlagAnyHadData : 0) | (cut_pending_ ? kFlagCut : 0);
     const int dest = step_pushes_[w].sender;
     step_pushes_[w] = Message();
     arrived_[w] = false;

@@ -9,23 +9,35 @@
 //    reproducible bit for bit, whatever the number of servers.
 // Non-finite gradient rows are never applied: they are dropped and counted.
 //
+// Checkpoints: after kCutRequest every push reply carries kFlagCut (so workers quiesce at
+// their next batch boundary); kSnapshot copies the store in memory (the only pause),
+// acknowledges, and a background thread writes the shard file; kShardWritten then reports
+// its size and checksum to the coordinator.
+//
 // Thread safety: Run() is called by one thread, which owns the store while it runs.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "common/config.h"
 #include "common/key_index.h"
 #include "common/transport.h"
+#include "server/checkpoint_shard.h"
 #include "server/param_store.h"
 
 namespace fmps {
 
 struct ServerOptions {
+  int index = 0;  // this server's index (0 .. servers-1), names its checkpoint shard
   int num_workers = 1;
   int first_worker_endpoint = 1;  // workers are endpoints first .. first + num_workers - 1
   Consistency consistency = Consistency::kAsync;
+  std::string checkpoint_dir;  // where kSnapshot writes shards (checkpoint.dir)
 };
 
 struct ServerStats {
@@ -40,6 +52,8 @@ class Server {
  public:
   // store and transport must outlive the server.
   Server(ParamStore* store, Transport* transport, const ServerOptions& options);
+  // Waits for a shard write still in progress.
+  ~Server();
 
   // Serves requests until a kShutdown message arrives. Throws TransportError on a
   // malformed request or when the transport is aborted.
@@ -52,6 +66,9 @@ class Server {
   void HandlePush(Message&& m);
   void HandleDump(const Message& m);
   void ApplyBspStep();
+  void HandleSnapshot(const Message& m);
+  // Reports a finished background shard write (rethrows its error).
+  void FinishWrite();
   // Drops rows with non-finite gradients in place; returns the number dropped.
   std::size_t DropNonFinite(Message* m);
   void Check(bool ok, const Message& m, const char* what) const;
@@ -68,6 +85,15 @@ class Server {
   KeyIndex agg_index_;
   std::vector<float> agg_grads_;
   std::vector<std::uint32_t> agg_counts_;
+  // checkpoints
+  bool cut_pending_ = false;
+  StoreSnapshot snapshot_;  // being written (and reused for the next snapshot)
+  std::thread writer_;
+  std::atomic<bool> write_done_{false};
+  std::exception_ptr write_error_;
+  ShardFileInfo written_;
+  int write_requester_ = -1;
+  std::int64_t write_seq_ = 0;
 };
 
 }  // namespace fmps

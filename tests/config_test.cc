@@ -58,6 +58,7 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(cluster.timeout_seconds)
   FMPS_SAME(checkpoint.dir)
   FMPS_SAME(checkpoint.every_seconds)
+  FMPS_SAME(checkpoint.keep)
   FMPS_SAME(train.init_model)
   FMPS_SAME(output.dir)
 #undef FMPS_SAME
@@ -444,9 +445,8 @@ TEST(ConfigTest, CrossKeyRules) {
   EXPECT_NE(ErrorOf("data: {train: a, format: csv, csv: {label: y, delimiter: ', '}}")
                 .find("data.csv.delimiter: expected exactly one character"),
             std::string::npos);
-  EXPECT_EQ(ErrorOf(base + "checkpoint:\n  dir: ckpt\n"),
-            "exp.yaml:5:8: checkpoint.dir: checkpointing is not available in this build yet; "
-            "remove the key");
+  EXPECT_EQ(Parse(base + "checkpoint:\n  dir: ckpt\n  keep: 3\n").checkpoint.keep, 3);
+  EXPECT_NE(ErrorOf(base + "checkpoint:\n  keep: 0\n").find("checkpoint.keep"), std::string::npos);
   EXPECT_EQ(Parse(base + "train:\n  init_model: m.fmps\n").train.init_model, "m.fmps");
   // The allowed combinations parse.
   EXPECT_EQ(Parse(base + "optimizer: {name: adam, beta1: 0.5, eps: 1e-6}").optimizer.beta1, 0.5f);

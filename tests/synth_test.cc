@@ -116,9 +116,11 @@ TEST(SynthTest, ExampleConfigsTrain) {
     o.rows = 40000;
     o.vocab = 10 * c.fields;
     SynthResult r = Synthesize(o);
-    Config config = LoadConfig(std::string(FMPS_SOURCE_DIR) + "/configs/" + c.config,
-                               {"data.train=" + r.train_path, "data.test=" + r.test_path,
-                                "output.dir=" + dir.File("run")});
+    Config config = LoadConfig(
+        std::string(FMPS_SOURCE_DIR) + "/configs/" + c.config,
+        {"data.train=" + r.train_path, "data.test=" + r.test_path, "output.dir=" + dir.File("run"),
+         // Deterministic, so the threshold below is not luck.
+         "train.consistency=bsp"});
     TrainSummary s = TrainLocal(config);
     EXPECT_EQ(s.bad_rows, 0u) << c.config;
     EXPECT_EQ(s.rows_trained, 40000u * config.train.epochs) << c.config;

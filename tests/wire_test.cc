@@ -19,9 +19,13 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-constexpr MsgKind kAllKinds[] = {MsgKind::kPull,      MsgKind::kPullReply, MsgKind::kPush,
-                                 MsgKind::kPushReply, MsgKind::kDump,      MsgKind::kDumpChunk,
-                                 MsgKind::kShutdown};
+constexpr MsgKind kAllKinds[] = {MsgKind::kPull,        MsgKind::kPullReply,    MsgKind::kPush,
+                                 MsgKind::kPushReply,   MsgKind::kDump,         MsgKind::kDumpChunk,
+                                 MsgKind::kShutdown,    MsgKind::kCutRequest,   MsgKind::kSnapshot,
+                                 MsgKind::kSnapshotAck, MsgKind::kShardWritten, MsgKind::kCutReady,
+                                 MsgKind::kShardDone,   MsgKind::kCutResume};
+// One past the last kind: never valid.
+constexpr std::uint32_t kFirstUnknownKind = static_cast<std::uint32_t>(MsgKind::kCutResume) + 1;
 
 Message MakeMessage(MsgKind kind, std::size_t keys, std::size_t vals, std::size_t counts,
                     std::uint64_t seed) {
@@ -182,7 +186,7 @@ TEST(WireTest, EncoderRejectsBadArguments) {
   Message bad = m;
   bad.kind = static_cast<MsgKind>(0);
   EXPECT_THROW(EncodeMessage(bad), TransportError);
-  bad.kind = static_cast<MsgKind>(8);
+  bad.kind = static_cast<MsgKind>(kFirstUnknownKind);
   EXPECT_THROW(EncodeMessage(bad), TransportError);
 }
 
@@ -270,7 +274,7 @@ TEST(WireTest, RejectsInconsistentHeaders) {
     h.set_version(2);
     ExpectRejected(Forge(h, 24), "version", "version");
   }
-  for (std::uint32_t kind : {0u, 8u, 255u, 0xffffffffu}) {
+  for (std::uint32_t kind : {0u, kFirstUnknownKind, 255u, 0xffffffffu}) {
     pb::WireHeader h = ValidHeader(2);
     h.set_kind(kind);
     ExpectRejected(Forge(h, 24), std::string("kind ") + std::to_string(kind),
@@ -336,7 +340,8 @@ TEST(WireTest, RejectsGarbage) {
 TEST(WireTest, RejectsRandomCorruptions) {
   std::mt19937_64 rng(77);
   for (int i = 0; i < 20000; ++i) {
-    const Message m = MakeMessage(kAllKinds[i % 7], rng() % 20, rng() % 60, rng() % 20, i);
+    const Message m =
+        MakeMessage(kAllKinds[i % std::size(kAllKinds)], rng() % 20, rng() % 60, rng() % 20, i);
     Bytes b = EncodeMessage(m);
     const int edits = 1 + static_cast<int>(rng() % 4);
     for (int e = 0; e < edits; ++e) {

@@ -159,23 +159,19 @@ bool UnderMpiWithPeers() {
 
 int Train(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "train", {"set"}, {"resume"});
-  if (a.Has("resume")) {
-    throw ConfigError(
-        "train: --resume needs checkpoints (checkpoint.dir), which this build "
-        "does not write yet");
-  }
+  const bool resume = a.Has("resume");
   if (UnderMpiWithPeers()) {
     // MPI mode: the config is loaded inside, so that a bad one is reported once.
     if (a.positional.size() != 1) {
       throw ConfigError("train: expected exactly one CONFIG.yaml argument");
     }
     MpiSession session(&argc, &argv);
-    const int code = TrainMpi(a.positional[0], Overrides(a));
+    const int code = TrainMpi(a.positional[0], Overrides(a), resume);
     session.Finalize();
     return code;
   }
   Config config = LoadFromArgs("train", a);
-  TrainSummary s = TrainLocal(config);
+  TrainSummary s = TrainLocal(config, resume);
   if (config.model.loss == Loss::kLogistic) {
     std::printf("test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f model %s\n",
                 s.test_logloss, s.test_auc, static_cast<unsigned long long>(s.rows_trained),

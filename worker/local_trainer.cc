@@ -18,6 +18,7 @@
 #include "common/transport.h"
 #include "server/param_store.h"
 #include "server/server.h"
+#include "worker/checkpoint.h"
 #include "worker/job.h"
 #include "worker/run_output.h"
 #include "worker/worker.h"
@@ -63,11 +64,13 @@ class ErrorSink {
 
 }  // namespace
 
-TrainSummary TrainLocal(const Config& config) {
+TrainSummary TrainLocal(const Config& config, bool resume) {
   const int num_servers = config.cluster.local_servers;
   const int num_workers = config.cluster.local_workers;
   const JobInputs inputs = PrepareInputs(config);
   CheckInitModel(config);
+  const std::uint64_t train_bytes = TotalBytes(inputs.train_files);
+  const ResumePoint start = FindResume(config, resume, train_bytes);
 
   // Open every reader first so that a missing or malformed file fails before any work.
   std::vector<std::unique_ptr<ShardReader>> train_readers;
@@ -78,6 +81,14 @@ TrainSummary TrainLocal(const Config& config) {
     if (!inputs.test_files.empty()) {
       test_readers.push_back(
           std::make_unique<ShardReader>(inputs.spec, inputs.test_files, w, num_workers));
+    }
+  }
+  // After a mid-epoch resume the first epoch reads only what remained at the checkpoint.
+  std::vector<std::unique_ptr<ShardReader>> resume_readers;
+  if (start.mid_epoch) {
+    for (int w = 0; w < num_workers; ++w) {
+      resume_readers.push_back(std::make_unique<ShardReader>(
+          inputs.spec, inputs.train_files, ResumeRanges(*start.manifest, w, num_workers)));
     }
   }
   std::uint64_t epoch_bytes = 0;
@@ -97,12 +108,17 @@ TrainSummary TrainLocal(const Config& config) {
   server_options.num_workers = num_workers;
   server_options.first_worker_endpoint = num_servers;
   server_options.consistency = config.train.consistency;
+  server_options.checkpoint_dir = config.checkpoint.dir;
   for (int s = 0; s < num_servers; ++s) {
     stores.push_back(
         std::make_unique<ParamStore>(MakeStoreOptions(config), MakeOptimizer(config.optimizer)));
     server_transports.push_back(hub.Connect(s));
   }
-  if (!config.train.init_model.empty()) {
+  if (start.manifest) {
+    for (int s = 0; s < num_servers; ++s) {
+      LoadCheckpoint(*start.manifest, s, num_servers, stores[s].get());
+    }
+  } else if (!config.train.init_model.empty()) {
     const Model init = Model::Load(config.train.init_model);
     std::uint64_t loaded = 0;
     for (int s = 0; s < num_servers; ++s)
@@ -112,7 +128,9 @@ TrainSummary TrainLocal(const Config& config) {
   for (int s = 0; s < num_servers; ++s) {
     server_threads.emplace_back([&, s] {
       errors.Guard([&] {
-        Server server(stores[s].get(), server_transports[s].get(), server_options);
+        ServerOptions options = server_options;
+        options.index = s;
+        Server server(stores[s].get(), server_transports[s].get(), options);
         server.Run();
       });
     });
@@ -128,12 +146,34 @@ TrainSummary TrainLocal(const Config& config) {
     clients.push_back(std::make_unique<KVClient>(worker_transports.back().get(), kv_options));
     workers.push_back(std::make_unique<Worker>(MakeWorkerOptions(config), clients.back().get()));
   }
-  std::unique_ptr<Transport> coord_transport = hub.Connect(num_servers + num_workers);
+  const int coord_endpoint = num_servers + num_workers;
+  std::unique_ptr<Transport> coord_transport = hub.Connect(coord_endpoint);
   KVClient coord(coord_transport.get(), kv_options);
+  Checkpointer ckpt(config, &coord, num_servers, num_workers, num_servers, /*own_worker=*/-1,
+                    train_bytes,
+                    config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir),
+                    start.rows_base, start.loss_base);
+  // A worker's report to the coordinator (its counters since this process started).
+  auto report_of = [&](int w, bool done, const std::vector<ByteRange>& remaining) {
+    WorkerReport r;
+    r.done = done;
+    r.remaining = remaining;
+    r.rows = static_cast<double>(progress[w].rows.load());
+    r.loss = progress[w].loss_sum.load();
+    return r;
+  };
+  for (int w = 0; w < num_workers; ++w) {
+    workers[w]->set_cut_handler([&, w](const std::vector<ByteRange>& remaining) {
+      clients[w]->Send(coord_endpoint,
+                       EncodeReport(MsgKind::kCutReady, 0, report_of(w, false, remaining)));
+      clients[w]->WaitFor(MsgKind::kCutResume, std::nullopt, "checkpoint resume");
+    });
+  }
 
   // Runs fn(w) for every worker in its own thread and waits; meanwhile calls `report` every
-  // train.progress_seconds if set.
-  auto run_workers = [&](const std::function<void(int)>& fn, const std::function<void()>& report) {
+  // train.progress_seconds (if set) and `tick` every 50 ms (if set).
+  auto run_workers = [&](const std::function<void(int)>& fn, const std::function<void()>& report,
+                         const std::function<void()>& tick) {
     std::mutex mu;
     std::condition_variable cv;
     int running = num_workers;
@@ -149,12 +189,15 @@ TrainSummary TrainLocal(const Config& config) {
     {
       std::unique_lock<std::mutex> lock(mu);
       const auto period = std::chrono::duration<double>(config.train.progress_seconds);
-      while (!cv.wait_for(lock, period, [&] { return running == 0; })) {
-        if (report) {
-          lock.unlock();
+      auto next_report = std::chrono::steady_clock::now() + period;
+      while (!cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return running == 0; })) {
+        lock.unlock();
+        if (report && std::chrono::steady_clock::now() >= next_report) {
           report();
-          lock.lock();
+          next_report = std::chrono::steady_clock::now() + period;
         }
+        if (tick) tick();
+        lock.lock();
       }
     }
     for (auto& t : threads) t.join();
@@ -178,7 +221,9 @@ TrainSummary TrainLocal(const Config& config) {
   totals.last_eval.logloss = totals.last_eval.auc = totals.last_eval.rmse =
       std::numeric_limits<double>::quiet_NaN();
   try {
-    for (int epoch = 1; epoch <= config.train.epochs; ++epoch) {
+    for (int epoch = start.first_epoch; epoch <= config.train.epochs; ++epoch) {
+      const bool resumed_epoch = start.mid_epoch && epoch == start.first_epoch;
+      auto& readers = resumed_epoch ? resume_readers : train_readers;
       const std::uint64_t rows_before = total_rows();
       const double loss_before = total_loss();
       const double t0 = out.Elapsed();
@@ -198,12 +243,31 @@ TrainSummary TrainLocal(const Config& config) {
         r.train_loss = epoch_rows == 0 ? 0.0 : (total_loss() - loss_before) / epoch_rows;
         out.Progress(r);
       };
-      for (auto& r : train_readers) r->Rewind();
-      run_workers([&](int w) { workers[w]->TrainEpoch(train_readers[w].get(), &progress[w]); },
-                  [&] { report(false); });
+      for (auto& r : readers) r->Rewind();
+      for (auto& p : progress) p.bytes = 0;
+      run_workers(
+          [&](int w) {
+            workers[w]->TrainEpoch(readers[w].get(), &progress[w]);
+            if (ckpt.enabled()) {
+              clients[w]->Send(coord_endpoint,
+                               EncodeReport(MsgKind::kShardDone, epoch, report_of(w, true, {})));
+            }
+          },
+          [&] { report(false); },
+          [&] {
+            ckpt.Poll();
+            if (ckpt.Due()) {
+              ckpt.Request();
+              ckpt.Cut(epoch, false, std::nullopt);
+            }
+          });
       errors.RethrowIfFailed();
       totals.train_seconds += out.Elapsed() - t0;
       report(true);
+      if (ckpt.enabled()) {
+        ckpt.CollectShardDone(epoch);
+        ckpt.Cut(epoch, /*epoch_done=*/true, std::nullopt);
+      }
       if (epoch == 1) {
         for (const auto& r : train_readers) totals.bad_rows += r->bad_rows().count;
       }
@@ -213,7 +277,7 @@ TrainSummary TrainLocal(const Config& config) {
         for (auto& r : test_readers) r->Rewind();
         run_workers(
             [&](int w) { workers[w]->Score(test_readers[w].get(), &scores[w], &labels[w]); },
-            nullptr);
+            nullptr, nullptr);
         errors.RethrowIfFailed();
         std::vector<float> all_scores, all_labels;
         for (int w = 0; w < num_workers; ++w) {
@@ -230,14 +294,15 @@ TrainSummary TrainLocal(const Config& config) {
       }
     }
 
+    ckpt.Drain();
     const SavedModel saved = SaveModelFromServers(&coord, config, inputs.spec, out.ModelPath());
     errors.Guard([&] { coord.ShutdownServers(); });
     for (auto& t : server_threads) t.join();
     server_threads.clear();
     errors.RethrowIfFailed();
 
-    totals.rows_trained = total_rows();
-    totals.loss_sum = total_loss();
+    totals.rows_trained = static_cast<std::uint64_t>(start.rows_base) + total_rows();
+    totals.loss_sum = start.loss_base + total_loss();
     totals.wall_seconds = out.Elapsed();
     out.Summary(MakeSummary(config, totals, saved));
     LogJobEnd(totals, saved);

@@ -26,7 +26,8 @@ struct TrainSummary {
   std::string model_path;
 };
 
-// Runs the whole training job described by `config` and writes its outputs.
-TrainSummary TrainLocal(const Config& config);
+// Runs the whole training job described by `config` and writes its outputs. With `resume`,
+// starts from the newest complete checkpoint in checkpoint.dir (if any).
+TrainSummary TrainLocal(const Config& config, bool resume = false);
 
 }  // namespace fmps

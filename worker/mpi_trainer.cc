@@ -17,6 +17,7 @@
 #include "common/reader.h"
 #include "server/param_store.h"
 #include "server/server.h"
+#include "worker/checkpoint.h"
 #include "worker/job.h"
 #include "worker/run_output.h"
 #include "worker/worker.h"
@@ -118,6 +119,8 @@ class ProgressChannel {
 // Everything set up in the first phase, before any rank does real work.
 struct Setup {
   Config config;
+  std::uint64_t train_bytes = 0;
+  ResumePoint start;
   JobInputs inputs;
   std::unique_ptr<ShardReader> train;
   std::unique_ptr<ShardReader> test;
@@ -140,6 +143,38 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   Worker worker(MakeWorkerOptions(config), &client);
   Progress progress;
   ProgressChannel channel(workers, num_workers);
+  const int coordinator_endpoint = num_servers;  // worker 0
+  int epoch = s.start.first_epoch;
+  std::optional<Checkpointer> ckpt;
+  if (coordinator) {
+    ckpt.emplace(config, &client, num_servers, num_workers, num_servers, /*own_worker=*/0,
+                 s.train_bytes,
+                 config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir),
+                 s.start.rows_base, s.start.loss_base);
+  }
+  const bool checkpoints = !config.checkpoint.dir.empty();
+  auto report_of = [&](bool done, const std::vector<ByteRange>& remaining) {
+    WorkerReport r;
+    r.done = done;
+    r.remaining = remaining;
+    r.rows = static_cast<double>(progress.rows.load());
+    r.loss = progress.loss_sum.load();
+    return r;
+  };
+  worker.set_cut_handler([&](const std::vector<ByteRange>& remaining) {
+    if (coordinator) {
+      ckpt->Cut(epoch, false, report_of(false, remaining));
+    } else {
+      client.Send(coordinator_endpoint,
+                  EncodeReport(MsgKind::kCutReady, 0, report_of(false, remaining)));
+      client.WaitFor(MsgKind::kCutResume, std::nullopt, "checkpoint resume");
+    }
+  });
+  std::unique_ptr<ShardReader> resume_reader;
+  if (s.start.mid_epoch) {
+    resume_reader = std::make_unique<ShardReader>(
+        s.inputs.spec, s.inputs.train_files, ResumeRanges(*s.start.manifest, index, num_workers));
+  }
 
   std::uint64_t epoch_bytes = s.train->bytes_in_shard();
   MPI_Allreduce(MPI_IN_PLACE, &epoch_bytes, 1, MPI_UINT64_T, MPI_SUM, workers);
@@ -156,8 +191,10 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   if (coordinator) totals.model_path = s.out->ModelPath();
   Counters job_before;  // job-wide sums at the start of the epoch (coordinator)
 
-  for (int epoch = 1; epoch <= config.train.epochs; ++epoch) {
+  for (; epoch <= config.train.epochs; ++epoch) {
     const double t0 = elapsed();
+    ShardReader* reader =
+        s.start.mid_epoch && epoch == s.start.first_epoch ? resume_reader.get() : s.train.get();
     auto report = [&](const std::vector<Counters>& all, bool end) {
       ProgressReport r;
       r.epoch = epoch;
@@ -179,16 +216,30 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
     };
     Clock::time_point next = Clock::now() + std::chrono::duration_cast<Clock::duration>(period);
     auto hook = [&] {
-      if (coordinator) channel.Drain();
+      if (coordinator) {
+        channel.Drain();
+        ckpt->Poll();
+        if (ckpt->Due()) ckpt->Request();
+      }
       if (Clock::now() < next) return;
       next = Clock::now() + std::chrono::duration_cast<Clock::duration>(period);
       channel.Send(Counters::From(progress));
       if (coordinator) report(channel.latest(), false);
     };
 
-    s.train->Rewind();
+    reader->Rewind();
     progress.bytes = 0;
-    worker.TrainEpoch(s.train.get(), &progress, hook);
+    worker.TrainEpoch(reader, &progress, hook);
+    if (checkpoints && !coordinator) {
+      client.Send(coordinator_endpoint,
+                  EncodeReport(MsgKind::kShardDone, epoch, report_of(true, {})));
+    }
+    if (coordinator && checkpoints) {
+      // Settle a cut requested too late for this worker to see, then checkpoint the epoch.
+      if (ckpt->requested()) ckpt->Cut(epoch, false, report_of(true, {}));
+      ckpt->CollectShardDone(epoch);
+      ckpt->Cut(epoch, /*epoch_done=*/true, report_of(true, {}));
+    }
     channel.Finish();
     // Exact end-of-epoch counters of every worker.
     Counters mine = Counters::From(progress);
@@ -247,11 +298,12 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   }
 
   if (coordinator) {
+    ckpt->Drain();
     const SavedModel saved =
         SaveModelFromServers(&client, config, s.inputs.spec, s.out->ModelPath());
     client.ShutdownServers();
-    totals.rows_trained = static_cast<std::uint64_t>(job_before.rows);
-    totals.loss_sum = job_before.loss;
+    totals.rows_trained = static_cast<std::uint64_t>(s.start.rows_base + job_before.rows);
+    totals.loss_sum = s.start.loss_base + job_before.loss;
     totals.wall_seconds = s.out->Elapsed();
     s.out->Summary(MakeSummary(config, totals, saved));
     LogJobEnd(totals, saved);
@@ -263,7 +315,8 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
 
 }  // namespace
 
-int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides) {
+int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
+             bool resume) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -283,6 +336,9 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
                         std::to_string(size) + " ranks; start at least " +
                         std::to_string(servers + 1) + " ranks or lower cluster.servers");
     }
+    s.train_bytes = TotalBytes(ExpandPaths(s.config.data.train, "data.train"));
+    // Rank 0 chooses the checkpoint (verifying shards); the others read its manifest below.
+    if (rank == 0) s.start = FindResume(s.config, resume, s.train_bytes);
     if (rank >= servers) {
       const int w = rank - servers, workers = size - servers;
       s.inputs = PrepareInputs(s.config);
@@ -307,6 +363,10 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
     return code;
   }
 
+  // Every rank learns the checkpoint rank 0 chose (0: none).
+  unsigned long long seq = s.start.manifest ? s.start.manifest->seq : 0;
+  MPI_Bcast(&seq, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+
   // Phase 2: the job. Any error from here on aborts every rank.
   const bool is_server = rank < servers;
   MPI_Comm workers = MPI_COMM_NULL;  // worker ranks only: collectives and progress
@@ -314,12 +374,15 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   MPI_Comm_split(MPI_COMM_WORLD, is_server ? 0 : 1, rank, &workers);
   MPI_Comm_dup(MPI_COMM_WORLD, &kv);
   try {
+    if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
     std::optional<MpiTransport> transport(std::in_place, kv);
     const auto timeout = std::chrono::milliseconds(
         static_cast<std::int64_t>(std::min(s.config.cluster.timeout_seconds, 1e9) * 1000));
     if (is_server) {
       ParamStore store(MakeStoreOptions(s.config), MakeOptimizer(s.config.optimizer));
-      if (!s.config.train.init_model.empty()) {
+      if (s.start.manifest) {
+        LoadCheckpoint(*s.start.manifest, rank, servers, &store);
+      } else if (!s.config.train.init_model.empty()) {
         const std::uint64_t loaded =
             WarmStart(Model::Load(s.config.train.init_model), rank, servers, &store);
         Log("server " + std::to_string(rank) + ": warm start with " + std::to_string(loaded) +
@@ -329,6 +392,8 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
       options.num_workers = size - servers;
       options.first_worker_endpoint = servers;
       options.consistency = s.config.train.consistency;
+      options.index = rank;
+      options.checkpoint_dir = s.config.checkpoint.dir;
       Server server(&store, &*transport, options);
       if (rank == 0) {
         Log("MPI mode: " + std::to_string(servers) + " server rank(s), " +

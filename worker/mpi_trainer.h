@@ -18,6 +18,8 @@ namespace fmps {
 
 // Runs this rank's part of the job. MPI must be initialised (MpiSession) by the calling
 // thread. Returns the process exit status (0 on success); the caller then finalises MPI.
-int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides);
+// With `resume`, starts from the newest complete checkpoint in checkpoint.dir (if any).
+int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
+             bool resume);
 
 }  // namespace fmps

@@ -72,6 +72,11 @@ Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_da
   return client_->Push(b.index.keys(), grads_, counts, step, has_data, to_all);
 }
 
+void Worker::Cut(const std::vector<ByteRange>& remaining) {
+  cut_pending_ = false;
+  if (cut_handler_) cut_handler_(remaining);
+}
+
 void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
                         const std::function<void()>& after_batch) {
   if (options_.consistency == Consistency::kBsp) {
@@ -88,7 +93,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
   // Waits for the oldest pushes until at most `limit` remain in flight.
   auto settle = [&](int limit) {
     while (static_cast<int>(pushes.size()) > limit) {
-      client_->Wait(pushes.front());
+      cut_pending_ |= client_->Wait(pushes.front()).cut;
       pushes.pop_front();
     }
   };
@@ -112,6 +117,10 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
     const double loss = ComputeGradients(*cur, params_[slot]);
     pushes.push_back(PushFor(*cur, 0, true, false));
     Publish(cur->block.rows(), loss, cur->bytes_consumed, progress);
+    if (cut_pending_) {  // checkpoint: quiesce after this batch
+      settle(0);
+      Cut(cur->remaining);
+    }
     prefetcher.Release(cur);
     if (hook) hook();
     cur = next;
@@ -119,6 +128,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
     slot = 1 - slot;
   }
   settle(0);
+  if (cut_pending_) Cut({});
   Publish(0, 0.0, progress->bytes.load(), progress);
 }
 
@@ -140,10 +150,11 @@ void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::functi
     ++bsp_step_;
     if (has_data) {
       Publish(b->block.rows(), loss, b->bytes_consumed, progress);
-      prefetcher.Release(b);
     } else {
       Publish(0, 0.0, progress->bytes.load(), progress);
     }
+    if (r.cut) Cut(has_data ? b->remaining : std::vector<ByteRange>{});
+    if (has_data) prefetcher.Release(b);
     if (hook) hook();
     if (!r.any_had_data) break;
   }

@@ -52,8 +52,15 @@ struct Progress {
 
 class Worker {
  public:
+  // Called at a batch boundary once a server asked for a checkpoint cut (kFlagCut) and all
+  // of this worker's pushes are applied, with the byte ranges still to read after the last
+  // trained batch (empty when the shard is finished). Returns when training may go on.
+  using CutHandler = std::function<void(const std::vector<ByteRange>& remaining)>;
+
   // client must outlive the worker.
   Worker(const WorkerOptions& options, KVClient* client);
+
+  void set_cut_handler(CutHandler handler) { cut_handler_ = std::move(handler); }
 
   // One pass over the reader's remaining rows. Adds to *progress as it goes and calls
   // after_batch (if set) after each batch (bsp: each step).
@@ -75,8 +82,13 @@ class Worker {
   // Publishes a finished batch to *progress.
   void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 
+  // Runs the cut handler (if any) and clears the pending cut.
+  void Cut(const std::vector<ByteRange>& remaining);
+
   WorkerOptions options_;
   KVClient* client_;
+  CutHandler cut_handler_;
+  bool cut_pending_ = false;
   std::int64_t bsp_step_ = 0;
   std::vector<float> params_[2];  // pull destinations: current and next batch
   std::vector<float> grads_;
