@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <string>
 
 #include "common/model_file.h"
@@ -105,6 +106,37 @@ TEST_F(MpiTrainTest, WarmStartLoadsTheModelOnEveryServer) {
   EXPECT_LT(JsonNumber(resumed, "train_logloss"), JsonNumber(fresh, "train_logloss") - 0.005);
   EXPECT_EQ(Model::Load(warm.File("model.fmps")).keys(),
             Model::Load(first.File("model.fmps")).keys());
+}
+
+TEST_F(MpiTrainTest, KilledWorkerResumesFromTheLastCheckpoint) {
+  TempDir plain, ckpt, killed, resumed;
+  const std::string bsp = "--set train.consistency=bsp --set train.batch_size=64";
+  const std::string with_ckpt = bsp + " --set checkpoint.dir=" + ckpt.path() +
+                                " --set checkpoint.every_seconds=0.2 --set checkpoint.keep=2";
+  const std::string reference = Train(Mpirun(3), plain.path(), bsp);
+  // Start the job, wait for its first checkpoint, then SIGKILL worker rank 2.
+  std::string script = "(";
+  script += Mpirun(3) + " train " + config_ + " --set output.dir=" + killed.path() + " ";
+  script += with_ckpt + " > " + killed.File("log") + " 2>&1; echo $? > " + killed.File("rc");
+  script += ") & for i in $(seq 1 400); do ls " + ckpt.path();
+  script += "/*/MANIFEST >/dev/null 2>&1 && break; sleep 0.025; done; ";
+  script += "for p in $(pgrep -f 'fmps train " + config_ + "'); do ";
+  script += "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 && ";
+  script += "kill -9 $p; done; wait";
+  std::string log;
+  RunCommand("bash " + killed.Write("kill.sh", script), &log);
+  EXPECT_NE(ReadFile(killed.File("rc")), "0\n")
+      << "the job ended before the kill: " << ReadFile(killed.File("log"));
+  EXPECT_FALSE(std::filesystem::exists(killed.File("model.fmps")));
+  // Relaunch with --resume: it continues from the newest complete checkpoint.
+  const std::string after = Train(Mpirun(3), resumed.path(), with_ckpt + " --resume");
+  EXPECT_EQ(JsonNumber(after, "rows_trained"), 200000);
+  const double a = JsonNumber(reference, "test_logloss"), b = JsonNumber(after, "test_logloss");
+  EXPECT_LE(std::abs(a - b) / a, 0.01);
+  // bsp, one server, same topology: the very same model.
+  EXPECT_LE(
+      MaxAbsDiff(Model::Load(plain.File("model.fmps")), Model::Load(resumed.File("model.fmps"))),
+      1e-6);
 }
 
 TEST(MpiRealDataTest, A9aOnTwoWorkersReachesAuc090) {
