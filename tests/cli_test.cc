@@ -115,7 +115,7 @@ TEST(CliTest, SynthTrainPredictEvalExport) {
     const bool y = test_lines[i][0] == '1';
     total -= y ? std::log(p) : std::log(1 - p);
   }
-  EXPECT_NEAR(total / probs.size(), test_logloss, 1e-5);
+  EXPECT_NEAR(total / probs.size(), test_logloss, 1e-6);
 
   // eval: JSON with rows, logloss, auc equal to the training job's final evaluation.
   ASSERT_EQ(RunCommand(FmpsBinary() + " eval --model " + model + " --data " +
