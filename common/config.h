@@ -100,8 +100,7 @@ struct Config {
 //
 // A key that the rest of the config would make ineffective is an error rather than silently
 // ignored: data.csv unless data.format is csv; optimizer.beta1/beta2 unless adam, eps unless
-// adagrad or adam, l1/ftrl_beta unless ftrl; train.max_delay unless async. A non-empty
-// checkpoint.dir is rejected for now (checkpointing is not implemented yet). Within csv
+// adagrad or adam, l1/ftrl_beta unless ftrl; train.max_delay unless async. Within csv
 // roles, a column may be named only once. An override whose value is empty sets the empty
 // string.
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides);
