@@ -631,6 +631,14 @@ CheckpointConfig ReadCheckpoint(const Context& ctx, const Section& top) {
   if ((e = s.Find("dir")) != nullptr) {
     c.dir = ReadString(ctx, *e, "a directory path (empty for no checkpoints)");
   }
+  for (const char* key : {"every_seconds", "keep"}) {
+    if ((e = s.Find(key)) != nullptr && c.dir.empty()) {
+      ctx.Fail(e->path, e->key.Mark(),
+               e->path +
+                   " applies only with checkpoint.dir set (no checkpoints are written "
+                   "without it)");
+    }
+  }
   if ((e = s.Find("every_seconds")) != nullptr) {
     c.every_seconds = ReadReal<double>(ctx, *e, kPositive);
   }
@@ -904,8 +912,10 @@ std::string ConfigToYaml(const Config& c) {
 
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << c.checkpoint.dir;
-  out << YAML::Key << "every_seconds" << YAML::Value << FormatReal(c.checkpoint.every_seconds);
-  out << YAML::Key << "keep" << YAML::Value << c.checkpoint.keep;
+  if (!c.checkpoint.dir.empty()) {  // the other keys apply only with a dir
+    out << YAML::Key << "every_seconds" << YAML::Value << FormatReal(c.checkpoint.every_seconds);
+    out << YAML::Key << "keep" << YAML::Value << c.checkpoint.keep;
+  }
   out << YAML::EndMap;
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;

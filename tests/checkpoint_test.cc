@@ -48,12 +48,11 @@ class CheckpointTest : public ::testing::Test {
   static std::string Yaml(const std::string& out, const std::string& ckpt) {
     return "data:\n  train: " + synth_->train_path + "\n  test: " + synth_->test_path +
            "\n  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adam\n  lr: 0.005\n"
-           "train:\n  epochs: 2\n  batch_size: 128\n  consistency: bsp\n"
-           "checkpoint:\n  dir: \"" +
-           ckpt +
-           "\"\n  every_seconds: 0.05\n  keep: 1000\n"
-           "output:\n  dir: " +
-           out + "\n";
+           "train:\n  epochs: 2\n  batch_size: 128\n  consistency: bsp\n" +
+           (ckpt.empty()
+                ? std::string()
+                : "checkpoint:\n  dir: \"" + ckpt + "\"\n  every_seconds: 0.05\n  keep: 1000\n") +
+           "output:\n  dir: " + out + "\n";
   }
   static Config MakeConfig(const std::string& out, const std::string& ckpt,
                            const std::vector<std::string>& sets = {}) {

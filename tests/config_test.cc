@@ -156,7 +156,7 @@ cluster:
   local_workers: 5
   timeout_seconds: 30
 checkpoint:
-  dir: ""
+  dir: ckpt/run 1
   every_seconds: 60.5
 output:
   dir: out/run 1
@@ -367,7 +367,7 @@ TEST(ConfigTest, RangesNameKeyValueAndAllowedRange) {
        "integers in 1..64)"},
       {"cluster: {local_workers: 257}", "cluster.local_workers: '257' is out of range"},
       {"cluster: {timeout_seconds: 0}", "cluster.timeout_seconds: '0' is out of range"},
-      {"checkpoint: {every_seconds: -1}", "checkpoint.every_seconds: '-1' is out of range"},
+      {"checkpoint: {dir: c, every_seconds: -1}", "checkpoint.every_seconds: '-1' is out of range"},
   };
   for (const RangeCase& c : cases) {
     // Sections given twice would be duplicate keys: merge data into the minimal config.
@@ -446,7 +446,11 @@ TEST(ConfigTest, CrossKeyRules) {
                 .find("data.csv.delimiter: expected exactly one character"),
             std::string::npos);
   EXPECT_EQ(Parse(base + "checkpoint:\n  dir: ckpt\n  keep: 3\n").checkpoint.keep, 3);
-  EXPECT_NE(ErrorOf(base + "checkpoint:\n  keep: 0\n").find("checkpoint.keep"), std::string::npos);
+  EXPECT_NE(ErrorOf(base + "checkpoint:\n  dir: c\n  keep: 0\n").find("checkpoint.keep"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(base + "checkpoint:\n  every_seconds: 5\n"),
+            "exp.yaml:5:3: checkpoint.every_seconds applies only with checkpoint.dir set (no "
+            "checkpoints are written without it)");
   EXPECT_EQ(Parse(base + "train:\n  init_model: m.fmps\n").train.init_model, "m.fmps");
   // The allowed combinations parse.
   EXPECT_EQ(Parse(base + "optimizer: {name: adam, beta1: 0.5, eps: 1e-6}").optimizer.beta1, 0.5f);
