@@ -1,0 +1,317 @@
+// fmps micro-benchmarks (Google Benchmark). Run through tests/bench/run.sh, which parses
+// the JSON output; can also be run by hand:
+//   build/tests/bench/fmps_bench [--benchmark_filter=REGEX] [--benchmark_repetitions=3]
+//
+// Cases (items = rows for FM and readers, keys for the store):
+//   BM_FmCache/k        FmForwardBackward, 1024-row batches of 39 nnz, 4096-row table (in cache)
+//   BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge pages)
+//   BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per call
+//   BM_StoreBytes/opt   MemoryBytes()/key of a 10^6-key store, k = 8; counters bytes_per_key,
+//                       raw_bytes_per_key (8-byte key + (1+k)(1+S) floats) and ratio
+//   BM_Parse/fmt        ShardReader over a fmps::Synthesize file (libsvm, criteo), MB/s, rows/s
+// The reader files are generated once per process in a temp dir, removed at exit.
+#include <benchmark/benchmark.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "common/fm.h"
+#include "common/reader.h"
+#include "common/row_block.h"
+#include "common/synth.h"
+#include "common/types.h"
+#include "server/optimizer.h"
+#include "server/param_store.h"
+
+namespace fmps {
+namespace {
+
+constexpr std::size_t kBatchRows = 1024;
+constexpr std::size_t kNnzPerRow = 39;
+constexpr std::size_t kNumBatches = 16;  // distinct batches cycled through
+
+// Anonymous mapping with transparent huge pages requested (as the server's arenas do).
+class BigBuffer {
+ public:
+  BigBuffer() = default;
+  explicit BigBuffer(std::size_t floats) : bytes_(floats * sizeof(float)) {
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) std::abort();
+    madvise(p, bytes_, MADV_HUGEPAGE);
+    data_ = static_cast<float*>(p);
+  }
+  ~BigBuffer() {
+    if (data_ != nullptr) munmap(data_, bytes_);
+  }
+  BigBuffer(BigBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) { o.data_ = nullptr; }
+  BigBuffer& operator=(BigBuffer&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  float* get() const { return data_; }
+
+ private:
+  float* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+struct FmFixture {
+  int k = 0;
+  std::size_t table_rows = 0;
+  BigBuffer params, grads;
+  std::vector<float> labels, values;
+  std::vector<std::size_t> offsets;
+  std::vector<std::vector<std::uint32_t>> local;  // one per batch
+};
+
+// Keeps one fixture alive at a time (the 10^7-row table at k = 32 is 2 x 1.3 GB).
+FmFixture& GetFm(int k, std::size_t table_rows) {
+  static std::unique_ptr<FmFixture> fx;
+  if (fx && fx->k == k && fx->table_rows == table_rows) return *fx;
+  fx.reset();
+  fx = std::make_unique<FmFixture>();
+  fx->k = k;
+  fx->table_rows = table_rows;
+  const std::size_t width = 1 + static_cast<std::size_t>(k);
+  fx->params = BigBuffer(table_rows * width);
+  fx->grads = BigBuffer(table_rows * width);
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> normal(0.0f, 0.01f);
+  float* p = fx->params.get();
+  for (std::size_t i = 0; i < table_rows * width; ++i) p[i] = normal(rng);
+  std::memset(fx->grads.get(), 0, table_rows * width * sizeof(float));
+  std::bernoulli_distribution pos(0.25);
+  for (std::size_t r = 0; r < kBatchRows; ++r) fx->labels.push_back(pos(rng) ? 1.0f : 0.0f);
+  for (std::size_t r = 0; r <= kBatchRows; ++r) fx->offsets.push_back(r * kNnzPerRow);
+  fx->values.assign(kBatchRows * kNnzPerRow, 1.0f);
+  std::uniform_int_distribution<std::uint32_t> idx(1, static_cast<std::uint32_t>(table_rows - 1));
+  fx->local.resize(kNumBatches);
+  for (auto& b : fx->local) {
+    b.resize(kBatchRows * kNnzPerRow);
+    for (auto& u : b) u = idx(rng);
+  }
+  return *fx;
+}
+
+void RunFm(benchmark::State& state, std::size_t table_rows) {
+  const int k = static_cast<int>(state.range(0));
+  FmFixture& fx = GetFm(k, table_rows);
+  std::vector<float> scores(kBatchRows);
+  std::size_t b = 0;
+  for (auto _ : state) {
+    FmBatch batch{kBatchRows, fx.labels.data(), fx.offsets.data(), fx.local[b].data(),
+                  fx.values.data()};
+    double loss = FmForwardBackward(batch, fx.params.get(), k, Loss::kLogistic, fx.grads.get(),
+                                    scores.data());
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+    b = (b + 1) % kNumBatches;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kBatchRows));
+  state.counters["table_rows"] = static_cast<double>(table_rows);
+}
+
+void BM_FmCache(benchmark::State& state) { RunFm(state, 4096); }
+void BM_FmBig(benchmark::State& state) { RunFm(state, 10'000'000); }
+BENCHMARK(BM_FmCache)->Arg(4)->Arg(8)->Arg(16)->Arg(32);
+BENCHMARK(BM_FmBig)->Arg(4)->Arg(8)->Arg(16)->Arg(32);
+
+// ---- ParamStore ---------------------------------------------------------------------------
+
+constexpr std::size_t kStoreKeys = 1'000'000;
+constexpr std::size_t kCallKeys = 8192;
+
+std::unique_ptr<Optimizer> MakeOpt(OptimizerName name) {
+  OptimizerConfig c;
+  c.name = name;
+  return MakeOptimizer(c);
+}
+
+std::vector<Key> RandomKeys(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Key> keys(n);
+  for (auto& key : keys) {
+    do key = rng();
+    while (key == kBiasKey);
+  }
+  return keys;
+}
+
+// A filled store: every key pushed once (created), plus call-sized permutations of the keys.
+struct StoreFixture {
+  std::unique_ptr<ParamStore> store;
+  std::vector<Key> keys;
+  std::vector<std::vector<Key>> calls;  // unique keys within each call
+  std::vector<float> grads, out;
+};
+
+void Fill(ParamStore* store, const std::vector<Key>& keys) {
+  const std::size_t w = static_cast<std::size_t>(store->row_width());
+  std::vector<float> g(kCallKeys * w, 0.001f);
+  for (std::size_t i = 0; i < keys.size(); i += kCallKeys) {
+    const std::size_t n = std::min(kCallKeys, keys.size() - i);
+    store->Push(keys.data() + i, n, g.data(), nullptr);
+  }
+}
+
+StoreFixture& GetStore() {
+  static std::unique_ptr<StoreFixture> fx;
+  if (fx) return *fx;
+  fx = std::make_unique<StoreFixture>();
+  StoreOptions o;
+  o.k = 8;
+  fx->store = std::make_unique<ParamStore>(o, MakeOpt(OptimizerName::kAdagrad));
+  fx->keys = RandomKeys(kStoreKeys, 7);
+  Fill(fx->store.get(), fx->keys);
+  std::vector<Key> perm = fx->keys;
+  std::mt19937_64 rng(9);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  for (std::size_t i = 0; i + kCallKeys <= perm.size(); i += kCallKeys) {
+    fx->calls.emplace_back(perm.begin() + static_cast<std::ptrdiff_t>(i),
+                           perm.begin() + static_cast<std::ptrdiff_t>(i + kCallKeys));
+  }
+  const std::size_t w = static_cast<std::size_t>(fx->store->row_width());
+  std::normal_distribution<float> normal(0.0f, 0.01f);
+  fx->grads.resize(kCallKeys * w);
+  for (auto& g : fx->grads) g = normal(rng);
+  fx->out.resize(kCallKeys * w);
+  return *fx;
+}
+
+void BM_StorePull(benchmark::State& state) {
+  StoreFixture& fx = GetStore();
+  std::size_t c = 0;
+  for (auto _ : state) {
+    fx.store->Pull(fx.calls[c].data(), kCallKeys, true, fx.out.data());
+    benchmark::ClobberMemory();
+    c = (c + 1) % fx.calls.size();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
+  state.counters["store_keys"] = static_cast<double>(fx.store->size());
+}
+
+void BM_StorePush(benchmark::State& state) {
+  StoreFixture& fx = GetStore();
+  std::size_t c = 0;
+  for (auto _ : state) {
+    fx.store->Push(fx.calls[c].data(), kCallKeys, fx.grads.data(), nullptr);
+    benchmark::ClobberMemory();
+    c = (c + 1) % fx.calls.size();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
+  state.counters["store_keys"] = static_cast<double>(fx.store->size());
+}
+BENCHMARK(BM_StorePull);
+BENCHMARK(BM_StorePush);
+
+// Memory per key after creating 10^6 keys, per optimizer (range: OptimizerName).
+void BM_StoreBytes(benchmark::State& state) {
+  const auto name = static_cast<OptimizerName>(state.range(0));
+  const std::vector<Key> keys = RandomKeys(kStoreKeys, 11);
+  double bytes_per_key = 0, raw = 0;
+  for (auto _ : state) {
+    StoreOptions o;
+    o.k = 8;
+    auto opt = MakeOpt(name);
+    const int s = opt->state_floats();
+    ParamStore store(o, std::move(opt));
+    Fill(&store, keys);
+    bytes_per_key = static_cast<double>(store.MemoryBytes()) / static_cast<double>(store.size());
+    raw = 8.0 + 4.0 * (1 + o.k) * (1 + s);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kStoreKeys));
+  state.counters["bytes_per_key"] = bytes_per_key;
+  state.counters["raw_bytes_per_key"] = raw;
+  state.counters["ratio"] = bytes_per_key / raw;
+}
+BENCHMARK(BM_StoreBytes)
+    ->ArgName("opt")
+    ->Arg(static_cast<int>(OptimizerName::kSgd))
+    ->Arg(static_cast<int>(OptimizerName::kAdagrad))
+    ->Arg(static_cast<int>(OptimizerName::kAdam))
+    ->Arg(static_cast<int>(OptimizerName::kFtrl))
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+
+// ---- Readers ------------------------------------------------------------------------------
+
+std::filesystem::path& TempDir() {
+  static std::filesystem::path dir;
+  return dir;
+}
+
+// Generates (once) a Synthesize file of the given format; returns its path.
+std::string DataFile(DataFormat format) {
+  static std::string paths[4];
+  std::string& path = paths[static_cast<int>(format)];
+  if (!path.empty()) return path;
+  if (TempDir().empty()) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fmps_bench_XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    TempDir() = tmpl;
+  }
+  SynthOptions o;
+  o.out_dir = (TempDir() / std::to_string(static_cast<int>(format))).string();
+  o.rows = 200000;
+  o.test_rows = 10;
+  o.vocab = 1000000;
+  o.format = format;
+  path = Synthesize(o).train_path;
+  return path;
+}
+
+void BM_Parse(benchmark::State& state) {
+  const auto format = static_cast<DataFormat>(state.range(0));
+  const std::string path = DataFile(format);
+  FeatureSpec spec;
+  spec.data.format = format;
+  spec.data.train = {path};
+  const std::uint64_t bytes = TotalBytes({path});
+  RowBlock block;
+  std::uint64_t rows = 0;
+  for (auto _ : state) {
+    ShardReader reader(spec, {path}, 0, 1);
+    std::size_t n;
+    while (true) {
+      block.Clear();
+      n = reader.Read(kBatchRows, &block);
+      if (n == 0) break;
+      rows += n;
+    }
+    benchmark::DoNotOptimize(block.keys.data());
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  state.SetItemsProcessed(static_cast<std::int64_t>(rows));
+  state.counters["file_bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_Parse)
+    ->ArgName("fmt")
+    ->Arg(static_cast<int>(DataFormat::kLibsvm))
+    ->Arg(static_cast<int>(DataFormat::kCriteo))
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace fmps
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  if (!fmps::TempDir().empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(fmps::TempDir(), ec);
+  }
+  return 0;
+}
