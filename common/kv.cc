@@ -125,9 +125,15 @@ Message KVClient::Receive(const char* what) {
   return std::move(*m);
 }
 
+namespace {
+// Replies to a KVClient's own requests; anything else is a control message for the inbox.
+bool IsReply(MsgKind kind) {
+  return kind == MsgKind::kPullReply || kind == MsgKind::kPushReply || kind == MsgKind::kDumpChunk;
+}
+}  // namespace
+
 void KVClient::Deliver(Message&& reply) {
-  if (reply.kind != MsgKind::kPullReply && reply.kind != MsgKind::kPushReply &&
-      reply.kind != MsgKind::kDumpChunk) {
+  if (!IsReply(reply.kind)) {
     inbox_.push_back(std::move(reply));  // control message: kept for Take/WaitFor
     return;
   }
@@ -203,8 +209,7 @@ std::uint64_t KVClient::Dump(
   std::uint64_t bytes = 0;
   while (done < options_.num_servers) {
     Message m = Receive("model dump");
-    if (m.kind != MsgKind::kDumpChunk && m.kind != MsgKind::kPullReply &&
-        m.kind != MsgKind::kPushReply) {
+    if (!IsReply(m.kind)) {
       inbox_.push_back(std::move(m));
       continue;
     }

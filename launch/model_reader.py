@@ -26,8 +26,8 @@ import re
 import struct
 import sys
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-REEXEC_GUARD = "FMPS_MODEL_READER_REEXEC"
+from debian_python import reexec_with_system_python
+
 MAGIC = b"FMPSMDL1"
 
 
@@ -40,11 +40,7 @@ def import_pb(pb_dir):
     try:
         import google.protobuf  # noqa: F401
     except ImportError:
-        if (os.environ.get(REEXEC_GUARD) != "1" and os.path.exists(SYSTEM_PYTHON)
-                and os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON)):
-            os.environ[REEXEC_GUARD] = "1"
-            script = os.path.abspath(sys.argv[0])
-            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, script] + sys.argv[1:])
+        reexec_with_system_python()
         fail("google.protobuf is not installed (Debian: apt-get install python3-protobuf)")
     sys.path.insert(0, pb_dir)
     try:

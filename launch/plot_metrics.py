@@ -23,8 +23,8 @@ import math
 import os
 import sys
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-REEXEC_GUARD = "FMPS_PLOT_METRICS_REEXEC"
+from debian_python import reexec_with_system_python
+
 
 
 def fail(message):
@@ -40,11 +40,7 @@ def import_pyplot():
         import matplotlib.pyplot as plt
         from matplotlib.ticker import EngFormatter, MaxNLocator
     except ImportError:
-        if (os.environ.get(REEXEC_GUARD) != "1" and os.path.exists(SYSTEM_PYTHON)
-                and os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON)):
-            os.environ[REEXEC_GUARD] = "1"
-            script = os.path.abspath(sys.argv[0])
-            os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, script] + sys.argv[1:])
+        reexec_with_system_python()
         fail("matplotlib is not installed (Debian: apt-get install python3-matplotlib)")
     return plt, EngFormatter, MaxNLocator
 

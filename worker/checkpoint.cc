@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "worker/job.h"
 #include "worker/run_output.h"
 
 namespace fmps {
@@ -145,6 +146,15 @@ std::string CheckCheckpoint(const std::string& path, Manifest* m) {
 
 }  // namespace
 
+WorkerReport ReportOf(const Progress& progress, bool done, std::vector<ByteRange> remaining) {
+  WorkerReport r;
+  r.done = done;
+  r.remaining = std::move(remaining);
+  r.rows = static_cast<double>(progress.rows.load());
+  r.loss = progress.loss_sum.load();
+  return r;
+}
+
 Message EncodeReport(MsgKind kind, std::int64_t step, const WorkerReport& r) {
   Message m;
   m.kind = kind;
@@ -189,7 +199,8 @@ std::string ConfigDigest(const Config& config) {
   return hex;
 }
 
-std::uint64_t NextCheckpointSeq(const std::string& dir) {
+// The sequence number after every checkpoint present in `dir` (1 if none).
+static std::uint64_t NextCheckpointSeq(const std::string& dir) {
   const auto list = ListCheckpoints(dir);
   return list.empty() ? 1 : list.front().first + 1;
 }
@@ -281,7 +292,7 @@ void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore
 
 Checkpointer::Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
                            int first_worker, int own_worker, std::uint64_t train_bytes,
-                           std::uint64_t first_seq, double rows_base, double loss_base)
+                           double rows_base, double loss_base)
     : config_(config),
       client_(client),
       num_servers_(num_servers),
@@ -289,7 +300,7 @@ Checkpointer::Checkpointer(const Config& config, KVClient* client, int num_serve
       first_worker_(first_worker),
       own_worker_(own_worker),
       train_bytes_(train_bytes),
-      next_seq_(first_seq),
+      next_seq_(config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir)),
       rows_base_(rows_base),
       loss_base_(loss_base),
       enabled_(!config.checkpoint.dir.empty()),
@@ -332,9 +343,7 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
   std::vector<std::optional<WorkerReport>> reports(num_workers_);
   std::vector<bool> waiting(num_workers_, false);
   if (own_worker_ >= 0) reports[own_worker_] = own;
-  const auto deadline =
-      std::chrono::steady_clock::now() +
-      std::chrono::milliseconds(static_cast<std::int64_t>(config_.cluster.timeout_seconds * 1e3));
+  const auto deadline = std::chrono::steady_clock::now() + ReplyTimeout(config_);
   while (true) {
     int missing = 0;
     for (int w = 0; w < num_workers_; ++w) {

@@ -28,6 +28,7 @@
 #include "common/kv.h"
 #include "common/reader.h"
 #include "server/checkpoint_shard.h"
+#include "worker/worker.h"
 
 namespace fmps {
 
@@ -38,6 +39,9 @@ struct WorkerReport {
   double rows = 0.0;                 // rows trained by this worker since the job (re)started
   double loss = 0.0;                 // their loss sum
 };
+
+// A worker's report from its live counters (rows and loss since this process started).
+WorkerReport ReportOf(const Progress& progress, bool done, std::vector<ByteRange> remaining);
 
 // kCutReady / kShardDone messages (the worker's report to the coordinator).
 Message EncodeReport(MsgKind kind, std::int64_t step, const WorkerReport& report);
@@ -67,8 +71,6 @@ std::string ConfigDigest(const Config& config);
 std::optional<Manifest> FindResumePoint(const std::string& dir, const std::string& digest,
                                         std::uint64_t train_bytes);
 
-// The sequence number after every checkpoint present in `dir` (1 if none).
-std::uint64_t NextCheckpointSeq(const std::string& dir);
 
 // Where a (resumed) job starts.
 struct ResumePoint {
@@ -104,10 +106,10 @@ class Checkpointer {
   // `client` is the coordinator's KVClient. Workers are endpoints first_worker ..
   // first_worker + num_workers - 1; `own_worker` is the index of the worker the coordinator
   // itself runs (MPI), or -1 (single-node mode). rows/loss_base: counters of the job before
-  // a resume.
+  // a resume. Sequence numbers continue after the checkpoints already in checkpoint.dir.
   Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
-               int first_worker, int own_worker, std::uint64_t train_bytes, std::uint64_t first_seq,
-               double rows_base, double loss_base);
+               int first_worker, int own_worker, std::uint64_t train_bytes, double rows_base,
+               double loss_base);
 
   bool enabled() const { return enabled_; }
   // A periodic checkpoint is due and none is in progress.

@@ -103,9 +103,13 @@ KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
   KVClientOptions o;
   o.num_servers = num_servers;
   o.row_width = 1 + c.model.k;
-  o.reply_timeout = std::chrono::milliseconds(
-      static_cast<std::int64_t>(std::min(c.cluster.timeout_seconds, 1e9) * 1000.0));
+  o.reply_timeout = ReplyTimeout(c);
   return o;
+}
+
+std::chrono::milliseconds ReplyTimeout(const Config& c) {
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::min(c.cluster.timeout_seconds, 1e9) * 1000.0));
 }
 
 SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,

@@ -2,6 +2,7 @@
 // (mpi_trainer): inputs, options derived from the config, model assembly, summary.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,6 +40,8 @@ std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamSt
 StoreOptions MakeStoreOptions(const Config& config);
 WorkerOptions MakeWorkerOptions(const Config& config);
 KVClientOptions MakeKVOptions(const Config& config, int num_servers);
+// cluster.timeout_seconds: the longest any rank waits for a peer.
+std::chrono::milliseconds ReplyTimeout(const Config& config);
 
 struct SavedModel {
   std::uint64_t num_keys = 0;      // bias excluded

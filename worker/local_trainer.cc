@@ -150,22 +150,11 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
   std::unique_ptr<Transport> coord_transport = hub.Connect(coord_endpoint);
   KVClient coord(coord_transport.get(), kv_options);
   Checkpointer ckpt(config, &coord, num_servers, num_workers, num_servers, /*own_worker=*/-1,
-                    train_bytes,
-                    config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir),
-                    start.rows_base, start.loss_base);
-  // A worker's report to the coordinator (its counters since this process started).
-  auto report_of = [&](int w, bool done, const std::vector<ByteRange>& remaining) {
-    WorkerReport r;
-    r.done = done;
-    r.remaining = remaining;
-    r.rows = static_cast<double>(progress[w].rows.load());
-    r.loss = progress[w].loss_sum.load();
-    return r;
-  };
+                    train_bytes, start.rows_base, start.loss_base);
   for (int w = 0; w < num_workers; ++w) {
     workers[w]->set_cut_handler([&, w](const std::vector<ByteRange>& remaining) {
-      clients[w]->Send(coord_endpoint,
-                       EncodeReport(MsgKind::kCutReady, 0, report_of(w, false, remaining)));
+      clients[w]->Send(coord_endpoint, EncodeReport(MsgKind::kCutReady, 0,
+                                                    ReportOf(progress[w], false, remaining)));
       clients[w]->WaitFor(MsgKind::kCutResume, std::nullopt, "checkpoint resume");
     });
   }
@@ -249,8 +238,8 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
           [&](int w) {
             workers[w]->TrainEpoch(readers[w].get(), &progress[w]);
             if (ckpt.enabled()) {
-              clients[w]->Send(coord_endpoint,
-                               EncodeReport(MsgKind::kShardDone, epoch, report_of(w, true, {})));
+              clients[w]->Send(coord_endpoint, EncodeReport(MsgKind::kShardDone, epoch,
+                                                            ReportOf(progress[w], true, {})));
             }
           },
           [&] { report(false); },

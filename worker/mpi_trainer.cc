@@ -148,25 +148,15 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   std::optional<Checkpointer> ckpt;
   if (coordinator) {
     ckpt.emplace(config, &client, num_servers, num_workers, num_servers, /*own_worker=*/0,
-                 s.train_bytes,
-                 config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir),
-                 s.start.rows_base, s.start.loss_base);
+                 s.train_bytes, s.start.rows_base, s.start.loss_base);
   }
   const bool checkpoints = !config.checkpoint.dir.empty();
-  auto report_of = [&](bool done, const std::vector<ByteRange>& remaining) {
-    WorkerReport r;
-    r.done = done;
-    r.remaining = remaining;
-    r.rows = static_cast<double>(progress.rows.load());
-    r.loss = progress.loss_sum.load();
-    return r;
-  };
   worker.set_cut_handler([&](const std::vector<ByteRange>& remaining) {
     if (coordinator) {
-      ckpt->Cut(epoch, false, report_of(false, remaining));
+      ckpt->Cut(epoch, false, ReportOf(progress, false, remaining));
     } else {
       client.Send(coordinator_endpoint,
-                  EncodeReport(MsgKind::kCutReady, 0, report_of(false, remaining)));
+                  EncodeReport(MsgKind::kCutReady, 0, ReportOf(progress, false, remaining)));
       client.WaitFor(MsgKind::kCutResume, std::nullopt, "checkpoint resume");
     }
   });
@@ -232,13 +222,13 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
     worker.TrainEpoch(reader, &progress, hook);
     if (checkpoints && !coordinator) {
       client.Send(coordinator_endpoint,
-                  EncodeReport(MsgKind::kShardDone, epoch, report_of(true, {})));
+                  EncodeReport(MsgKind::kShardDone, epoch, ReportOf(progress, true, {})));
     }
     if (coordinator && checkpoints) {
       // Settle a cut requested too late for this worker to see, then checkpoint the epoch.
-      if (ckpt->requested()) ckpt->Cut(epoch, false, report_of(true, {}));
+      if (ckpt->requested()) ckpt->Cut(epoch, false, ReportOf(progress, true, {}));
       ckpt->CollectShardDone(epoch);
-      ckpt->Cut(epoch, /*epoch_done=*/true, report_of(true, {}));
+      ckpt->Cut(epoch, /*epoch_done=*/true, ReportOf(progress, true, {}));
     }
     channel.Finish();
     // Exact end-of-epoch counters of every worker.
@@ -376,8 +366,6 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   try {
     if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
     std::optional<MpiTransport> transport(std::in_place, kv);
-    const auto timeout = std::chrono::milliseconds(
-        static_cast<std::int64_t>(std::min(s.config.cluster.timeout_seconds, 1e9) * 1000));
     if (is_server) {
       ParamStore store(MakeStoreOptions(s.config), MakeOptimizer(s.config.optimizer));
       if (s.start.manifest) {
@@ -403,7 +391,7 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
     } else {
       RunWorker(s, workers, size - servers, &*transport, servers);
     }
-    transport->Flush(timeout);
+    transport->Flush(ReplyTimeout(s.config));
     transport.reset();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank, RoleName(rank, servers).c_str(),
