@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/hash.h"
@@ -25,24 +26,25 @@ class KeyIndex {
   explicit KeyIndex(std::size_t expected_keys = 1024) { Rehash(Capacity(expected_keys)); }
 
   // Index of `key`, inserting it with index size() if absent. Sets *inserted accordingly.
+  // The probe loop has one well-predicted branch and the insert no branch at all: whether a
+  // key is new is close to a coin flip in minibatch deduplication, and mispredicted branches
+  // cost more there than the probes themselves.
   std::uint32_t Insert(Key key, bool* inserted) {
-    if ((keys_.size() + 1) * 2 > slots_.size()) Rehash(slots_.size() * 2);
+    if ((size_ + 1) * 2 > slots_.size()) Rehash(slots_.size() * 2);
     std::size_t i = Slot(key);
-    while (true) {
-      std::uint32_t idx = slots_[i];
-      if (idx == kNotFound) {
-        idx = static_cast<std::uint32_t>(keys_.size());
-        slots_[i] = idx;
-        keys_.push_back(key);
-        *inserted = true;
-        return idx;
-      }
-      if (keys_[idx] == key) {
-        *inserted = false;
-        return idx;
-      }
+    std::uint32_t s = slots_[i];
+    while ((s != 0) & (keys_[s] != key)) {  // keys_[0] is a dummy: no branch on s first
       i = (i + 1) & mask_;
+      s = slots_[i];
     }
+    const bool added = s == 0;
+    const auto next = static_cast<std::uint32_t>(size_ + 1);
+    s = added ? next : s;
+    slots_[i] = s;
+    keys_[next] = key;  // harmless when not added: slot next is unused until then
+    size_ += added;
+    *inserted = added;
+    return s - 1;
   }
 
   std::uint32_t Insert(Key key) {
@@ -54,8 +56,9 @@ class KeyIndex {
   std::uint32_t Find(Key key) const {
     std::size_t i = Slot(key);
     while (true) {
-      std::uint32_t idx = slots_[i];
-      if (idx == kNotFound || keys_[idx] == key) return idx;
+      const std::uint32_t s = slots_[i];
+      if (s == 0) return kNotFound;
+      if (keys_[s] == key) return s - 1;
       i = (i + 1) & mask_;
     }
   }
@@ -65,21 +68,21 @@ class KeyIndex {
 
   // Removes every key; keeps capacity.
   void Clear() {
-    if (keys_.size() * 8 < slots_.size()) {
-      for (Key k : keys_) {
-        std::size_t i = Slot(k);
-        while (slots_[i] == kNotFound || keys_[slots_[i]] != k) i = (i + 1) & mask_;
-        slots_[i] = kNotFound;
+    if (size_ * 8 < slots_.size()) {
+      for (std::size_t idx = 1; idx <= size_; ++idx) {
+        std::size_t i = Slot(keys_[idx]);
+        while (slots_[i] != idx) i = (i + 1) & mask_;
+        slots_[i] = 0;
       }
     } else {
-      std::fill(slots_.begin(), slots_.end(), kNotFound);
+      std::fill(slots_.begin(), slots_.end(), 0u);
     }
-    keys_.clear();
+    size_ = 0;
   }
 
-  std::size_t size() const { return keys_.size(); }
-  // Keys in insertion order: keys()[Find(k)] == k.
-  const std::vector<Key>& keys() const { return keys_; }
+  std::size_t size() const { return size_; }
+  // Keys in insertion order: keys()[Find(k)] == k. Valid until the next Insert or Clear.
+  std::span<const Key> keys() const { return {keys_.data() + 1, size_}; }
 
  private:
   static std::size_t Capacity(std::size_t n) {
@@ -88,18 +91,22 @@ class KeyIndex {
     return c;
   }
   std::size_t Slot(Key key) const { return Mix64(key) & mask_; }
+  // Slots hold index + 1 (0 = empty); keys_[1 + index] is the key, keys_[0] a dummy, and
+  // keys_ always has room for one more key than the table may hold.
   void Rehash(std::size_t capacity) {
-    slots_.assign(capacity, kNotFound);
+    slots_.assign(capacity, 0u);
     mask_ = capacity - 1;
-    for (std::size_t idx = 0; idx < keys_.size(); ++idx) {
+    keys_.resize(capacity / 2 + 2);
+    for (std::size_t idx = 1; idx <= size_; ++idx) {
       std::size_t i = Slot(keys_[idx]);
-      while (slots_[i] != kNotFound) i = (i + 1) & mask_;
+      while (slots_[i] != 0) i = (i + 1) & mask_;
       slots_[i] = static_cast<std::uint32_t>(idx);
     }
   }
 
   std::vector<std::uint32_t> slots_;
   std::vector<Key> keys_;
+  std::size_t size_ = 0;
   std::size_t mask_ = 0;
 };
 
