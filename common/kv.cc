@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 #include "common/error.h"
@@ -27,7 +28,9 @@ void KVClient::Split(std::span<const Key> keys) {
   }
 }
 
-Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
+Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bool keep_rows) {
+  if (keep_rows && !create) throw std::logic_error("KVClient::Pull: keep_rows needs create");
+  const std::uint32_t flags = (create ? kFlagCreate : 0) | (keep_rows ? kFlagKeepRows : 0);
   Pending p;
   p.ts = next_ts_++;
   p.vals = vals;
@@ -39,7 +42,7 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
     Message m;
     m.kind = MsgKind::kPull;
     m.request_id = p.ts;
-    m.flags = create ? kFlagCreate : 0;
+    m.flags = flags;
     m.keys.assign(keys.begin(), keys.end());
     transport_->Send(0, std::move(m));
     p.remaining = 1;
@@ -51,22 +54,31 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
       Message m;
       m.kind = MsgKind::kPull;
       m.request_id = p.ts;
-      m.flags = create ? kFlagCreate : 0;
+      m.flags = flags;
       m.keys = split_keys_[s];
       p.positions[s] = split_pos_[s];
       transport_->Send(s, std::move(m));
       ++p.remaining;
     }
   }
+  if (keep_rows) kept_pulls_.emplace_back(p.ts, keys.size());
   pending_.push_back(std::move(p));
   return pending_.back().ts;
 }
 
 Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads,
                          std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
-                         bool to_all_servers) {
+                         bool to_all_servers, Timestamp keys_of_pull) {
   const int width = options_.row_width;
   const int servers = options_.num_servers;
+  if (keys_of_pull != 0) {
+    const auto it = std::find_if(kept_pulls_.begin(), kept_pulls_.end(),
+                                 [&](const auto& e) { return e.first == keys_of_pull; });
+    if (it == kept_pulls_.end() || it->second != keys.size()) {
+      throw std::logic_error("KVClient::Push: keys_of_pull is not a kept pull of these keys");
+    }
+    kept_pulls_.erase(it);
+  }
   Pending p;
   p.ts = next_ts_++;
   p.issued = std::chrono::steady_clock::now();
@@ -76,11 +88,15 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
     m.request_id = p.ts;
     m.step = step;
     m.flags = has_data ? kFlagHasData : 0;
+    if (keys_of_pull != 0) {
+      m.flags |= kFlagKeysOfPull;
+      m.ref = keys_of_pull;
+    }
     return m;
   };
   if (servers == 1) {
     Message m = make();
-    m.keys.assign(keys.begin(), keys.end());
+    if (keys_of_pull == 0) m.keys.assign(keys.begin(), keys.end());
     m.vals.assign(grads.begin(), grads.end());
     m.counts.assign(counts.begin(), counts.end());
     transport_->Send(0, std::move(m));
@@ -91,7 +107,7 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
       const auto& pos = split_pos_[s];
       if (pos.empty() && !to_all_servers) continue;
       Message m = make();
-      m.keys = split_keys_[s];
+      if (keys_of_pull == 0) m.keys = split_keys_[s];
       m.vals.resize(pos.size() * width);
       for (std::size_t j = 0; j < pos.size(); ++j) {
         std::memcpy(&m.vals[j * width], &grads[static_cast<std::size_t>(pos[j]) * width],

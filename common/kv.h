@@ -22,6 +22,7 @@
 #include <functional>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "common/transport.h"
@@ -57,14 +58,20 @@ class KVClient {
   KVClient(Transport* transport, const KVClientOptions& options);
 
   // create: servers create missing keys (training); otherwise they read as zeros (eval).
-  Timestamp Pull(std::span<const Key> keys, float* vals, bool create);
+  // keep_rows (needs create): the servers keep the keys' rows for one Push(...,
+  // keys_of_pull = this pull's timestamp) of exactly these keys, which then sends no keys
+  // and costs the servers no lookups. Such a push must follow (a server refuses more than
+  // kMaxKeptPulls kept pulls per client).
+  Timestamp Pull(std::span<const Key> keys, float* vals, bool create, bool keep_rows = false);
 
   // grads: keys.size() * row_width floats; counts: empty or one occurrence count per key.
   // step and has_data matter in bsp: every worker pushes once per step to every server
   // (possibly with no keys) and the servers apply the step once all workers have pushed.
+  // keys_of_pull (async only; 0 = none): the timestamp of a keep_rows Pull of exactly
+  // `keys` in the same order, not yet pushed; throws std::logic_error if it is not one.
   Timestamp Push(std::span<const Key> keys, std::span<const float> grads,
                  std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
-                 bool to_all_servers);
+                 bool to_all_servers, Timestamp keys_of_pull = 0);
 
   // Blocks until request `ts` is complete.
   WaitResult Wait(Timestamp ts);
@@ -113,6 +120,8 @@ class KVClient {
   Timestamp next_ts_ = 1;
   std::vector<Pending> pending_;  // few entries (bounded by in-flight requests)
   std::deque<Message> inbox_;     // control messages not yet taken
+  // keep_rows pulls not yet pushed: (timestamp, number of keys).
+  std::vector<std::pair<Timestamp, std::size_t>> kept_pulls_;
   std::vector<std::vector<Key>> split_keys_;
   std::vector<std::vector<std::uint32_t>> split_pos_;
   KVStats stats_;

@@ -41,6 +41,14 @@ inline constexpr std::uint32_t kFlagHasData = 2;     // kPush (bsp): the worker 
 inline constexpr std::uint32_t kFlagAnyHadData = 4;  // kPushReply (bsp)
 inline constexpr std::uint32_t kFlagLast = 8;        // kDumpChunk: final chunk
 inline constexpr std::uint32_t kFlagCut = 16;        // kPushReply: a checkpoint cut is pending
+// kPull (with kFlagCreate): the server keeps the keys' rows until a push of the same keys
+// refers to this pull (kFlagKeysOfPull), so that push needs no key lookups.
+inline constexpr std::uint32_t kFlagKeepRows = 32;
+// kPush (async): the keys are exactly those of the sender's kFlagKeepRows pull `ref`, in the
+// same order; `keys` is empty.
+inline constexpr std::uint32_t kFlagKeysOfPull = 64;
+// Most kFlagKeepRows pulls a server holds for one sender (an async worker needs 2).
+inline constexpr int kMaxKeptPulls = 8;
 
 struct Message {
   MsgKind kind = MsgKind::kPull;
@@ -48,6 +56,7 @@ struct Message {
   std::uint64_t request_id = 0;  // echoed in replies
   std::int64_t step = 0;         // bsp step of a push
   std::uint32_t flags = 0;
+  std::uint64_t ref = 0;  // kPush with kFlagKeysOfPull: request_id of the pull it repeats
   std::vector<Key> keys;
   std::vector<float> vals;
   std::vector<std::uint32_t> counts;

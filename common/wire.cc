@@ -110,6 +110,7 @@ WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg
   h.set_request_id(msg.request_id);
   h.set_step(msg.step);
   h.set_flags(msg.flags);
+  h.set_ref(msg.ref);
   h.set_num_keys(msg.keys.size());
   h.set_num_vals(msg.vals.size());
   h.set_num_counts(msg.counts.size());
@@ -227,6 +228,7 @@ void WireDecoder::StartMessage(std::span<const std::uint8_t> chunk) {
   msg_.request_id = h.request_id();
   msg_.step = h.step();
   msg_.flags = h.flags();
+  msg_.ref = h.ref();
   try {
     // Reserve only: pages are touched as chunks arrive (see Scatter).
     msg_.keys.reserve(static_cast<std::size_t>(h.num_keys()));

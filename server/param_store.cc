@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <experimental/simd>
 #include <limits>
 #include <new>
 #include <numbers>
@@ -92,15 +93,17 @@ inline Key LoadKey(const float* p) {
   return k;
 }
 
-// Whether g[0..n) are all finite (exponent bits not all ones); vectorisable.
+// Whether g[0..n) are all finite: x * 0 is +-0 for finite x and NaN otherwise, summed in
+// blocks of 8 lanes (one vector; a scalar bit test per float costs ~5x more).
 inline bool AllFinite(const float* g, int n) {
-  std::uint32_t bad = 0;
-  for (int i = 0; i < n; ++i) {
-    std::uint32_t bits;
-    std::memcpy(&bits, g + i, sizeof(bits));
-    bad |= static_cast<std::uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  return bad == 0;
+  namespace stdx = std::experimental;
+  using V8 = stdx::fixed_size_simd<float, 8>;
+  V8 acc8 = 0.0f;
+  int i = 0;
+  for (; i + 8 <= n; i += 8) acc8 += V8(g + i, stdx::element_aligned) * 0.0f;
+  float acc = 0.0f;
+  for (; i < n; ++i) acc += g[i] * 0.0f;
+  return stdx::all_of(acc8 == 0.0f) && acc == 0.0f;
 }
 
 // Copies n floats with inline fixed-size moves (a memcpy of runtime size is a library call).
@@ -302,6 +305,7 @@ class ParamStore::Impl {
         state_(optimizer_->state_floats()),
         lazy_v_(options.min_count > 1),
         steps_(optimizer_->uses_step()),
+        fused_(!lazy_v_ && !steps_ && state_ <= 1 && options.l2_w == options.l2_v),
         rows_(RowStride(options, state_, steps_)),
         vrows_(PaddedStride(static_cast<std::size_t>(k_) * (1 + state_) * sizeof(float))) {
     int next = 3;  // key[2], w
@@ -341,9 +345,10 @@ class ParamStore::Impl {
 
   int k() const { return k_; }
 
-  void Pull(const Key* keys, std::size_t n, bool create, float* out) {
+  void Pull(const Key* keys, std::size_t n, bool create, float* out, std::uint32_t* handles) {
     const std::size_t width = 1 + static_cast<std::size_t>(k_);
     auto copy = [&](std::size_t j, std::uint32_t idx) {
+      if (handles != nullptr) handles[j] = idx;
       float* o = out + j * width;
       if (idx == kNoRow) {
         std::fill(o, o + width, 0.0f);
@@ -369,38 +374,37 @@ class ParamStore::Impl {
     }
   }
 
-  void Push(const Key* keys, std::size_t n, const float* grads, const std::uint32_t* counts) {
-    const std::size_t width = 1 + static_cast<std::size_t>(k_);
+  std::size_t Push(const Key* keys, std::size_t n, const float* grads,
+                   const std::uint32_t* counts) {
+    std::size_t rejected = 0;
     ForKeys<true, true>(keys, n, [&](std::size_t j, std::uint32_t idx) {
-      float* r = WRow(idx);
-      const float* g = grads + j * width;
-      const Key key = keys[j];
-      float* v = nullptr;
-      if (!lazy_v_) {
-        if (key != kBiasKey) v = r + v_;
-      } else {
-        const std::uint32_t vref = Load32(r + vref_);
-        if (vref != 0) {
-          v = VRow(vref - 1);
-        } else if (key != kBiasKey) {
-          const std::uint64_t c = std::uint64_t{Load32(r + count_)} + (counts ? counts[j] : 1);
-          const auto saturated = static_cast<std::uint32_t>(std::min<std::uint64_t>(c, kNoRow));
-          Store32(r + count_, saturated);
-          // The v gradients of this push were computed against v = 0: dropped.
-          if (saturated >= options_.min_count) AddV(r);
-        }
-      }
-      std::uint32_t steps[2] = {0, 0};
-      if (steps_) std::memcpy(steps, r + step_, sizeof(steps));
-      if (AllFinite(g, 1)) {
-        optimizer_->Update(r + kW, r + ws_, g, 1, options_.l2_w, &steps[0]);
-      }
-      if (v != nullptr && AllFinite(g + 1, k_)) {
-        float* vs = lazy_v_ ? v + k_ : r + vs_;
-        optimizer_->Update(v, vs, g + 1, k_, options_.l2_v, &steps[1]);
-      }
-      if (steps_) std::memcpy(r + step_, steps, sizeof(steps));
+      rejected += Update(idx, j, grads, counts) ? 0 : 1;
     });
+    return rejected;
+  }
+
+  std::size_t PushRows(const std::uint32_t* rows, std::size_t n, const float* grads,
+                       const std::uint32_t* counts) {
+    // Rows are prefetched kAhead keys ahead; a lazily allocated v row (found through its w
+    // row, by then usually cached) half as far ahead.
+    constexpr std::size_t kAhead = 32;
+    const std::size_t size = rows_.rows();
+    for (std::size_t j = 0; j < n; ++j) {
+      if (rows[j] >= size) throw std::out_of_range("ParamStore::PushRows: not a row handle");
+    }
+    for (std::size_t j = 0; j < std::min(n, kAhead); ++j) {
+      PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
+    }
+    std::size_t rejected = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      if (j + kAhead < n) PrefetchRange<true>(rows_.Row(rows[j + kAhead]), row_bytes_);
+      if (lazy_v_ && j + kAhead / 2 < n) {
+        const std::uint32_t vref = Load32(WRow(rows[j + kAhead / 2]) + vref_);
+        if (vref != 0) PrefetchRange<true>(vrows_.Row(vref - 1), vrow_bytes_);
+      }
+      rejected += Update(rows[j], j, grads, counts) ? 0 : 1;
+    }
+    return rejected;
   }
 
   void Set(Key key, const float* row) {
@@ -541,6 +545,44 @@ class ParamStore::Impl {
   }
 
  private:
+  // One key's optimizer update with gradient row j of grads (see Push); false (nothing
+  // changed) if that row has a non-finite value.
+  bool Update(std::uint32_t idx, std::size_t j, const float* grads, const std::uint32_t* counts) {
+    const std::size_t width = 1 + static_cast<std::size_t>(k_);
+    const float* g = grads + j * width;
+    if (!AllFinite(g, static_cast<int>(width))) return false;
+    float* r = WRow(idx);
+    const Key key = LoadKey(r);
+    if (fused_ && key != kBiasKey) {  // w, v and their states each contiguous: one group
+      optimizer_->Update(r + kW, r + ws_, g, static_cast<int>(width), options_.l2_w, nullptr);
+      return true;
+    }
+    float* v = nullptr;
+    if (!lazy_v_) {
+      if (key != kBiasKey) v = r + v_;
+    } else {
+      const std::uint32_t vref = Load32(r + vref_);
+      if (vref != 0) {
+        v = VRow(vref - 1);
+      } else if (key != kBiasKey) {
+        const std::uint64_t c = std::uint64_t{Load32(r + count_)} + (counts ? counts[j] : 1);
+        const auto saturated = static_cast<std::uint32_t>(std::min<std::uint64_t>(c, kNoRow));
+        Store32(r + count_, saturated);
+        // The v gradients of this push were computed against v = 0: dropped.
+        if (saturated >= options_.min_count) AddV(r);
+      }
+    }
+    std::uint32_t steps[2] = {0, 0};
+    if (steps_) std::memcpy(steps, r + step_, sizeof(steps));
+    optimizer_->Update(r + kW, r + ws_, g, 1, options_.l2_w, &steps[0]);
+    if (v != nullptr) {
+      float* vs = lazy_v_ ? v + k_ : r + vs_;
+      optimizer_->Update(v, vs, g + 1, k_, options_.l2_v, &steps[1]);
+    }
+    if (steps_) std::memcpy(r + step_, steps, sizeof(steps));
+    return true;
+  }
+
   static constexpr int kW = 2;  // word offset of w (after the 2-word key)
 
   static std::unique_ptr<Optimizer> CheckedOptimizer(std::unique_ptr<Optimizer> optimizer) {
@@ -720,6 +762,9 @@ class ParamStore::Impl {
   int state_;
   bool lazy_v_;
   bool steps_;
+  // w and v update as one group of 1 + k (an elementwise optimizer, one l2, the layout
+  // key w v[k] w_state v_state[k] with at most one state float: both arrays contiguous).
+  bool fused_;
   bool has_bias_ = false;
   // Word offsets in a w-row (see the layout above); -1 when absent.
   int v_ = -1;
@@ -746,13 +791,18 @@ ParamStore::~ParamStore() = default;
 
 int ParamStore::k() const { return impl_->k(); }
 
-void ParamStore::Pull(const Key* keys, std::size_t n, bool create, float* out) {
-  impl_->Pull(keys, n, create, out);
+void ParamStore::Pull(const Key* keys, std::size_t n, bool create, float* out, RowHandle* handles) {
+  impl_->Pull(keys, n, create, out, handles);
 }
 
-void ParamStore::Push(const Key* keys, std::size_t n, const float* grads,
-                      const std::uint32_t* counts) {
-  impl_->Push(keys, n, grads, counts);
+std::size_t ParamStore::Push(const Key* keys, std::size_t n, const float* grads,
+                             const std::uint32_t* counts) {
+  return impl_->Push(keys, n, grads, counts);
+}
+
+std::size_t ParamStore::PushRows(const RowHandle* rows, std::size_t n, const float* grads,
+                                 const std::uint32_t* counts) {
+  return impl_->PushRows(rows, n, grads, counts);
 }
 
 void ParamStore::Set(Key key, const float* row) { impl_->Set(key, row); }

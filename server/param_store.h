@@ -123,17 +123,31 @@ class ParamStore {
   int k() const;
   int row_width() const { return 1 + k(); }  // floats per key in Pull/Push: w, v[k]
 
+  // A key's row in this store: valid for the store's lifetime (rows are never removed or
+  // renumbered; Set, Restore and growth keep them). kNoRowHandle marks a missing key.
+  using RowHandle = std::uint32_t;
+  static constexpr RowHandle kNoRowHandle = ~RowHandle{0};
+
   // Writes row_width() floats per key (w, v...) into out. If `create`, missing keys are
-  // created first; otherwise missing keys read as all zeros and nothing is created.
-  void Pull(const Key* keys, std::size_t n, bool create, float* out);
+  // created first; otherwise missing keys read as all zeros and nothing is created. If
+  // `handles` is set, writes each key's RowHandle there (kNoRowHandle for a missing key),
+  // so that a push of the same keys can skip the lookups (PushRows).
+  void Pull(const Key* keys, std::size_t n, bool create, float* out, RowHandle* handles = nullptr);
 
   // Applies one optimizer update per key with gradient grads[i*row_width() ...]. `counts`
   // (may be null: one occurrence per key) holds each key's occurrences in the data behind
   // this push and feeds min_count (saturating at 2^32 - 1). The push whose counts reach
   // min_count creates v at its initial value; its own v gradients, computed against v = 0,
-  // are dropped. A group (w, or v) whose gradient has a non-finite value is not updated.
+  // are dropped. A key whose gradient row has a non-finite value is skipped (not updated,
+  // its count not added); returns how many keys were skipped so.
   // Keys must be unique within one call. Missing keys are created first.
-  void Push(const Key* keys, std::size_t n, const float* grads, const std::uint32_t* counts);
+  std::size_t Push(const Key* keys, std::size_t n, const float* grads, const std::uint32_t* counts);
+
+  // Push for keys given by the handles a Pull returned (unique, none kNoRowHandle): the
+  // same updates without the hash lookups. Throws std::out_of_range, changing nothing, if
+  // a handle is not one of this store's rows.
+  std::size_t PushRows(const RowHandle* rows, std::size_t n, const float* grads,
+                       const std::uint32_t* counts);
 
   // Sets a key's parameters directly (model loading); creates it if missing; optimizer
   // state and step counters are re-initialised. kBiasKey's v stays 0. With min_count > 1 an

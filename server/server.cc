@@ -100,54 +100,72 @@ void Server::Run() {
 
 void Server::HandlePull(Message&& m) {
   const std::size_t n = m.keys.size();
+  const bool create = (m.flags & kFlagCreate) != 0;
   Message reply;
   reply.kind = MsgKind::kPullReply;
   reply.request_id = m.request_id;
   reply.vals.resize(n * store_->row_width());
-  store_->Pull(m.keys.data(), n, (m.flags & kFlagCreate) != 0, reply.vals.data());
+  ParamStore::RowHandle* handles = nullptr;
+  if (m.flags & kFlagKeepRows) {
+    Check(create, m, "kept rows without create");
+    Check(std::count_if(kept_.begin(), kept_.end(),
+                        [&](const KeptRows& k) { return k.sender == m.sender; }) < kMaxKeptPulls,
+          m, "too many kept pulls without their pushes");
+    KeptRows& kept = kept_.emplace_back();
+    kept.sender = m.sender;
+    kept.pull_id = m.request_id;
+    if (!spare_rows_.empty()) {
+      kept.rows = std::move(spare_rows_.back());
+      spare_rows_.pop_back();
+    }
+    kept.rows.resize(n);
+    handles = kept.rows.data();
+  }
+  store_->Pull(m.keys.data(), n, create, reply.vals.data(), handles);
   ++stats_.pulls;
   stats_.keys_pulled += n;
   transport_->Send(m.sender, std::move(reply));
 }
 
-std::size_t Server::DropNonFinite(Message* m) {
+void Server::ApplyAsyncPush(Message&& m) {
   const std::size_t width = store_->row_width();
-  const std::size_t n = m->keys.size();
-  std::size_t out = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const float* g = &m->vals[i * width];
-    bool finite = true;
-    for (std::size_t j = 0; j < width; ++j) finite &= std::isfinite(g[j]);
-    if (!finite) continue;
-    if (out != i) {
-      m->keys[out] = m->keys[i];
-      std::copy(g, g + width, &m->vals[out * width]);
-      if (!m->counts.empty()) m->counts[out] = m->counts[i];
-    }
-    ++out;
+  const std::uint32_t* counts = m.counts.empty() ? nullptr : m.counts.data();
+  std::size_t keys = m.keys.size();
+  if (m.flags & kFlagKeysOfPull) {
+    Check(m.keys.empty(), m, "a push of kept rows carries keys");
+    const auto it = std::find_if(kept_.begin(), kept_.end(), [&](const KeptRows& k) {
+      return k.sender == m.sender && k.pull_id == m.ref;
+    });
+    Check(it != kept_.end(), m, "push refers to an unknown pull");
+    keys = it->rows.size();
+    Check(m.vals.size() == keys * width, m, "gradient size mismatch");
+    Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
+    stats_.rejected_rows += store_->PushRows(it->rows.data(), keys, m.vals.data(), counts);
+    ++stats_.pushes_by_rows;
+    spare_rows_.push_back(std::move(it->rows));
+    kept_.erase(it);
+  } else {
+    stats_.rejected_rows += store_->Push(m.keys.data(), keys, m.vals.data(), counts);
   }
-  m->keys.resize(out);
-  m->vals.resize(out * width);
-  if (!m->counts.empty()) m->counts.resize(out);
-  return n - out;
+  ++stats_.pushes;
+  stats_.keys_pushed += keys;
+  Message reply;
+  reply.kind = MsgKind::kPushReply;
+  reply.request_id = m.request_id;
+  if (cut_pending_) reply.flags |= kFlagCut;
+  transport_->Send(m.sender, std::move(reply));
 }
 
 void Server::HandlePush(Message&& m) {
-  Check(m.vals.size() == m.keys.size() * store_->row_width(), m, "gradient size mismatch");
-  Check(m.counts.empty() || m.counts.size() == m.keys.size(), m, "count size mismatch");
-  stats_.rejected_rows += DropNonFinite(&m);
-  ++stats_.pushes;
-  stats_.keys_pushed += m.keys.size();
   if (options_.consistency == Consistency::kAsync) {
-    store_->Push(m.keys.data(), m.keys.size(), m.vals.data(),
-                 m.counts.empty() ? nullptr : m.counts.data());
-    Message reply;
-    reply.kind = MsgKind::kPushReply;
-    reply.request_id = m.request_id;
-    if (cut_pending_) reply.flags |= kFlagCut;
-    transport_->Send(m.sender, std::move(reply));
+    ApplyAsyncPush(std::move(m));
     return;
   }
+  Check(m.vals.size() == m.keys.size() * store_->row_width(), m, "gradient size mismatch");
+  Check(m.counts.empty() || m.counts.size() == m.keys.size(), m, "count size mismatch");
+  Check((m.flags & kFlagKeysOfPull) == 0, m, "a bsp push must carry its keys");
+  ++stats_.pushes;
+  stats_.keys_pushed += m.keys.size();
   const int w = m.sender - options_.first_worker_endpoint;
   Check(w >= 0 && w < options_.num_workers, m, "push from a non-worker endpoint");
   Check(m.step == step_, m, "bsp push for the wrong step");
@@ -181,8 +199,8 @@ void Server::ApplyBspStep() {
     }
   }
   const auto& keys = agg_index_.keys();
-  store_->Push(keys.data(), keys.size(), agg_grads_.data(),
-               any_counts ? agg_counts_.data() : nullptr);
+  stats_.rejected_rows += store_->Push(keys.data(), keys.size(), agg_grads_.data(),
+                                       any_counts ? agg_counts_.data() : nullptr);
   for (int w = 0; w < options_.num_workers; ++w) {
     Message reply;
     reply.kind = MsgKind::kPushReply;

@@ -9,6 +9,10 @@
 //    reproducible bit for bit, whatever the number of servers.
 // Non-finite gradient rows are never applied: they are dropped and counted.
 //
+// Kept rows: a pull flagged kFlagKeepRows has its keys' row handles kept (at most
+// kMaxKeptPulls per sender, ~4 bytes per key) until the sender's kFlagKeysOfPull push
+// refers to it; that push carries no keys and is applied without lookups.
+//
 // Checkpoints: after kCutRequest every push reply carries kFlagCut (so workers quiesce at
 // their next batch boundary); kSnapshot copies the store in memory (the only pause),
 // acknowledges, and a background thread writes the shard file; kShardWritten then reports
@@ -45,7 +49,8 @@ struct ServerStats {
   std::uint64_t pushes = 0;
   std::uint64_t keys_pulled = 0;
   std::uint64_t keys_pushed = 0;
-  std::uint64_t rejected_rows = 0;  // gradient rows with a non-finite value
+  std::uint64_t rejected_rows = 0;   // gradient rows with a non-finite value
+  std::uint64_t pushes_by_rows = 0;  // pushes applied through kept rows (kFlagKeysOfPull)
 };
 
 class Server {
@@ -69,8 +74,8 @@ class Server {
   void HandleSnapshot(const Message& m);
   // Reports a finished background shard write (rethrows its error).
   void FinishWrite();
-  // Drops rows with non-finite gradients in place; returns the number dropped.
-  std::size_t DropNonFinite(Message* m);
+  // Applies an async push (by keys, or by the rows of the pull it refers to) and replies.
+  void ApplyAsyncPush(Message&& m);
   void Check(bool ok, const Message& m, const char* what) const;
 
   ParamStore* store_;
@@ -85,6 +90,14 @@ class Server {
   KeyIndex agg_index_;
   std::vector<float> agg_grads_;
   std::vector<std::uint32_t> agg_counts_;
+  // kept rows of kFlagKeepRows pulls, oldest first; spare_rows_ recycles their buffers
+  struct KeptRows {
+    int sender = -1;
+    std::uint64_t pull_id = 0;
+    std::vector<ParamStore::RowHandle> rows;
+  };
+  std::vector<KeptRows> kept_;
+  std::vector<std::vector<ParamStore::RowHandle>> spare_rows_;
   // checkpoints
   bool cut_pending_ = false;
   StoreSnapshot snapshot_;  // being written (and reused for the next snapshot)

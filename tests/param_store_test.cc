@@ -225,24 +225,72 @@ TEST(ParamStoreTest, PushAppliesExactlyOneOptimizerStepPerKey) {
   }
 }
 
-TEST(ParamStoreTest, NonFiniteGradientsSkipTheirGroup) {
-  const StoreOptions o{.k = 2, .init_std = 0.1f, .seed = 1};
+TEST(ParamStoreTest, NonFiniteGradientRowsAreSkippedAndCounted) {
+  const StoreOptions o{.k = 2, .init_std = 0.1f, .seed = 1, .min_count = 2};
   ParamStore store(o, MakeOptimizer({.name = OptimizerName::kSgd, .lr = 0.5f}));
-  const Key key = 77;
-  const std::vector<float> init = PullOne(store, key, true);
+  const Key keys[2] = {77, 78};
+  const std::vector<float> init = PullOne(store, 77, true);
   const float nan = std::nanf("");
-  const float g1[3] = {1.0f, nan, 1.0f};  // v group skipped, w updated
-  store.Push(&key, 1, g1, nullptr);
-  std::vector<float> row = PullOne(store, key, false);
+  // Key 77's row has a NaN in v, key 78's an inf in w: neither is touched, not even its
+  // occurrence count (one more push of count 1 must not embed it).
+  const float bad[6] = {1.0f, nan, 1.0f, INFINITY, 1.0f, 2.0f};
+  const std::uint32_t counts[2] = {1, 1};
+  EXPECT_EQ(store.Push(keys, 2, bad, counts), 2u);
+  EXPECT_EQ(PullOne(store, 77, false), init);
+  EXPECT_EQ(store.embedded(), 0u);
+  const float good[6] = {1.0f, 1.0f, 1.0f, 2.0f, 1.0f, 1.0f};
+  EXPECT_EQ(store.Push(keys, 2, good, counts), 0u);
+  std::vector<float> row = PullOne(store, 77, false);
   EXPECT_EQ(row[0], -0.5f);
-  EXPECT_EQ(row[1], init[1]);
-  EXPECT_EQ(row[2], init[2]);
-  const float g2[3] = {INFINITY, 1.0f, 2.0f};  // w skipped, v updated
-  store.Push(&key, 1, g2, nullptr);
-  row = PullOne(store, key, false);
-  EXPECT_EQ(row[0], -0.5f);
-  EXPECT_FLOAT_EQ(row[1], init[1] - 0.5f);
-  EXPECT_FLOAT_EQ(row[2], init[2] - 1.0f);
+  EXPECT_EQ(PullOne(store, 78, false)[0], -1.0f);
+  EXPECT_EQ(store.embedded(), 0u);  // counts now 1 each: below min_count
+  // The same through row handles.
+  std::vector<float> out(6);
+  ParamStore::RowHandle rows[2];
+  store.Pull(keys, 2, false, out.data(), rows);
+  EXPECT_EQ(store.PushRows(rows, 2, bad, counts), 2u);
+  EXPECT_EQ(PullOne(store, 77, false), row);
+  EXPECT_EQ(store.embedded(), 0u);
+}
+
+// PushRows (handles from Pull) applies exactly what Push (keys) does, for every optimizer,
+// with eager and lazy (min_count) embeddings, and rejects a handle that is not a row.
+TEST(ParamStoreTest, PushRowsMatchesPush) {
+  for (OptimizerName name : kAllOptimizers) {
+    for (std::uint32_t min_count : {0u, 3u}) {
+      const StoreOptions o{.k = 5, .init_std = 0.1f, .seed = 3, .min_count = min_count};
+      ParamStore by_key(o, MakeNamed(name));
+      ParamStore by_row(o, MakeNamed(name));
+      std::vector<Key> pool = RandomKeys(300, 11);
+      pool.push_back(kBiasKey);
+      std::mt19937_64 rng(5);
+      std::normal_distribution<float> normal;
+      for (int step = 0; step < 40; ++step) {
+        std::vector<Key> keys = pool;
+        std::shuffle(keys.begin(), keys.end(), rng);
+        keys.resize(1 + rng() % 200);
+        const std::size_t n = keys.size();
+        std::vector<float> grads(n * 6);
+        for (float& g : grads) g = normal(rng);
+        std::vector<std::uint32_t> counts(n);
+        for (auto& c : counts) c = 1 + rng() % 2;
+        std::vector<float> a(n * 6), b(n * 6);
+        std::vector<ParamStore::RowHandle> rows(n);
+        by_key.Pull(keys.data(), n, true, a.data());
+        by_row.Pull(keys.data(), n, true, b.data(), rows.data());
+        ASSERT_EQ(a, b);
+        by_key.Push(keys.data(), n, grads.data(), counts.data());
+        by_row.PushRows(rows.data(), n, grads.data(), counts.data());
+      }
+      std::map<Key, std::vector<float>> ra, rb;
+      by_key.ForEach([&](Key k, const float* r) { ra[k].assign(r, r + 6); });
+      by_row.ForEach([&](Key k, const float* r) { rb[k].assign(r, r + 6); });
+      EXPECT_EQ(ra, rb) << ToString(name) << " min_count " << min_count;
+      const ParamStore::RowHandle bad = static_cast<ParamStore::RowHandle>(by_row.size());
+      const float g[6] = {};
+      EXPECT_THROW(by_row.PushRows(&bad, 1, g, nullptr), std::out_of_range);
+    }
+  }
 }
 
 TEST(ParamStoreTest, PullWithoutCreateCreatesNothing) {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -158,6 +160,85 @@ TEST(KVTest, PullPushAcrossServersMatchesStores) {
     dumped.insert(dumped.end(), ks.begin(), ks.end());
   });
   EXPECT_EQ(dumped.size(), keys.size());
+}
+
+// A push that refers to its keep_rows pull (no keys sent, no server lookups) updates the
+// same rows a keyed push would, across servers, with two kept pulls interleaved.
+TEST(KVTest, PushOfKeptRowsMatchesKeyedPush) {
+  const int width = 3;
+  PsFixture kept(3, 1, Consistency::kAsync);
+  PsFixture keyed(3, 1, Consistency::kAsync);
+  std::vector<Key> a, b;
+  for (Key key = 1; key < 90; ++key) (key % 3 == 0 ? a : b).push_back(key * 104729);
+  std::vector<float> va(a.size() * width), vb(b.size() * width), ga(va.size()), gb(vb.size());
+  for (std::size_t i = 0; i < ga.size(); ++i) ga[i] = 0.01f * static_cast<float>(i);
+  for (std::size_t i = 0; i < gb.size(); ++i) gb[i] = -0.02f * static_cast<float>(i);
+  KVClient& c = kept.worker(0);
+  const Timestamp pa = c.Pull(a, va.data(), true, /*keep_rows=*/true);
+  const Timestamp pb = c.Pull(b, vb.data(), true, /*keep_rows=*/true);
+  c.Wait(pa);
+  c.Wait(pb);
+  // Pushed in the other order than pulled.
+  c.Wait(c.Push(b, gb, {}, 0, true, false, /*keys_of_pull=*/pb));
+  c.Wait(c.Push(a, ga, {}, 0, true, false, /*keys_of_pull=*/pa));
+  EXPECT_THROW(c.Push(a, ga, {}, 0, true, false, pa), std::logic_error);  // already pushed
+  KVClient& d = keyed.worker(0);
+  d.Wait(d.Pull(a, va.data(), true));
+  d.Wait(d.Pull(b, vb.data(), true));
+  d.Wait(d.Push(b, gb, {}, 0, true, false));
+  d.Wait(d.Push(a, ga, {}, 0, true, false));
+  std::vector<Key> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  std::vector<float> x(all.size() * width), y(all.size() * width);
+  c.Wait(c.Pull(all, x.data(), false));
+  d.Wait(d.Pull(all, y.data(), false));
+  EXPECT_EQ(x, y);
+  EXPECT_NE(x[width], va[width]);  // the pushes did change something
+}
+
+// A server refuses a push that refers to a pull it does not keep, and more kept pulls per
+// sender than kMaxKeptPulls: a protocol error, never an update of arbitrary rows.
+TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
+  for (const bool too_many : {false, true}) {
+    InProcHub hub(2);
+    auto st = hub.Connect(0);
+    auto wt = hub.Connect(1);
+    ParamStore store(StoreOptions{.k = 1}, MakeSgd(SgdParams{}));
+    Server server(&store, st.get(), ServerOptions{});
+    std::string error;
+    std::thread t([&] {
+      try {
+        server.Run();
+      } catch (const TransportError& e) {
+        error = e.what();
+      }
+    });
+    const int pulls = too_many ? kMaxKeptPulls + 1 : 1;
+    for (int i = 0; i < pulls; ++i) {
+      Message pull;
+      pull.kind = MsgKind::kPull;
+      pull.request_id = 1 + i;
+      pull.flags = kFlagCreate | kFlagKeepRows;
+      pull.keys = {5};
+      wt->Send(0, std::move(pull));
+    }
+    if (!too_many) {
+      Message push;
+      push.kind = MsgKind::kPush;
+      push.request_id = 9;
+      push.flags = kFlagKeysOfPull;
+      push.ref = 2;  // not the pull's id (1)
+      push.vals = {1.0f, 1.0f};
+      wt->Send(0, std::move(push));
+    }
+    t.join();
+    EXPECT_NE(error.find(too_many ? "too many kept pulls" : "unknown pull"), std::string::npos)
+        << error;
+    std::vector<float> row(2);
+    const Key key = 5;
+    store.Pull(&key, 1, false, row.data());
+    EXPECT_EQ(row[0], 0.0f);
+  }
 }
 
 TEST(KVTest, PullWithoutCreateReadsZerosAndCreatesNothing) {

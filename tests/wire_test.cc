@@ -35,6 +35,7 @@ Message MakeMessage(MsgKind kind, std::size_t keys, std::size_t vals, std::size_
   m.request_id = rng();
   m.step = static_cast<std::int64_t>(rng());
   m.flags = static_cast<std::uint32_t>(rng());
+  m.ref = rng();
   m.keys.resize(keys);
   for (auto& k : m.keys) k = rng();
   m.vals.resize(vals);
@@ -52,6 +53,7 @@ void ExpectSame(const Message& got, const Message& want, int sender) {
   EXPECT_EQ(got.request_id, want.request_id);
   EXPECT_EQ(got.step, want.step);
   EXPECT_EQ(got.flags, want.flags);
+  EXPECT_EQ(got.ref, want.ref);
   EXPECT_EQ(got.keys, want.keys);
   ASSERT_EQ(got.vals.size(), want.vals.size());
   EXPECT_EQ(0, std::memcmp(got.vals.data(), want.vals.data(), want.vals.size() * sizeof(float)));

@@ -47,10 +47,11 @@ void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progres
   progress->push_seconds.store(s.push_seconds, std::memory_order_relaxed);
 }
 
-Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float>* params) {
-  const auto& keys = b.index.keys();
+Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
+                          bool keep_rows) {
+  const auto keys = b.index.keys();
   params->resize(keys.size() * (1 + options_.k));
-  return client_->Pull(keys, params->data(), create);
+  return client_->Pull(keys, params->data(), create, keep_rows);
 }
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
@@ -65,11 +66,12 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   return loss;
 }
 
-Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all) {
+Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all,
+                          Timestamp keys_of_pull) {
   const std::span<const std::uint32_t> counts = options_.send_counts
                                                     ? std::span<const std::uint32_t>(b.counts)
                                                     : std::span<const std::uint32_t>();
-  return client_->Push(b.index.keys(), grads_, counts, step, has_data, to_all);
+  return client_->Push(b.index.keys(), grads_, counts, step, has_data, to_all, keys_of_pull);
 }
 
 void Worker::Cut(const std::vector<ByteRange>& remaining) {
@@ -104,7 +106,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
   while (cur != nullptr) {
     if (!cur_pull) {
       settle(max_delay - 1);  // cur itself is the one more batch in flight
-      cur_pull = PullFor(*cur, /*create=*/true, &params_[slot]);
+      cur_pull = PullFor(*cur, /*create=*/true, &params_[slot], /*keep_rows=*/true);
     }
     client_->Wait(*cur_pull);
     // Overlap: pull the next batch now if the bound allows (cur and next both in flight).
@@ -112,10 +114,10 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
     std::optional<Timestamp> next_pull;
     if (next != nullptr && max_delay >= 2) {
       settle(max_delay - 2);
-      next_pull = PullFor(*next, /*create=*/true, &params_[1 - slot]);
+      next_pull = PullFor(*next, /*create=*/true, &params_[1 - slot], /*keep_rows=*/true);
     }
     const double loss = ComputeGradients(*cur, params_[slot]);
-    pushes.push_back(PushFor(*cur, 0, true, false));
+    pushes.push_back(PushFor(*cur, 0, true, false, /*keys_of_pull=*/*cur_pull));
     Publish(cur->block.rows(), loss, cur->bytes_consumed, progress);
     if (cut_pending_) {  // checkpoint: quiesce after this batch
       settle(0);

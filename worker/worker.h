@@ -74,11 +74,14 @@ class Worker {
  private:
   void TrainAsync(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
   void TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
-  // Issues the pull of batch b's unique keys into *params.
-  Timestamp PullFor(const PreparedBatch& b, bool create, std::vector<float>* params);
+  // Issues the pull of batch b's unique keys into *params (keep_rows: see KVClient::Pull).
+  Timestamp PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
+                    bool keep_rows = false);
   // Gradients of batch b given its pulled params (into grads_); returns the loss sum.
   double ComputeGradients(const PreparedBatch& b, const std::vector<float>& params);
-  Timestamp PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all);
+  // Pushes grads_ for batch b's keys (keys_of_pull: see KVClient::Push).
+  Timestamp PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all,
+                    Timestamp keys_of_pull = 0);
   // Publishes a finished batch to *progress.
   void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 

@@ -173,8 +173,16 @@ def micro(repo, table, reps, quick, outdir):
     sec = "ParamStore, 10^6 keys, k=8, adagrad, 8192 keys/call"
     table.add(sec, "Pull (lookup)", pull, "ns/key", 25, "<=")
     table.add(sec, "Push (lookup + adagrad update)", push, "ns/key", 25, "<=")
-    table.add(sec, "Pull + Push (a key's round trip)", [a + b for a, b in zip(pull, push)],
+    rows = [1e9 / v for v in vals("BM_StorePushRows", "items_per_second")]
+    table.add(sec, "Push by the pull's row handles (trainer path)", rows, "ns/key", 25, "<=")
+    table.add(sec, "Pull + Push by handles (a key's round trip)", [a + b for a, b in zip(pull, rows)],
               "ns/key", 25, "<=", note="strictest reading of the target")
+    floor_r = [1e9 / v for v in vals("BM_MemFloorRead", "items_per_second")]
+    floor_w = [1e9 / v for v in vals("BM_MemFloorWrite", "items_per_second")]
+    table.add(sec, "memory floor: read 1 random row (no lookup)", floor_r, "ns/key",
+              note="machine limit under Pull")
+    table.add(sec, "memory floor: update 1 random row (no lookup)", floor_w, "ns/key",
+              note="machine limit under Push")
     opt_names = {0: "sgd", 1: "adagrad", 2: "adam", 3: "ftrl"}
     for i, o in opt_names.items():
         name = f"BM_StoreBytes/opt:{i}/iterations:1"

@@ -6,6 +6,9 @@
 //   BM_FmCache/k        FmForwardBackward, 1024-row batches of 39 nnz, 4096-row table (in cache)
 //   BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge pages)
 //   BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per call
+//   BM_StorePushRows    the trainer's push: by the row handles its pull returned
+//   BM_MemFloorRead/Write  random 80-byte rows of a 10^6-row huge-page arena, read / updated
+//                       with the store's prefetching: the memory floor under Pull / Push
 //   BM_StoreBytes/opt   MemoryBytes()/key of a 10^6-key store, k = 8; counters bytes_per_key,
 //                       raw_bytes_per_key (8-byte key + (1+k)(1+S) floats) and ratio
 //   BM_Parse/fmt        ShardReader over a fmps::Synthesize file (libsvm, criteo), MB/s, rows/s
@@ -212,8 +215,69 @@ void BM_StorePush(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
   state.counters["store_keys"] = static_cast<double>(fx.store->size());
 }
+// The trainer's push: by the row handles of the pull of the same keys (no lookups).
+void BM_StorePushRows(benchmark::State& state) {
+  StoreFixture& fx = GetStore();
+  std::vector<std::vector<ParamStore::RowHandle>> rows(fx.calls.size());
+  for (std::size_t c = 0; c < fx.calls.size(); ++c) {
+    rows[c].resize(kCallKeys);
+    fx.store->Pull(fx.calls[c].data(), kCallKeys, true, fx.out.data(), rows[c].data());
+  }
+  std::size_t c = 0;
+  for (auto _ : state) {
+    fx.store->PushRows(rows[c].data(), kCallKeys, fx.grads.data(), nullptr);
+    benchmark::ClobberMemory();
+    c = (c + 1) % fx.calls.size();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
+}
+
+// The memory floor under the store: the same number of rows of the same stride (adagrad,
+// k = 8: 80 bytes) in huge pages, visited in a random order with the same prefetch distance,
+// read (pull: the first 44 bytes) or read-modified-written (push: all 80 bytes). What a
+// lookup-free store could at best do on this machine.
+template <bool kWrite>
+void BM_MemFloor(benchmark::State& state) {
+  constexpr std::size_t kStride = 80, kAhead = 16;
+  const std::size_t bytes = kStoreKeys * kStride;
+  void* mem = nullptr;
+  if (posix_memalign(&mem, std::size_t{2} << 20, bytes) != 0) std::abort();
+  madvise(mem, bytes, MADV_HUGEPAGE);
+  std::memset(mem, 1, bytes);
+  char* base = static_cast<char*>(mem);
+  std::vector<std::uint32_t> order(kStoreKeys);
+  std::iota(order.begin(), order.end(), 0u);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(3));
+  std::size_t pos = 0;
+  float sink = 0.0f;
+  for (auto _ : state) {
+    const std::uint32_t* idx = &order[pos];
+    for (std::size_t j = 0; j < kCallKeys; ++j) {
+      if (j + kAhead < kCallKeys) {
+        char* p = base + std::size_t{idx[j + kAhead]} * kStride;
+        __builtin_prefetch(p, kWrite ? 1 : 0);
+        __builtin_prefetch(p + kStride - 1, kWrite ? 1 : 0);
+      }
+      float* row = reinterpret_cast<float*>(base + std::size_t{idx[j]} * kStride);
+      if (kWrite) {
+        for (std::size_t f = 2; f < kStride / 4; ++f) row[f] += 1.0f;
+      } else {
+        for (std::size_t f = 2; f < 11; ++f) sink += row[f];
+      }
+    }
+    benchmark::ClobberMemory();
+    pos = (pos + kCallKeys) % (kStoreKeys - kCallKeys);
+  }
+  benchmark::DoNotOptimize(sink);
+  free(mem);
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
+}
+
 BENCHMARK(BM_StorePull);
 BENCHMARK(BM_StorePush);
+BENCHMARK(BM_StorePushRows);
+BENCHMARK(BM_MemFloor<false>)->Name("BM_MemFloorRead");
+BENCHMARK(BM_MemFloor<true>)->Name("BM_MemFloorWrite");
 
 // Memory per key after creating 10^6 keys, per optimizer (range: OptimizerName).
 void BM_StoreBytes(benchmark::State& state) {
