@@ -30,6 +30,21 @@ inline double LossGradient(Loss loss, double score, double label) {
   return score - label;
 }
 
+// LossValue and LossGradient together, sharing the logistic loss's one exponential.
+struct LossAndGradient {
+  double value;
+  double gradient;
+};
+inline LossAndGradient LossValueAndGradient(Loss loss, double score, double label) {
+  if (loss == Loss::kLogistic) {
+    const double e = std::exp(-std::abs(score));  // as in Softplus and Sigmoid
+    const double sigmoid = score >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    return {std::max(score, 0.0) + std::log1p(e) - label * score, sigmoid - label};
+  }
+  const double d = score - label;
+  return {0.5 * d * d, d};
+}
+
 // What `fmps predict` prints for a score: a probability (logistic) or the score (squared).
 inline double Prediction(Loss loss, double score) {
   return loss == Loss::kLogistic ? Sigmoid(score) : score;
