@@ -59,6 +59,7 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create) {
     }
   }
   pending_.push_back(std::move(p));
+  traffic_.max_in_flight = std::max<std::uint64_t>(traffic_.max_in_flight, pending_.size());
   return pending_.back().ts;
 }
 
@@ -83,8 +84,10 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
     m.keys.assign(keys.begin(), keys.end());
     m.vals.assign(grads.begin(), grads.end());
     m.counts.assign(counts.begin(), counts.end());
+    traffic_.push_keys += m.keys.size();
     transport_->Send(0, std::move(m));
     p.remaining = 1;
+    ++traffic_.push_messages;
   } else {
     Split(keys);
     for (int s = 0; s < servers; ++s) {
@@ -101,11 +104,14 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
         m.counts.resize(pos.size());
         for (std::size_t j = 0; j < pos.size(); ++j) m.counts[j] = counts[pos[j]];
       }
+      traffic_.push_keys += m.keys.size();
       transport_->Send(s, std::move(m));
       ++p.remaining;
+      ++traffic_.push_messages;
     }
   }
   pending_.push_back(std::move(p));
+  traffic_.max_in_flight = std::max<std::uint64_t>(traffic_.max_in_flight, pending_.size());
   return pending_.back().ts;
 }
 
