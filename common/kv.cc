@@ -63,6 +63,7 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bo
   }
   if (keep_rows) kept_pulls_.emplace_back(p.ts, keys.size());
   pending_.push_back(std::move(p));
+  traffic_.max_in_flight = std::max<std::uint64_t>(traffic_.max_in_flight, pending_.size());
   return pending_.back().ts;
 }
 
@@ -99,8 +100,10 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
     if (keys_of_pull == 0) m.keys.assign(keys.begin(), keys.end());
     m.vals.assign(grads.begin(), grads.end());
     m.counts.assign(counts.begin(), counts.end());
+    traffic_.push_keys += keys.size();
     transport_->Send(0, std::move(m));
     p.remaining = 1;
+    ++traffic_.push_messages;
   } else {
     Split(keys);
     for (int s = 0; s < servers; ++s) {
@@ -117,11 +120,14 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
         m.counts.resize(pos.size());
         for (std::size_t j = 0; j < pos.size(); ++j) m.counts[j] = counts[pos[j]];
       }
+      traffic_.push_keys += pos.size();
       transport_->Send(s, std::move(m));
       ++p.remaining;
+      ++traffic_.push_messages;
     }
   }
   pending_.push_back(std::move(p));
+  traffic_.max_in_flight = std::max<std::uint64_t>(traffic_.max_in_flight, pending_.size());
   return pending_.back().ts;
 }
 

@@ -46,6 +46,14 @@ struct KVStats {
   double push_seconds = 0.0;  // summed latency of completed pushes
 };
 
+// What one client has sent, for accounting (every push applied exactly once: the servers'
+// ServerStats must add up to the clients' KVTraffic) and for the in-flight bound.
+struct KVTraffic {
+  std::uint64_t push_messages = 0;  // kPush messages sent (one per server a Push reaches)
+  std::uint64_t push_keys = 0;      // keys in them
+  std::uint64_t max_in_flight = 0;  // most requests (Pull/Push) issued and not yet waited for
+};
+
 // What a completed request reports.
 struct WaitResult {
   bool any_had_data = false;  // bsp push: some worker had rows in that step
@@ -95,6 +103,7 @@ class KVClient {
   void ShutdownServers();
 
   const KVStats& stats() const { return stats_; }
+  const KVTraffic& traffic() const { return traffic_; }
   int num_servers() const { return options_.num_servers; }
   int row_width() const { return options_.row_width; }
 
@@ -125,6 +134,7 @@ class KVClient {
   std::vector<std::vector<Key>> split_keys_;
   std::vector<std::vector<std::uint32_t>> split_pos_;
   KVStats stats_;
+  KVTraffic traffic_;
 };
 
 }  // namespace fmps

@@ -33,6 +33,9 @@ enum class MsgKind : std::uint8_t {
   kCutReady = 12,      // worker -> coordinator: quiesced; keys = position, vals = counters
   kShardDone = 13,     // worker -> coordinator: shard finished (step = epoch); vals as above
   kCutResume = 14,     // coordinator -> worker: continue training
+  // Accounting at the end of a job:
+  kStats = 15,       // coordinator -> server: report your ServerStats
+  kStatsReply = 16,  // server -> coordinator: step = server index, keys = ServerStats fields
 };
 
 // Bits of Message::flags.

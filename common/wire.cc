@@ -26,7 +26,7 @@ constexpr std::uint32_t kWireVersion = 1;
 constexpr std::size_t kPrefixBytes = 4;   // u32 header length
 constexpr std::size_t kTrailerBytes = 8;  // u64 checksum
 constexpr std::uint32_t kMinKind = static_cast<std::uint32_t>(MsgKind::kPull);
-constexpr std::uint32_t kMaxKind = static_cast<std::uint32_t>(MsgKind::kCutResume);
+constexpr std::uint32_t kMaxKind = static_cast<std::uint32_t>(MsgKind::kStatsReply);
 
 // *total += count * width, false if that would pass kWireMaxMessageBytes.
 bool AddArray(std::uint64_t* total, std::uint64_t count, std::uint64_t width) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <numeric>
 #include <string>
 
@@ -11,6 +12,21 @@ namespace fmps {
 
 namespace {
 constexpr std::size_t kDumpChunkKeys = 1 << 16;
+
+// Peak resident set size of this process (VmHWM in /proc/self/status); 0 if unknown.
+std::uint64_t PeakRssBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string field;
+  while (status >> field) {
+    if (field == "VmHWM:") {
+      std::uint64_t kib = 0;
+      status >> kib;
+      return kib * 1024;
+    }
+    status.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
 }  // namespace
 
 Server::Server(ParamStore* store, Transport* transport, const ServerOptions& options)
@@ -89,6 +105,9 @@ void Server::Run() {
       case MsgKind::kSnapshot:
         HandleSnapshot(*m);
         break;
+      case MsgKind::kStats:
+        HandleStats(*m);
+        break;
       case MsgKind::kShutdown:
         if (writer_.joinable()) FinishWrite();
         return;
@@ -96,6 +115,17 @@ void Server::Run() {
         Check(false, *m, "unexpected message kind");
     }
   }
+}
+
+void Server::HandleStats(const Message& m) {
+  stats_.peak_rss_bytes = PeakRssBytes();
+  Message reply;
+  reply.kind = MsgKind::kStatsReply;
+  reply.step = options_.index;
+  reply.keys = {stats_.pulls,       stats_.pushes,        stats_.keys_pulled,
+                stats_.keys_pushed, stats_.rejected_rows, stats_.peak_rss_bytes};
+  static_assert(ServerStats::kFields == 6);
+  transport_->Send(m.sender, std::move(reply));
 }
 
 void Server::HandlePull(Message&& m) {
@@ -141,7 +171,6 @@ void Server::ApplyAsyncPush(Message&& m) {
     Check(m.vals.size() == keys * width, m, "gradient size mismatch");
     Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
     stats_.rejected_rows += store_->PushRows(it->rows.data(), keys, m.vals.data(), counts);
-    ++stats_.pushes_by_rows;
     spare_rows_.push_back(std::move(it->rows));
     kept_.erase(it);
   } else {

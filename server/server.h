@@ -18,6 +18,17 @@
 // acknowledges, and a background thread writes the shard file; kShardWritten then reports
 // its size and checksum to the coordinator.
 //
+// Accounting: the server counts the pushes it receives and the gradient rows it applies or
+// rejects, and reports them (with its process's peak resident memory) on kStats, so a job
+// can check that every push a worker sent was applied exactly once.
+//
+// Memory: the server holds no queue of its own. It serves one request at a time, replies
+// at once, and what can wait for it is capped by the workers: each has at most
+// train.max_delay requests outstanding (KVClient, Worker), so at most
+// workers * max_delay requests (each at most one minibatch's unique keys) are in flight to
+// one server, plus their replies in the transport's send buffers (MpiTransport bounds
+// those to 256 MiB / 1024 sends on its own).
+//
 // Thread safety: Run() is called by one thread, which owns the store while it runs.
 #pragma once
 
@@ -50,7 +61,8 @@ struct ServerStats {
   std::uint64_t keys_pulled = 0;
   std::uint64_t keys_pushed = 0;
   std::uint64_t rejected_rows = 0;   // gradient rows with a non-finite value
-  std::uint64_t pushes_by_rows = 0;  // pushes applied through kept rows (kFlagKeysOfPull)
+  std::uint64_t peak_rss_bytes = 0;  // of the whole process (VmHWM), when last reported
+  static constexpr int kFields = 6;  // as sent in kStatsReply, in declaration order
 };
 
 class Server {
@@ -72,6 +84,7 @@ class Server {
   void HandleDump(const Message& m);
   void ApplyBspStep();
   void HandleSnapshot(const Message& m);
+  void HandleStats(const Message& m);
   // Reports a finished background shard write (rethrows its error).
   void FinishWrite();
   // Applies an async push (by keys, or by the rows of the pull it refers to) and replies.

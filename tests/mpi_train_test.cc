@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <iostream>
 #include <string>
 
 #include "common/model_file.h"
@@ -108,35 +109,61 @@ TEST_F(MpiTrainTest, WarmStartLoadsTheModelOnEveryServer) {
             Model::Load(first.File("model.fmps")).keys());
 }
 
-TEST_F(MpiTrainTest, KilledWorkerResumesFromTheLastCheckpoint) {
-  TempDir plain, ckpt, killed, resumed;
-  const std::string bsp = "--set train.consistency=bsp --set train.batch_size=64";
-  const std::string with_ckpt = bsp + " --set checkpoint.dir=" + ckpt.path() +
-                                " --set checkpoint.every_seconds=0.2 --set checkpoint.keep=2";
-  const std::string reference = Train(Mpirun(3), plain.path(), bsp);
-  // Start the job, wait for its first checkpoint, then SIGKILL worker rank 2.
-  std::string script = "(";
-  script += Mpirun(3) + " train " + config_ + " --set output.dir=" + killed.path() + " ";
-  script += with_ckpt + " > " + killed.File("log") + " 2>&1; echo $? > " + killed.File("rc");
-  script += ") & for i in $(seq 1 400); do ls " + ckpt.path();
-  script += "/*/MANIFEST >/dev/null 2>&1 && break; sleep 0.025; done; ";
-  script += "for p in $(pgrep -f 'fmps train " + config_ + "'); do ";
-  script += "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 && ";
-  script += "kill -9 $p; done; wait";
-  std::string log;
-  RunCommand("bash " + killed.Write("kill.sh", script), &log);
-  EXPECT_NE(ReadFile(killed.File("rc")), "0\n")
-      << "the job ended before the kill: " << ReadFile(killed.File("log"));
-  EXPECT_FALSE(std::filesystem::exists(killed.File("model.fmps")));
-  // Relaunch with --resume: it continues from the newest complete checkpoint.
-  const std::string after = Train(Mpirun(3), resumed.path(), with_ckpt + " --resume");
-  EXPECT_EQ(JsonNumber(after, "rows_trained"), 200000);
-  const double a = JsonNumber(reference, "test_logloss"), b = JsonNumber(after, "test_logloss");
-  EXPECT_LE(std::abs(a - b) / a, 0.01);
-  // bsp, one server, same topology: the very same model.
-  EXPECT_LE(
-      MaxAbsDiff(Model::Load(plain.File("model.fmps")), Model::Load(resumed.File("model.fmps"))),
-      1e-6);
+// SIGKILL of one rank mid-job, then --resume (1 server + 2 workers, bsp, a checkpoint
+// every 0.2 s): the job must end promptly, naming the dead rank, leave no model behind, and
+// the resumed job must give the very model of an uninterrupted run.
+class MpiKillTest : public MpiTrainTest {
+ protected:
+  static constexpr const char* kBsp = "--set train.consistency=bsp --set train.batch_size=64";
+
+  // Starts the job, waits for its first complete checkpoint, SIGKILLs MPI rank `victim`,
+  // checks how the job ended, then resumes it and checks the result.
+  static void KillAndResume(int victim) {
+    TempDir plain, ckpt, killed, resumed;
+    const std::string reference = Train(Mpirun(3), plain.path(), kBsp);
+    const std::string with_ckpt = std::string(kBsp) + " --set checkpoint.dir=" + ckpt.path() +
+                                  " --set checkpoint.every_seconds=0.2 --set checkpoint.keep=2";
+    std::string script = "(";
+    script += Mpirun(3) + " train " + config_ + " --set output.dir=" + killed.path() + " ";
+    script += with_ckpt + " > " + killed.File("log") + " 2>&1; echo $? > " + killed.File("rc");
+    script += "; date +%s.%N > " + killed.File("ended") + ") & ";
+    script += "for i in $(seq 1 400); do ls " + ckpt.path();
+    script += "/*/MANIFEST >/dev/null 2>&1 && break; sleep 0.025; done; ";
+    script += "for p in $(pgrep -f 'fmps train " + config_ + "'); do ";
+    script += "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=" +
+              std::to_string(victim) + " && kill -9 $p && date +%s.%N > " + killed.File("killed");
+    script += "; done; wait";
+    std::string out;
+    RunCommand("bash " + killed.Write("kill.sh", script), &out);
+    const std::string log = ReadFile(killed.File("log"));
+    ASSERT_TRUE(std::filesystem::exists(killed.File("killed")))
+        << "rank " << victim << " not found: " << log;
+    EXPECT_NE(ReadFile(killed.File("rc")), "0\n") << "the job ended before the kill: " << log;
+    const double kill_to_exit =
+        std::stod(ReadFile(killed.File("ended"))) - std::stod(ReadFile(killed.File("killed")));
+    std::cout << "rank " << victim << " killed: the job ended " << kill_to_exit
+              << " s later; its output:\n"
+              << log;
+    EXPECT_LT(kill_to_exit, 10.0) << log;
+    // mpirun names the dead rank ("process rank 0 with PID ... exited on signal 9").
+    EXPECT_NE(log.find("rank " + std::to_string(victim)), std::string::npos) << log;
+    EXPECT_FALSE(std::filesystem::exists(killed.File("model.fmps")));
+    // Relaunch with --resume: it continues from the newest complete checkpoint.
+    const std::string after = Train(Mpirun(3), resumed.path(), with_ckpt + " --resume");
+    EXPECT_EQ(JsonNumber(after, "rows_trained"), 200000);
+    const double a = JsonNumber(reference, "test_logloss"), b = JsonNumber(after, "test_logloss");
+    EXPECT_LE(std::abs(a - b) / a, 0.01);
+    // bsp, one server, same topology: the very same model.
+    EXPECT_LE(
+        MaxAbsDiff(Model::Load(plain.File("model.fmps")), Model::Load(resumed.File("model.fmps"))),
+        1e-6);
+  }
+};
+
+TEST_F(MpiKillTest, KilledWorkerResumesFromTheLastCheckpoint) { KillAndResume(/*victim=*/2); }
+
+TEST_F(MpiKillTest, KilledServerEndsTheJobAndResumesFromTheLastCheckpoint) {
+  KillAndResume(/*victim=*/0);
 }
 
 TEST(MpiRealDataTest, A9aOnTwoWorkersReachesAuc090) {

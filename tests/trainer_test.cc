@@ -85,6 +85,10 @@ TEST_F(SynthTrainTest, AsyncApproachesBayesLogloss) {
         "\"test_auc\"", "\"workers\"", "\"servers\"", "\"num_keys\"", "\"bad_rows\""}) {
     EXPECT_NE(summary.find(key), std::string::npos) << key;
   }
+  // Async (max_delay 2): the next batch's pull overlaps the current push, never more.
+  EXPECT_EQ(testing::JsonNumber(summary, "max_in_flight"), 2);
+  EXPECT_EQ(testing::JsonNumber(summary, "pushes_received"),
+            testing::JsonNumber(summary, "pushes_sent"));
   const std::string metrics = testing::ReadFile(out.File("metrics.jsonl"));
   EXPECT_NE(metrics.find("\"test_auc\""), std::string::npos);
   EXPECT_NE(metrics.find("\"train_logloss\""), std::string::npos);
@@ -110,6 +114,16 @@ TEST_F(SynthTrainTest, BspOneAndTwoServersGiveTheSameModel) {
   TrainLocal(MakeConfig(b.path(), "train.consistency=bsp;cluster.local_servers=2"));
   const double d = MaxAbsDiff(Model::Load(a.File("model.fmps")), Model::Load(b.File("model.fmps")));
   EXPECT_LE(d, 1e-6);
+  // Push accounting with two servers: every push message (bsp: one per server and step)
+  // was received, every key applied; bsp waits for each request before the next.
+  const std::string summary = testing::ReadFile(b.File("summary.json"));
+  const double sent = testing::JsonNumber(summary, "pushes_sent");
+  EXPECT_GT(sent, 0);
+  EXPECT_EQ(testing::JsonNumber(summary, "pushes_received"), sent);
+  EXPECT_EQ(testing::JsonNumber(summary, "push_keys_applied"),
+            testing::JsonNumber(summary, "push_keys_sent"));
+  EXPECT_EQ(testing::JsonNumber(summary, "push_rows_rejected"), 0);
+  EXPECT_EQ(testing::JsonNumber(summary, "max_in_flight"), 1);
 }
 
 TEST_F(SynthTrainTest, EveryOptimizerLearns) {

@@ -19,13 +19,13 @@ namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-constexpr MsgKind kAllKinds[] = {MsgKind::kPull,        MsgKind::kPullReply,    MsgKind::kPush,
-                                 MsgKind::kPushReply,   MsgKind::kDump,         MsgKind::kDumpChunk,
-                                 MsgKind::kShutdown,    MsgKind::kCutRequest,   MsgKind::kSnapshot,
-                                 MsgKind::kSnapshotAck, MsgKind::kShardWritten, MsgKind::kCutReady,
-                                 MsgKind::kShardDone,   MsgKind::kCutResume};
+constexpr MsgKind kAllKinds[] = {
+    MsgKind::kPull,      MsgKind::kPullReply,   MsgKind::kPush,         MsgKind::kPushReply,
+    MsgKind::kDump,      MsgKind::kDumpChunk,   MsgKind::kShutdown,     MsgKind::kCutRequest,
+    MsgKind::kSnapshot,  MsgKind::kSnapshotAck, MsgKind::kShardWritten, MsgKind::kCutReady,
+    MsgKind::kShardDone, MsgKind::kCutResume,   MsgKind::kStats,        MsgKind::kStatsReply};
 // One past the last kind: never valid.
-constexpr std::uint32_t kFirstUnknownKind = static_cast<std::uint32_t>(MsgKind::kCutResume) + 1;
+constexpr std::uint32_t kFirstUnknownKind = static_cast<std::uint32_t>(MsgKind::kStatsReply) + 1;
 
 Message MakeMessage(MsgKind kind, std::size_t keys, std::size_t vals, std::size_t counts,
                     std::uint64_t seed) {

@@ -151,6 +151,34 @@ SavedModel SaveModelFromServers(KVClient* client, const Config& config, const Fe
   return saved;
 }
 
+ServerStats CollectServerStats(KVClient* client) {
+  for (int s = 0; s < client->num_servers(); ++s) {
+    Message m;
+    m.kind = MsgKind::kStats;
+    client->Send(s, std::move(m));
+  }
+  ServerStats sum;
+  for (int s = 0; s < client->num_servers(); ++s) {
+    const Message r = client->WaitFor(MsgKind::kStatsReply, s, "server statistics");
+    if (r.keys.size() != ServerStats::kFields) {
+      throw TransportError("malformed statistics from server " + std::to_string(s));
+    }
+    sum.pulls += r.keys[0];
+    sum.pushes += r.keys[1];
+    sum.keys_pulled += r.keys[2];
+    sum.keys_pushed += r.keys[3];
+    sum.rejected_rows += r.keys[4];
+    sum.peak_rss_bytes = std::max(sum.peak_rss_bytes, r.keys[5]);
+  }
+  return sum;
+}
+
+void AddTraffic(const KVTraffic& worker, KVTraffic* sum) {
+  sum->push_messages += worker.push_messages;
+  sum->push_keys += worker.push_keys;
+  sum->max_in_flight = std::max(sum->max_in_flight, worker.max_in_flight);
+}
+
 namespace {
 double BytesPerKey(const SavedModel& m) {
   return m.stored_keys == 0 ? 0.0 : static_cast<double>(m.server_bytes) / m.stored_keys;
@@ -178,6 +206,13 @@ JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedMode
       .Add("num_keys", model.num_keys)
       .Add("server_bytes_per_key", BytesPerKey(model))
       .Add("bad_rows", t.bad_rows)
+      .Add("pushes_sent", t.worker_traffic.push_messages)
+      .Add("push_keys_sent", t.worker_traffic.push_keys)
+      .Add("pushes_received", t.server_stats.pushes)
+      .Add("push_keys_applied", t.server_stats.keys_pushed)
+      .Add("push_rows_rejected", t.server_stats.rejected_rows)
+      .Add("max_in_flight", t.worker_traffic.max_in_flight)
+      .Add("server_peak_rss_mb", static_cast<double>(t.server_stats.peak_rss_bytes) / (1 << 20))
       .Add("model", t.model_path);
   return j;
 }

@@ -14,6 +14,7 @@
 #include "common/model_file.h"
 #include "common/reader.h"
 #include "server/param_store.h"
+#include "server/server.h"
 #include "worker/worker.h"
 
 namespace fmps {
@@ -54,6 +55,14 @@ struct SavedModel {
 SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
                                 const std::string& path);
 
+// Asks every server of `client` for its ServerStats (kStats) and waits for the replies.
+// Returns the sum over servers, except peak_rss_bytes: the largest. Blocking; throws
+// TransportError after the client's reply timeout.
+ServerStats CollectServerStats(KVClient* client);
+
+// Adds one worker's traffic to *sum (max_in_flight: the largest).
+void AddTraffic(const KVTraffic& worker, KVTraffic* sum);
+
 // Totals of a finished job, for summary.json.
 struct JobTotals {
   std::uint64_t rows_trained = 0;
@@ -66,6 +75,11 @@ struct JobTotals {
   int servers = 0;
   std::string mode;  // "single-node" | "mpi"
   std::string model_path;
+  // Push accounting of this run (since this process started, so a resumed job counts only
+  // its own part): every push was applied exactly once iff pushes_received == pushes_sent
+  // and push_keys_applied + push_rows_rejected == push_keys_sent.
+  KVTraffic worker_traffic;  // summed over workers
+  ServerStats server_stats;  // summed over servers
 };
 
 // The summary.json object (BRIEF §4 fields and a few more).

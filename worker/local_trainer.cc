@@ -285,6 +285,8 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
 
     ckpt.Drain();
     const SavedModel saved = SaveModelFromServers(&coord, config, inputs.spec, out.ModelPath());
+    totals.server_stats = CollectServerStats(&coord);
+    for (const auto& c : clients) AddTraffic(c->traffic(), &totals.worker_traffic);
     errors.Guard([&] { coord.ShutdownServers(); });
     for (auto& t : server_threads) t.join();
     server_threads.clear();

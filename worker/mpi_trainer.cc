@@ -287,10 +287,20 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
     job_before = epoch_sum;
   }
 
+  // Push accounting: every worker's traffic, summed (in-flight peak: the largest).
+  const KVTraffic& mine = client.traffic();
+  std::array<std::uint64_t, 2> sent = {mine.push_messages, mine.push_keys};
+  std::uint64_t peak = mine.max_in_flight;
+  MPI_Reduce(coordinator ? MPI_IN_PLACE : sent.data(), sent.data(), 2, MPI_UINT64_T, MPI_SUM, 0,
+             workers);
+  MPI_Reduce(coordinator ? MPI_IN_PLACE : &peak, &peak, 1, MPI_UINT64_T, MPI_MAX, 0, workers);
+  totals.worker_traffic = {sent[0], sent[1], peak};
+
   if (coordinator) {
     ckpt->Drain();
     const SavedModel saved =
         SaveModelFromServers(&client, config, s.inputs.spec, s.out->ModelPath());
+    totals.server_stats = CollectServerStats(&client);
     client.ShutdownServers();
     totals.rows_trained = static_cast<std::uint64_t>(s.start.rows_base + job_before.rows);
     totals.loss_sum = s.start.loss_base + job_before.loss;
