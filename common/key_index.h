@@ -63,6 +63,18 @@ class KeyIndex {
     }
   }
 
+  // Find for n keys: out[i] = Find(keys[i]). Pipelined for large tables: the home slots of
+  // keys 2D ahead and the key entries their slots point to D ahead are prefetched, so
+  // the two dependent cache misses of each lookup overlap with other keys' lookups.
+  void FindMany(const Key* keys, std::size_t n, std::uint32_t* out) const {
+    constexpr std::size_t kD = 16;
+    for (std::size_t i = 0; i < n + 2 * kD; ++i) {
+      if (i < n) Prefetch(keys[i]);
+      if (i >= kD && i - kD < n) __builtin_prefetch(&keys_[slots_[Slot(keys[i - kD])]]);
+      if (i >= 2 * kD) out[i - 2 * kD] = Find(keys[i - 2 * kD]);
+    }
+  }
+
   // Hints the CPU to fetch the first probe slot of `key`.
   void Prefetch(Key key) const { __builtin_prefetch(&slots_[Slot(key)]); }
 

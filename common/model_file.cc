@@ -219,9 +219,10 @@ Model Model::Load(const std::string& path) {
 
 void Model::Score(const RowBlock& block, std::vector<std::uint32_t>* local, float* scores) const {
   local->resize(block.nnz());
-  for (std::size_t i = 0; i < block.nnz(); ++i) {
-    const std::uint32_t idx = index_.Find(block.keys[i]);
-    (*local)[i] = idx == KeyIndex::kNotFound ? 1 : idx + 2;
+  std::uint32_t* out = local->data();
+  index_.FindMany(block.keys.data(), block.nnz(), out);
+  for (std::size_t i = 0; i < block.nnz(); ++i) {  // kNotFound + 2 wraps to 1: unknown row
+    out[i] += 2;
   }
   FmBatch b;
   b.rows = block.rows();

@@ -36,6 +36,15 @@ TEST(KeyIndexTest, MatchesUnorderedMapThroughGrowthAndClears) {
     ASSERT_TRUE(std::equal(order.begin(), order.end(), index.keys().begin(), index.keys().end()));
     for (const auto& [key, idx] : ref) ASSERT_EQ(index.Find(key), idx);
     EXPECT_EQ(index.Find(123456789ull << 20), KeyIndex::kNotFound);
+    // FindMany agrees with Find, for present and absent keys, across its pipeline stages.
+    std::vector<Key> probe;
+    for (int i = 0; i < 3000; ++i)
+      probe.push_back(i % 3 == 0 ? rng() : order[rng() % order.size()]);
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, probe.size()}) {
+      std::vector<std::uint32_t> got(n, 12345u);
+      index.FindMany(probe.data(), n, got.data());
+      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], index.Find(probe[i])) << i;
+    }
     index.Clear();
     EXPECT_EQ(index.size(), 0u);
     for (const auto& [key, idx] : ref) ASSERT_EQ(index.Find(key), KeyIndex::kNotFound);
