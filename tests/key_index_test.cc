@@ -40,10 +40,10 @@ TEST(KeyIndexTest, MatchesUnorderedMapThroughGrowthAndClears) {
     std::vector<Key> probe;
     for (int i = 0; i < 3000; ++i)
       probe.push_back(i % 3 == 0 ? rng() : order[rng() % order.size()]);
-    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{17}, probe.size()}) {
-      std::vector<std::uint32_t> got(n, 12345u);
-      index.FindMany(probe.data(), n, got.data());
-      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(got[i], index.Find(probe[i])) << i;
+    for (std::size_t m : {std::size_t{0}, std::size_t{1}, std::size_t{17}, probe.size()}) {
+      std::vector<std::uint32_t> got(m, 12345u);
+      index.FindMany(probe.data(), m, got.data());
+      for (std::size_t i = 0; i < m; ++i) ASSERT_EQ(got[i], index.Find(probe[i])) << i;
     }
     index.Clear();
     EXPECT_EQ(index.size(), 0u);
