@@ -60,7 +60,7 @@ struct TrainConfig {
   int epochs = 1;         // >= 1
   int batch_size = 1024;  // >= 1
   Consistency consistency = Consistency::kAsync;
-  int max_delay = 2;  // >= 1; async only
+  int max_delay = 4;  // >= 1; async only
   std::uint64_t seed = 0;
   double progress_seconds = 5.0;  // > 0; interval of progress lines and metrics events
   std::string init_model;         // warm start from this model.fmps ("" = none)

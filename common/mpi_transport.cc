@@ -18,10 +18,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Idle back-off of Recv and of waits for sends: kQuickProbes probes back to back, then
-// sleeps from kFirstSleep doubling up to kMaxSleep.
+// sleeps from kFirstSleep doubling up to kMaxSleep. A message arriving during a sleep waits
+// for its end, so kMaxSleep bounds the latency an idle rank adds (a busy server's replies
+// come within a few sleeps); an idle rank costs a probe (~2 us) per kMaxSleep: ~2% of a core.
 constexpr int kQuickProbes = 16;
 constexpr std::chrono::nanoseconds kFirstSleep = std::chrono::microseconds(10);
-constexpr std::chrono::nanoseconds kMaxSleep = std::chrono::microseconds(500);
+constexpr std::chrono::nanoseconds kMaxSleep = std::chrono::microseconds(100);
 // Receive buffers up to this size are kept for the next frame; larger ones are freed.
 constexpr std::size_t kKeepRecvBytes = std::size_t{16} << 20;
 

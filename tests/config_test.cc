@@ -95,7 +95,7 @@ TEST(ConfigTest, DefaultsOfMinimalConfig) {
   EXPECT_EQ(c.train.epochs, 1);
   EXPECT_EQ(c.train.batch_size, 1024);
   EXPECT_EQ(c.train.consistency, Consistency::kAsync);
-  EXPECT_EQ(c.train.max_delay, 2);
+  EXPECT_EQ(c.train.max_delay, 4);
   EXPECT_EQ(c.train.progress_seconds, 5.0);
   EXPECT_EQ(c.cluster.local_workers, 2);
   EXPECT_EQ(c.cluster.timeout_seconds, 600);

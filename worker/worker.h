@@ -6,7 +6,9 @@
 // pushes the gradients (with occurrence counts when min_count > 1).
 //  * async: at most max_delay batches are in flight (pulled but not yet acknowledged as
 //    applied); with max_delay >= 2 the pull of the next batch overlaps the computation of
-//    the current one.
+//    the current one (so it misses that one batch's update). Since each server applies a
+//    worker's requests in order, a larger max_delay adds no staleness of the worker's own:
+//    it only lets acknowledgements arrive later, so the worker never waits for them.
 //  * bsp: one push per step to every server, waited for before the next pull; an exhausted
 //    worker keeps pushing empty steps until no worker has data.
 //
@@ -30,7 +32,7 @@ struct WorkerOptions {
   Loss loss = Loss::kLogistic;
   int batch_size = 1024;
   Consistency consistency = Consistency::kAsync;
-  int max_delay = 2;
+  int max_delay = 4;
   bool send_counts = false;  // min_count > 1
 };
 

@@ -223,7 +223,7 @@ train:
   epochs: 1
   batch_size: 1024
   consistency: async
-  max_delay: 2
+  max_delay: 4
   progress_seconds: 30
 """)
 
