@@ -102,19 +102,32 @@ inline bool AllFinite(const float* g, int n) {
   int i = 0;
   for (; i + 8 <= n; i += 8) acc8 += V8(g + i, stdx::element_aligned) * 0.0f;
   float acc = 0.0f;
-  for (; i < n; ++i) acc += g[i] * 0.0f;
+  if (i + 4 <= n) {  // the tail in straight-line code (n is 1 + k: usually 9, 17, ...)
+    acc += g[i] * 0.0f + g[i + 1] * 0.0f + g[i + 2] * 0.0f + g[i + 3] * 0.0f;
+    i += 4;
+  }
+  if (i + 2 <= n) {
+    acc += g[i] * 0.0f + g[i + 1] * 0.0f;
+    i += 2;
+  }
+  if (i < n) acc += g[i] * 0.0f;
   return stdx::all_of(acc8 == 0.0f) && acc == 0.0f;
 }
 
-// Copies n floats with inline fixed-size moves (a memcpy of runtime size is a library call).
-inline void CopyFloats(float* dst, const float* src, int n) {
+// Copies n floats with inline fixed-size moves (a memcpy of runtime size is a library call,
+// and a loop for the tail gets vectorised with alias checks costing more than the copy).
+inline void CopyFloats(float* __restrict dst, const float* __restrict src, int n) {
   int i = 0;
   for (; i + 8 <= n; i += 8) std::memcpy(dst + i, src + i, 8 * sizeof(float));
   if (i + 4 <= n) {
     std::memcpy(dst + i, src + i, 4 * sizeof(float));
     i += 4;
   }
-  for (; i < n; ++i) dst[i] = src[i];
+  if (i + 2 <= n) {
+    std::memcpy(dst + i, src + i, 2 * sizeof(float));
+    i += 2;
+  }
+  if (i < n) dst[i] = src[i];
 }
 
 // Rows of a fixed stride in 2 MiB chunks (one huge page each): growing never moves or copies
