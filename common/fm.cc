@@ -62,7 +62,7 @@ struct Kernel {
       if (scores != nullptr) scores[r] = s;
       const LossAndGradient l = LossValueAndGradient(loss, s, b.labels[r]);
       total += l.value;
-      const float g = static_cast<float>(l.gradient);
+      const float g = l.gradient;
       grads[0] += g;
       for (std::size_t j = b.offsets[r]; j < b.offsets[r + 1]; ++j) {
         const std::size_t u = static_cast<std::size_t>(b.local[j]) * width;

@@ -30,19 +30,21 @@ inline double LossGradient(Loss loss, double score, double label) {
   return score - label;
 }
 
-// LossValue and LossGradient together, sharing the logistic loss's one exponential.
+// LossValue and LossGradient together for the training kernel's hot path: the logistic
+// loss in single precision (one float exponential and logarithm per row), as stable as the
+// double versions; the value is returned as a double (a squared loss may exceed float).
 struct LossAndGradient {
   double value;
-  double gradient;
+  float gradient;
 };
-inline LossAndGradient LossValueAndGradient(Loss loss, double score, double label) {
+inline LossAndGradient LossValueAndGradient(Loss loss, float score, float label) {
   if (loss == Loss::kLogistic) {
-    const double e = std::exp(-std::abs(score));  // as in Softplus and Sigmoid
-    const double sigmoid = score >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-    return {std::max(score, 0.0) + std::log1p(e) - label * score, sigmoid - label};
+    const float e = std::exp(-std::fabs(score));  // as in Softplus and Sigmoid
+    const float sigmoid = score >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    return {std::max(score, 0.0f) + std::log1p(e) - label * score, sigmoid - label};
   }
-  const double d = score - label;
-  return {0.5 * d * d, d};
+  const double d = static_cast<double>(score) - label;
+  return {0.5 * d * d, static_cast<float>(d)};
 }
 
 // What `fmps predict` prints for a score: a probability (logistic) or the score (squared).

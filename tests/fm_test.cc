@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -142,6 +143,23 @@ TEST(LossTest, FiniteForExtremeScores) {
   EXPECT_NEAR(LossGradient(Loss::kLogistic, -1e4, 1.0), -1.0, 1e-12);
   EXPECT_DOUBLE_EQ(LossValue(Loss::kSquared, 3.0, 1.0), 2.0);
   EXPECT_DOUBLE_EQ(LossGradient(Loss::kSquared, 3.0, 1.0), 2.0);
+}
+
+// The kernel's single-precision loss and gradient agree with the double-precision ones to
+// float accuracy, from tiny to overflowing scores, for both losses and both labels.
+TEST(LossTest, SinglePrecisionPairMatchesDouble) {
+  for (Loss loss : {Loss::kLogistic, Loss::kSquared}) {
+    for (float y : {0.0f, 1.0f}) {
+      for (float s : {-1e30f, -1e4f, -88.0f, -20.0f, -3.5f, -1e-3f, 0.0f, 1e-6f, 0.7f, 15.0f, 90.0f,
+                      1e4f, 1e30f}) {
+        const LossAndGradient l = LossValueAndGradient(loss, s, y);
+        const double v = LossValue(loss, s, y), g = LossGradient(loss, s, y);
+        ASSERT_TRUE(std::isfinite(l.value) || !std::isfinite(static_cast<float>(v))) << s;
+        EXPECT_NEAR(l.value, v, 1e-6 * std::max(1.0, std::fabs(v))) << "s " << s << " y " << y;
+        EXPECT_NEAR(l.gradient, g, 1e-6 * std::max(1.0, std::fabs(g))) << "s " << s << " y " << y;
+      }
+    }
+  }
 }
 
 TEST(LossTest, FmBatchLossFiniteForHugeScores) {
