@@ -62,14 +62,22 @@ std::string_view StripBom(std::string_view line) {
 
 // Reasons are built by appending into a reused string, so a bad row costs no allocation
 // once the string has grown.
+// Control bytes (binary garbage, terminal escapes) are written as \xNN so that a message
+// stays one printable line.
 void AppendQuoted(std::string* r, std::string_view tok) {
   r->push_back('\'');
-  if (tok.size() <= kMaxQuoted) {
-    r->append(tok);
-  } else {
-    r->append(tok.substr(0, kMaxQuoted));
-    r->append("...");
+  for (const char c : tok.substr(0, kMaxQuoted)) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b >= 0x20 && b != 0x7f) {
+      r->push_back(c);
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      r->append("\\x");
+      r->push_back(kHex[b >> 4]);
+      r->push_back(kHex[b & 15]);
+    }
   }
+  if (tok.size() > kMaxQuoted) r->append("...");
   r->push_back('\'');
 }
 
