@@ -41,7 +41,8 @@ constexpr const char* kDataKeys[] = {"train", "test", "format", "hash_bits", "cs
 constexpr const char* kCsvKeys[] = {"label",  "numeric",   "categorical",
                                     "ignore", "delimiter", "transform"};
 constexpr const char* kModelKeys[] = {"k", "loss", "init_std", "l2_w", "l2_v", "min_count"};
-constexpr const char* kOptimizerKeys[] = {"name", "lr", "beta1", "beta2", "eps", "l1", "ftrl_beta"};
+constexpr const char* kOptimizerKeys[] = {"name", "lr", "beta1",     "beta2",
+                                          "eps",  "l1", "ftrl_beta", "clip_gradient"};
 constexpr const char* kTrainKeys[] = {"epochs", "batch_size",       "consistency", "max_delay",
                                       "seed",   "progress_seconds", "init_model"};
 constexpr const char* kClusterKeys[] = {"servers", "local_servers", "local_workers",
@@ -575,6 +576,9 @@ OptimizerConfig ReadOptimizer(const Context& ctx, const Section& top) {
     require(*e, {OptimizerName::kFtrl}, "ftrl");
     o.ftrl_beta = ReadReal<float>(ctx, *e, kNonNegative);
   }
+  if ((e = s.Find("clip_gradient")) != nullptr) {
+    o.clip_gradient = ReadReal<float>(ctx, *e, kNonNegative);
+  }
   return o;
 }
 
@@ -887,6 +891,9 @@ std::string ConfigToYaml(const Config& c) {
   if (o.name == OptimizerName::kFtrl) {
     out << YAML::Key << "l1" << YAML::Value << FormatReal(o.l1);
     out << YAML::Key << "ftrl_beta" << YAML::Value << FormatReal(o.ftrl_beta);
+  }
+  if (o.clip_gradient > 0) {  // 0 (off) is left out: digests of older configs stay the same
+    out << YAML::Key << "clip_gradient" << YAML::Value << FormatReal(o.clip_gradient);
   }
   out << YAML::EndMap;
 

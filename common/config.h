@@ -54,6 +54,9 @@ struct OptimizerConfig {
   float eps = 1e-8f;       // adagrad/adam, > 0
   float l1 = 0.0f;         // ftrl only, >= 0
   float ftrl_beta = 1.0f;  // ftrl only, >= 0
+  // >= 0; when > 0 the servers clamp every gradient element to [-clip, clip] before the
+  // optimizer update (any optimizer); 0 = off
+  float clip_gradient = 0.0f;
 };
 
 struct TrainConfig {

@@ -157,6 +157,14 @@ void Server::HandlePull(Message&& m) {
   transport_->Send(m.sender, std::move(reply));
 }
 
+void Server::Clip(float* grads, std::size_t n) const {
+  const float c = options_.clip_gradient;
+  if (c <= 0.0f) return;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (std::isfinite(grads[i])) grads[i] = std::clamp(grads[i], -c, c);
+  }
+}
+
 void Server::ApplyAsyncPush(Message&& m) {
   const std::size_t width = store_->row_width();
   const std::uint32_t* counts = m.counts.empty() ? nullptr : m.counts.data();
@@ -170,10 +178,14 @@ void Server::ApplyAsyncPush(Message&& m) {
     keys = it->rows.size();
     Check(m.vals.size() == keys * width, m, "gradient size mismatch");
     Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
+    Clip(m.vals.data(), m.vals.size());
     stats_.rejected_rows += store_->PushRows(it->rows.data(), keys, m.vals.data(), counts);
     spare_rows_.push_back(std::move(it->rows));
     kept_.erase(it);
   } else {
+    Check(m.vals.size() == keys * width, m, "gradient size mismatch");
+    Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
+    Clip(m.vals.data(), m.vals.size());
     stats_.rejected_rows += store_->Push(m.keys.data(), keys, m.vals.data(), counts);
   }
   ++stats_.pushes;
@@ -228,6 +240,7 @@ void Server::ApplyBspStep() {
     }
   }
   const auto& keys = agg_index_.keys();
+  Clip(agg_grads_.data(), agg_grads_.size());
   stats_.rejected_rows += store_->Push(keys.data(), keys.size(), agg_grads_.data(),
                                        any_counts ? agg_counts_.data() : nullptr);
   for (int w = 0; w < options_.num_workers; ++w) {

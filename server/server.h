@@ -53,6 +53,10 @@ struct ServerOptions {
   int first_worker_endpoint = 1;  // workers are endpoints first .. first + num_workers - 1
   Consistency consistency = Consistency::kAsync;
   std::string checkpoint_dir;  // where kSnapshot writes shards (checkpoint.dir)
+  // optimizer.clip_gradient: > 0 clamps every finite element of each update's gradient
+  // (async: a push; bsp: the step's sum) to [-clip, clip] before the optimizer; 0 = off.
+  // Non-finite elements are left as they are, so their rows are still rejected.
+  float clip_gradient = 0.0f;
 };
 
 struct ServerStats {
@@ -89,6 +93,8 @@ class Server {
   void FinishWrite();
   // Applies an async push (by keys, or by the rows of the pull it refers to) and replies.
   void ApplyAsyncPush(Message&& m);
+  // Applies clip_gradient (when on) to n gradient floats.
+  void Clip(float* grads, std::size_t n) const;
   void Check(bool ok, const Message& m, const char* what) const;
 
   ParamStore* store_;

@@ -38,6 +38,7 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(model.init_std)
   FMPS_SAME(model.l2_w)
   FMPS_SAME(model.l2_v)
+  FMPS_SAME(optimizer.clip_gradient)
   FMPS_SAME(model.min_count)
   FMPS_SAME(optimizer.name)
   FMPS_SAME(optimizer.lr)
@@ -143,6 +144,7 @@ optimizer:
   beta1: 0.8
   beta2: 0.99
   eps: 1e-7
+  clip_gradient: 2.5
 train:
   epochs: 3
   batch_size: 512
@@ -169,6 +171,7 @@ output:
   EXPECT_EQ(c.data.csv.transform, NumericTransform::kLogBucket);
   EXPECT_EQ(c.model.l2_w, 1e-6f);
   EXPECT_EQ(c.optimizer.eps, 1e-7f);
+  EXPECT_EQ(c.optimizer.clip_gradient, 2.5f);
   EXPECT_EQ(c.train.seed, 18446744073709551615ull);
   EXPECT_EQ(c.output.dir, "out/run 1");
 
@@ -347,6 +350,10 @@ TEST(ConfigTest, RangesNameKeyValueAndAllowedRange) {
        "0..64)"},
       {"optimizer: {lr: 0}", "optimizer.lr: '0' is out of range (allowed: finite numbers > 0)"},
       {"optimizer: {lr: 1e40}", "optimizer.lr: '1e40' is out of range"},
+      {"optimizer: {clip_gradient: -1}",
+       "optimizer.clip_gradient: '-1' is out of range (allowed: finite numbers >= 0)"},
+      {"optimizer: {clip_gradient: .inf}", "optimizer.clip_gradient: '.inf' is out of range"},
+      {"optimizer: {clip_gradient: [1]}", "optimizer.clip_gradient"},
       {"optimizer: {name: adam, beta1: 1}",
        "optimizer.beta1: '1' is out of range (allowed: finite numbers in [0, 1))"},
       {"optimizer: {name: adam, beta2: -0.5}", "optimizer.beta2: '-0.5' is out of range"},

@@ -14,6 +14,7 @@
 #include "common/transport.h"
 #include "server/param_store.h"
 #include "server/server.h"
+#include "worker/job.h"
 
 namespace fmps {
 namespace {
@@ -70,7 +71,7 @@ TEST(ServerOfKeyTest, BalancedOnZipfKeys) {
 // Servers + a client over the in-process transport.
 class PsFixture {
  public:
-  PsFixture(int servers, int workers, Consistency consistency, int k = 2)
+  PsFixture(int servers, int workers, Consistency consistency, int k = 2, float clip = 0.0f)
       : hub_(servers + workers + 1), servers_(servers), workers_(workers) {
     StoreOptions so;
     so.k = k;
@@ -79,6 +80,7 @@ class PsFixture {
     opts.num_workers = workers;
     opts.first_worker_endpoint = servers;
     opts.consistency = consistency;
+    opts.clip_gradient = clip;
     SgdParams sgd;
     sgd.lr = 1.0f;
     for (int s = 0; s < servers; ++s) {
@@ -86,7 +88,8 @@ class PsFixture {
       transports_.push_back(hub_.Connect(s));
     }
     for (int s = 0; s < servers; ++s) {
-      threads_.emplace_back([this, s, opts] {
+      threads_.emplace_back([this, s, opts]() mutable {
+        opts.index = s;
         Server server(stores_[s].get(), transports_[s].get(), opts);
         try {
           server.Run();
@@ -241,6 +244,38 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
   }
 }
 
+// A keyed async push whose gradients or counts do not match its keys is a protocol error,
+// never a read past the message.
+TEST(KVTest, ServerRefusesMisSizedKeyedPush) {
+  for (const bool bad_counts : {false, true}) {
+    InProcHub hub(2);
+    auto st = hub.Connect(0);
+    auto wt = hub.Connect(1);
+    ParamStore store(StoreOptions{.k = 1}, MakeSgd(SgdParams{}));
+    Server server(&store, st.get(), ServerOptions{});
+    std::string error;
+    std::thread t([&] {
+      try {
+        server.Run();
+      } catch (const TransportError& e) {
+        error = e.what();
+      }
+    });
+    Message push;
+    push.kind = MsgKind::kPush;
+    push.request_id = 1;
+    push.keys = {5, 6};
+    push.vals = bad_counts ? std::vector<float>(4, 1.0f) : std::vector<float>{1.0f};
+    if (bad_counts) push.counts = {1};
+    wt->Send(0, std::move(push));
+    t.join();
+    EXPECT_NE(error.find(bad_counts ? "count size mismatch" : "gradient size mismatch"),
+              std::string::npos)
+        << error;
+    EXPECT_EQ(store.size(), 0u);
+  }
+}
+
 TEST(KVTest, PullWithoutCreateReadsZerosAndCreatesNothing) {
   PsFixture ps(2, 1, Consistency::kAsync);
   std::vector<Key> keys = {1, 2, 3};
@@ -280,6 +315,66 @@ TEST(KVTest, BspSumsWorkersAndWaitsForAll) {
   EXPECT_FALSE(ps.worker(0).Wait(a).any_had_data);
   EXPECT_FALSE(ps.worker(1).Wait(b).any_had_data);
   (void)g1;
+}
+
+// optimizer.clip_gradient, worked by hand with SGD (lr 1: param -= clipped gradient).
+TEST(KVTest, ClipGradientClampsEveryElementBeforeTheUpdate) {
+  PsFixture ps(1, 1, Consistency::kAsync, /*k=*/2, /*clip=*/0.5f);
+  const std::vector<Key> keys = {7, 8};
+  std::vector<float> init(6);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+  // Key 7: w gradient 3 -> 0.5, v gradients -0.2 (kept), -7 -> -0.5.
+  // Key 8: 0.5 and -0.5 are on the bound (kept), 1e30 -> 0.5.
+  const std::vector<float> grads = {3.0f, -0.2f, -7.0f, 0.5f, -0.5f, 1e30f};
+  ps.worker(0).Wait(ps.worker(0).Push(keys, grads, {}, 0, true, false));
+  std::vector<float> after(6);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  const float clipped[6] = {0.5f, -0.2f, -0.5f, 0.5f, -0.5f, 0.5f};
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(after[i], init[i] - clipped[i]) << i;
+}
+
+// bsp clips the step's sum over workers, not each worker's push.
+TEST(KVTest, ClipGradientInBspClipsTheSum) {
+  PsFixture ps(1, 2, Consistency::kBsp, /*k=*/1, /*clip=*/1.0f);
+  const std::vector<Key> keys = {5};
+  std::vector<float> init(2);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+  const std::vector<float> g = {0.75f, 0.25f};  // sums: 1.5 -> 1, 0.5 (kept)
+  Timestamp a = ps.worker(0).Push(keys, g, {}, 0, true, true);
+  Timestamp b = ps.worker(1).Push(keys, g, {}, 0, true, true);
+  ps.worker(0).Wait(a);
+  ps.worker(1).Wait(b);
+  std::vector<float> after(2);
+  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  EXPECT_FLOAT_EQ(after[0], init[0] - 1.0f);
+  EXPECT_FLOAT_EQ(after[1], init[1] - 0.5f);
+}
+
+// A row with a non-finite gradient never reaches a parameter, with or without clipping (which
+// leaves non-finite elements alone); the servers count it (kStats).
+TEST(KVTest, NonFiniteGradientRowsAreRejectedAndCounted) {
+  for (const Consistency c : {Consistency::kAsync, Consistency::kBsp}) {
+    for (const float clip : {0.0f, 0.5f}) {
+      PsFixture ps(2, 1, c, /*k=*/1, clip);
+      const std::vector<Key> keys = {1, 2, 3, 4};
+      std::vector<float> init(8);
+      ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+      const float nan = std::nanf("");
+      const std::vector<float> grads = {0.25f, nan, 0.25f, 0.25f, INFINITY, 0.0f, 0.0f, -INFINITY};
+      ps.worker(0).Wait(ps.worker(0).Push(keys, grads, {}, 0, true, true));
+      std::vector<float> after(8);
+      ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+      EXPECT_EQ(after[0], init[0]);  // key 1 rejected: unchanged
+      EXPECT_EQ(after[1], init[1]);
+      EXPECT_FLOAT_EQ(after[2], init[2] - 0.25f);  // key 2 applied
+      EXPECT_FLOAT_EQ(after[3], init[3] - 0.25f);
+      for (int i = 4; i < 8; ++i) EXPECT_EQ(after[i], init[i]) << i;  // keys 3, 4 rejected
+      EXPECT_EQ(CollectServerStats(&ps.coordinator()).rejected_rows, 3u);
+      if (c == Consistency::kBsp) {  // end the bsp epoch so the servers shut down cleanly
+        ps.worker(0).Wait(ps.worker(0).Push({}, {}, {}, 1, false, true));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ constexpr int kPrefetchDepth = 2;
 }  // namespace
 
 Worker::Worker(const WorkerOptions& options, KVClient* client)
-    : options_(options), client_(client) {}
+    : options_(options), client_(client), divergence_(options.loss) {}
 
 void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const {
   progress->rows.fetch_add(rows, std::memory_order_relaxed);
@@ -58,11 +58,7 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   grads_.assign(b.index.size() * (1 + options_.k), 0.0f);
   const double loss =
       FmForwardBackward(View(b), params.data(), options_.k, options_.loss, grads_.data(), nullptr);
-  if (!std::isfinite(loss)) {
-    throw NumericError(
-        "training diverged: a minibatch's loss is not finite; try a smaller "
-        "optimizer.lr");
-  }
+  divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
   return loss;
 }
 
@@ -76,6 +72,7 @@ Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_da
 
 void Worker::Cut(const std::vector<ByteRange>& remaining) {
   cut_pending_ = false;
+  divergence_.CheckPartial();  // never checkpoint a model that has just diverged
   if (cut_handler_) cut_handler_(remaining);
 }
 
@@ -86,6 +83,7 @@ void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
   } else {
     TrainAsync(reader, progress, after_batch);
   }
+  divergence_.CheckPartial();  // before the epoch's checkpoint and model
 }
 
 void Worker::TrainAsync(ShardReader* reader, Progress* progress,

@@ -24,6 +24,7 @@
 #include "common/kv.h"
 #include "common/reader.h"
 #include "worker/batch_prefetcher.h"
+#include "worker/divergence.h"
 
 namespace fmps {
 
@@ -65,7 +66,8 @@ class Worker {
   void set_cut_handler(CutHandler handler) { cut_handler_ = std::move(handler); }
 
   // One pass over the reader's remaining rows. Adds to *progress as it goes and calls
-  // after_batch (if set) after each batch (bsp: each step).
+  // after_batch (if set) after each batch (bsp: each step). Throws NumericError when the
+  // training loss diverges (DivergenceGuard, also consulted at the end and at every cut).
   void TrainEpoch(ShardReader* reader, Progress* progress,
                   const std::function<void()>& after_batch = nullptr);
 
@@ -80,6 +82,7 @@ class Worker {
   Timestamp PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
                     bool keep_rows = false);
   // Gradients of batch b given its pulled params (into grads_); returns the loss sum.
+  // Throws NumericError when training diverges (see DivergenceGuard).
   double ComputeGradients(const PreparedBatch& b, const std::vector<float>& params);
   // Pushes grads_ for batch b's keys (keys_of_pull: see KVClient::Push).
   Timestamp PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all,
@@ -97,6 +100,7 @@ class Worker {
   std::int64_t bsp_step_ = 0;
   std::vector<float> params_[2];  // pull destinations: current and next batch
   std::vector<float> grads_;
+  DivergenceGuard divergence_;
 };
 
 }  // namespace fmps
