@@ -236,6 +236,15 @@ std::optional<Manifest> FindResumePoint(const std::string& dir, const std::strin
 
 ResumePoint FindResume(const Config& config, bool resume, std::uint64_t train_bytes) {
   ResumePoint p;
+  if (!config.checkpoint.dir.empty()) {
+    // Fail now, not at the first checkpoint hours later, if the directory is unusable.
+    std::error_code ec;
+    fs::create_directories(config.checkpoint.dir, ec);
+    if (ec || !fs::is_directory(config.checkpoint.dir)) {
+      throw IoError("checkpoint.dir: cannot create directory '" + config.checkpoint.dir + "'" +
+                    (ec ? ": " + ec.message() : ""));
+    }
+  }
   if (!resume) return p;
   if (config.checkpoint.dir.empty()) {
     throw ConfigError("--resume needs checkpoint.dir (where the checkpoints are)");
@@ -301,11 +310,23 @@ Checkpointer::Checkpointer(const Config& config, KVClient* client, int num_serve
       own_worker_(own_worker),
       train_bytes_(train_bytes),
       next_seq_(config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir)),
+      first_seq_(next_seq_),
       rows_base_(rows_base),
       loss_base_(loss_base),
       enabled_(!config.checkpoint.dir.empty()),
       last_(std::chrono::steady_clock::now()),
       done_(num_workers) {}
+
+Checkpointer::~Checkpointer() {
+  if (!enabled_) return;
+  // A job that fails leaves no half-written checkpoint: remove those this one started and
+  // did not complete (after a normal end, Drain() has completed them all).
+  for (const auto& [seq, path] : ListCheckpoints(config_.checkpoint.dir)) {
+    if (seq < first_seq_ || fs::exists(path + "/" + kManifest)) continue;
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+}
 
 bool Checkpointer::Due() const {
   return enabled_ && !requested_ &&

@@ -71,7 +71,6 @@ std::string ConfigDigest(const Config& config);
 std::optional<Manifest> FindResumePoint(const std::string& dir, const std::string& digest,
                                         std::uint64_t train_bytes);
 
-
 // Where a (resumed) job starts.
 struct ResumePoint {
   std::optional<Manifest> manifest;  // the checkpoint resumed from, if any
@@ -83,7 +82,8 @@ struct ResumePoint {
 
 // The resume point for `fmps train --resume` (a fresh start when `resume` is false or no
 // complete checkpoint exists, which is logged). ConfigError if resume is asked without
-// checkpoint.dir.
+// checkpoint.dir. Creates checkpoint.dir when set (IoError naming it if that fails), so an
+// unusable directory stops the job before training.
 ResumePoint FindResume(const Config& config, bool resume, std::uint64_t train_bytes);
 
 // Reads the manifest of checkpoint `seq` in `dir` (no verification of the shards; used by
@@ -110,6 +110,11 @@ class Checkpointer {
   Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
                int first_worker, int own_worker, std::uint64_t train_bytes, double rows_base,
                double loss_base);
+  // Removes the directories of checkpoints this Checkpointer started but did not complete
+  // (no MANIFEST), e.g. when the job fails; the servers must no longer be writing shards.
+  ~Checkpointer();
+  Checkpointer(const Checkpointer&) = delete;
+  Checkpointer& operator=(const Checkpointer&) = delete;
 
   bool enabled() const { return enabled_; }
   // A periodic checkpoint is due and none is in progress.
@@ -150,6 +155,7 @@ class Checkpointer {
   int own_worker_;
   std::uint64_t train_bytes_;
   std::uint64_t next_seq_;
+  std::uint64_t first_seq_;  // the first sequence number this Checkpointer uses
   double rows_base_;
   double loss_base_;
   bool enabled_;

@@ -17,6 +17,17 @@ JobInputs PrepareInputs(const Config& config) {
   JobInputs in;
   in.train_files = ExpandPaths(config.data.train, "data.train");
   if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
+  auto require_data = [](const std::vector<std::string>& files, const char* key) {
+    if (TotalBytes(files) != 0) return;
+    std::string msg = key;
+    msg += ": '";
+    msg += files.front();
+    msg += files.size() == 1 ? "' is empty" : "' and every other file are empty";
+    msg += " (no rows to read)";
+    throw ConfigError(msg);
+  };
+  require_data(in.train_files, "data.train");
+  if (!in.test_files.empty()) require_data(in.test_files, "data.test");
   in.spec.data = config.data;
   in.spec.loss = config.model.loss;
   if (config.data.format == DataFormat::kCsv &&
@@ -25,6 +36,19 @@ JobInputs PrepareInputs(const Config& config) {
     in.spec.numeric_stats = ComputeNumericStats(in.spec, in.train_files);
   }
   return in;
+}
+
+void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
+                           const BadRowStats& local_bad) {
+  if (epoch_rows != 0) return;
+  std::string msg = "data.train: no row could be trained: ";
+  msg += std::to_string(bad_rows);
+  msg += " malformed row(s) skipped";
+  if (!local_bad.first.empty()) {
+    msg += ", the first ";
+    msg += local_bad.first.front();
+  }
+  throw DataError(msg);
 }
 
 namespace {
@@ -219,6 +243,13 @@ JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedMode
 
 void LogJobEnd(const JobTotals& t, const SavedModel& model) {
   char line[256];
+  if (t.server_stats.rejected_rows != 0) {
+    std::snprintf(line, sizeof(line),
+                  "warning: the servers rejected %llu gradient row(s) with a non-finite value "
+                  "(never applied); a smaller optimizer.lr may help",
+                  static_cast<unsigned long long>(t.server_stats.rejected_rows));
+    Log(line);
+  }
   std::snprintf(line, sizeof(line), "server memory: %.1f bytes per key (%llu keys)",
                 BytesPerKey(model), static_cast<unsigned long long>(model.stored_keys));
   Log(line);

@@ -25,8 +25,15 @@ struct JobInputs {
   FeatureSpec spec;  // includes csv standardisation statistics from a first pass
 };
 
-// Expands data.train/test (ConfigError if nothing matches) and runs the csv first pass.
+// Expands data.train/test (ConfigError if nothing matches or the files hold no byte at all)
+// and runs the csv first pass.
 JobInputs PrepareInputs(const Config& config);
+
+// Throws DataError when a whole epoch over data.train (not a resumed remainder) trained no
+// row, i.e. every row was malformed and skipped: an empty model is never written. bad_rows:
+// the job's count; local_bad: a reader's reports, the first of which the message quotes.
+void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
+                           const BadRowStats& local_bad);
 
 // Checks train.init_model (when set) before any work: readable, and with the k, loss and
 // feature settings (format, hashing, csv roles) of `config`, so its keys mean the same.

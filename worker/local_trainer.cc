@@ -109,6 +109,7 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
   server_options.first_worker_endpoint = num_servers;
   server_options.consistency = config.train.consistency;
   server_options.checkpoint_dir = config.checkpoint.dir;
+  server_options.clip_gradient = config.optimizer.clip_gradient;
   for (int s = 0; s < num_servers; ++s) {
     stores.push_back(
         std::make_unique<ParamStore>(MakeStoreOptions(config), MakeOptimizer(config.optimizer)));
@@ -251,6 +252,15 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
             }
           });
       errors.RethrowIfFailed();
+      if (!resumed_epoch) {
+        std::uint64_t bad = 0;
+        const BadRowStats* sample = &readers.front()->bad_rows();
+        for (const auto& r : readers) {
+          bad += r->bad_rows().count;
+          if (sample->first.empty()) sample = &r->bad_rows();
+        }
+        CheckEpochTrainedRows(total_rows() - rows_before, bad, *sample);
+      }
       totals.train_seconds += out.Elapsed() - t0;
       report(true);
       if (ckpt.enabled()) {

@@ -244,6 +244,10 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
       MPI_Reduce(&bad, &sum, 1, MPI_UINT64_T, MPI_SUM, 0, workers);
       totals.bad_rows += sum;
     }
+    if (coordinator && !(s.start.mid_epoch && epoch == s.start.first_epoch)) {
+      CheckEpochTrainedRows(static_cast<std::uint64_t>(epoch_sum.rows - job_before.rows),
+                            totals.bad_rows, s.train->bad_rows());
+    }
 
     if (s.test) {
       std::vector<float> scores, labels;
@@ -392,6 +396,7 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
       options.consistency = s.config.train.consistency;
       options.index = rank;
       options.checkpoint_dir = s.config.checkpoint.dir;
+      options.clip_gradient = s.config.optimizer.clip_gradient;
       Server server(&store, &*transport, options);
       if (rank == 0) {
         Log("MPI mode: " + std::to_string(servers) + " server rank(s), " +

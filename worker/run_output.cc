@@ -45,6 +45,11 @@ RunOutput::RunOutput(const Config& config)
     throw IoError("output.dir: cannot create directory '" + dir_ + "'" +
                   (ec ? ": " + ec.message() : ""));
   }
+  // model.fmps is renamed into place at the end: a directory of that name would fail it.
+  const std::string model = ModelPath();
+  if (std::filesystem::exists(model, ec) && !std::filesystem::is_regular_file(model, ec)) {
+    throw IoError("output.dir: cannot write '" + model + "': a non-file of that name exists");
+  }
   WriteFileAtomic(dir_ + "/config.yaml", ConfigToYaml(config));
   metrics_.open(dir_ + "/metrics.jsonl", std::ios::out | std::ios::trunc);
   if (!metrics_) throw IoError("output.dir: cannot write " + dir_ + "/metrics.jsonl");

@@ -30,7 +30,7 @@ struct ProgressReport {
 class RunOutput {
  public:
   // Creates output.dir (and parents) and writes config.yaml. Throws IoError naming the
-  // directory if it cannot be created or written.
+  // directory if it cannot be created or written, or if model.fmps there is not a file.
   explicit RunOutput(const Config& config);
 
   // Seconds since construction.
