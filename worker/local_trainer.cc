@@ -161,7 +161,8 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
   }
 
   // Runs fn(w) for every worker in its own thread and waits; meanwhile calls `report` every
-  // train.progress_seconds (if set) and `tick` every 50 ms (if set).
+  // train.progress_seconds (if set) and `tick` every 50 ms (if set). Errors of any of them
+  // are recorded in `errors`; callers RethrowIfFailed() after it returns.
   auto run_workers = [&](const std::function<void(int)>& fn, const std::function<void()>& report,
                          const std::function<void()>& tick) {
     std::mutex mu;
@@ -182,11 +183,14 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
       auto next_report = std::chrono::steady_clock::now() + period;
       while (!cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return running == 0; })) {
         lock.unlock();
+        // An error here (e.g. a checkpoint cut seeing the job aborted by a failed worker)
+        // goes to `errors`, which stops the workers; the threads are joined before the caller
+        // rethrows it (a std::thread must never be destroyed unjoined).
         if (report && std::chrono::steady_clock::now() >= next_report) {
-          report();
+          errors.Guard(report);
           next_report = std::chrono::steady_clock::now() + period;
         }
-        if (tick) tick();
+        if (tick && !errors.failed()) errors.Guard(tick);
         lock.lock();
       }
     }
