@@ -2,8 +2,10 @@
 """fmps benchmark driver (standard library only); run through tests/bench/run.sh.
 
 Runs the fmps_bench micro-benchmarks, end-to-end `fmps train` (single-node 1+1, MPI 1+1,
-MPI 1+2) and `fmps predict`, each at least 3 times; prints medians with min-max next to
-the targets and writes the table to runs/bench/bench.json.
+MPI 1+2, MPI 1+3) and `fmps predict`, each at least 3 times; prints medians with min-max next
+to the targets, the scaling case (MPI 1 server + 1, 2, 3 workers: rows/s, server busy
+fraction, per-core costs from each rank's CPU time) and the capacity model's inputs and the
+cluster it sizes (README "Capacity model"); writes the table to runs/bench/bench.json.
 """
 import argparse
 import json
@@ -143,7 +145,7 @@ def micro(repo, table, reps, quick, outdir):
         log("build/tests/bench/fmps_bench missing (Google Benchmark not installed?): "
             "micro-benchmarks skipped")
         table.add("micro", "fmps_bench (not built)", [], "")
-        return None
+        return None, {}
     out = os.path.join(outdir, "micro.json")
     cmd = [exe, f"--benchmark_repetitions={reps}", "--benchmark_format=json",
            f"--benchmark_out={out}", "--benchmark_out_format=json"]
@@ -177,6 +179,16 @@ def micro(repo, table, reps, quick, outdir):
     table.add(sec, "Push by the pull's row handles (trainer path)", rows, "ns/key", 25, "<=")
     table.add(sec, "Pull + Push by handles (a key's round trip)", [a + b for a, b in zip(pull, rows)],
               "ns/key", 25, "<=", note="strictest reading of the target")
+    pull16 = [1e9 / v for v in vals("BM_StorePullK16", "items_per_second")]
+    rows16 = [1e9 / v for v in vals("BM_StorePushRowsK16", "items_per_second")]
+    sec16 = "ParamStore, 10^6 keys, k=16, adagrad, 8192 keys/call (capacity model's k)"
+    table.add(sec16, "Pull (lookup)", pull16, "ns/key")
+    table.add(sec16, "Push by the pull's row handles", rows16, "ns/key")
+    table.add(sec16, "Pull + Push by handles (a key's round trip)",
+              [a + b for a, b in zip(pull16, rows16)], "ns/key")
+    b16 = vals("BM_StoreBytesK16/opt:1/iterations:1", "bytes_per_key")
+    raw16 = vals("BM_StoreBytesK16/opt:1/iterations:1", "raw_bytes_per_key")
+    table.add(sec16, f"adagrad: bytes/key (raw {fmt(raw16[0]) if raw16 else '?'})", b16, "B/key")
     floor_r = [1e9 / v for v in vals("BM_MemFloorRead", "items_per_second")]
     floor_w = [1e9 / v for v in vals("BM_MemFloorWrite", "items_per_second")]
     table.add(sec, "memory floor: read 1 random row (no lookup)", floor_r, "ns/key",
@@ -201,7 +213,21 @@ def micro(repo, table, reps, quick, outdir):
                   "MB/s", tgt, ">=" if tgt else None)
         table.add("Reader parse (ShardReader, 2*10^5 synth rows, page cache)", f"{f_} rows/s",
                   vals(name, "items_per_second"), "rows/s")
-    return data.get("context")
+
+    def med(v):
+        return statistics.median(v) if v else None
+
+    figures = {
+        "store_ns_k8": med([a + b for a, b in zip(pull, rows)]),
+        "store_ns_k16": med([a + b for a, b in zip(pull16, rows16)]),
+        "bytes_per_key_k16": med(b16),
+        "raw_bytes_per_key_k16": med(raw16),
+        "fm_cache_k8": med(vals("BM_FmCache/8", "items_per_second")),
+        "fm_cache_k16": med(vals("BM_FmCache/16", "items_per_second")),
+        "parse_libsvm": med(vals("BM_Parse/fmt:0", "items_per_second")),
+        "parse_criteo": med(vals("BM_Parse/fmt:2", "items_per_second")),
+    }
+    return data.get("context"), figures
 
 
 # ---- end to end ----------------------------------------------------------------------------
@@ -228,29 +254,35 @@ train:
 """)
 
 
-def read_rss(path):
+# /usr/bin/time format of every timed fmps process: peak RSS KiB, user s, system s, wall s.
+TIME_FORMAT = "%M %U %S %e"
+
+
+def read_time(path):
+    """{"rss": MiB, "cpu": user + system s, "wall": s} from a TIME_FORMAT file, or Nones."""
     try:
         with open(path) as f:
             lines = [ln.strip() for ln in f if ln.strip()]
-        return int(lines[-1]) / 1024.0  # KiB -> MiB
+        kib, user, sys_, wall = lines[-1].split()
+        return {"rss": int(kib) / 1024.0, "cpu": float(user) + float(sys_), "wall": float(wall)}
     except (OSError, ValueError, IndexError):
-        return None
+        return {"rss": None, "cpu": None, "wall": None}
 
 
 def train_single(repo, fmps, cfg, out):
-    rss_file = os.path.join(out, "rss.txt")
+    time_file = os.path.join(out, "time.txt")
     os.makedirs(out, exist_ok=True)
-    run(["/usr/bin/time", "-f", "%M", "-o", rss_file, fmps, "train", cfg,
+    run(["/usr/bin/time", "-f", TIME_FORMAT, "-o", time_file, fmps, "train", cfg,
          "--set", f"output.dir={out}", "--set", "cluster.local_servers=1",
          "--set", "cluster.local_workers=1"], stdout=sys.stderr)
     with open(os.path.join(out, "summary.json")) as f:
         s = json.load(f)
-    return s, {"process": read_rss(rss_file)}
+    return s, {"process": read_time(time_file)}
 
 
 def train_mpi(repo, fmps, cfg, out, servers, workers):
     """The mpirun command of launch/run_local.sh -s S -w W, with each rank's fmps wrapped in
-    /usr/bin/time for its peak RSS."""
+    /usr/bin/time for its peak RSS and CPU time. Returns (summary.json, {rank label: times})."""
     os.makedirs(out, exist_ok=True)
     np_ = servers + workers
     args = ["mpirun", "-np", np_, "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1"]
@@ -258,18 +290,18 @@ def train_mpi(repo, fmps, cfg, out, servers, workers):
         args.append("--oversubscribe")
     if os.geteuid() == 0:
         args.append("--allow-run-as-root")
-    wrap = ('exec /usr/bin/time -f %M -o "' + out +
-            '/rss.rank$OMPI_COMM_WORLD_RANK" "$0" "$@"')
+    wrap = (f'exec /usr/bin/time -f "{TIME_FORMAT}" -o "' + out +
+            '/time.rank$OMPI_COMM_WORLD_RANK" "$0" "$@"')
     args += ["sh", "-c", wrap, fmps, "train", cfg, "--set", f"cluster.servers={servers}",
              "--set", f"output.dir={out}"]
     run(args, stdout=sys.stderr)
     with open(os.path.join(out, "summary.json")) as f:
         s = json.load(f)
-    rss = {}
+    times = {}
     for r in range(np_):
         role = "server" if r < servers else "worker"
-        rss[f"rank{r} ({role})"] = read_rss(os.path.join(out, f"rss.rank{r}"))
-    return s, rss
+        times[f"rank{r} ({role})"] = read_time(os.path.join(out, f"time.rank{r}"))
+    return s, times
 
 
 def end_to_end(repo, fmps, meta, table, reps, outdir):
@@ -277,21 +309,22 @@ def end_to_end(repo, fmps, meta, table, reps, outdir):
     write_config(cfg, meta)
     cases = [("single-node 1 server + 1 worker", "single", None),
              ("MPI 1 server + 1 worker", "mpi11", (1, 1)),
-             ("MPI 1 server + 2 workers", "mpi12", (1, 2))]
+             ("MPI 1 server + 2 workers", "mpi12", (1, 2)),
+             ("MPI 1 server + 3 workers", "mpi13", (1, 3))]
     results = {}
     for label, tag, mpi in cases:
-        sums, rsss = [], []
+        sums, times = [], []
         for i in range(reps):
             out = os.path.join(outdir, "out", f"{tag}_r{i}")
             if mpi is None:
-                s, rss = train_single(repo, fmps, cfg, out)
+                s, t = train_single(repo, fmps, cfg, out)
             else:
-                s, rss = train_mpi(repo, fmps, cfg, out, *mpi)
+                s, t = train_mpi(repo, fmps, cfg, out, *mpi)
             sums.append(s)
-            rsss.append(rss)
-        results[tag] = (label, sums, rsss)
+            times.append(t)
+        results[tag] = (label, sums, times)
     single_med = statistics.median(s["rows_per_s"] for s in results["single"][1])
-    for tag, (label, sums, rsss) in results.items():
+    for tag, (label, sums, times) in results.items():
         sec = f"fmps train, 1 epoch: {label}"
         rps = [s["rows_per_s"] for s in sums]
         if tag == "single":
@@ -303,14 +336,221 @@ def end_to_end(repo, fmps, meta, table, reps, outdir):
             table.add(sec, "rows/s (summary.json)", rps, "rows/s")
         table.add(sec, "wall s (incl. eval + model write)", [s["wall_s"] for s in sums], "s")
         table.add(sec, "test logloss", [s.get("test_logloss") for s in sums], "")
-        for rank in rsss[0]:
-            table.add(sec, f"peak RSS {rank}", [r[rank] for r in rsss], "MiB")
+        for rank in times[0]:
+            table.add(sec, f"peak RSS {rank}", [r[rank]["rss"] for r in times], "MiB")
         if tag == "single":
             table.add(sec, "num_keys (distinct keys)", [s.get("num_keys") for s in sums], "keys")
             if "server_bytes_per_key" in sums[0]:
                 table.add(sec, "server bytes/key (summary.json)",
                           [s["server_bytes_per_key"] for s in sums], "B/key")
-    return os.path.join(outdir, "out", "single_r0", "model.fmps")
+    return os.path.join(outdir, "out", "single_r0", "model.fmps"), results
+
+
+# ---- capacity model ------------------------------------------------------------------------
+
+BATCH_ROWS = 1024  # train.batch_size of bench.yaml
+SAMPLE_BATCHES = 100
+
+
+def batch_stats(train_path):
+    """Unique keys per BATCH_ROWS-row minibatch (the feature ids plus the bias key, as a pull
+    sends them) and non-zeros per row, over the first SAMPLE_BATCHES batches of the file."""
+    uniq, nnz, rows = [], 0, 0
+    ids = set()
+    with open(train_path) as f:
+        for line in f:
+            feats = line.split()[1:]
+            nnz += len(feats)
+            ids.update(t.split(":", 1)[0] for t in feats)
+            rows += 1
+            if rows % BATCH_ROWS == 0:
+                uniq.append(len(ids) + 1)
+                ids.clear()
+                if len(uniq) == SAMPLE_BATCHES:
+                    break
+    return {"unique_keys_per_batch": statistics.mean(uniq), "batches": len(uniq),
+            "nnz_per_row": nnz / max(1, rows)}
+
+
+def varint_len(v):
+    v = int(v)
+    n = 1
+    while v >= 0x80:
+        v >>= 7
+        n += 1
+    return n
+
+
+def message_overhead(num_keys, num_vals, num_counts=0, ref=0, request_id=5000):
+    """Bytes of one wire message besides its arrays (common/wire.h): u32 length prefix, the
+    proto3 WireHeader (fields 1-8 and 11 as varints when non-zero, 9-10 fixed64) and the
+    8-byte checksum. request_id and step are taken as typical mid-epoch values."""
+    varints = [1, 1, request_id, request_id, 1, num_keys, num_vals, num_counts, ref]
+    header = sum(1 + varint_len(v) for v in varints if v) + 2 * (1 + 8)
+    return 4 + header + 8
+
+
+def wire_bytes_per_batch(u, k, servers=1, counts=False):
+    """(worker -> servers, servers -> worker) bytes for one minibatch of u unique keys in the
+    async trainer: pull (8 B/key) + its reply (4(1+k) B/key), push of gradients by the pull's
+    kept rows (4(1+k) B/key, no keys; + 4 B/key of counts when min_count > 1) + its empty
+    reply; one message of each per server, the keys split evenly."""
+    w = 1 + k
+    per = u / servers
+    out = servers * (message_overhead(per, 0) + 8 * per
+                     + message_overhead(0, per * w, per if counts else 0, ref=5000)
+                     + 4 * w * per + (4 * per if counts else 0))
+    back = servers * (message_overhead(0, per * w) + 4 * w * per + message_overhead(0, 0))
+    return out, back
+
+
+def scaling(results, stats, table):
+    """The scaling case: MPI 1 server + 1, 2, 3 workers (oversubscribed beyond 1 + 1 on a
+    2-core machine). Per-rank CPU time (user + sys of /usr/bin/time) gives the server's busy
+    fraction and the per-core costs the capacity model uses, which do not depend on how
+    the ranks share the cores. Returns medians for the capacity model."""
+    u = stats["unique_keys_per_batch"]
+    cores = os.cpu_count() or 1
+    sec = (f"scaling: MPI 1 server + W workers, 1 epoch (W + 1 ranks on {cores} cores; "
+           f"keys served = push_keys_applied, each pulled and pushed)")
+    out = {}
+    base = None
+    for w in (1, 2, 3):
+        tag = f"mpi1{w}"
+        if tag not in results:
+            continue
+        _, sums, times = results[tag]
+        rps, busy, kps, ns_key, worker_rate, used, kpr = [], [], [], [], [], [], []
+        for s_, t in zip(sums, times):
+            rows = s_["rows_trained"]
+            # The servers' count of keys pushed (each also pulled); else the sample's estimate.
+            keys = s_.get("push_keys_applied") or rows / BATCH_ROWS * u
+            kpr.append(keys / rows)
+            srv = t["rank0 (server)"]
+            wcpu = sum(v["cpu"] for r, v in t.items() if "worker" in r)
+            wall = max(v["wall"] for v in t.values())
+            rps.append(s_["rows_per_s"])
+            busy.append(srv["cpu"] / srv["wall"])
+            kps.append(keys / s_["train_s"])
+            ns_key.append(srv["cpu"] / keys * 1e9)
+            worker_rate.append(rows / wcpu)
+            used.append(sum(v["cpu"] for v in t.values()) / wall)
+        med = statistics.median(rps)
+        if base is None:
+            base = med
+        label = f"1+{w}"
+        table.add(sec, f"{label}: rows/s", rps, "rows/s",
+                  note=f"x{med / base:.2f} of 1+1; ranks use "
+                       f"{statistics.median(used):.2f} of {cores} cores")
+        table.add(sec, f"{label}: rows/s per worker", [v / w for v in rps], "rows/s")
+        table.add(sec, f"{label}: server busy (rank 0 CPU / wall)", busy, "core",
+                  note="incl. start, eval, model write")
+        table.add(sec, f"{label}: keys/s served by the server", kps, "keys/s",
+                  note=f"{statistics.median(kpr):.2f} keys/row (sample: {u / BATCH_ROWS:.2f})")
+        table.add(sec, f"{label}: server CPU per key served", ns_key, "ns/key",
+                  note="pull + push incl. transport; upper bound")
+        table.add(sec, f"{label}: rows per worker CPU-second", worker_rate, "rows/s")
+        table.add(sec, f"{label}: server saturates at (1 core)",
+                  [1e9 / v / r for v, r in zip(ns_key, kpr)], "rows/s",
+                  note="1e9 / (CPU per key served x keys per row)")
+        out[w] = {"rows_per_s": med, "server_ns_per_key": statistics.median(ns_key),
+                  "worker_rows_per_cpu_s": statistics.median(worker_rate),
+                  "server_busy": statistics.median(busy)}
+    return out
+
+
+CRITEO_ROWS_PER_DAY = 4e9
+CRITEO_KEYS = 1e9
+CRITEO_K = 16
+EPOCH_S = 3600
+SERVER_RAM_GIB = 128
+RAM_USABLE = 0.75  # of a server's RAM for its stores and their checkpoint snapshot
+ADAGRAD_S = 1
+
+
+def capacity(stats, micro_fig, single_rps, scal, table):
+    """Prints the capacity model's measured inputs and the cluster it sizes for
+    Criteo-1TB-scale work (formulas: README "Capacity model")."""
+    u = stats["unique_keys_per_batch"]
+    sec = f"capacity model inputs (measured here, k={K} unless noted)"
+    table.add(sec, f"unique keys per {BATCH_ROWS}-row batch", [u], "keys",
+              note=f"first {stats['batches']} batches; {u / BATCH_ROWS:.1f} per row of "
+                   f"{stats['nnz_per_row']:.1f} nnz")
+    wire = {}
+    for k in (K, CRITEO_K):
+        o, b = wire_bytes_per_batch(u, k)
+        wire[k] = (o / BATCH_ROWS, b / BATCH_ROWS)
+        table.add(sec, f"wire bytes per row, k={k} (out + in)", [(o + b) / BATCH_ROWS],
+                  "B/row", note=f"out {o / BATCH_ROWS:.0f} + in {b / BATCH_ROWS:.0f}")
+    table.add(sec, "worker core rows/s: single-node (wall)", [single_rps], "rows/s",
+              note="1 worker thread + 1 server thread")
+    worker_rate = scal.get(1, {}).get("worker_rows_per_cpu_s")
+    if worker_rate:
+        table.add(sec, "worker core rows/s: MPI 1+1 (CPU time)", [worker_rate],
+                  "rows/s")
+    srv_ns = scal.get(1, {}).get("server_ns_per_key")
+    if micro_fig.get("store_ns_k8"):
+        table.add(sec, "server core keys/s: store only",
+                  [1e9 / micro_fig["store_ns_k8"]], "keys/s", note="1e9 / Pull + Push by handles")
+    if srv_ns:
+        table.add(sec, "server core keys/s: MPI 1+1 (CPU time)",
+                  [1e9 / srv_ns], "keys/s", note="incl. transport, codec, eval, model write")
+    if micro_fig.get("store_ns_k16"):
+        table.add(sec, "server core keys/s, k=16: store only", [1e9 / micro_fig["store_ns_k16"]],
+                  "keys/s")
+    if micro_fig.get("bytes_per_key_k16"):
+        table.add(sec, "server bytes/key, k=16 adagrad",
+                  [micro_fig["bytes_per_key_k16"]], "B/key")
+    needed = [micro_fig.get(n) for n in ("store_ns_k8", "store_ns_k16", "bytes_per_key_k16",
+                                         "fm_cache_k8", "fm_cache_k16", "parse_libsvm",
+                                         "parse_criteo")]
+    if not (worker_rate and srv_ns and all(needed)):
+        log("capacity model: inputs missing (micro-benchmarks or MPI 1+1), model not sized")
+        return None
+
+    sec = (f"capacity model: {CRITEO_ROWS_PER_DAY:.0e} rows in a {EPOCH_S // 3600}-hour epoch, "
+           f"{CRITEO_KEYS:.0e} keys, k={CRITEO_K}, adagrad")
+    rate = CRITEO_ROWS_PER_DAY / EPOCH_S
+    table.add(sec, "rows/s needed", [rate], "rows/s")
+    # Worker: the measured per-row cost plus the FM kernel's extra cost at k = 16.
+    t16 = 1 / worker_rate + 1 / micro_fig["fm_cache_k16"] - 1 / micro_fig["fm_cache_k8"]
+    t16_tsv = t16 + 1 / micro_fig["parse_criteo"] - 1 / micro_fig["parse_libsvm"]
+    for lbl, t in (("libsvm", t16), ("criteo TSV", t16_tsv)):
+        table.add(sec, f"worker core rows/s, k=16, {lbl}", [1 / t], "rows/s")
+        table.add(sec, f"worker cores for the epoch, {lbl}", [rate * t], "cores")
+    # Server: the store's measured k = 16 cost plus 1+1's transport cost per key scaled by
+    # the wire bytes per key (8 key + 2 x 4(1+k) values).
+    overhead = max(0.0, srv_ns - micro_fig["store_ns_k8"])
+    ns16 = micro_fig["store_ns_k16"] + overhead * (8 + 8 * (1 + CRITEO_K)) / (8 + 8 * (1 + K))
+    table.add(sec, "server CPU per key, k=16 (pull + push)", [ns16], "ns/key")
+    cores = {}
+    for lbl, upr in (("synth skew", u / BATCH_ROWS), ("no repeats", stats["nnz_per_row"] + 1 / BATCH_ROWS)):
+        kps = rate * upr
+        cores[lbl] = kps * ns16 / 1e9
+        table.add(sec, f"server cores for updates, {lbl}", [cores[lbl]], "cores",
+                  note=f"{upr:.1f} keys/row, {kps:.3g} keys/s")
+    row_bytes = 4 * (2 + (1 + CRITEO_K) * (1 + ADAGRAD_S))
+    bpk = micro_fig["bytes_per_key_k16"]
+    store_gib = CRITEO_KEYS * bpk / 2**30
+    peak_gib = CRITEO_KEYS * (bpk + 1.125 * row_bytes) / 2**30
+    budget = SERVER_RAM_GIB * RAM_USABLE
+    table.add(sec, "server memory: store", [store_gib], "GiB", note=f"{bpk:.0f} B/key")
+    table.add(sec, "server memory: store + ckpt snapshot", [peak_gib], "GiB",
+              note=f"snapshot {1.125 * row_bytes:.0f} B/key")
+    note = f"{SERVER_RAM_GIB} GiB, {RAM_USABLE:.0%} usable"
+    table.add(sec, "server machines for memory: store", [store_gib / budget], "machines",
+              note=note)
+    table.add(sec, "server machines: store + ckpt snapshot", [peak_gib / budget], "machines",
+              note=note)
+    ow, iw = wire[CRITEO_K]
+    table.add(sec, "network per worker core, out", [ow / t16 / 1e6], "MB/s",
+              note=f"in {iw / t16 / 1e6:.0f} MB/s")
+    table.add(sec, "network into all servers together", [rate * ow / 1e6],
+              "MB/s", note=f"out {rate * iw / 1e6:.0f} MB/s; divide by the server ranks")
+    return {"rows_per_s_needed": rate, "worker_rows_per_core_k16": 1 / t16,
+            "worker_rows_per_core_k16_tsv": 1 / t16_tsv, "server_ns_per_key_k16": ns16,
+            "server_cores": cores, "store_gib": store_gib, "peak_gib": peak_gib,
+            "wire_per_row_k16": wire[CRITEO_K], "wire_per_row_k8": wire[K]}
 
 
 def predict(fmps, model, meta, table, reps):
@@ -343,9 +583,13 @@ def main():
     table = Table()
 
     meta = make_data(repo, fmps, rows, test_rows)
-    ctx = micro(repo, table, a.reps, a.quick, outdir)
-    model = end_to_end(repo, fmps, meta, table, a.reps, outdir)
+    ctx, micro_fig = micro(repo, table, a.reps, a.quick, outdir)
+    model, results = end_to_end(repo, fmps, meta, table, a.reps, outdir)
     predict(fmps, model, meta, table, a.reps)
+    stats = batch_stats(meta["train"])
+    scal = scaling(results, stats, table)
+    single_rps = statistics.median(s["rows_per_s"] for s in results["single"][1])
+    model_out = capacity(stats, micro_fig, single_rps, scal, table)
 
     info = {"mode": "quick" if a.quick else "full", "rows": rows, "test_rows": test_rows,
             "train_mb": os.path.getsize(meta["train"]) / 1e6, "reps": a.reps}
@@ -354,7 +598,8 @@ def main():
     print(f"total time {total:.0f} s; JSON: {os.path.join(outdir, 'bench.json')}")
     with open(os.path.join(outdir, "bench.json"), "w") as f:
         json.dump({"machine": mach, "run": info, "data": meta, "vocab": VOCAB, "fields": FIELDS,
-                   "k": K, "benchmark_context": ctx, "total_s": total, "cases": table.rows},
+                   "k": K, "benchmark_context": ctx, "total_s": total, "batch_stats": stats,
+                   "capacity_model": model_out, "cases": table.rows},
                   f, indent=1)
     failed = [r["section"] + ": " + r["name"] for r in table.rows if r["pass"] is False]
     if failed:

@@ -7,10 +7,12 @@
 //   BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge pages)
 //   BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per call
 //   BM_StorePushRows    the trainer's push: by the row handles its pull returned
+//   BM_StorePullK16/BM_StorePushRowsK16  the same two at k = 16 (capacity model's k)
 //   BM_MemFloorRead/Write  random 80-byte rows of a 10^6-row huge-page arena, read / updated
 //                       with the store's prefetching: the memory floor under Pull / Push
 //   BM_StoreBytes/opt   MemoryBytes()/key of a 10^6-key store, k = 8; counters bytes_per_key,
 //                       raw_bytes_per_key (8-byte key + (1+k)(1+S) floats) and ratio
+//   BM_StoreBytesK16/opt  the same at k = 16 (adagrad)
 //   BM_Parse/fmt        ShardReader over a fmps::Synthesize file (libsvm, criteo), MB/s, rows/s
 // The reader files are generated once per process in a temp dir, removed at exit.
 #include <benchmark/benchmark.h>
@@ -168,12 +170,14 @@ void Fill(ParamStore* store, const std::vector<Key>& keys) {
   }
 }
 
-StoreFixture& GetStore() {
+// Keeps one store alive at a time (k = 8 or 16).
+StoreFixture& GetStore(int k = 8) {
   static std::unique_ptr<StoreFixture> fx;
-  if (fx) return *fx;
+  if (fx && fx->store->k() == k) return *fx;
+  fx.reset();
   fx = std::make_unique<StoreFixture>();
   StoreOptions o;
-  o.k = 8;
+  o.k = k;
   fx->store = std::make_unique<ParamStore>(o, MakeOpt(OptimizerName::kAdagrad));
   fx->keys = RandomKeys(kStoreKeys, 7);
   Fill(fx->store.get(), fx->keys);
@@ -192,8 +196,8 @@ StoreFixture& GetStore() {
   return *fx;
 }
 
-void BM_StorePull(benchmark::State& state) {
-  StoreFixture& fx = GetStore();
+void StorePull(benchmark::State& state, int k) {
+  StoreFixture& fx = GetStore(k);
   std::size_t c = 0;
   for (auto _ : state) {
     fx.store->Pull(fx.calls[c].data(), kCallKeys, true, fx.out.data());
@@ -203,6 +207,8 @@ void BM_StorePull(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
   state.counters["store_keys"] = static_cast<double>(fx.store->size());
 }
+void BM_StorePull(benchmark::State& state) { StorePull(state, 8); }
+void BM_StorePullK16(benchmark::State& state) { StorePull(state, 16); }
 
 void BM_StorePush(benchmark::State& state) {
   StoreFixture& fx = GetStore();
@@ -215,9 +221,10 @@ void BM_StorePush(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
   state.counters["store_keys"] = static_cast<double>(fx.store->size());
 }
+
 // The trainer's push: by the row handles of the pull of the same keys (no lookups).
-void BM_StorePushRows(benchmark::State& state) {
-  StoreFixture& fx = GetStore();
+void StorePushRows(benchmark::State& state, int k) {
+  StoreFixture& fx = GetStore(k);
   std::vector<std::vector<ParamStore::RowHandle>> rows(fx.calls.size());
   for (std::size_t c = 0; c < fx.calls.size(); ++c) {
     rows[c].resize(kCallKeys);
@@ -231,6 +238,8 @@ void BM_StorePushRows(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kCallKeys));
 }
+void BM_StorePushRows(benchmark::State& state) { StorePushRows(state, 8); }
+void BM_StorePushRowsK16(benchmark::State& state) { StorePushRows(state, 16); }
 
 // The memory floor under the store: the same number of rows of the same stride (adagrad,
 // k = 8: 80 bytes) in huge pages, visited in a random order with the same prefetch distance,
@@ -278,15 +287,17 @@ BENCHMARK(BM_StorePush);
 BENCHMARK(BM_StorePushRows);
 BENCHMARK(BM_MemFloor<false>)->Name("BM_MemFloorRead");
 BENCHMARK(BM_MemFloor<true>)->Name("BM_MemFloorWrite");
+BENCHMARK(BM_StorePullK16);
+BENCHMARK(BM_StorePushRowsK16);
 
 // Memory per key after creating 10^6 keys, per optimizer (range: OptimizerName).
-void BM_StoreBytes(benchmark::State& state) {
+void StoreBytes(benchmark::State& state, int k) {
   const auto name = static_cast<OptimizerName>(state.range(0));
   const std::vector<Key> keys = RandomKeys(kStoreKeys, 11);
   double bytes_per_key = 0, raw = 0;
   for (auto _ : state) {
     StoreOptions o;
-    o.k = 8;
+    o.k = k;
     auto opt = MakeOpt(name);
     const int s = opt->state_floats();
     ParamStore store(o, std::move(opt));
@@ -299,12 +310,19 @@ void BM_StoreBytes(benchmark::State& state) {
   state.counters["raw_bytes_per_key"] = raw;
   state.counters["ratio"] = bytes_per_key / raw;
 }
+void BM_StoreBytes(benchmark::State& state) { StoreBytes(state, 8); }
+void BM_StoreBytesK16(benchmark::State& state) { StoreBytes(state, 16); }
 BENCHMARK(BM_StoreBytes)
     ->ArgName("opt")
     ->Arg(static_cast<int>(OptimizerName::kSgd))
     ->Arg(static_cast<int>(OptimizerName::kAdagrad))
     ->Arg(static_cast<int>(OptimizerName::kAdam))
     ->Arg(static_cast<int>(OptimizerName::kFtrl))
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StoreBytesK16)
+    ->ArgName("opt")
+    ->Arg(static_cast<int>(OptimizerName::kAdagrad))
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 

@@ -9,8 +9,10 @@
 # runs/bench/data and reused while the parameters match), runs every case 3 times and
 # prints a table of medians (min-max) with the targets; the same table is written as JSON
 # to runs/bench/bench.json. Cases: fmps_bench micro-benchmarks (FM kernel, ParamStore,
-# readers), `fmps train` one epoch single-node 1+1, MPI 1+1 and MPI 1+2 (rows/s, peak RSS
-# per rank, test logloss), `fmps predict` rows/s with --threads 1 and the default.
+# readers), `fmps train` one epoch single-node 1+1, MPI 1+1, 1+2 and 1+3 (rows/s, peak RSS
+# per rank, test logloss), `fmps predict` rows/s with --threads 1 and the default, the
+# scaling case (MPI 1 server + 1, 2, 3 workers, from each rank's CPU time) and the capacity
+# model's inputs and cluster size (README "Capacity model").
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
@@ -18,7 +20,7 @@ quick=""
 for a in "$@"; do
   case "$a" in
     --quick) quick="--quick" ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$a' (usage: bash tests/bench/run.sh [--quick])" >&2; exit 2 ;;
   esac
 done
