@@ -9,12 +9,12 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
 
-#include "common/hash.h"
 #include "common/types.h"
 
 namespace fmps {
@@ -30,7 +30,7 @@ class KeyIndex {
   // key is new is close to a coin flip in minibatch deduplication, and mispredicted branches
   // cost more there than the probes themselves.
   std::uint32_t Insert(Key key, bool* inserted) {
-    if ((size_ + 1) * 2 > slots_.size()) Rehash(slots_.size() * 2);
+    if (size_ >= max_size_) Rehash(slots_.size() * 2);
     std::size_t i = Slot(key);
     std::uint32_t s = slots_[i];
     while ((s != 0) & (keys_[s] != key)) {  // keys_[0] is a dummy: no branch on s first
@@ -99,15 +99,19 @@ class KeyIndex {
  private:
   static std::size_t Capacity(std::size_t n) {
     std::size_t c = 16;
-    while (c < 2 * n) c *= 2;
+    while (c < 2 * n + 2) c *= 2;  // n keys fit without a rehash
     return c;
   }
-  std::size_t Slot(Key key) const { return Mix64(key) & mask_; }
+  // Fibonacci hashing: the top bits of key * 2^64/phi. Two instructions, and every key bit
+  // reaches the top bits (keys are mostly hashes already; raw sequential ids spread evenly).
+  std::size_t Slot(Key key) const { return (key * 0x9e3779b97f4a7c15ULL) >> shift_; }
   // Slots hold index + 1 (0 = empty); keys_[1 + index] is the key, keys_[0] a dummy, and
   // keys_ always has room for one more key than the table may hold.
   void Rehash(std::size_t capacity) {
     slots_.assign(capacity, 0u);
     mask_ = capacity - 1;
+    max_size_ = capacity / 2 - 1;  // load <= 1/2
+    shift_ = 64 - std::countr_zero(capacity);
     keys_.resize(capacity / 2 + 2);
     for (std::size_t idx = 1; idx <= size_; ++idx) {
       std::size_t i = Slot(keys_[idx]);
@@ -119,7 +123,9 @@ class KeyIndex {
   std::vector<std::uint32_t> slots_;
   std::vector<Key> keys_;
   std::size_t size_ = 0;
+  std::size_t max_size_ = 0;  // Insert rehashes beyond this many keys
   std::size_t mask_ = 0;
+  int shift_ = 64;
 };
 
 }  // namespace fmps
