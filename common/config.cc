@@ -667,22 +667,34 @@ OutputConfig ReadOutput(const Context& ctx, const Section& top, const std::strin
 
 // ---- Documents and overrides -------------------------------------------------------------
 
-// Records where each YAML document starts; ignores everything else.
+// Records where each YAML document starts and where its root node is; ignores the rest.
 class DocumentStarts : public YAML::EventHandler {
  public:
-  std::vector<YAML::Mark> starts;
+  std::vector<YAML::Mark> starts;  // one per document
+  std::vector<YAML::Mark> roots;   // one per document that has a root node
   void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
   void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
   void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
   void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (roots.size() < starts.size()) roots.push_back(mark);
+  }
 };
 
 // Loads one YAML document that must be a non-empty mapping.
@@ -719,7 +731,7 @@ YAML::Node LoadDocument(const Context& ctx, const std::string& text) {
     throw ConfigError(ctx.FileWhere(ex.mark) + ": invalid YAML: " + ex.msg);
   }
   if (docs.starts.size() > 1) {
-    throw ConfigError(ctx.FileWhere(docs.starts[1]) +
+    throw ConfigError(ctx.FileWhere(docs.roots.size() > 1 ? docs.roots[1] : docs.starts[1]) +
                       ": more than one YAML document; a config is a single document");
   }
   if (docs.starts.empty() || !root.IsDefined() || root.IsNull()) {
