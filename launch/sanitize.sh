@@ -15,6 +15,7 @@ case "$kind" in
   address)
     build=build-asan
     labels=(-LE mpi)
+    target=()
     export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:detect_stack_use_after_return=1"
     export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
@@ -22,6 +23,7 @@ case "$kind" in
   thread)
     build=build-tsan
     labels=(-L threaded -LE mpi)
+    target=(--target threaded_tests)  # the other tests are not run under TSan
     export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
     ;;
   *)
@@ -30,5 +32,5 @@ case "$kind" in
     ;;
 esac
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DFMPS_SANITIZE="$kind" >/dev/null
-cmake --build "$build" -j"$(nproc)"
+cmake --build "$build" -j"$(nproc)" "${target[@]}"
 ctest --test-dir "$build" --output-on-failure --timeout 600 -j2 "${labels[@]}" "$@"
