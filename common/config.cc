@@ -12,6 +12,7 @@
 #include <glob.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include <filesystem>
 #include <limits>
 #include <span>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -665,28 +667,82 @@ OutputConfig ReadOutput(const Context& ctx, const Section& top, const std::strin
 
 // ---- Documents and overrides -------------------------------------------------------------
 
+// Records where each YAML document starts and where its root node is; ignores the rest.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;  // one per document
+  std::vector<YAML::Mark> roots;   // one per document that has a root node
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (roots.size() < starts.size()) roots.push_back(mark);
+  }
+};
+
 // Loads one YAML document that must be a non-empty mapping.
+//
+// The documents are first counted (up to 3) by a parser of our own rather than with
+// YAML::LoadAll: on a ',' outside a flow collection (e.g. the text ",a", found by fuzzing)
+// yaml-cpp 0.7's parser returns an empty document without consuming the token, so LoadAll
+// never ends (allocating a node per turn). A document starting where the previous one did
+// is that stray token.
 YAML::Node LoadDocument(const Context& ctx, const std::string& text) {
-  std::vector<YAML::Node> docs;
+  DocumentStarts docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(text);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    while (docs.starts.size() < 3 && parser.HandleNextDocument(docs)) {
+      const std::size_t n = docs.starts.size();
+      if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos) {
+        const YAML::Mark& at = docs.starts[n - 1];
+        std::string what = "invalid YAML: unexpected ";
+        const auto pos = static_cast<std::size_t>(at.pos);
+        if (pos < text.size() && std::isprint(static_cast<unsigned char>(text[pos]))) {
+          what += '\'';
+          what += text[pos];
+          what += '\'';
+        } else {
+          what += "character";
+        }
+        throw ConfigError(ctx.FileWhere(at) + ": " + what);
+      }
+    }
+    if (docs.starts.size() == 1) root = YAML::Load(text);
   } catch (const YAML::Exception& ex) {
     throw ConfigError(ctx.FileWhere(ex.mark) + ": invalid YAML: " + ex.msg);
   }
-  if (docs.empty() || (docs.size() == 1 && (!docs[0].IsDefined() || docs[0].IsNull()))) {
+  if (docs.starts.size() > 1) {
+    throw ConfigError(ctx.FileWhere(docs.roots.size() > 1 ? docs.roots[1] : docs.starts[1]) +
+                      ": more than one YAML document; a config is a single document");
+  }
+  if (docs.starts.empty() || !root.IsDefined() || root.IsNull()) {
     throw ConfigError(ctx.FileWhere(YAML::Mark::null_mark()) +
                       ": the config is empty (it needs at least data.train and data.format)");
   }
-  if (docs.size() > 1) {
-    throw ConfigError(ctx.FileWhere(docs[1].Mark()) +
-                      ": more than one YAML document; a config is a single document");
+  if (!root.IsMap()) {
+    throw ConfigError(ctx.FileWhere(root.Mark()) + ": the config must be a mapping of sections (" +
+                      Join(kTopKeys) + "), got " + Describe(root));
   }
-  if (!docs[0].IsMap()) {
-    throw ConfigError(ctx.FileWhere(docs[0].Mark()) +
-                      ": the config must be a mapping of sections (" + Join(kTopKeys) + "), got " +
-                      Describe(docs[0]));
-  }
-  return docs[0];
+  return root;
 }
 
 std::string Trim(std::string_view s) {

@@ -312,6 +312,9 @@ TEST(ConfigTest, NotAMappingEmptyAndSyntax) {
   const std::string syntax = ErrorOf("data:\n  train: [a, b\n  format: libsvm\n");
   EXPECT_EQ(syntax.rfind("exp.yaml:", 0), 0u) << syntax;
   EXPECT_NE(syntax.find("invalid YAML"), std::string::npos) << syntax;
+  // A ',' outside a flow collection made yaml-cpp's LoadAll loop forever (found by fuzzing).
+  EXPECT_EQ(ErrorOf(",a\n"), "exp.yaml:1:1: invalid YAML: unexpected ','");
+  EXPECT_EQ(ErrorOf("- a\n,\n"), "exp.yaml:2:1: invalid YAML: unexpected ','");
 }
 
 TEST(ConfigTest, MissingRequiredKeys) {

@@ -1,0 +1,470 @@
+#include "tests/fuzz/fuzz_targets.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/reader.h"
+#include "common/row_block.h"
+#include "common/types.h"
+#include "common/wire.h"
+
+namespace fmps::fuzz {
+namespace {
+
+// A violated invariant: report and abort (a crash for libFuzzer, a failure for ctest).
+[[noreturn]] void CheckFailed(const char* what, const char* file, int line) {
+  std::fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", what, file, line);
+  std::abort();
+}
+#define FUZZ_CHECK(cond) \
+  if (!(cond)) ::fmps::fuzz::CheckFailed(#cond, __FILE__, __LINE__)
+
+// Reads fixed-size values off the front of the input; past the end it yields zeros.
+class Cursor {
+ public:
+  Cursor(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
+  std::uint8_t Byte() { return pos_ < size_ ? data_[pos_++] : 0; }
+  std::uint64_t U64(int bytes) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v |= std::uint64_t{Byte()} << (8 * i);
+    return v;
+  }
+  std::size_t remaining() const { return size_ - pos_; }
+  const std::uint8_t* here() const { return data_ + pos_; }
+  void Skip(std::size_t n) { pos_ += std::min(n, remaining()); }
+
+ private:
+  const std::uint8_t* data_;
+  std::size_t size_;
+  std::size_t pos_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// Data-format parsers
+
+// The fuzz bytes as a regular file in the temp directory, removed on destruction.
+class ScratchFile {
+ public:
+  ScratchFile(const std::uint8_t* data, std::size_t size) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fmps_fuzz_XXXXXX").string();
+    const int fd = ::mkstemp(tmpl.data());
+    FUZZ_CHECK(fd >= 0);
+    path_ = tmpl;
+    std::size_t done = 0;
+    while (done < size) {
+      const ssize_t n = ::write(fd, data + done, size - done);
+      FUZZ_CHECK(n > 0);
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+  }
+  ~ScratchFile() { ::unlink(path_.c_str()); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The csv header cells of `text` (first line, BOM and '\r' stripped, RFC 4180 quotes), or
+// nullopt if it is not a well-formed header. Only used to give the reader roles matching
+// the file; the reader parses the header itself.
+std::optional<std::vector<std::string>> HeaderCells(std::string_view text, char delim) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  text = text.substr(0, text.find('\n'));
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  std::vector<std::string> cells(1);
+  bool quoted = false;
+  bool cell_start = true;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c != '"') {
+        cells.back() += c;
+      } else if (i + 1 < text.size() && text[i + 1] == '"') {
+        cells.back() += '"';
+        ++i;
+      } else {
+        quoted = false;
+      }
+    } else if (c == '"' && cell_start) {
+      quoted = true;
+      cell_start = false;
+    } else if (c == delim) {
+      cells.emplace_back();
+      cell_start = true;
+    } else {
+      cells.back() += c;
+      cell_start = false;
+    }
+  }
+  if (quoted) return std::nullopt;
+  return cells;
+}
+
+// Column roles for a csv header: "label", "click" or "rating" (any case) or else the first
+// column is the label;
+// I<digits> numeric, C<digits> categorical, anything else by position.
+void AssignCsvRoles(const std::vector<std::string>& header, CsvSpec* csv) {
+  std::size_t label = 0;
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    std::string lower;
+    for (char c : header[i])
+      lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower == "label" || lower == "click" || lower == "rating") {
+      label = i;
+      break;
+    }
+  }
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    const std::string& name = header[i];
+    if (i == label) {
+      csv->label = name;
+      continue;
+    }
+    const bool digits = name.size() > 1 && std::isdigit(static_cast<unsigned char>(name[1]));
+    if (digits && name[0] == 'I') {
+      csv->numeric.push_back(name);
+    } else if (digits && name[0] == 'C') {
+      csv->categorical.push_back(name);
+    } else if (i % 3 == 0) {
+      csv->numeric.push_back(name);
+    } else if (i % 3 == 1) {
+      csv->categorical.push_back(name);
+    } else {
+      csv->ignore.push_back(name);
+    }
+  }
+}
+
+// Everything a reader returned.
+struct ReadResult {
+  RowBlock rows;
+  std::uint64_t bad = 0;
+};
+
+// Reads all rows of `reader` in batches of `batch`, appending to *out.
+void Drain(ShardReader* reader, std::size_t batch, ReadResult* out) {
+  while (reader->Read(batch, &out->rows) > 0) {
+  }
+  out->bad += reader->bad_rows().count;
+}
+
+bool SameRows(const RowBlock& a, const RowBlock& b) {
+  return a.labels == b.labels && a.offsets == b.offsets && a.keys == b.keys &&
+         a.values.size() == b.values.size() &&
+         (a.values.empty() ||
+          std::memcmp(a.values.data(), b.values.data(), a.values.size() * sizeof(float)) == 0);
+}
+
+// The invariants of one parsed block (see fuzz_targets.h).
+void CheckRows(const RowBlock& b, const FeatureSpec& spec) {
+  FUZZ_CHECK(b.offsets.size() == b.labels.size() + 1);
+  FUZZ_CHECK(b.offsets.front() == 0 && b.offsets.back() == b.keys.size());
+  FUZZ_CHECK(b.keys.size() == b.values.size());
+  for (std::size_t r = 0; r + 1 < b.offsets.size(); ++r)
+    FUZZ_CHECK(b.offsets[r] <= b.offsets[r + 1]);
+  for (float y : b.labels) {
+    FUZZ_CHECK(std::isfinite(y));
+    if (spec.loss == Loss::kLogistic) FUZZ_CHECK(y == 0.0f || y == 1.0f);
+  }
+  for (float v : b.values) FUZZ_CHECK(std::isfinite(v));
+  const int bits = spec.data.hash_bits;
+  for (Key k : b.keys) {
+    FUZZ_CHECK(k != kBiasKey);
+    if (bits > 0 && bits < 64) FUZZ_CHECK(k < (Key{1} << bits));
+  }
+}
+
+int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::uint8_t o = data[0];
+  ScratchFile file(data + 1, size - 1);
+  const std::vector<std::string> files = {file.path()};
+
+  FeatureSpec spec;
+  spec.data.format = format;
+  spec.data.train = files;
+  spec.loss = (o & 1) ? Loss::kSquared : Loss::kLogistic;
+  constexpr std::array<int, 4> kHashBits = {0, 1, 20, 64};
+  spec.data.hash_bits = kHashBits[(o >> 1) & 3];
+  const int shards = 2 + ((o >> 3) & 1);
+  const std::size_t batch = (o & 0x10) ? 7 : 1;
+  if (format == DataFormat::kCsv) {
+    spec.data.csv.delimiter = (o & 0x20) ? ';' : ',';
+    constexpr std::array<NumericTransform, 4> kTransforms = {
+        NumericTransform::kStandardize, NumericTransform::kLogBucket, NumericTransform::kNone,
+        NumericTransform::kStandardize};
+    spec.data.csv.transform = kTransforms[(o >> 6) & 3];
+    const std::optional<std::vector<std::string>> header =
+        HeaderCells(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1),
+                    spec.data.csv.delimiter);
+    if (header) AssignCsvRoles(*header, &spec.data.csv);
+  }
+
+  ReadResult whole;
+  try {
+    if (format == DataFormat::kCsv && spec.data.csv.transform == NumericTransform::kStandardize) {
+      spec.numeric_stats = ComputeNumericStats(spec, files);
+      for (const NumericStat& s : spec.numeric_stats) {
+        FUZZ_CHECK(std::isfinite(s.mean) && std::isfinite(s.std) && s.std > 0);
+      }
+    }
+    ShardReader reader(spec, files, 0, 1);
+    Drain(&reader, batch, &whole);
+  } catch (const ConfigError&) {
+    // A csv header the derived roles do not match (or no header at all): the documented
+    // outcome, nothing to check. Other formats never throw ConfigError for one shard.
+    if (format != DataFormat::kCsv) throw;
+    return 0;
+  }
+  CheckRows(whole.rows, spec);
+
+  // Shards together: exactly the rows of the whole file, in order, and the same bad rows.
+  ReadResult parts;
+  for (int s = 0; s < shards; ++s) {
+    ShardReader reader(spec, files, s, shards);
+    Drain(&reader, batch, &parts);
+  }
+  FUZZ_CHECK(SameRows(parts.rows, whole.rows));
+  FUZZ_CHECK(parts.bad == whole.bad);
+
+  // Resuming from Remaining() after about half the rows gives the rest.
+  {
+    ReadResult resumed;
+    ShardReader first(spec, files, 0, 1);
+    const std::size_t half = whole.rows.rows() / 2;
+    while (resumed.rows.rows() < half && first.Read(batch, &resumed.rows) > 0) {
+    }
+    resumed.bad += first.bad_rows().count;
+    ShardReader rest(spec, files, first.Remaining());
+    Drain(&rest, batch, &resumed);
+    FUZZ_CHECK(SameRows(resumed.rows, whole.rows));
+    FUZZ_CHECK(resumed.bad == whole.bad);
+  }
+
+  // on_error: fail stops exactly when skip found a bad row, and with DataError.
+  spec.data.on_error = OnError::kFail;
+  ReadResult strict;
+  bool threw = false;
+  try {
+    ShardReader reader(spec, files, 0, 1);
+    Drain(&reader, batch, &strict);
+  } catch (const DataError&) {
+    threw = true;
+  }
+  FUZZ_CHECK(threw == (whole.bad > 0));
+  if (!threw) FUZZ_CHECK(SameRows(strict.rows, whole.rows));
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Config loader
+
+int FuzzConfigImpl(const std::uint8_t* data, std::size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  std::vector<std::string> overrides;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + at, end - at);
+    if (line.substr(0, 5) == "#set ") overrides.emplace_back(line.substr(5));
+    at = end + 1;
+  }
+  Config config;
+  try {
+    config = ParseConfig(text, "fuzz", overrides);
+  } catch (const ConfigError&) {
+    return 0;
+  }
+  const std::string yaml = ConfigToYaml(config);
+  std::string again;
+  try {
+    again = ConfigToYaml(ParseConfig(yaml, "fuzz", {}));
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "printed config does not parse: %s\n%s\n", e.what(), yaml.c_str());
+    FUZZ_CHECK(false);
+  }
+  if (again != yaml) std::fprintf(stderr, "first:\n%s\nsecond:\n%s\n", yaml.c_str(), again.c_str());
+  FUZZ_CHECK(again == yaml);
+
+  const std::string section = DataSectionToYaml(config.data);
+  try {
+    FUZZ_CHECK(DataSectionToYaml(ParseDataSection(section)) == section);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "printed data section does not parse: %s\n%s\n", e.what(),
+                 section.c_str());
+    FUZZ_CHECK(false);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire decoder
+
+bool SameMessage(const Message& a, const Message& b) {
+  return a.kind == b.kind && a.request_id == b.request_id && a.step == b.step &&
+         a.flags == b.flags && a.keys == b.keys && a.counts == b.counts &&
+         a.vals.size() == b.vals.size() &&
+         (a.vals.empty() ||
+          std::memcmp(a.vals.data(), b.vals.data(), a.vals.size() * sizeof(float)) == 0);
+}
+
+constexpr int kSender = 3;
+
+// A decoded message encodes and decodes back to itself.
+void CheckReencodes(const Message& m) {
+  FUZZ_CHECK(m.sender == kSender);
+  const std::vector<std::uint8_t> bytes = EncodeMessage(m);
+  const Message again = DecodeMessage(bytes, kSender);
+  FUZZ_CHECK(SameMessage(again, m));
+}
+
+// After an error the decoder takes the next valid stream.
+void CheckRecovers(WireDecoder* decoder) {
+  Message m;
+  m.kind = MsgKind::kPush;
+  m.request_id = 42;
+  m.keys = {1, 2, 3};
+  m.vals = {0.5f, -1.0f};
+  m.counts = {7};
+  const std::vector<std::uint8_t> bytes = EncodeMessage(m);
+  std::optional<Message> got = decoder->Add(bytes);
+  FUZZ_CHECK(got.has_value() && SameMessage(*got, m));
+}
+
+// Feeds `chunks` to a fresh decoder; true if some chunk yielded a message (stored in *out).
+bool FeedChunks(const std::vector<std::vector<std::uint8_t>>& chunks, Message* out) {
+  WireDecoder decoder(kSender);
+  bool got = false;
+  for (const auto& c : chunks) {
+    std::optional<Message> m = decoder.Add(c);
+    if (m) {
+      FUZZ_CHECK(!got);
+      *out = std::move(*m);
+      got = true;
+    }
+  }
+  return got;
+}
+
+int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const int mode = data[0] % 3;
+  Cursor in(data + 1, size - 1);
+  if (mode == 0) {
+    try {
+      CheckReencodes(
+          DecodeMessage(std::span<const std::uint8_t>(in.here(), in.remaining()), kSender));
+    } catch (const TransportError&) {
+    }
+    return 0;
+  }
+  if (mode == 1) {
+    WireDecoder decoder(kSender);
+    while (in.remaining() > 0) {
+      const std::size_t len = std::min<std::size_t>(in.U64(2), in.remaining());
+      const std::span<const std::uint8_t> chunk(in.here(), len);
+      in.Skip(len);
+      try {
+        std::optional<Message> m = decoder.Add(chunk);
+        if (m) CheckReencodes(*m);
+      } catch (const TransportError&) {
+        FUZZ_CHECK(!decoder.in_progress());
+        CheckRecovers(&decoder);
+      }
+    }
+    return 0;
+  }
+  // mode 2: a valid message, chunked, then one byte flipped.
+  Message m;
+  m.kind = static_cast<MsgKind>(in.Byte() % 32);
+  m.request_id = in.U64(8);
+  m.step = static_cast<std::int64_t>(in.U64(8));
+  m.flags = static_cast<std::uint32_t>(in.U64(4));
+  m.keys.resize(in.Byte() % 96);
+  m.vals.resize(in.Byte() % 96);
+  m.counts.resize(in.Byte() % 32);
+  const std::size_t chunk_bytes = kWireMinChunkBytes + in.U64(2) % 1024;
+  const std::size_t flip_at = in.U64(4);
+  const std::uint8_t flip_mask = in.Byte() | 1;
+  for (Key& k : m.keys) k = in.U64(8);
+  for (float& v : m.vals) {
+    const auto bits = static_cast<std::uint32_t>(in.U64(4));
+    std::memcpy(&v, &bits, sizeof v);
+  }
+  for (std::uint32_t& c : m.counts) c = static_cast<std::uint32_t>(in.U64(4));
+  std::vector<std::vector<std::uint8_t>> chunks;
+  try {
+    WireEncoder encoder(m, chunk_bytes);
+    for (std::size_t i = 0; i < encoder.num_chunks(); ++i) {
+      chunks.emplace_back(encoder.ChunkSize(i));
+      encoder.WriteChunk(i, chunks.back().data());
+    }
+  } catch (const TransportError&) {
+    return 0;  // not a MsgKind
+  }
+  Message got;
+  FUZZ_CHECK(FeedChunks(chunks, &got));
+  FUZZ_CHECK(got.sender == kSender && SameMessage(got, m));
+
+  std::size_t total = 0;
+  for (const auto& c : chunks) total += c.size();
+  std::size_t pos = flip_at % total;
+  for (auto& c : chunks) {
+    if (pos < c.size()) {
+      c[pos] ^= flip_mask;
+      break;
+    }
+    pos -= c.size();
+  }
+  try {
+    FUZZ_CHECK(!FeedChunks(chunks, &got));
+  } catch (const TransportError&) {
+  }
+  return 0;
+}
+
+constexpr FuzzTarget kTargets[] = {
+    {"libsvm", FuzzLibsvm}, {"libffm", FuzzLibffm}, {"criteo", FuzzCriteo},
+    {"csv", FuzzCsv},       {"config", FuzzConfig}, {"wire", FuzzWire},
+};
+
+}  // namespace
+
+int FuzzLibsvm(const std::uint8_t* data, std::size_t size) {
+  return FuzzReader(DataFormat::kLibsvm, data, size);
+}
+int FuzzLibffm(const std::uint8_t* data, std::size_t size) {
+  return FuzzReader(DataFormat::kLibffm, data, size);
+}
+int FuzzCriteo(const std::uint8_t* data, std::size_t size) {
+  return FuzzReader(DataFormat::kCriteo, data, size);
+}
+int FuzzCsv(const std::uint8_t* data, std::size_t size) {
+  return FuzzReader(DataFormat::kCsv, data, size);
+}
+int FuzzConfig(const std::uint8_t* data, std::size_t size) { return FuzzConfigImpl(data, size); }
+int FuzzWire(const std::uint8_t* data, std::size_t size) { return FuzzWireImpl(data, size); }
+
+std::span<const FuzzTarget> AllFuzzTargets() { return kTargets; }
+
+}  // namespace fmps::fuzz

@@ -1,0 +1,51 @@
+// Bodies of the libFuzzer targets (tests/fuzz/*_fuzz.cc), callable without libFuzzer so that
+// tests/fuzz_regressions_test.cc replays saved crashing inputs through exactly the same code.
+//
+// Each body takes arbitrary bytes, feeds them through fmps's real input path and checks the
+// path's contracts: only the documented error types may escape (they are caught here), and
+// on success the result must satisfy the invariants stated in the headers (see each body).
+// A violated invariant prints "fuzz check failed: ..." to stderr and calls std::abort(),
+// which libFuzzer reports as a crash and which fails the regression test.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace fmps::fuzz {
+
+// A data-format parser target: the bytes after the first become a file read by ShardReader
+// (whole file, several shards, resumed from Remaining(), on_error skip and fail); the first
+// byte chooses the loss, hash_bits, shard count, batch size and (csv) delimiter and
+// transform. For csv the column roles are derived from the file's own header so that rows
+// are reached. Checks: every row's label and values are finite (labels 0/1 under logistic
+// loss), keys fit hash_bits, the shards and the resumed reader yield exactly the rows of the
+// whole-file reader, and on_error: fail throws DataError exactly when skip found bad rows.
+int FuzzLibsvm(const std::uint8_t* data, std::size_t size);
+int FuzzLibffm(const std::uint8_t* data, std::size_t size);
+int FuzzCriteo(const std::uint8_t* data, std::size_t size);
+int FuzzCsv(const std::uint8_t* data, std::size_t size);
+
+// The YAML config loader: the bytes are a config file's text (lines "#set KEY=VALUE" also
+// become --set overrides). Only ConfigError may escape ParseConfig; an accepted config must
+// print (ConfigToYaml) to YAML that parses back to the same config, and its data section
+// must round-trip through DataSectionToYaml/ParseDataSection.
+int FuzzConfig(const std::uint8_t* data, std::size_t size);
+
+// The wire decoder. First byte: 0 mod 3 decodes the rest as one single-chunk stream
+// (DecodeMessage); 1 mod 3 feeds it to one WireDecoder as chunks, each prefixed by a 16-bit
+// little-endian length; 2 mod 3 builds a Message from the bytes, encodes it in chunks of a
+// size taken from the bytes, flips one byte chosen by the bytes and decodes. Only
+// TransportError may escape; a decoded message must re-encode and decode to itself; a
+// decoder that threw must decode the next valid stream; an unflipped stream must decode to
+// the original message and a flipped one must be rejected.
+int FuzzWire(const std::uint8_t* data, std::size_t size);
+
+// Target name (as in tests/fuzz/<name>_fuzz.cc and tests/fuzz/regressions/<name>/) and body.
+struct FuzzTarget {
+  const char* name;
+  int (*run)(const std::uint8_t* data, std::size_t size);
+};
+std::span<const FuzzTarget> AllFuzzTargets();
+
+}  // namespace fmps::fuzz
