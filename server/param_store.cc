@@ -409,6 +409,22 @@ class ParamStore::Impl {
       PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
     }
     std::size_t rejected = 0;
+    if (fused_) {  // the common case in a tight loop: one optimizer call per key, no lookups
+      const int width = 1 + k_;
+      for (std::size_t j = 0; j < n; ++j) {
+        if (j + kAhead < n) PrefetchRange<true>(rows_.Row(rows[j + kAhead]), row_bytes_);
+        float* r = WRow(rows[j]);
+        const float* g = grads + j * static_cast<std::size_t>(width);
+        if (LoadKey(r) == kBiasKey) {
+          rejected += Update(rows[j], j, grads, counts) ? 0 : 1;
+        } else if (AllFinite(g, width)) {
+          optimizer_->Update(r + kW, r + ws_, g, width, options_.l2_w, nullptr);
+        } else {
+          ++rejected;
+        }
+      }
+      return rejected;
+    }
     for (std::size_t j = 0; j < n; ++j) {
       if (j + kAhead < n) PrefetchRange<true>(rows_.Row(rows[j + kAhead]), row_bytes_);
       if (lazy_v_ && j + kAhead / 2 < n) {
