@@ -476,32 +476,5 @@ TEST_F(BadInputTest, SummaryCountsRejectedGradientRows) {
   EXPECT_EQ(JsonNumber(ReadFile(out_dir() + "/summary.json"), "push_rows_rejected"), 0);
 }
 
-// cluster.servers must leave at least one worker rank (MPI).
-TEST_F(BadInputTest, ServersAtLeastWorldSize) {
-  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "no mpirun";
-  const std::string data = DataFile("data.libsvm", "libsvm", {});
-  const std::string cfg = WriteConfig(ConfigText(DataBody(data, "libsvm")));
-  for (const char* servers : {"2", "3"}) {
-    SCOPED_TRACE(servers);
-    Outcome r;
-    std::string out;
-    const std::string err_path = dir_.File("stderr.txt");
-    r.code = RunCommand(
-        "(timeout 60 mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
-        "mpi_yield_when_idle 1 -np 2 "s +
-            FmpsBinary() + " train " + cfg + " --set cluster.servers=" + servers + " 2>" +
-            err_path + ")",
-        &out);
-    r.err = ReadFile(err_path);
-    EXPECT_NE(r.code, 0) << r.err;
-    EXPECT_NE(r.code, 124) << "timed out";
-    int errors = 0;
-    for (const auto& l : Lines(r.err)) errors += l.rfind("fmps: error: ", 0) == 0;
-    EXPECT_EQ(errors, 1) << r.err;
-    EXPECT_NE(r.err.find("cluster.servers"), std::string::npos) << r.err;
-    ExpectNoPartialOutput();
-  }
-}
-
 }  // namespace
 }  // namespace fmps
