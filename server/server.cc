@@ -168,24 +168,24 @@ void Server::Clip(float* grads, std::size_t n) const {
 void Server::ApplyAsyncPush(Message&& m) {
   const std::size_t width = store_->row_width();
   const std::uint32_t* counts = m.counts.empty() ? nullptr : m.counts.data();
-  std::size_t keys = m.keys.size();
-  if (m.flags & kFlagKeysOfPull) {
+  const bool kept_rows = (m.flags & kFlagKeysOfPull) != 0;
+  auto kept = kept_.end();
+  if (kept_rows) {
     Check(m.keys.empty(), m, "a push of kept rows carries keys");
-    const auto it = std::find_if(kept_.begin(), kept_.end(), [&](const KeptRows& k) {
+    kept = std::find_if(kept_.begin(), kept_.end(), [&](const KeptRows& k) {
       return k.sender == m.sender && k.pull_id == m.ref;
     });
-    Check(it != kept_.end(), m, "push refers to an unknown pull");
-    keys = it->rows.size();
-    Check(m.vals.size() == keys * width, m, "gradient size mismatch");
-    Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
-    Clip(m.vals.data(), m.vals.size());
-    stats_.rejected_rows += store_->PushRows(it->rows.data(), keys, m.vals.data(), counts);
-    spare_rows_.push_back(std::move(it->rows));
-    kept_.erase(it);
+    Check(kept != kept_.end(), m, "push refers to an unknown pull");
+  }
+  const std::size_t keys = kept_rows ? kept->rows.size() : m.keys.size();
+  Check(m.vals.size() == keys * width, m, "gradient size mismatch");
+  Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
+  Clip(m.vals.data(), m.vals.size());
+  if (kept_rows) {
+    stats_.rejected_rows += store_->PushRows(kept->rows.data(), keys, m.vals.data(), counts);
+    spare_rows_.push_back(std::move(kept->rows));
+    kept_.erase(kept);
   } else {
-    Check(m.vals.size() == keys * width, m, "gradient size mismatch");
-    Check(m.counts.empty() || m.counts.size() == keys, m, "count size mismatch");
-    Clip(m.vals.data(), m.vals.size());
     stats_.rejected_rows += store_->Push(m.keys.data(), keys, m.vals.data(), counts);
   }
   ++stats_.pushes;

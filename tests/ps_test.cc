@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -199,23 +200,50 @@ TEST(KVTest, PushOfKeptRowsMatchesKeyedPush) {
   EXPECT_NE(x[width], va[width]);  // the pushes did change something
 }
 
+// One async server (k = 1, SGD) on endpoint 0 of an in-process hub, run on its own thread,
+// fed raw messages from endpoint 1; Finish() waits for it to stop on a protocol error.
+class LoneServer {
+ public:
+  LoneServer()
+      : hub_(2),
+        server_transport_(hub_.Connect(0)),
+        client_(hub_.Connect(1)),
+        store_(StoreOptions{.k = 1}, MakeSgd(SgdParams{})),
+        server_(&store_, server_transport_.get(), ServerOptions{}),
+        thread_([this] {
+          try {
+            server_.Run();
+          } catch (const TransportError& e) {
+            error_ = e.what();
+          }
+        }) {}
+  ~LoneServer() {
+    if (!thread_.joinable()) return;
+    hub_.Abort("test over");  // a server still serving: end its loop
+    thread_.join();
+  }
+  void Send(Message m) { client_->Send(0, std::move(m)); }
+  // Waits for the server loop to end; returns its error message.
+  const std::string& Finish() {
+    thread_.join();
+    return error_;
+  }
+  ParamStore& store() { return store_; }
+
+ private:
+  InProcHub hub_;
+  std::unique_ptr<Transport> server_transport_, client_;
+  ParamStore store_;
+  Server server_;
+  std::string error_;
+  std::thread thread_;
+};
+
 // A server refuses a push that refers to a pull it does not keep, and more kept pulls per
 // sender than kMaxKeptPulls: a protocol error, never an update of arbitrary rows.
 TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
   for (const bool too_many : {false, true}) {
-    InProcHub hub(2);
-    auto st = hub.Connect(0);
-    auto wt = hub.Connect(1);
-    ParamStore store(StoreOptions{.k = 1}, MakeSgd(SgdParams{}));
-    Server server(&store, st.get(), ServerOptions{});
-    std::string error;
-    std::thread t([&] {
-      try {
-        server.Run();
-      } catch (const TransportError& e) {
-        error = e.what();
-      }
-    });
+    LoneServer server;
     const int pulls = too_many ? kMaxKeptPulls + 1 : 1;
     for (int i = 0; i < pulls; ++i) {
       Message pull;
@@ -223,7 +251,7 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
       pull.request_id = 1 + i;
       pull.flags = kFlagCreate | kFlagKeepRows;
       pull.keys = {5};
-      wt->Send(0, std::move(pull));
+      server.Send(std::move(pull));
     }
     if (!too_many) {
       Message push;
@@ -232,14 +260,14 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
       push.flags = kFlagKeysOfPull;
       push.ref = 2;  // not the pull's id (1)
       push.vals = {1.0f, 1.0f};
-      wt->Send(0, std::move(push));
+      server.Send(std::move(push));
     }
-    t.join();
+    const std::string& error = server.Finish();
     EXPECT_NE(error.find(too_many ? "too many kept pulls" : "unknown pull"), std::string::npos)
         << error;
     std::vector<float> row(2);
     const Key key = 5;
-    store.Pull(&key, 1, false, row.data());
+    server.store().Pull(&key, 1, false, row.data());
     EXPECT_EQ(row[0], 0.0f);
   }
 }
@@ -248,31 +276,19 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
 // never a read past the message.
 TEST(KVTest, ServerRefusesMisSizedKeyedPush) {
   for (const bool bad_counts : {false, true}) {
-    InProcHub hub(2);
-    auto st = hub.Connect(0);
-    auto wt = hub.Connect(1);
-    ParamStore store(StoreOptions{.k = 1}, MakeSgd(SgdParams{}));
-    Server server(&store, st.get(), ServerOptions{});
-    std::string error;
-    std::thread t([&] {
-      try {
-        server.Run();
-      } catch (const TransportError& e) {
-        error = e.what();
-      }
-    });
+    LoneServer server;
     Message push;
     push.kind = MsgKind::kPush;
     push.request_id = 1;
     push.keys = {5, 6};
     push.vals = bad_counts ? std::vector<float>(4, 1.0f) : std::vector<float>{1.0f};
     if (bad_counts) push.counts = {1};
-    wt->Send(0, std::move(push));
-    t.join();
+    server.Send(std::move(push));
+    const std::string& error = server.Finish();
     EXPECT_NE(error.find(bad_counts ? "count size mismatch" : "gradient size mismatch"),
               std::string::npos)
         << error;
-    EXPECT_EQ(store.size(), 0u);
+    EXPECT_EQ(server.store().size(), 0u);
   }
 }
 
