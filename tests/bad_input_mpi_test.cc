@@ -11,6 +11,7 @@ namespace fmps {
 namespace {
 
 using ::fmps::testing::FmpsBinary;
+using ::fmps::testing::Lines;
 using ::fmps::testing::ReadFile;
 using ::fmps::testing::RunCommand;
 using ::fmps::testing::TempDir;
@@ -40,9 +41,7 @@ TEST(BadInputMpiTest, ServersAtLeastWorldSize) {
     EXPECT_NE(code, 0) << err;
     EXPECT_NE(code, 124) << "timed out";
     int errors = 0;
-    for (std::size_t pos = 0; (pos = err.find("fmps: error: ", pos)) != std::string::npos; ++pos) {
-      ++errors;
-    }
+    for (const auto& l : Lines(err)) errors += l.rfind("fmps: error: ", 0) == 0;
     EXPECT_EQ(errors, 1) << err;  // one rank reports it, once
     EXPECT_NE(err.find("cluster.servers"), std::string::npos) << err;
     EXPECT_FALSE(std::filesystem::exists(out + "/model.fmps"));

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,17 +21,10 @@ namespace fs = std::filesystem;
 using namespace std::string_literals;
 using testing::FmpsBinary;
 using testing::JsonNumber;
+using testing::Lines;
 using testing::ReadFile;
 using testing::RunCommand;
 using testing::TempDir;
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
 
 struct Outcome {
   int code = -1;

@@ -14,17 +14,10 @@ namespace {
 
 using testing::FmpsBinary;
 using testing::JsonNumber;
+using testing::Lines;
 using testing::ReadFile;
 using testing::RunCommand;
 using testing::TempDir;
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(line);
-  return out;
-}
 
 // Value of a numeric field in a one-line JSON object (enough for our own outputs).
 TEST(CliTest, HelpVersionAndUnknownCommand) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace fmps {
 class Model;
@@ -45,6 +46,9 @@ int RunCommand(const std::string& command, std::string* output);
 
 // Reads a whole file; throws std::runtime_error if it cannot.
 std::string ReadFile(const std::string& path);
+
+// The lines of `text`, without their newlines.
+std::vector<std::string> Lines(const std::string& text);
 
 // Value of a numeric field of a one-line JSON object as fmps writes them; NaN if absent.
 double JsonNumber(const std::string& json, const std::string& key);
