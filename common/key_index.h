@@ -52,6 +52,16 @@ class KeyIndex {
     return Insert(key, &inserted);
   }
 
+  // out[i] = Insert(keys[i]) for n keys, with the home slots prefetched kAhead keys ahead.
+  void InsertMany(const Key* keys, std::size_t n, std::uint32_t* out) {
+    constexpr std::size_t kAhead = 16;
+    for (std::size_t i = 0; i < std::min(kAhead, n); ++i) Prefetch(keys[i]);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) Prefetch(keys[i + kAhead]);
+      out[i] = Insert(keys[i]);
+    }
+  }
+
   // Index of `key`, or kNotFound.
   std::uint32_t Find(Key key) const {
     std::size_t i = Slot(key);

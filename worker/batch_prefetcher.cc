@@ -6,24 +6,18 @@
 
 namespace fmps {
 
-void PreparedBatch::Deduplicate() {
+void PreparedBatch::Deduplicate(KeyIndex* index) {
   const std::size_t nnz = block.nnz();
-  index.Clear();
-  index.Insert(kBiasKey);
+  index->Clear();
+  index->Insert(kBiasKey);
   counts.assign(nnz + 1, 0u);  // unique keys <= nnz + 1; trimmed below
   counts[0] = static_cast<std::uint32_t>(block.rows());
   local.resize(nnz);
-  // The table (~2 slots per unique key) lives in L2: prefetching the home slot a few keys
-  // ahead overlaps those latencies, which otherwise serialise behind each probe.
-  constexpr std::size_t kAhead = 16;
-  for (std::size_t i = 0; i < std::min(kAhead, nnz); ++i) index.Prefetch(block.keys[i]);
-  for (std::size_t i = 0; i < nnz; ++i) {
-    if (i + kAhead < nnz) index.Prefetch(block.keys[i + kAhead]);
-    const std::uint32_t u = index.Insert(block.keys[i]);
-    ++counts[u];
-    local[i] = u;
-  }
-  counts.resize(index.size());
+  index->InsertMany(block.keys.data(), nnz, local.data());
+  for (const std::uint32_t u : local) ++counts[u];
+  counts.resize(index->size());
+  const auto unique = index->keys();
+  keys.assign(unique.begin(), unique.end());
 }
 
 BatchPrefetcher::BatchPrefetcher(ShardReader* reader, int batch_size, int depth)
@@ -59,7 +53,7 @@ void BatchPrefetcher::Run() {
       b->block.Clear();
       const bool any = reader_->Read(batch_size_, &b->block) > 0;
       if (any) {
-        b->Deduplicate();
+        b->Deduplicate(&index_);
         b->bytes_consumed = reader_->bytes_consumed();
         reader_->Remaining(&b->remaining);  // reuses the pooled batch's capacity
       }

@@ -27,16 +27,17 @@ namespace fmps {
 
 struct PreparedBatch {
   RowBlock block;
-  KeyIndex index;                     // unique keys; index 0 is kBiasKey
-  std::vector<std::uint32_t> local;   // per non-zero: index into index.keys()
+  std::vector<Key> keys;              // unique keys in first-occurrence order; keys[0] = kBiasKey
+  std::vector<std::uint32_t> local;   // per non-zero: index into keys
   std::vector<std::uint32_t> counts;  // per unique key: occurrences (bias: rows)
   std::uint64_t bytes_consumed = 0;   // reader position after this batch (progress)
   // The reader's position after this batch (ShardReader::Remaining()): the ranges still to
   // read once this batch's rows have been trained, for checkpoints.
   std::vector<ByteRange> remaining;
 
-  // Fills index/local/counts from block.
-  void Deduplicate();
+  // Fills keys/local/counts from block. `index` is scratch (cleared first): one index reused
+  // for every batch stays in the cache, where a table per batch would not (~0.5 MB each).
+  void Deduplicate(KeyIndex* index);
 };
 
 class BatchPrefetcher {
@@ -67,6 +68,7 @@ class BatchPrefetcher {
   bool done_ = false;  // reader exhausted (or failed)
   bool stop_ = false;  // consumer going away
   std::exception_ptr error_;
+  KeyIndex index_;  // Deduplicate's scratch; used only by the prefetch thread
   std::thread thread_;
 };
 

@@ -49,13 +49,12 @@ void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progres
 
 Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
                           bool keep_rows) {
-  const auto keys = b.index.keys();
-  params->resize(keys.size() * (1 + options_.k));
-  return client_->Pull(keys, params->data(), create, keep_rows);
+  params->resize(b.keys.size() * (1 + options_.k));
+  return client_->Pull(b.keys, params->data(), create, keep_rows);
 }
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
-  grads_.assign(b.index.size() * (1 + options_.k), 0.0f);
+  grads_.assign(b.keys.size() * (1 + options_.k), 0.0f);
   const double loss =
       FmForwardBackward(View(b), params.data(), options_.k, options_.loss, grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
@@ -67,7 +66,7 @@ Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_da
   const std::span<const std::uint32_t> counts = options_.send_counts
                                                     ? std::span<const std::uint32_t>(b.counts)
                                                     : std::span<const std::uint32_t>();
-  return client_->Push(b.index.keys(), grads_, counts, step, has_data, to_all, keys_of_pull);
+  return client_->Push(b.keys, grads_, counts, step, has_data, to_all, keys_of_pull);
 }
 
 void Worker::Cut(const std::vector<ByteRange>& remaining) {

@@ -14,6 +14,7 @@
 //                       raw_bytes_per_key (8-byte key + (1+k)(1+S) floats) and ratio
 //   BM_StoreBytesK16/opt  the same at k = 16 (adagrad)
 //   BM_Parse/fmt        ShardReader over a fmps::Synthesize file (libsvm, criteo), MB/s, rows/s
+//   BM_Dedup            PreparedBatch::Deduplicate of its 1024-row batches (items = non-zeros)
 // The reader files are generated once per process in a temp dir, removed at exit.
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
@@ -37,6 +38,7 @@
 #include "common/types.h"
 #include "server/optimizer.h"
 #include "server/param_store.h"
+#include "worker/batch_prefetcher.h"
 
 namespace fmps {
 namespace {
@@ -382,6 +384,34 @@ BENCHMARK(BM_Parse)
     ->Arg(static_cast<int>(DataFormat::kLibsvm))
     ->Arg(static_cast<int>(DataFormat::kCriteo))
     ->Unit(benchmark::kMillisecond);
+
+// Minibatch deduplication on the prefetch thread (PreparedBatch::Deduplicate): 1024-row
+// batches of the libsvm file, cycled through a pool of batches as the prefetcher does.
+void BM_Dedup(benchmark::State& state) {
+  const std::string path = DataFile(DataFormat::kLibsvm);
+  FeatureSpec spec;
+  spec.data.format = DataFormat::kLibsvm;
+  spec.data.train = {path};
+  ShardReader reader(spec, {path}, 0, 1);
+  constexpr std::size_t kPool = 5;  // the prefetcher's pool at its default depth
+  std::vector<PreparedBatch> batches(kPool);
+  for (auto& b : batches) {
+    if (reader.Read(kBatchRows, &b.block) == 0) std::abort();
+  }
+  KeyIndex index;
+  std::size_t i = 0, nnz = 0, unique = 0;
+  for (auto _ : state) {
+    PreparedBatch& b = batches[i];
+    b.Deduplicate(&index);
+    nnz += b.block.nnz();
+    unique += b.keys.size();
+    i = (i + 1) % kPool;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(nnz));
+  state.counters["unique_per_batch"] =
+      static_cast<double>(unique) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_Dedup);
 
 }  // namespace
 }  // namespace fmps
