@@ -28,12 +28,36 @@ void KVClient::Split(std::span<const Key> keys) {
   }
 }
 
+void KVClient::Recycle(std::vector<float>&& buffer) {
+  if (buffer.capacity() == 0 || spare_.size() >= kMaxSpare) return;
+  spare_.push_back(std::move(buffer));
+}
+
+std::vector<float> KVClient::Spare() {
+  if (spare_.empty()) return {};
+  std::vector<float> b = std::move(spare_.back());
+  spare_.pop_back();
+  return b;
+}
+
 Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bool keep_rows) {
+  return StartPull(keys, vals, nullptr, create, keep_rows);
+}
+
+Timestamp KVClient::PullInto(std::span<const Key> keys, std::vector<float>* vals, bool create,
+                             bool keep_rows) {
+  vals->resize(keys.size() * options_.row_width);
+  return StartPull(keys, vals->data(), vals, create, keep_rows);
+}
+
+Timestamp KVClient::StartPull(std::span<const Key> keys, float* vals, std::vector<float>* vec,
+                              bool create, bool keep_rows) {
   if (keep_rows && !create) throw std::logic_error("KVClient::Pull: keep_rows needs create");
   const std::uint32_t flags = (create ? kFlagCreate : 0) | (keep_rows ? kFlagKeepRows : 0);
   Pending p;
   p.ts = next_ts_++;
   p.vals = vals;
+  p.vec = vec;
   p.pull_values = keys.size() * options_.row_width;
   p.is_pull = true;
   p.issued = std::chrono::steady_clock::now();
@@ -44,6 +68,8 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bo
     m.request_id = p.ts;
     m.flags = flags;
     m.keys.assign(keys.begin(), keys.end());
+    // A buffer for the server to write the reply into (its contents are not sent).
+    if (transport_->moves_buffers()) m.vals = Spare();
     transport_->Send(0, std::move(m));
     p.remaining = 1;
   } else {
@@ -56,6 +82,7 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bo
       m.request_id = p.ts;
       m.flags = flags;
       m.keys = split_keys_[s];
+      if (transport_->moves_buffers()) m.vals = Spare();
       p.positions[s] = split_pos_[s];
       transport_->Send(s, std::move(m));
       ++p.remaining;
@@ -70,6 +97,19 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bo
 Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads,
                          std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
                          bool to_all_servers, Timestamp keys_of_pull) {
+  return StartPush(keys, grads, nullptr, counts, step, has_data, to_all_servers, keys_of_pull);
+}
+
+Timestamp KVClient::PushTaking(std::span<const Key> keys, std::vector<float>* grads,
+                               std::span<const std::uint32_t> counts, std::int64_t step,
+                               bool has_data, bool to_all_servers, Timestamp keys_of_pull) {
+  return StartPush(keys, *grads, grads, counts, step, has_data, to_all_servers, keys_of_pull);
+}
+
+Timestamp KVClient::StartPush(std::span<const Key> keys, std::span<const float> grads,
+                              std::vector<float>* grads_vec, std::span<const std::uint32_t> counts,
+                              std::int64_t step, bool has_data, bool to_all_servers,
+                              Timestamp keys_of_pull) {
   const int width = options_.row_width;
   const int servers = options_.num_servers;
   if (keys_of_pull != 0) {
@@ -98,7 +138,13 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
   if (servers == 1) {
     Message m = make();
     if (keys_of_pull == 0) m.keys.assign(keys.begin(), keys.end());
-    m.vals.assign(grads.begin(), grads.end());
+    if (grads_vec != nullptr) {
+      m.vals = std::move(*grads_vec);
+      *grads_vec = Spare();
+    } else {
+      m.vals = Spare();
+      m.vals.assign(grads.begin(), grads.end());
+    }
     m.counts.assign(counts.begin(), counts.end());
     traffic_.push_keys += keys.size();
     transport_->Send(0, std::move(m));
@@ -111,6 +157,7 @@ Timestamp KVClient::Push(std::span<const Key> keys, std::span<const float> grads
       if (pos.empty() && !to_all_servers) continue;
       Message m = make();
       if (keys_of_pull == 0) m.keys = split_keys_[s];
+      m.vals = Spare();
       m.vals.resize(pos.size() * width);
       for (std::size_t j = 0; j < pos.size(); ++j) {
         std::memcpy(&m.vals[j * width], &grads[static_cast<std::size_t>(pos[j]) * width],
@@ -172,7 +219,11 @@ void KVClient::Deliver(Message&& reply) {
         throw TransportError("pull reply from server 0 has " + std::to_string(reply.vals.size()) +
                              " values, expected " + std::to_string(p->pull_values));
       }
-      std::memcpy(p->vals, reply.vals.data(), reply.vals.size() * sizeof(float));
+      if (p->vec != nullptr) {
+        std::swap(*p->vec, reply.vals);  // same size: the caller's vector takes the reply's array
+      } else {
+        std::memcpy(p->vals, reply.vals.data(), reply.vals.size() * sizeof(float));
+      }
     } else {
       if (s < 0 || s >= options_.num_servers) {
         throw TransportError("pull reply from non-server endpoint " + std::to_string(s));
@@ -188,9 +239,11 @@ void KVClient::Deliver(Message&& reply) {
                     sizeof(float) * width);
       }
     }
+    Recycle(std::move(reply.vals));
   } else if (reply.kind == MsgKind::kPushReply) {
     if (reply.flags & kFlagAnyHadData) p->result.any_had_data = true;
     if (reply.flags & kFlagCut) p->result.cut = true;
+    Recycle(std::move(reply.vals));  // the push's gradients, handed back by the server
   } else {
     throw TransportError("unexpected message kind " + std::to_string(static_cast<int>(reply.kind)) +
                          " from endpoint " + std::to_string(reply.sender));

@@ -6,9 +6,14 @@
 //    floats (w, v[k]). Keys are partitioned across servers by ServerOfKey (common/hash.h).
 //  * Pull writes keys.size() * row_width floats into `vals`, in key order; `vals` must stay
 //    valid and untouched until Wait(ts) returns. The keys are copied before Pull returns.
-//  * Push copies keys, grads and counts before returning: the caller may reuse its buffers
-//    at once. The push is applied when Wait(ts) returns (async: applied by every server
-//    holding one of its keys; bsp: the whole step has been applied).
+//  * Push copies keys, grads and counts before returning (or, given a vector of grads,
+//    takes its storage): the caller may reuse its buffers at once. The push is applied when
+//    Wait(ts) returns (async: applied by every server holding one of its keys; bsp: the
+//    whole step has been applied).
+//  * Buffers: over a transport that moves buffers (in-process), servers hand the value
+//    arrays of consumed requests back in their replies; the client keeps a few and sends
+//    them with its pulls, so steady-state training allocates, zero-fills and copies no value
+//    arrays (PullInto takes the reply's array by swap instead of a copy).
 //  * Requests to one server are served in the order issued. Wait may be called in any
 //    order; every Pull/Push must be waited for exactly once.
 //  * Every wait has a timeout: no reply within `reply_timeout` throws TransportError naming
@@ -71,6 +76,11 @@ class KVClient {
   // and costs the servers no lookups. Such a push must follow (a server refuses more than
   // kMaxKeptPulls kept pulls per client).
   Timestamp Pull(std::span<const Key> keys, float* vals, bool create, bool keep_rows = false);
+  // The same into a vector: resizes *vals to keys.size() * row_width floats, whose storage
+  // the reply may replace (one server: swapped in, no copy). Neither the vector nor its
+  // data may be touched until Wait(ts) returns.
+  Timestamp PullInto(std::span<const Key> keys, std::vector<float>* vals, bool create,
+                     bool keep_rows = false);
 
   // grads: keys.size() * row_width floats; counts: empty or one occurrence count per key.
   // step and has_data matter in bsp: every worker pushes once per step to every server
@@ -80,6 +90,11 @@ class KVClient {
   Timestamp Push(std::span<const Key> keys, std::span<const float> grads,
                  std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
                  bool to_all_servers, Timestamp keys_of_pull = 0);
+  // The same, taking the storage of *grads (one server: no copy) and leaving in *grads a
+  // recycled buffer of unspecified size and contents.
+  Timestamp PushTaking(std::span<const Key> keys, std::vector<float>* grads,
+                       std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
+                       bool to_all_servers, Timestamp keys_of_pull = 0);
 
   // Blocks until request `ts` is complete.
   WaitResult Wait(Timestamp ts);
@@ -112,6 +127,7 @@ class KVClient {
     Timestamp ts = 0;
     int remaining = 0;                                  // replies still expected
     float* vals = nullptr;                              // pull destination
+    std::vector<float>* vec = nullptr;                  // ... when it is a whole vector
     std::size_t pull_values = 0;                        // floats the pull writes into vals
     std::vector<std::vector<std::uint32_t>> positions;  // pull: per server, key positions
     WaitResult result;
@@ -120,6 +136,16 @@ class KVClient {
   };
   // Splits keys by server into split_keys_ / split_pos_.
   void Split(std::span<const Key> keys);
+  Timestamp StartPull(std::span<const Key> keys, float* vals, std::vector<float>* vec, bool create,
+                      bool keep_rows);
+  Timestamp StartPush(std::span<const Key> keys, std::span<const float> grads,
+                      std::vector<float>* grads_vec, std::span<const std::uint32_t> counts,
+                      std::int64_t step, bool has_data, bool to_all_servers,
+                      Timestamp keys_of_pull);
+  // Keeps a buffer a reply brought back (at most kMaxSpare); Spare() takes one (or an empty
+  // vector), of unspecified size and contents.
+  void Recycle(std::vector<float>&& buffer);
+  std::vector<float> Spare();
   Pending* Find(Timestamp ts);
   void Deliver(Message&& reply);
   Message Receive(const char* what);
@@ -133,6 +159,8 @@ class KVClient {
   std::vector<std::pair<Timestamp, std::size_t>> kept_pulls_;
   std::vector<std::vector<Key>> split_keys_;
   std::vector<std::vector<std::uint32_t>> split_pos_;
+  static constexpr std::size_t kMaxSpare = 8;
+  std::vector<std::vector<float>> spare_;  // recycled value buffers
   KVStats stats_;
   KVTraffic traffic_;
 };

@@ -100,6 +100,7 @@ class MpiTransport : public Transport {
   MpiTransport& operator=(const MpiTransport&) = delete;
 
   int endpoint() const override { return rank_; }
+  bool moves_buffers() const override { return false; }
   // Number of endpoints (ranks in comm).
   int size() const { return size_; }
 

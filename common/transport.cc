@@ -9,6 +9,7 @@ class InProcHub::Endpoint : public Transport {
   Endpoint(InProcHub* hub, int id) : hub_(hub), id_(id) {}
 
   int endpoint() const override { return id_; }
+  bool moves_buffers() const override { return true; }
 
   void Send(int dest, Message msg) override {
     if (dest < 0 || dest >= static_cast<int>(hub_->boxes_.size())) {

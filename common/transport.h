@@ -77,6 +77,10 @@ class Transport {
   // Next message for this endpoint, or nullopt after `timeout` without one. Throws
   // TransportError if the job was aborted (message: the abort reason).
   virtual std::optional<Message> Recv(std::chrono::milliseconds timeout) = 0;
+  // Whether a sent Message's vectors reach the receiver as they are (moved within one
+  // process, capacity included). Then a message may carry a buffer back to its sender for
+  // reuse (see KVClient and Server); across processes everything sent goes on the wire.
+  virtual bool moves_buffers() const = 0;
 };
 
 // In-process transport: one mailbox (mutex + condition variable) per endpoint. Messages are

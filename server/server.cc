@@ -134,6 +134,9 @@ void Server::HandlePull(Message&& m) {
   Message reply;
   reply.kind = MsgKind::kPullReply;
   reply.request_id = m.request_id;
+  // The request's vals are a buffer lent for the reply (in-process; see KVClient): reused
+  // as is, its old contents overwritten by the store.
+  reply.vals = std::move(m.vals);
   reply.vals.resize(n * store_->row_width());
   ParamStore::RowHandle* handles = nullptr;
   if (m.flags & kFlagKeepRows) {
@@ -194,6 +197,7 @@ void Server::ApplyAsyncPush(Message&& m) {
   reply.kind = MsgKind::kPushReply;
   reply.request_id = m.request_id;
   if (cut_pending_) reply.flags |= kFlagCut;
+  if (transport_->moves_buffers()) reply.vals = std::move(m.vals);  // back to the client
   transport_->Send(m.sender, std::move(reply));
 }
 
@@ -250,6 +254,7 @@ void Server::ApplyBspStep() {
     reply.step = step_;
     reply.flags = (any_had_data ? kFlagAnyHadData : 0) | (cut_pending_ ? kFlagCut : 0);
     const int dest = step_pushes_[w].sender;
+    if (transport_->moves_buffers()) reply.vals = std::move(step_pushes_[w].vals);
     step_pushes_[w] = Message();
     arrived_[w] = false;
     transport_->Send(dest, std::move(reply));

@@ -49,8 +49,7 @@ void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progres
 
 Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
                           bool keep_rows) {
-  params->resize(b.keys.size() * (1 + options_.k));
-  return client_->Pull(b.keys, params->data(), create, keep_rows);
+  return client_->PullInto(b.keys, params, create, keep_rows);
 }
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
@@ -66,7 +65,7 @@ Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_da
   const std::span<const std::uint32_t> counts = options_.send_counts
                                                     ? std::span<const std::uint32_t>(b.counts)
                                                     : std::span<const std::uint32_t>();
-  return client_->Push(b.keys, grads_, counts, step, has_data, to_all, keys_of_pull);
+  return client_->PushTaking(b.keys, &grads_, counts, step, has_data, to_all, keys_of_pull);
 }
 
 void Worker::Cut(const std::vector<ByteRange>& remaining) {
