@@ -214,6 +214,32 @@ def micro(repo, table, reps, quick, outdir):
         table.add("Reader parse (ShardReader, 2*10^5 synth rows, page cache)", f"{f_} rows/s",
                   vals(name, "items_per_second"), "rows/s")
 
+    # Where a single-node epoch's CPU goes, per training row, from the micro-benchmarks
+    # above: the bound they put on rows/s once the 3 busy threads (prefetch: parse + dedup;
+    # worker: FM; server) share the machine's 2 cores.
+    sec_b = "Single-node bound: CPU per training row by stage (k=8, from the micro-benchmarks)"
+    parse_ns = [1e9 / v for v in vals("BM_Parse/fmt:0", "items_per_second")]
+    dedup_ns = [n * 1e9 / v for v, n in zip(vals("BM_Dedup", "items_per_second"),
+                                            vals("BM_Dedup", "nnz_per_row"))]
+    fm_ns = [1e9 / v for v in vals("BM_FmCache/8", "items_per_second")]
+    key_ns = [1e9 / v for v in vals("BM_ServerReplay", "items_per_second")]
+    kpr = vals("BM_ServerReplay", "keys_per_row")
+    server_ns = [n * k for n, k in zip(key_ns, kpr)]
+    table.add(sec_b, "prefetch thread: parse libsvm", parse_ns, "ns/row")
+    table.add(sec_b, "prefetch thread: deduplicate the batch's keys", dedup_ns, "ns/row")
+    table.add(sec_b, "worker thread: FM forward + backward (in cache)", fm_ns, "ns/row")
+    table.add(sec_b, "server thread: pull + push by handles, per unique key", key_ns, "ns/key",
+              note=f"trainer's batches replayed; {fmt(statistics.median(kpr)) if kpr else '?'} "
+                   "unique keys/row")
+    table.add(sec_b, "server thread: pull + push by handles", server_ns, "ns/row")
+    total = [sum(t) for t in zip(parse_ns, dedup_ns, fm_ns, server_ns)]
+    table.add(sec_b, "all stages", total, "ns/row",
+              note="excludes messaging, copies and thread hand-offs")
+    table.add(sec_b, "bound: 2 cores / all stages", [2e9 / t for t in total], "rows/s", 1e6, ">=",
+              note="the single-node target's measured limit")
+    table.add(sec_b, "bound: server thread alone", [1e9 / t for t in server_ns], "rows/s",
+              note="memory-level parallelism: see the memory floor above")
+
     def med(v):
         return statistics.median(v) if v else None
 
