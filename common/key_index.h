@@ -33,13 +33,17 @@ class KeyIndex {
     if (size_ >= max_size_) Rehash(slots_.size() * 2);
     std::size_t i = Slot(key);
     std::uint32_t s = slots_[i];
-    while ((s != 0) & (keys_[s] != key)) {  // keys_[0] is a dummy: no branch on s first
+    // Probe on while the slot is taken by another key. keys_[0] is a dummy, so keys_[s] is
+    // safe to read for an empty slot; the product (rather than &&, which compilers turn
+    // into two branches that each mispredict half the time) leaves one branch, and that
+    // one almost always exits at the home slot.
+    while (static_cast<std::uint64_t>(s != 0) * (keys_[s] ^ key) != 0) {
       i = (i + 1) & mask_;
       s = slots_[i];
     }
     const bool added = s == 0;
     const auto next = static_cast<std::uint32_t>(size_ + 1);
-    s = added ? next : s;
+    s |= next & (0u - static_cast<std::uint32_t>(added));  // s = added ? next : s, no branch
     slots_[i] = s;
     keys_[next] = key;  // harmless when not added: slot next is unused until then
     size_ += added;
