@@ -9,9 +9,11 @@
 // saving); until then Pull returns v = 0 and v gradients are dropped, while w trains from
 // the start. kBiasKey never gets a v.
 //
-// Thread safety: none; one server thread owns a store. Cost: Pull and Push are O(1)
-// expected per key plus O(k) arithmetic; keys are looked up in sub-batches with prefetching,
-// so long calls are much cheaper per key than calls with a single key.
+// Thread safety: none; one server thread owns a store. (Internally, a store of >= 32 MiB of
+// rows maps and faults in its next 2 MiB chunk on a short-lived background thread, so the
+// kernel's page zeroing is off the owner's thread; that chunk counts in MemoryBytes.) Cost: Pull
+// and Push are O(1) expected per key plus O(k) arithmetic; keys are looked up in sub-batches with
+// prefetching, so long calls are much cheaper per key than calls with a single key.
 //
 // Memory (MemoryBytes): one row per key of 2 + (1 + k)(1 + S) floats (the key, w, v and
 // their optimizer state, S = state floats per parameter; + 2 step counters for Adam; padded
