@@ -325,9 +325,11 @@ int Predict(int argc, char** argv) {
   const Loss loss = model.meta().loss;
   options.format = [loss](std::span<const float> scores, std::string* text) {
     char tmp[32];
-    for (float s : scores) {
-      const int n = std::snprintf(tmp, sizeof(tmp), "%.7g\n", Prediction(loss, s));
-      text->append(tmp, static_cast<std::size_t>(n));
+    for (float s : scores) {  // as printf's %.7g, several times faster
+      const std::to_chars_result r = std::to_chars(tmp, tmp + sizeof(tmp) - 1, Prediction(loss, s),
+                                                   std::chars_format::general, 7);
+      *r.ptr = '\n';
+      text->append(tmp, static_cast<std::size_t>(r.ptr + 1 - tmp));
     }
   };
   ScoreFile(model, spec, data, options, [&](const ScoredRows& rows) { out.Write(rows.text); });
