@@ -40,8 +40,12 @@ struct LossAndGradient {
 inline LossAndGradient LossValueAndGradient(Loss loss, float score, float label) {
   if (loss == Loss::kLogistic) {
     const float e = std::exp(-std::fabs(score));  // as in Softplus and Sigmoid
-    const float sigmoid = score >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
-    return {std::max(score, 0.0f) + std::log1p(e) - label * score, sigmoid - label};
+    const float u = 1.0f + e;
+    const float sigmoid = score >= 0 ? 1.0f / u : e / u;
+    // log1p(e) = log(u) * e / (u - 1) (exact when u - 1 == e; the factor corrects the
+    // rounding of 1 + e otherwise, Goldberg 1991): a few ulps, like log1p, at half the cost.
+    const float log1p_e = u == 1.0f ? e : std::log(u) * (e / (u - 1.0f));
+    return {std::max(score, 0.0f) + log1p_e - label * score, sigmoid - label};
   }
   const double d = static_cast<double>(score) - label;
   return {0.5 * d * d, static_cast<float>(d)};
