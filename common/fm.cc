@@ -11,8 +11,9 @@ namespace fmps {
 namespace {
 
 // ForwardBackward scores kBlock rows, then takes their losses, then scatters their
-// gradients: the rows' dependency chains (sum over non-zeros -> loss -> scatter) overlap
-// instead of running one after the other.
+// gradients, so that the rows' dependency chains (sum over non-zeros -> loss -> scatter) can
+// overlap. On a Zen 3 EPYC blocks of 1, 4, 8 and 16 rows measured alike (out-of-order
+// execution already overlaps them); the blocked loss loop is the place to vectorise the loss.
 constexpr std::size_t kBlock = 8;
 
 // With a parameter table larger than this the parameter (and gradient) rows are prefetched
@@ -101,7 +102,6 @@ struct FixedMath {
   using V = std::conditional_t<kLanes == 8, Float8, Float4>;
   static_assert(K % kLanes == 0);
 
-  static int k(const Args&) { return K; }
   static std::size_t ScratchFloats(int) { return 0; }
 
   [[gnu::always_inline]] static V Load(const float* p) {
@@ -190,7 +190,6 @@ struct FixedMath {
 // The same for any other k, with runtime loops over the factors; the accumulators live in
 // `scratch` (ScratchFloats(k) floats).
 struct DynamicMath {
-  static int k(const Args& a) { return a.k; }
   static std::size_t ScratchFloats(int k) { return 4 * static_cast<std::size_t>(k); }
 
   template <bool kOnes, Prefetch kPf>
