@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -266,6 +267,22 @@ TEST(LossTest, SinglePrecisionPairMatchesDouble) {
       }
     }
   }
+}
+
+// Log1pUnit (the kernel's log(1 + e) for e = exp(-|s|) in [0, 1]) within 2 ulp of the
+// exact value, on every 257th float of [0, 1] and both ends.
+TEST(LossTest, Log1pUnitWithinTwoUlp) {
+  const std::uint32_t one = 0x3f800000;
+  for (std::uint32_t bits = 0;; bits = std::min(bits + 257, one)) {
+    float e;
+    std::memcpy(&e, &bits, sizeof(e));
+    const double exact = std::log1p(static_cast<double>(e));
+    const float rounded = static_cast<float>(exact);
+    const double ulp = std::nextafter(rounded, 2.0f) - rounded;
+    ASSERT_LE(std::fabs(Log1pUnit(e) - exact), 2.0 * ulp) << "e " << e;
+    if (bits == one) break;
+  }
+  EXPECT_EQ(Log1pUnit(0.0f), 0.0f);
 }
 
 TEST(LossTest, FmBatchLossFiniteForHugeScores) {
