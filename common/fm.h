@@ -26,8 +26,9 @@ struct FmBatch {
 void FmScores(const FmBatch& batch, const float* params, int k, float* scores);
 
 // Scores every row, adds d(sum of losses)/d(param) into grads (same layout as params; the
-// caller zeroes it first; the bias gradient goes to grads[0]) and returns the sum of the
-// rows' losses. If `scores` is non-null the raw scores are written there too.
+// caller zeroes it first; the bias gradient goes to grads[0]; it must not overlap params) and
+// returns the sum of the rows' losses. If `scores` is non-null the raw scores are written
+// there too.
 double FmForwardBackward(const FmBatch& batch, const float* params, int k, Loss loss, float* grads,
                          float* scores);
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -122,6 +123,112 @@ TEST_P(FmKTest, GradientsMatchFiniteDifferences) {
   }
 }
 
+// Rows whose values are all 1 take a fast path without the multiplications by x. Batch
+// `ones` has random rows of ones; batch `mixed` has the same rows, each with one more
+// non-zero at the end: value 0.5 on a table row whose parameters are all zero. That changes
+// no score nor any other gradient, but sends every row through the general path. The
+// floating-point operations are the same (x * 1 = x exactly), so the results must be too.
+TEST_P(FmKTest, AllOnesFastPathEqualsGeneralPath) {
+  const int k = GetParam();
+  const std::size_t width = 1 + k;
+  RandomBatch ones = MakeBatch(k, 300, 40, 5 + k);
+  const std::uint32_t zero_row = 40;  // appended below
+  ones.params.resize(ones.params.size() + width, 0.0f);
+  std::fill(ones.values.begin(), ones.values.end(), 1.0f);
+  RandomBatch mixed = ones;
+  mixed.local.clear();
+  mixed.values.clear();
+  mixed.offsets = {0};
+  for (std::size_t r = 0; r < ones.labels.size(); ++r) {
+    for (std::size_t j = ones.offsets[r]; j < ones.offsets[r + 1]; ++j) {
+      mixed.local.push_back(ones.local[j]);
+      mixed.values.push_back(1.0f);
+    }
+    mixed.local.push_back(zero_row);
+    mixed.values.push_back(0.5f);
+    mixed.offsets.push_back(mixed.local.size());
+  }
+  for (Loss loss : {Loss::kLogistic, Loss::kSquared}) {
+    std::vector<float> grads_ones(ones.params.size(), 0.0f), grads_mixed = grads_ones;
+    std::vector<float> scores_ones(ones.labels.size()), scores_mixed = scores_ones;
+    const double total_ones = FmForwardBackward(ones.view(), ones.params.data(), k, loss,
+                                                grads_ones.data(), scores_ones.data());
+    const double total_mixed = FmForwardBackward(mixed.view(), mixed.params.data(), k, loss,
+                                                 grads_mixed.data(), scores_mixed.data());
+    EXPECT_EQ(total_ones, total_mixed);
+    EXPECT_EQ(scores_ones, scores_mixed);
+    for (std::size_t p = 0; p < zero_row * width; ++p) {
+      ASSERT_EQ(grads_ones[p], grads_mixed[p]) << "param " << p << " loss " << ToString(loss);
+    }
+    std::vector<float> predicted_ones(ones.labels.size()), predicted_mixed = predicted_ones;
+    FmScores(ones.view(), ones.params.data(), k, predicted_ones.data());
+    FmScores(mixed.view(), mixed.params.data(), k, predicted_mixed.data());
+    EXPECT_EQ(predicted_ones, scores_ones);
+    EXPECT_EQ(predicted_mixed, scores_ones);
+  }
+}
+
+// A parameter table of more than 2 MB makes the kernels prefetch rows ahead of use (a
+// different code path for every row but the last few). The results must equal those on the
+// same rows copied to a small table (no prefetching), and the scores the naive sum.
+TEST_P(FmKTest, LargeTablePrefetchPathEqualsSmallTable) {
+  const int k = GetParam();
+  const std::size_t width = 1 + k;
+  const std::uint32_t big_rows = (3u << 20) / (width * sizeof(float));  // 3 MB
+  RandomBatch big = MakeBatch(k, 150, 2, 11 + k);  // labels and offsets; rows redrawn below
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<std::uint32_t> pick(1, big_rows - 1);
+  std::uniform_int_distribution<int> nnz(0, 60);
+  big.local.clear();
+  big.values.clear();
+  big.offsets = {0};
+  for (std::size_t r = 0; r < big.labels.size(); ++r) {
+    for (int j = nnz(rng); j > 0; --j) {
+      big.local.push_back(pick(rng));
+      big.values.push_back(r % 3 == 0 ? 0.25f * static_cast<float>(j % 5) : 1.0f);
+    }
+    big.offsets.push_back(big.local.size());
+  }
+  // The table: all rows random (cheaply), the bias row included.
+  big.params.resize(static_cast<std::size_t>(big_rows) * width);
+  for (std::size_t p = 0; p < big.params.size(); ++p) {
+    big.params[p] = 0.001f * static_cast<float>(static_cast<int>((p * 2654435761u) % 1001) - 500);
+  }
+  // The same rows in a small table: local indices renumbered in order of first use.
+  RandomBatch small = big;
+  std::vector<std::uint32_t> to_small(big_rows, 0);
+  small.params.assign(big.params.begin(), big.params.begin() + width);  // bias row
+  for (std::uint32_t& u : small.local) {
+    if (to_small[u] == 0) {
+      to_small[u] = static_cast<std::uint32_t>(small.params.size() / width);
+      small.params.insert(small.params.end(), big.params.begin() + u * width,
+                          big.params.begin() + (u + 1) * width);
+    }
+    u = to_small[u];
+  }
+  ASSERT_LT(small.params.size() * sizeof(float), std::size_t{1} << 20);
+  std::vector<float> grads_big(big.params.size(), 0.0f), grads_small(small.params.size(), 0.0f);
+  std::vector<float> scores_big(big.labels.size()), scores_small = scores_big;
+  EXPECT_EQ(FmForwardBackward(big.view(), big.params.data(), k, Loss::kLogistic, grads_big.data(),
+                              scores_big.data()),
+            FmForwardBackward(small.view(), small.params.data(), k, Loss::kLogistic,
+                              grads_small.data(), scores_small.data()));
+  EXPECT_EQ(scores_big, scores_small);
+  for (std::uint32_t u = 0; u < big_rows; ++u) {
+    if (u != 0 && to_small[u] == 0) continue;
+    for (std::size_t f = 0; f < width; ++f) {
+      ASSERT_EQ(grads_big[u * width + f], grads_small[to_small[u] * width + f]) << u;
+    }
+  }
+  std::vector<float> predicted(big.labels.size());
+  FmScores(big.view(), big.params.data(), k, predicted.data());
+  EXPECT_EQ(predicted, scores_small);
+  for (std::size_t r = 0; r < predicted.size(); ++r) {
+    const double naive = NaiveScore(big, r, k);
+    EXPECT_NEAR(predicted[r], naive, 1e-4 * (1.0 + std::abs(naive))) << "row " << r;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, FmKTest, ::testing::Values(1, 4, 5, 8, 16, 32));
 
 TEST(LossTest, FiniteForExtremeScores) {
@@ -160,6 +267,22 @@ TEST(LossTest, SinglePrecisionPairMatchesDouble) {
       }
     }
   }
+}
+
+// Log1pUnit (the kernel's log(1 + e) for e = exp(-|s|) in [0, 1]) within 2 ulp of the
+// exact value, on every 257th float of [0, 1] and both ends.
+TEST(LossTest, Log1pUnitWithinTwoUlp) {
+  const std::uint32_t one = 0x3f800000;
+  for (std::uint32_t bits = 0;; bits = std::min(bits + 257, one)) {
+    float e;
+    std::memcpy(&e, &bits, sizeof(e));
+    const double exact = std::log1p(static_cast<double>(e));
+    const float rounded = static_cast<float>(exact);
+    const double ulp = std::nextafter(rounded, 2.0f) - rounded;
+    ASSERT_LE(std::fabs(Log1pUnit(e) - exact), 2.0 * ulp) << "e " << e;
+    if (bits == one) break;
+  }
+  EXPECT_EQ(Log1pUnit(0.0f), 0.0f);
 }
 
 TEST(LossTest, FmBatchLossFiniteForHugeScores) {
