@@ -70,6 +70,11 @@ TEST(KeyIndexTest, DeduplicateCountsEveryOccurrence) {
     EXPECT_EQ(b.counts, (std::vector<std::uint32_t>{3, 3, 2, 1, 1}));
     EXPECT_EQ(b.local, (std::vector<std::uint32_t>{1, 2, 1, 2, 3, 4, 1}));
   }
+  // Without counting: the same keys and indices, no counts.
+  b.Deduplicate(&index, /*count=*/false);
+  EXPECT_EQ(b.keys, (std::vector<Key>{kBiasKey, 5, 9, 0, 7}));
+  EXPECT_EQ(b.local, (std::vector<std::uint32_t>{1, 2, 1, 2, 3, 4, 1}));
+  EXPECT_TRUE(b.counts.empty());
 }
 
 }  // namespace

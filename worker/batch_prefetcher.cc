@@ -6,22 +6,26 @@
 
 namespace fmps {
 
-void PreparedBatch::Deduplicate(KeyIndex* index) {
+void PreparedBatch::Deduplicate(KeyIndex* index, bool count) {
   const std::size_t nnz = block.nnz();
   index->Clear();
   index->Insert(kBiasKey);
-  counts.assign(nnz + 1, 0u);  // unique keys <= nnz + 1; trimmed below
-  counts[0] = static_cast<std::uint32_t>(block.rows());
   local.resize(nnz);
   index->InsertMany(block.keys.data(), nnz, local.data());
-  for (const std::uint32_t u : local) ++counts[u];
-  counts.resize(index->size());
   const auto unique = index->keys();
   keys.assign(unique.begin(), unique.end());
+  counts.clear();
+  if (!count) return;
+  counts.resize(keys.size(), 0u);
+  counts[0] = static_cast<std::uint32_t>(block.rows());
+  for (const std::uint32_t u : local) ++counts[u];
 }
 
-BatchPrefetcher::BatchPrefetcher(ShardReader* reader, int batch_size, int depth)
-    : reader_(reader), batch_size_(batch_size), depth_(static_cast<std::size_t>(depth)) {
+BatchPrefetcher::BatchPrefetcher(ShardReader* reader, int batch_size, int depth, bool count)
+    : reader_(reader),
+      batch_size_(batch_size),
+      depth_(static_cast<std::size_t>(depth)),
+      count_(count) {
   // depth ready + one being filled + two held by the consumer (current and next).
   for (int i = 0; i < depth + 3; ++i) {
     pool_.push_back(std::make_unique<PreparedBatch>());
@@ -53,7 +57,7 @@ void BatchPrefetcher::Run() {
       b->block.Clear();
       const bool any = reader_->Read(batch_size_, &b->block) > 0;
       if (any) {
-        b->Deduplicate(&index_);
+        b->Deduplicate(&index_, count_);
         b->bytes_consumed = reader_->bytes_consumed();
         reader_->Remaining(&b->remaining);  // reuses the pooled batch's capacity
       }

@@ -29,21 +29,23 @@ struct PreparedBatch {
   RowBlock block;
   std::vector<Key> keys;              // unique keys in first-occurrence order; keys[0] = kBiasKey
   std::vector<std::uint32_t> local;   // per non-zero: index into keys
-  std::vector<std::uint32_t> counts;  // per unique key: occurrences (bias: rows)
+  std::vector<std::uint32_t> counts;  // per unique key: occurrences (bias: rows), if counted
   std::uint64_t bytes_consumed = 0;   // reader position after this batch (progress)
   // The reader's position after this batch (ShardReader::Remaining()): the ranges still to
   // read once this batch's rows have been trained, for checkpoints.
   std::vector<ByteRange> remaining;
 
-  // Fills keys/local/counts from block. `index` is scratch (cleared first): one index reused
-  // for every batch stays in the cache, where a table per batch would not (~0.5 MB each).
-  void Deduplicate(KeyIndex* index);
+  // Fills keys/local (and counts if `count`, else leaves it empty) from block. `index` is
+  // scratch (cleared first): one index reused for every batch stays in the cache, where a
+  // table per batch would not (~0.5 MB each).
+  void Deduplicate(KeyIndex* index, bool count = true);
 };
 
 class BatchPrefetcher {
  public:
-  // Starts the prefetch thread on `reader` (which must outlive this object).
-  BatchPrefetcher(ShardReader* reader, int batch_size, int depth = 2);
+  // Starts the prefetch thread on `reader` (which must outlive this object). `count`: fill
+  // each batch's occurrence counts (only min_count > 1 needs them).
+  BatchPrefetcher(ShardReader* reader, int batch_size, int depth = 2, bool count = true);
   // Stops and joins the thread (abandoning the rest of the shard).
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
@@ -60,6 +62,7 @@ class BatchPrefetcher {
   ShardReader* reader_;
   int batch_size_;
   std::size_t depth_;
+  bool count_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<PreparedBatch>> pool_;

@@ -86,7 +86,7 @@ void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
 
 void Worker::TrainAsync(ShardReader* reader, Progress* progress,
                         const std::function<void()>& hook) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, options_.send_counts);
   std::deque<Timestamp> pushes;  // unacknowledged, oldest first
   // Waits for the oldest pushes until at most `limit` remain in flight.
   auto settle = [&](int limit) {
@@ -131,7 +131,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
 }
 
 void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, options_.send_counts);
   PreparedBatch empty;  // what an exhausted worker pushes: no keys
   while (true) {
     PreparedBatch* b = prefetcher.Next();
@@ -159,7 +159,7 @@ void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::functi
 }
 
 void Worker::Score(ShardReader* reader, std::vector<float>* scores, std::vector<float>* labels) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth);
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, /*count=*/false);
   while (PreparedBatch* b = prefetcher.Next()) {
     client_->Wait(PullFor(*b, /*create=*/false, &params_[0]));
     const std::size_t base = scores->size();

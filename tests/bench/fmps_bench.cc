@@ -404,7 +404,7 @@ void BM_Dedup(benchmark::State& state) {
   std::size_t i = 0, nnz = 0, unique = 0;
   for (auto _ : state) {
     PreparedBatch& b = batches[i];
-    b.Deduplicate(&index);
+    b.Deduplicate(&index, /*count=*/false);  // as the trainer does unless min_count > 1
     nnz += b.block.nnz();
     unique += b.keys.size();
     i = (i + 1) % kPool;
@@ -436,7 +436,7 @@ void BM_ServerReplay(benchmark::State& state) {
   std::vector<std::vector<Key>> batches;
   std::size_t rows = 0;
   for (PreparedBatch b; reader.Read(kBatchRows, &b.block) > 0; b.block.Clear()) {
-    b.Deduplicate(&index);
+    b.Deduplicate(&index, /*count=*/false);
     batches.push_back(b.keys);
     rows += b.block.rows();
   }
