@@ -89,6 +89,16 @@ inline constexpr std::uint64_t kPow10U64[] = {1,      10,      100,      1000,  
 [[gnu::always_inline]] inline NumStatus ScanU64Padded(const char** p, const char* end,
                                                       std::uint64_t* out) {
   const char* const start = *p;
+  // Fast path: 1 to 7 digits, all inside [start, end) (ids and counts are mostly this).
+  {
+    const std::uint64_t chunk = detail::Load8(start);
+    const int n = detail::LeadingDigits8(chunk);
+    if (static_cast<unsigned>(n - 1) < 7u && n <= end - start) [[likely]] {
+      *p = start + n;
+      *out = detail::DigitsValue8(chunk, n);
+      return NumStatus::kOk;
+    }
+  }
   const char* s = start;
   std::uint64_t v = 0;
   for (;;) {
