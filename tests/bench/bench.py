@@ -343,18 +343,19 @@ def end_to_end(repo, fmps, meta, table, reps, outdir):
              ("MPI 1 server + 1 worker", "mpi11", (1, 1)),
              ("MPI 1 server + 2 workers", "mpi12", (1, 2)),
              ("MPI 1 server + 3 workers", "mpi13", (1, 3))]
-    results = {}
-    for label, tag, mpi in cases:
-        sums, times = [], []
-        for i in range(reps):
+    results = {tag: (label, [], []) for label, tag, _ in cases}
+    # Repetition-major order: each round runs every case once, so that the machine's slow
+    # and fast spells (a shared VM) fall on all cases alike, and the ratios between cases
+    # (MPI 1+1 vs single-node) compare runs made close together in time.
+    for i in range(reps):
+        for label, tag, mpi in cases:
             out = os.path.join(outdir, "out", f"{tag}_r{i}")
             if mpi is None:
                 s, t = train_single(repo, fmps, cfg, out)
             else:
                 s, t = train_mpi(repo, fmps, cfg, out, *mpi)
-            sums.append(s)
-            times.append(t)
-        results[tag] = (label, sums, times)
+            results[tag][1].append(s)
+            results[tag][2].append(t)
     single_med = statistics.median(s["rows_per_s"] for s in results["single"][1])
     for tag, (label, sums, times) in results.items():
         sec = f"fmps train, 1 epoch: {label}"
