@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -26,6 +28,14 @@ std::uint64_t PeakRssBytes() {
     status.ignore(1 << 12, '\n');
   }
   return 0;
+}
+
+// CPU time consumed so far by the calling thread.
+std::uint64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 }  // namespace
 
@@ -90,12 +100,18 @@ void Server::Run() {
         writer_.joinable() ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1000));
     if (!m) continue;  // idle: workers may be parsing or evaluating
     switch (m->kind) {
-      case MsgKind::kPull:
+      case MsgKind::kPull: {
+        const std::uint64_t t0 = ThreadCpuNs();
         HandlePull(std::move(*m));
+        stats_.busy_ns += ThreadCpuNs() - t0;
         break;
-      case MsgKind::kPush:
+      }
+      case MsgKind::kPush: {
+        const std::uint64_t t0 = ThreadCpuNs();
         HandlePush(std::move(*m));
+        stats_.busy_ns += ThreadCpuNs() - t0;
         break;
+      }
       case MsgKind::kDump:
         HandleDump(*m);
         break;
@@ -122,9 +138,9 @@ void Server::HandleStats(const Message& m) {
   Message reply;
   reply.kind = MsgKind::kStatsReply;
   reply.step = options_.index;
-  reply.keys = {stats_.pulls,       stats_.pushes,        stats_.keys_pulled,
-                stats_.keys_pushed, stats_.rejected_rows, stats_.peak_rss_bytes};
-  static_assert(ServerStats::kFields == 6);
+  reply.keys = {stats_.pulls,         stats_.pushes,         stats_.keys_pulled, stats_.keys_pushed,
+                stats_.rejected_rows, stats_.peak_rss_bytes, stats_.busy_ns};
+  static_assert(ServerStats::kFields == 7);
   transport_->Send(m.sender, std::move(reply));
 }
 

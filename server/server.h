@@ -66,7 +66,10 @@ struct ServerStats {
   std::uint64_t keys_pushed = 0;
   std::uint64_t rejected_rows = 0;   // gradient rows with a non-finite value
   std::uint64_t peak_rss_bytes = 0;  // of the whole process (VmHWM), when last reported
-  static constexpr int kFields = 6;  // as sent in kStatsReply, in declaration order
+  // CPU time of the server's thread spent handling pulls and pushes (store work, codec
+  // aside from MPI's own progress): with the keys served, the server's in-situ cost per key.
+  std::uint64_t busy_ns = 0;
+  static constexpr int kFields = 7;  // as sent in kStatsReply, in declaration order
 };
 
 class Server {

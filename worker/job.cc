@@ -193,6 +193,7 @@ ServerStats CollectServerStats(KVClient* client) {
     sum.keys_pushed += r.keys[3];
     sum.rejected_rows += r.keys[4];
     sum.peak_rss_bytes = std::max(sum.peak_rss_bytes, r.keys[5]);
+    sum.busy_ns += r.keys[6];
   }
   return sum;
 }
@@ -237,6 +238,7 @@ JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedMode
       .Add("push_rows_rejected", t.server_stats.rejected_rows)
       .Add("max_in_flight", t.worker_traffic.max_in_flight)
       .Add("server_peak_rss_mb", static_cast<double>(t.server_stats.peak_rss_bytes) / (1 << 20))
+      .Add("server_busy_s", static_cast<double>(t.server_stats.busy_ns) * 1e-9)
       .Add("model", t.model_path);
   return j;
 }
