@@ -81,7 +81,7 @@ class KeyIndex {
   // keys 2D ahead and the key entries their slots point to D ahead are prefetched, so
   // the two dependent cache misses of each lookup overlap with other keys' lookups.
   void FindMany(const Key* keys, std::size_t n, std::uint32_t* out) const {
-    constexpr std::size_t kD = 16;
+    constexpr std::size_t kD = 32;
     for (std::size_t i = 0; i < n + 2 * kD; ++i) {
       if (i < n) Prefetch(keys[i]);
       if (i >= kD && i - kD < n) __builtin_prefetch(&keys_[slots_[Slot(keys[i - kD])]]);
