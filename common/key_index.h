@@ -15,6 +15,7 @@
 #include <span>
 #include <vector>
 
+#include "common/huge_pages.h"
 #include "common/types.h"
 
 namespace fmps {
@@ -134,8 +135,9 @@ class KeyIndex {
     }
   }
 
-  std::vector<std::uint32_t> slots_;
-  std::vector<Key> keys_;
+  // Huge pages once a table reaches 2 MiB (a model's index in predict: random lookups).
+  std::vector<std::uint32_t, HugePageAllocator<std::uint32_t>> slots_;
+  std::vector<Key, HugePageAllocator<Key>> keys_;
   std::size_t size_ = 0;
   std::size_t max_size_ = 0;  // Insert rehashes beyond this many keys
   std::size_t mask_ = 0;

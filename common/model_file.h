@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/huge_pages.h"
 #include "common/key_index.h"
 #include "common/reader.h"
 #include "common/row_block.h"
@@ -84,8 +85,9 @@ class Model {
  private:
   ModelMeta meta_;
   std::vector<Key> keys_;
-  // Row 0: bias (w0, zeros); row 1: zeros (unknown keys); row 2 + i: key i.
-  std::vector<float> table_;
+  // Row 0: bias (w0, zeros); row 1: zeros (unknown keys); row 2 + i: key i. Huge pages:
+  // scoring reads its rows at random.
+  std::vector<float, HugePageAllocator<float>> table_;
   KeyIndex index_;
 };
 

@@ -1,7 +1,5 @@
 #include "server/param_store.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -19,12 +17,11 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "common/huge_pages.h"
 
 namespace fmps {
 namespace {
 
-constexpr std::size_t kPageBytes = 4096;
-constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 constexpr std::uintptr_t kLineBytes = 64;
 
 // Salts keeping the table hash and the embedding streams independent of each other and of
@@ -47,29 +44,6 @@ constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 32;  // Home() needs 
 constexpr std::size_t kBatch = 32;
 
 std::size_t RoundUp(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
-
-// A zero-filled anonymous mapping of `bytes` (a multiple of kPageBytes). Mappings of at
-// least one huge page are 2 MiB-aligned and advised as transparent huge pages (opt-in on
-// this host), which removes most TLB misses of random row accesses.
-char* MapZeroed(std::size_t bytes) {
-  const bool huge = bytes >= kHugePageBytes;
-  const std::size_t reserve = huge ? bytes + kHugePageBytes : bytes;
-  void* p = mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  if (!huge) return static_cast<char*>(p);
-  const auto begin = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t aligned = RoundUp(begin, kHugePageBytes);
-  if (aligned > begin) munmap(p, aligned - begin);
-  const std::uintptr_t end = begin + reserve;
-  if (end > aligned + bytes)
-    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
-  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
-  return reinterpret_cast<char*>(aligned);
-}
-
-void Unmap(void* p, std::size_t bytes) {
-  if (p != nullptr) munmap(p, bytes);
-}
 
 // Prefetches every cache line of [p, p + bytes).
 template <bool kWrite>
