@@ -357,12 +357,18 @@ std::string DataFile(DataFormat format) {
   return path;
 }
 
-void BM_Parse(benchmark::State& state) {
-  const auto format = static_cast<DataFormat>(state.range(0));
-  const std::string path = DataFile(format);
+// The spec of a DataFile of `format` (the file is its only training file).
+FeatureSpec SpecOf(DataFormat format, const std::string& path) {
   FeatureSpec spec;
   spec.data.format = format;
   spec.data.train = {path};
+  return spec;
+}
+
+void BM_Parse(benchmark::State& state) {
+  const auto format = static_cast<DataFormat>(state.range(0));
+  const std::string path = DataFile(format);
+  const FeatureSpec spec = SpecOf(format, path);
   const std::uint64_t bytes = TotalBytes({path});
   RowBlock block;
   std::uint64_t rows = 0;
@@ -391,10 +397,7 @@ BENCHMARK(BM_Parse)
 // batches of the libsvm file, cycled through a pool of batches as the prefetcher does.
 void BM_Dedup(benchmark::State& state) {
   const std::string path = DataFile(DataFormat::kLibsvm);
-  FeatureSpec spec;
-  spec.data.format = DataFormat::kLibsvm;
-  spec.data.train = {path};
-  ShardReader reader(spec, {path}, 0, 1);
+  ShardReader reader(SpecOf(DataFormat::kLibsvm, path), {path}, 0, 1);
   constexpr std::size_t kPool = 5;  // the prefetcher's pool at its default depth
   std::vector<PreparedBatch> batches(kPool);
   for (auto& b : batches) {
@@ -428,10 +431,7 @@ BENCHMARK(BM_Dedup);
 // over the file creates the keys; the timing covers later passes (a trained store).
 void BM_ServerReplay(benchmark::State& state) {
   const std::string path = DataFile(DataFormat::kLibsvm);
-  FeatureSpec spec;
-  spec.data.format = DataFormat::kLibsvm;
-  spec.data.train = {path};
-  ShardReader reader(spec, {path}, 0, 1);
+  ShardReader reader(SpecOf(DataFormat::kLibsvm, path), {path}, 0, 1);
   KeyIndex index;
   std::vector<std::vector<Key>> batches;
   std::size_t rows = 0;
