@@ -19,7 +19,6 @@ using testing::ReadFile;
 using testing::RunCommand;
 using testing::TempDir;
 
-// Value of a numeric field in a one-line JSON object (enough for our own outputs).
 TEST(CliTest, HelpVersionAndUnknownCommand) {
   std::string out;
   EXPECT_EQ(RunCommand(FmpsBinary() + " --help", &out), 0);
