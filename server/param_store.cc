@@ -41,7 +41,7 @@ constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 32;  // Home() needs 
 
 // Sub-batch of keys looked up together: hashes and slot prefetches first, then probes and
 // row prefetches, then the rows themselves (memory-level parallelism on 10^6+ key stores).
-constexpr std::size_t kBatch = 32;
+constexpr std::size_t kBatch = 64;
 
 std::size_t RoundUp(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
 
@@ -92,9 +92,31 @@ inline bool AllFinite(const float* g, int n) {
 
 // Copies n floats with inline fixed-size moves (a memcpy of runtime size is a library call,
 // and a loop for the tail gets vectorised with alias checks costing more than the copy).
+// No loop over the 8-float blocks either: GCC turns one into a memmove call (seen: 4 % of
+// the server thread in a pull of 9-float rows). Rows of up to 4 blocks (k <= 32) are moved
+// inline; longer ones are worth the call.
 inline void CopyFloats(float* __restrict dst, const float* __restrict src, int n) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8) std::memcpy(dst + i, src + i, 8 * sizeof(float));
+  constexpr std::size_t kBlock = 8 * sizeof(float);
+  const int blocks = n / 8;
+  switch (blocks) {
+    case 4:
+      std::memcpy(dst + 24, src + 24, kBlock);
+      [[fallthrough]];
+    case 3:
+      std::memcpy(dst + 16, src + 16, kBlock);
+      [[fallthrough]];
+    case 2:
+      std::memcpy(dst + 8, src + 8, kBlock);
+      [[fallthrough]];
+    case 1:
+      std::memcpy(dst, src, kBlock);
+      [[fallthrough]];
+    case 0:
+      break;
+    default:
+      std::memcpy(dst, src, static_cast<std::size_t>(blocks) * kBlock);
+  }
+  int i = blocks * 8;
   if (i + 4 <= n) {
     std::memcpy(dst + i, src + i, 4 * sizeof(float));
     i += 4;

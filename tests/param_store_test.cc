@@ -84,6 +84,34 @@ TEST(ParamStoreTest, PullCreatesRowsWithInitialValues) {
   EXPECT_EQ(store.size(), 3u);
 }
 
+// Pull copies rows with code specialised by width (whole 8-float blocks, then 4, 2, 1):
+// every width up to 5 blocks and a wide one, with and without lazily allocated v, returns
+// exactly what Set stored, and writes nothing past the row.
+TEST(ParamStoreTest, PullCopiesRowsOfEveryWidthExactly) {
+  for (int k : {1, 2, 3, 4, 5, 7, 8, 9, 11, 15, 16, 17, 23, 24, 31, 32, 33, 39, 40, 47, 100}) {
+    for (std::uint32_t min_count : {0u, 2u}) {
+      const StoreOptions o{.k = k, .init_std = 0.1f, .seed = 5, .min_count = min_count};
+      ParamStore store(o, MakeNamed(OptimizerName::kAdagrad));
+      const int w = store.row_width();
+      const Key keys[2] = {11, 12};
+      for (int i = 0; i < 2; ++i) {
+        std::vector<float> row(w);
+        for (int f = 0; f < w; ++f) row[f] = static_cast<float>(1000 * i + f + 1);
+        store.Set(keys[i], row.data());
+      }
+      std::vector<float> out(2 * w + 1, -7.0f);
+      store.Pull(keys, 2, false, out.data());
+      for (int i = 0; i < 2; ++i) {
+        for (int f = 0; f < w; ++f) {
+          ASSERT_EQ(out[i * w + f], static_cast<float>(1000 * i + f + 1))
+              << "k " << k << " min_count " << min_count << " key " << i << " float " << f;
+        }
+      }
+      EXPECT_EQ(out[2 * w], -7.0f) << "k " << k;
+    }
+  }
+}
+
 TEST(ParamStoreTest, RowsDoNotDependOnInsertionOrderOrOtherKeys) {
   const StoreOptions o{.k = 8, .init_std = 0.05f, .seed = 3};
   const std::vector<Key> shared = RandomKeys(3000, 1);
