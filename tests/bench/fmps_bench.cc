@@ -453,7 +453,8 @@ void PrefetchLoad(const std::string& path, const std::atomic<bool>* stop) {
 
 // The server's share of single-node training, replayed on one thread: each 1024-row batch
 // of ReplayFile() (deduplicated as the worker does) is pulled with row handles kept, then
-// pushed by those handles, as Server does for an async worker. Items = unique keys; the
+// pushed by those handles after the next batch's pull, as Server does for an async worker
+// (each key's pull and push are a batch apart, as in training). Items = unique keys; the
 // counter keys_per_row converts ns/key into server ns per training row. The first pass over
 // the file creates the keys (counter first_pass_ns_per_key: wall time of that pass, before
 // load:1's other thread starts); the timing covers later passes (a trained store). Arg
@@ -479,14 +480,24 @@ void BM_ServerReplay(benchmark::State& state) {
   ParamStore store(o, MakeOpt(OptimizerName::kAdagrad));
   const std::size_t w = static_cast<std::size_t>(store.row_width());
   std::vector<float> out, grads;
-  std::vector<ParamStore::RowHandle> handles;
+  std::vector<ParamStore::RowHandle> handles[2];  // the last two pulls'
   std::mt19937_64 rng(3);
   std::normal_distribution<float> normal(0.0f, 0.01f);
-  auto run = [&](const std::vector<Key>& keys) {
+  // In the order the server sees them in async training (Worker::TrainAsync pulls the next
+  // batch before it pushes the current one): batch i's pull, then the previous pull's push.
+  int slot = 0;          // handles[slot] receives the next pull's
+  bool pending = false;  // whether handles[1 - slot] awaits its push
+  auto run = [&](std::size_t i) {
+    const std::vector<Key>& keys = batches[i];
     out.resize(keys.size() * w);
-    handles.resize(keys.size());
-    store.Pull(keys.data(), keys.size(), true, out.data(), handles.data());
-    store.PushRows(handles.data(), keys.size(), grads.data(), nullptr);
+    handles[slot].resize(keys.size());
+    store.Pull(keys.data(), keys.size(), true, out.data(), handles[slot].data());
+    if (pending) {
+      const auto& h = handles[1 - slot];
+      store.PushRows(h.data(), h.size(), grads.data(), nullptr);
+    }
+    pending = true;
+    slot = 1 - slot;
   };
   std::size_t most = 0;
   for (const auto& keys : batches) most = std::max(most, keys.size());
@@ -496,9 +507,9 @@ void BM_ServerReplay(benchmark::State& state) {
   // as the counter first_pass_ns_per_key (the timed passes below run on a trained store).
   const auto t0 = std::chrono::steady_clock::now();
   std::size_t first_keys = 0;
-  for (const auto& keys : batches) {
-    run(keys);
-    first_keys += keys.size();
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    run(i);
+    first_keys += batches[i].size();
   }
   const double first_ns =
       std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
@@ -507,7 +518,7 @@ void BM_ServerReplay(benchmark::State& state) {
   if (state.range(0) != 0) load = std::thread(PrefetchLoad, path, &stop);
   std::size_t i = 0, keys_done = 0;
   for (auto _ : state) {
-    run(batches[i]);
+    run(i);
     keys_done += batches[i].size();
     i = (i + 1) % batches.size();
   }
