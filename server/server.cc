@@ -65,7 +65,7 @@ void Server::FinishWrite() {
   done.kind = MsgKind::kShardWritten;
   done.step = write_seq_;
   done.keys = {written_.bytes, written_.checksum, written_.keys};
-  transport_->Send(write_requester_, std::move(done));
+  Reply(write_requester_, std::move(done));
 }
 
 void Server::HandleSnapshot(const Message& m) {
@@ -75,7 +75,7 @@ void Server::HandleSnapshot(const Message& m) {
   Message ack;
   ack.kind = MsgKind::kSnapshotAck;
   ack.step = m.step;
-  transport_->Send(m.sender, std::move(ack));
+  Reply(m.sender, std::move(ack));
   const std::string dir =
       CheckpointPath(options_.checkpoint_dir, static_cast<std::uint64_t>(m.step));
   const std::string path = dir + "/" + ShardFileName(options_.index);
@@ -96,9 +96,15 @@ void Server::Run() {
   while (true) {
     if (write_done_) FinishWrite();
     // Poll often while a shard is being written, so its completion is reported promptly.
+    // With replies held back, only look for a queued request: none waiting, send them.
     std::optional<Message> m = transport_->Recv(
-        writer_.joinable() ? std::chrono::milliseconds(20) : std::chrono::milliseconds(1000));
-    if (!m) continue;  // idle: workers may be parsing or evaluating
+        !held_.empty()       ? std::chrono::milliseconds(0)
+        : writer_.joinable() ? std::chrono::milliseconds(20)
+                             : std::chrono::milliseconds(1000));
+    if (!m) {
+      SendHeldReplies();
+      continue;  // idle: workers may be parsing or evaluating
+    }
     switch (m->kind) {
       case MsgKind::kPull: {
         const std::uint64_t t0 = ThreadCpuNs();
@@ -125,6 +131,7 @@ void Server::Run() {
         HandleStats(*m);
         break;
       case MsgKind::kShutdown:
+        SendHeldReplies();
         if (writer_.joinable()) FinishWrite();
         return;
       default:
@@ -141,7 +148,7 @@ void Server::HandleStats(const Message& m) {
   reply.keys = {stats_.pulls,         stats_.pushes,         stats_.keys_pulled, stats_.keys_pushed,
                 stats_.rejected_rows, stats_.peak_rss_bytes, stats_.busy_ns};
   static_assert(ServerStats::kFields == 7);
-  transport_->Send(m.sender, std::move(reply));
+  Reply(m.sender, std::move(reply));
 }
 
 void Server::HandlePull(Message&& m) {
@@ -173,7 +180,17 @@ void Server::HandlePull(Message&& m) {
   store_->Pull(m.keys.data(), n, create, reply.vals.data(), handles);
   ++stats_.pulls;
   stats_.keys_pulled += n;
-  transport_->Send(m.sender, std::move(reply));
+  Reply(m.sender, std::move(reply));
+}
+
+void Server::SendHeldReplies() {
+  for (auto& [dest, reply] : held_) transport_->Send(dest, std::move(reply));
+  held_.clear();
+}
+
+void Server::Reply(int dest, Message&& msg) {
+  SendHeldReplies();
+  transport_->Send(dest, std::move(msg));
 }
 
 void Server::Clip(float* grads, std::size_t n) const {
@@ -214,7 +231,7 @@ void Server::ApplyAsyncPush(Message&& m) {
   reply.request_id = m.request_id;
   if (cut_pending_) reply.flags |= kFlagCut;
   if (transport_->moves_buffers()) reply.vals = std::move(m.vals);  // back to the client
-  transport_->Send(m.sender, std::move(reply));
+  held_.emplace_back(m.sender, std::move(reply));  // sent with the next reply (see Run)
 }
 
 void Server::HandlePush(Message&& m) {
@@ -273,7 +290,7 @@ void Server::ApplyBspStep() {
     if (transport_->moves_buffers()) reply.vals = std::move(step_pushes_[w].vals);
     step_pushes_[w] = Message();
     arrived_[w] = false;
-    transport_->Send(dest, std::move(reply));
+    Reply(dest, std::move(reply));
   }
   arrived_count_ = 0;
   ++step_;
@@ -309,7 +326,7 @@ void Server::HandleDump(const Message& m) {
       chunk.flags = kFlagLast;
       chunk.step = static_cast<std::int64_t>(store_->MemoryBytes());
     }
-    transport_->Send(m.sender, std::move(chunk));
+    Reply(m.sender, std::move(chunk));
     i = end;
   } while (i < order.size());
 }

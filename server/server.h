@@ -22,8 +22,15 @@
 // rejects, and reports them (with its process's peak resident memory) on kStats, so a job
 // can check that every push a worker sent was applied exactly once.
 //
-// Memory: the server holds no queue of its own. It serves one request at a time, replies
-// at once, and what can wait for it is capped by the workers: each has at most
+// Replies: every request is answered in the order served. An async push's reply may wait
+// while more requests are queued: it goes out just before the server's next reply (in
+// practice together with the next pull's), or as soon as the server finds no request
+// waiting. In single-node mode that halves the wake-ups of a worker blocked on its next
+// pull, each a futex wake and an inter-processor interrupt paid on the server's thread.
+//
+// Memory: the server holds no queue of its own beyond those held-back push replies (one
+// per push served since the last other reply). It serves one request at a time, and what
+// can wait for it is capped by the workers: each has at most
 // train.max_delay requests outstanding (KVClient, Worker), so at most
 // workers * max_delay requests (each at most one minibatch's unique keys) are in flight to
 // one server, plus their replies in the transport's send buffers (MpiTransport bounds
@@ -37,6 +44,7 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/config.h"
@@ -99,6 +107,10 @@ class Server {
   // Applies clip_gradient (when on) to n gradient floats.
   void Clip(float* grads, std::size_t n) const;
   void Check(bool ok, const Message& m, const char* what) const;
+  // Sends msg to dest after the held-back push replies (every reply goes through here).
+  void Reply(int dest, Message&& msg);
+  // Sends the held-back push replies, oldest first.
+  void SendHeldReplies();
 
   ParamStore* store_;
   Transport* transport_;
@@ -120,6 +132,8 @@ class Server {
   };
   std::vector<KeptRows> kept_;
   std::vector<std::vector<ParamStore::RowHandle>> spare_rows_;
+  // async push replies not sent yet (dest, reply), oldest first; see "Replies" above
+  std::vector<std::pair<int, Message>> held_;
   // checkpoints
   bool cut_pending_ = false;
   StoreSnapshot snapshot_;  // being written (and reused for the next snapshot)

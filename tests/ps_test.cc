@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -201,7 +203,8 @@ TEST(KVTest, PushOfKeptRowsMatchesKeyedPush) {
 }
 
 // One async server (k = 1, SGD) on endpoint 0 of an in-process hub, run on its own thread,
-// fed raw messages from endpoint 1; Finish() waits for it to stop on a protocol error.
+// fed raw messages from endpoint 1 (Recv takes its replies); Finish() waits for it to stop
+// on a protocol error.
 class LoneServer {
  public:
   LoneServer()
@@ -223,6 +226,7 @@ class LoneServer {
     thread_.join();
   }
   void Send(Message m) { client_->Send(0, std::move(m)); }
+  std::optional<Message> Recv() { return client_->Recv(std::chrono::seconds(10)); }
   // Waits for the server loop to end; returns its error message.
   const std::string& Finish() {
     thread_.join();
@@ -270,6 +274,58 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
     server.store().Pull(&key, 1, false, row.data());
     EXPECT_EQ(row[0], 0.0f);
   }
+}
+
+// Async push replies may be held back while requests are queued (Server, "Replies"), but
+// every reply arrives, in the order its request was served: a push's with nothing queued
+// behind it, and one held for a queued pull ahead of that pull's.
+TEST(KVTest, ServerAnswersEveryRequestInOrder) {
+  LoneServer server;
+  auto pull = [](std::uint64_t id) {
+    Message m;
+    m.kind = MsgKind::kPull;
+    m.request_id = id;
+    m.flags = kFlagCreate | kFlagKeepRows;
+    m.keys = {5};
+    return m;
+  };
+  auto push = [](std::uint64_t id, std::uint64_t pull_id) {
+    Message m;
+    m.kind = MsgKind::kPush;
+    m.request_id = id;
+    m.flags = kFlagKeysOfPull;
+    m.ref = pull_id;
+    m.vals = {1.0f, 1.0f};
+    return m;
+  };
+  server.Send(pull(1));
+  server.Send(push(2, 1));  // nothing follows: its reply must still come
+  std::vector<std::pair<MsgKind, std::uint64_t>> got;
+  for (int i = 0; i < 2; ++i) {
+    std::optional<Message> r = server.Recv();
+    ASSERT_TRUE(r.has_value()) << "reply " << i << " never came";
+    got.emplace_back(r->kind, r->request_id);
+  }
+  // A batch of requests queued at once: pull, push, pull, push, pull.
+  for (std::uint64_t b = 0; b < 3; ++b) {
+    server.Send(pull(10 + 2 * b));
+    if (b < 2) server.Send(push(11 + 2 * b, 10 + 2 * b));
+  }
+  for (int i = 0; i < 5; ++i) {
+    std::optional<Message> r = server.Recv();
+    ASSERT_TRUE(r.has_value()) << "reply " << 2 + i << " never came";
+    got.emplace_back(r->kind, r->request_id);
+  }
+  const std::vector<std::pair<MsgKind, std::uint64_t>> want = {
+      {MsgKind::kPullReply, 1},  {MsgKind::kPushReply, 2},  {MsgKind::kPullReply, 10},
+      {MsgKind::kPushReply, 11}, {MsgKind::kPullReply, 12}, {MsgKind::kPushReply, 13},
+      {MsgKind::kPullReply, 14}};
+  EXPECT_EQ(got, want);
+  // All three pushes of key 5 (gradient 1) were applied once each: SGD gives w = -3 lr.
+  std::vector<float> row(2);
+  const Key key = 5;
+  server.store().Pull(&key, 1, false, row.data());
+  EXPECT_NEAR(row[0], -3 * SgdParams{}.lr, 1e-6f);
 }
 
 // A keyed async push whose gradients or counts do not match its keys is a protocol error,
