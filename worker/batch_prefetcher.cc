@@ -87,6 +87,10 @@ PreparedBatch* BatchPrefetcher::Next() {
   if (!ready_.empty()) {
     PreparedBatch* b = ready_.front();
     ready_.pop_front();
+    lock.unlock();
+    // A ready slot is free: a producer waiting for one may go on (without this it waited
+    // for the next Release, and a consumer holding two batches at depth 1 deadlocked).
+    cv_.notify_all();
     return b;
   }
   if (error_) std::rethrow_exception(error_);
