@@ -97,10 +97,10 @@ void Server::Run() {
     if (write_done_) FinishWrite();
     // Poll often while a shard is being written, so its completion is reported promptly.
     // With replies held back, only look for a queued request: none waiting, send them.
-    std::optional<Message> m = transport_->Recv(
-        !held_.empty()       ? std::chrono::milliseconds(0)
-        : writer_.joinable() ? std::chrono::milliseconds(20)
-                             : std::chrono::milliseconds(1000));
+    std::optional<Message> m =
+        transport_->Recv(!held_.empty()       ? std::chrono::milliseconds(0)
+                         : writer_.joinable() ? std::chrono::milliseconds(20)
+                                              : std::chrono::milliseconds(1000));
     if (!m) {
       SendHeldReplies();
       continue;  // idle: workers may be parsing or evaluating

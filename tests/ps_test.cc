@@ -5,10 +5,10 @@
 #include <cmath>
 #include <memory>
 #include <optional>
-#include <utility>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
