@@ -336,10 +336,6 @@ const UnitCircle& Circle() {
   return circle;
 }
 
-}  // namespace
-
-namespace {
-
 // ln(u) for u in (0, 1] to ~1e-15 relative, branch-free (so that a block of them
 // vectorises): u = 2^e m with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s) with
 // s = (m - 1) / (m + 1), |s| <= 0.1716, as an odd series through s^17 (next term < 1e-15).
