@@ -12,10 +12,13 @@
 #   launch/run_local.sh configs/quickstart.yaml
 #   launch/run_local.sh -s 2 -w 4 configs/libsvm.yaml --set train.epochs=3
 #
-# Runs `mpirun -np S+W --bind-to none --mca mpi_yield_when_idle 1 build/fmps train ...`,
-# adding --oversubscribe when S+W exceeds the cores of this machine (ranks then share
+# Runs `mpirun -np S+W --bind-to none build/fmps train ...`, adding --oversubscribe
+# --mca mpi_yield_when_idle 1 when S+W exceeds the cores of this machine (ranks then share
 # cores; yielding when idle keeps waiting ranks from spinning) and --allow-run-as-root
-# when run as root. The binary is build/fmps of this repository (build it with
+# when run as root. With a core per rank there is nothing to yield to but the other ranks'
+# threads: a server rank that yields whenever it polls an empty queue hands its core to
+# them, and its next request then waits for that core (measured on 2 cores, MPI 1 + 1:
+# ~10% fewer rows/s with the flag, slower in 10 of 14 paired runs). The binary is build/fmps of this repository (build it with
 # launch/setup.sh). Relative paths in CONFIG are relative to the current directory, as
 # for `fmps train`. Prints the mpirun command, then exits with its (fmps's) status.
 set -euo pipefail
@@ -60,8 +63,8 @@ command -v mpirun >/dev/null 2>&1 || {
 
 np=$((servers + workers))
 cores="$(nproc)"
-mpi_args=(-np "$np" --bind-to none --mca mpi_yield_when_idle 1)
-if [ "$np" -gt "$cores" ]; then mpi_args+=(--oversubscribe); fi
+mpi_args=(-np "$np" --bind-to none)
+if [ "$np" -gt "$cores" ]; then mpi_args+=(--oversubscribe --mca mpi_yield_when_idle 1); fi
 if [ "$(id -u)" -eq 0 ]; then mpi_args+=(--allow-run-as-root); fi
 
 cmd=(mpirun "${mpi_args[@]}" "$fmps" train "$config" --set "cluster.servers=$servers" "$@")

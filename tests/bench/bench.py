@@ -335,9 +335,9 @@ def train_mpi(repo, fmps, cfg, out, servers, workers):
     /usr/bin/time for its peak RSS and CPU time. Returns (summary.json, {rank label: times})."""
     os.makedirs(out, exist_ok=True)
     np_ = servers + workers
-    args = ["mpirun", "-np", np_, "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1"]
+    args = ["mpirun", "-np", np_, "--bind-to", "none"]
     if np_ > (os.cpu_count() or 1):
-        args.append("--oversubscribe")
+        args += ["--oversubscribe", "--mca", "mpi_yield_when_idle", "1"]
     if os.geteuid() == 0:
         args.append("--allow-run-as-root")
     wrap = (f'exec /usr/bin/time -f "{TIME_FORMAT}" -o "' + out +
