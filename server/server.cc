@@ -157,9 +157,10 @@ void Server::HandlePull(Message&& m) {
   Message reply;
   reply.kind = MsgKind::kPullReply;
   reply.request_id = m.request_id;
-  // The request's vals are a buffer lent for the reply (in-process; see KVClient): reused
-  // as is, its old contents overwritten by the store.
+  // The request's vals are a buffer lent for the reply (in-process; see KVClient), else a
+  // recycled push's (see Recycle): reused as is, its old contents overwritten by the store.
   reply.vals = std::move(m.vals);
+  if (reply.vals.capacity() == 0) std::swap(reply.vals, spare_vals_);
   reply.vals.resize(n * store_->row_width());
   ParamStore::RowHandle* handles = nullptr;
   if (m.flags & kFlagKeepRows) {
@@ -181,6 +182,14 @@ void Server::HandlePull(Message&& m) {
   ++stats_.pulls;
   stats_.keys_pulled += n;
   Reply(m.sender, std::move(reply));
+}
+
+void Server::Recycle(std::vector<float>&& grads, Message* reply) {
+  if (transport_->moves_buffers()) {
+    reply->vals = std::move(grads);
+  } else if (grads.capacity() > spare_vals_.capacity()) {
+    spare_vals_ = std::move(grads);
+  }
 }
 
 void Server::SendHeldReplies() {
@@ -230,7 +239,7 @@ void Server::ApplyAsyncPush(Message&& m) {
   reply.kind = MsgKind::kPushReply;
   reply.request_id = m.request_id;
   if (cut_pending_) reply.flags |= kFlagCut;
-  if (transport_->moves_buffers()) reply.vals = std::move(m.vals);  // back to the client
+  Recycle(std::move(m.vals), &reply);
   held_.emplace_back(m.sender, std::move(reply));  // sent with the next reply (see Run)
 }
 
@@ -287,7 +296,7 @@ void Server::ApplyBspStep() {
     reply.step = step_;
     reply.flags = (any_had_data ? kFlagAnyHadData : 0) | (cut_pending_ ? kFlagCut : 0);
     const int dest = step_pushes_[w].sender;
-    if (transport_->moves_buffers()) reply.vals = std::move(step_pushes_[w].vals);
+    Recycle(std::move(step_pushes_[w].vals), &reply);
     step_pushes_[w] = Message();
     arrived_[w] = false;
     Reply(dest, std::move(reply));

@@ -28,13 +28,13 @@
 // waiting. In single-node mode that halves the wake-ups of a worker blocked on its next
 // pull, each a futex wake and an inter-processor interrupt paid on the server's thread.
 //
-// Memory: the server holds no queue of its own beyond those held-back push replies (one
-// per push served since the last other reply). It serves one request at a time, and what
-// can wait for it is capped by the workers: each has at most
-// train.max_delay requests outstanding (KVClient, Worker), so at most
-// workers * max_delay requests (each at most one minibatch's unique keys) are in flight to
-// one server, plus their replies in the transport's send buffers (MpiTransport bounds
-// those to 256 MiB / 1024 sends on its own).
+// Memory: the server holds no queue of its own beyond those held-back push replies (one per
+// push served since the last other reply) and, over MPI, one spare minibatch's value array.
+// It serves one request at a time, and what can wait for it is capped by the workers: each
+// has at most train.max_delay requests outstanding (KVClient, Worker), so at most workers *
+// max_delay requests (each at most one minibatch's unique keys) are in flight to one
+// server, plus their replies in the transport's send buffers (MpiTransport bounds those to
+// 256 MiB / 1024 sends on its own).
 //
 // Thread safety: Run() is called by one thread, which owns the store while it runs.
 #pragma once
@@ -111,6 +111,10 @@ class Server {
   void Reply(int dest, Message&& msg);
   // Sends the held-back push replies, oldest first.
   void SendHeldReplies();
+  // A consumed push's gradient array: back to the client in its reply when the transport
+  // moves buffers (in-process), else kept (the largest one) as the next pull reply's array,
+  // so that no pull reply allocates and zero-fills a fresh one.
+  void Recycle(std::vector<float>&& grads, Message* reply);
 
   ParamStore* store_;
   Transport* transport_;
@@ -134,6 +138,7 @@ class Server {
   std::vector<std::vector<ParamStore::RowHandle>> spare_rows_;
   // async push replies not sent yet (dest, reply), oldest first; see "Replies" above
   std::vector<std::pair<int, Message>> held_;
+  std::vector<float> spare_vals_;  // see Recycle
   // checkpoints
   bool cut_pending_ = false;
   StoreSnapshot snapshot_;  // being written (and reused for the next snapshot)
