@@ -12,15 +12,16 @@
 #   launch/run_local.sh configs/quickstart.yaml
 #   launch/run_local.sh -s 2 -w 4 configs/libsvm.yaml --set train.epochs=3
 #
-# Runs `mpirun -np S+W --bind-to none build/fmps train ...`, adding --oversubscribe
-# --mca mpi_yield_when_idle 1 when S+W exceeds the cores of this machine (ranks then share
-# cores; yielding when idle keeps waiting ranks from spinning) and --allow-run-as-root
-# when run as root. With a core per rank there is nothing to yield to but the other ranks'
-# threads: a server rank that yields whenever it polls an empty queue hands its core to
-# them, and its next request then waits for that core (measured on 2 cores, MPI 1 + 1:
-# ~10% fewer rows/s with the flag, slower in 10 of 14 paired runs). The binary is build/fmps of this repository (build it with
-# launch/setup.sh). Relative paths in CONFIG are relative to the current directory, as
-# for `fmps train`. Prints the mpirun command, then exits with its (fmps's) status.
+# Runs `mpirun -np S+W --bind-to none build/fmps train ...`, adding --oversubscribe --mca
+# mpi_yield_when_idle 1 when S+W exceeds the cores of this machine (ranks then share cores;
+# yielding when idle keeps waiting ranks from spinning) and --allow-run-as-root when run as
+# root. With a core per rank there is nothing to yield to but the other ranks' threads: a
+# server rank that yields whenever it polls an empty queue hands its core to them, and its
+# next request then waits for that core (measured on 2 cores, MPI 1 + 1: 5-10% fewer rows/s
+# with the flag, slower in 10 of 14 paired runs). The binary is build/fmps of this
+# repository (build it with launch/setup.sh). Relative paths in CONFIG are relative to the
+# current directory, as for `fmps train`. Prints the mpirun command, then exits with its
+# (fmps's) status.
 set -euo pipefail
 
 usage() {
