@@ -4,8 +4,8 @@
 Usage:
   python3 launch/model_reader.py PB_DIR MODEL.fmps DATA.libsvm [--limit N]
 
-PB_DIR holds fmps_pb2.py, generated from common/fmps.proto (launch/setup.sh does this):
-  protoc -Icommon --python_out=build/python common/fmps.proto
+PB_DIR holds fmps_pb2.py, generated from common/proto/fmps.proto (launch/setup.sh does this):
+  protoc -Icommon/proto --python_out=build/python common/proto/fmps.proto
 
 Prints one line per row of DATA: the probability (logistic loss) or the score (squared
 loss), like `fmps predict`. The FM score is
@@ -47,7 +47,7 @@ def import_pb(pb_dir):
         import fmps_pb2
     except ImportError as e:
         fail(f"cannot import fmps_pb2 from {pb_dir} ({e}); generate it with: "
-             f"protoc -Icommon --python_out={pb_dir} common/fmps.proto")
+             f"protoc -Icommon/proto --python_out={pb_dir} common/proto/fmps.proto")
     return fmps_pb2
 
 

@@ -35,4 +35,4 @@ cmake --build build -j"$(nproc)"
 
 # Python modules for reading model files (launch/model_reader.py).
 mkdir -p build/python
-protoc -Icommon --python_out=build/python common/fmps.proto
+protoc -Icommon/proto --python_out=build/python common/proto/fmps.proto

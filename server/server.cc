@@ -8,7 +8,7 @@
 #include <numeric>
 #include <string>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace fmps {
 

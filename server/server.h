@@ -47,11 +47,11 @@
 #include <utility>
 #include <vector>
 
-#include "common/config.h"
-#include "common/key_index.h"
-#include "common/transport.h"
-#include "server/checkpoint_shard.h"
-#include "server/param_store.h"
+#include "common/config/config.h"
+#include "common/base/key_index.h"
+#include "common/comm/transport.h"
+#include "server/store/checkpoint_shard.h"
+#include "server/store/param_store.h"
 
 namespace fmps {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "common/types.h"
+#include "common/base/types.h"
 
 namespace fmps {
 

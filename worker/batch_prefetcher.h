@@ -19,9 +19,9 @@
 #include <thread>
 #include <vector>
 
-#include "common/key_index.h"
-#include "common/reader.h"
-#include "common/row_block.h"
+#include "common/base/key_index.h"
+#include "common/data/reader.h"
+#include "common/data/row_block.h"
 
 namespace fmps {
 

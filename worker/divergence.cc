@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "common/error.h"
+#include "common/base/error.h"
 
 namespace fmps {
 

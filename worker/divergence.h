@@ -24,7 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "common/config.h"
+#include "common/config/config.h"
 
 namespace fmps {
 

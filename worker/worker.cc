@@ -4,9 +4,9 @@
 #include <deque>
 #include <utility>
 
-#include "common/error.h"
-#include "common/fm.h"
-#include "common/types.h"
+#include "common/base/error.h"
+#include "common/model/fm.h"
+#include "common/base/types.h"
 
 namespace fmps {
 

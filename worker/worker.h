@@ -20,9 +20,9 @@
 #include <functional>
 #include <vector>
 
-#include "common/config.h"
-#include "common/kv.h"
-#include "common/reader.h"
+#include "common/config/config.h"
+#include "common/comm/kv.h"
+#include "common/data/reader.h"
 #include "worker/batch_prefetcher.h"
 #include "worker/divergence.h"
 

@@ -469,7 +469,7 @@ def varint_len(v):
 
 
 def message_overhead(num_keys, num_vals, num_counts=0, ref=0, request_id=5000):
-    """Bytes of one wire message besides its arrays (common/wire.h): u32 length prefix, the
+    """Bytes of one wire message besides its arrays (common/comm/wire.h): u32 length prefix, the
     proto3 WireHeader (fields 1-8 and 11 as varints when non-zero, 9-10 fixed64) and the
     8-byte checksum. request_id and step are taken as typical mid-epoch values."""
     varints = [1, 1, request_id, request_id, 1, num_keys, num_vals, num_counts, ref]

@@ -38,14 +38,14 @@
 #include <thread>
 #include <vector>
 
-#include "common/config.h"
-#include "common/fm.h"
-#include "common/reader.h"
-#include "common/row_block.h"
-#include "common/synth.h"
-#include "common/types.h"
-#include "server/optimizer.h"
-#include "server/param_store.h"
+#include "common/config/config.h"
+#include "common/model/fm.h"
+#include "common/data/reader.h"
+#include "common/data/row_block.h"
+#include "common/data/synth.h"
+#include "common/base/types.h"
+#include "server/store/optimizer.h"
+#include "server/store/param_store.h"
 #include "worker/batch_prefetcher.h"
 
 namespace fmps {

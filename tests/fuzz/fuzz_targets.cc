@@ -17,12 +17,12 @@
 #include <utility>
 #include <vector>
 
-#include "common/config.h"
-#include "common/error.h"
-#include "common/reader.h"
-#include "common/row_block.h"
-#include "common/types.h"
-#include "common/wire.h"
+#include "common/config/config.h"
+#include "common/base/error.h"
+#include "common/data/reader.h"
+#include "common/data/row_block.h"
+#include "common/base/types.h"
+#include "common/comm/wire.h"
 
 namespace fmps::fuzz {
 namespace {

@@ -1,5 +1,5 @@
 // Bodies of the libFuzzer targets (tests/fuzz/*_fuzz.cc), callable without libFuzzer so that
-// tests/fuzz_regressions_test.cc replays saved crashing inputs through exactly the same code.
+// tests/fuzz/fuzz_regressions_test.cc replays saved crashing inputs through exactly the same code.
 //
 // Each body takes arbitrary bytes, feeds them through fmps's real input path and checks the
 // path's contracts: only the documented error types may escape (they are caught here), and

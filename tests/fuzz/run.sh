@@ -3,7 +3,7 @@
 # their seed corpus there (tests/fuzz/make_corpus.sh) and runs each target for a fixed time.
 # Prints, per target, the seconds run and the executions made (libFuzzer's final stats).
 # A crashing input is saved as build-fuzz/artifacts/<target>/crash-*; add it to
-# tests/fuzz/regressions/<target>/ once fixed (tests/fuzz_regressions_test.cc replays them).
+# tests/fuzz/regressions/<target>/ once fixed (tests/fuzz/fuzz_regressions_test.cc replays them).
 # Usage: tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 60 s, all targets)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

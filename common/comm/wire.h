@@ -1,0 +1,110 @@
+// The one codec between a Message and bytes (used by the MPI transport).
+//
+// Stream layout (see WireHeader in common/proto/fmps.proto):
+//   u32 LE header length | serialized WireHeader | num_keys u64 LE keys | num_vals f32 LE vals
+//   | num_counts u32 LE counts | u64 LE XXH3-64 checksum of every byte before it.
+// A stream longer than the sender's chunk size is cut into chunks of exactly that size (the
+// last one shorter), sent in order over one ordered channel; only the first chunk holds the
+// header, which also states the total size and the chunk size, so the receiver checks every
+// chunk's size as it arrives.
+//
+// Decoding validates everything (header length and parse, version, kind, that the sizes add
+// up exactly without overflow, every chunk's size, the checksum) and throws TransportError
+// naming the sender and the fault. Malformed input never crashes and never yields a Message.
+// Memory for the arrays is reserved up front but only touched as chunks arrive, so a forged
+// huge size costs nothing until real bytes back it.
+//
+// The numeric arrays are copied with memcpy: the format is little-endian and so must be the
+// host (checked at compile time).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/comm/transport.h"
+
+namespace fmps {
+
+// Smallest allowed chunk size of a multi-chunk stream (the header always fits in it).
+inline constexpr std::size_t kWireMinChunkBytes = 256;
+// Largest chunk that fits MPI's int byte count: 2^31 - 4096.
+inline constexpr std::size_t kWireMaxChunkBytes = (std::size_t{1} << 31) - 4096;
+// Longest serialized WireHeader accepted (the real one is under 100 bytes).
+inline constexpr std::size_t kWireMaxHeaderBytes = 128;
+// Largest stream accepted (1 TiB): bounds every size computation far below overflow.
+inline constexpr std::uint64_t kWireMaxMessageBytes = std::uint64_t{1} << 40;
+
+// Encodes one Message as a stream of chunks. Construction serializes the header and
+// checksums the arrays: O(message bytes). Chunks are produced one at a time, so sending a
+// huge message needs only one chunk of extra memory at a time. Not thread-safe.
+class WireEncoder {
+ public:
+  // `msg` must outlive the encoder, unchanged. `chunk_bytes` >= kWireMinChunkBytes (else
+  // TransportError); a stream no longer than chunk_bytes is one chunk. Throws TransportError
+  // if msg.kind is not a MsgKind or the stream would exceed kWireMaxMessageBytes.
+  // msg.sender is not encoded: the receiver knows who sent the bytes.
+  WireEncoder(const Message& msg, std::size_t chunk_bytes);
+
+  std::uint64_t total_bytes() const { return total_bytes_; }
+  std::size_t num_chunks() const { return num_chunks_; }
+  // Size of chunk i (< num_chunks()).
+  std::size_t ChunkSize(std::size_t i) const;
+  // Writes the ChunkSize(i) bytes of chunk i to out. O(ChunkSize(i)).
+  void WriteChunk(std::size_t i, std::uint8_t* out) const;
+
+ private:
+  const Message& msg_;
+  std::string head_;  // u32 length prefix + serialized header
+  std::uint64_t checksum_ = 0;
+  std::uint64_t total_bytes_ = 0;
+  std::size_t chunk_bytes_ = 0;  // as stated in the header: total_bytes_ if one chunk
+  std::size_t num_chunks_ = 0;
+};
+
+// Reassembles the chunk streams of one sender: feed its chunks in the order they were sent.
+// Holds the partial message between chunks. Not thread-safe; one decoder per sender.
+class WireDecoder {
+ public:
+  // `sender` becomes Message::sender and is named in errors.
+  explicit WireDecoder(int sender);
+
+  // Consumes the next chunk. Returns the message once its last chunk is in, else nullopt.
+  // Throws TransportError on malformed input, and then forgets the partial message.
+  // O(chunk bytes); the last chunk also checksums the whole message.
+  std::optional<Message> Add(std::span<const std::uint8_t> chunk);
+
+  // True between the first and last chunk of a multi-chunk message.
+  bool in_progress() const { return in_progress_; }
+  int sender() const { return sender_; }
+
+ private:
+  void StartMessage(std::span<const std::uint8_t> chunk);
+  void Copy(std::span<const std::uint8_t> chunk);
+  [[noreturn]] void Fail(const std::string& what);
+
+  int sender_;
+  bool in_progress_ = false;
+  Message msg_;                // being assembled
+  std::string head_;           // u32 length prefix + serialized header, for the checksum
+  std::uint64_t keys_at_ = 0;  // stream offsets of the arrays and the trailer
+  std::uint64_t vals_at_ = 0;
+  std::uint64_t counts_at_ = 0;
+  std::uint64_t trailer_at_ = 0;
+  std::uint64_t total_bytes_ = 0;
+  std::uint64_t chunk_bytes_ = 0;
+  std::uint64_t received_ = 0;  // stream bytes consumed so far
+  std::uint8_t trailer_[8] = {};
+};
+
+// The whole stream of `msg` as one buffer (one chunk). O(message bytes).
+std::vector<std::uint8_t> EncodeMessage(const Message& msg);
+
+// Decodes one complete single-chunk stream from `sender`. Throws TransportError if `bytes`
+// is not exactly one valid stream.
+Message DecodeMessage(std::span<const std::uint8_t> bytes, int sender);
+
+}  // namespace fmps

@@ -1,0 +1,46 @@
+// RowBlock: a batch of sparse rows in CSR form, the unit the readers produce and the
+// worker trains on. Not thread-safe; owned by one thread at a time. Clear() keeps capacity,
+// so a reused block makes no allocation once it has grown to the batch size.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "common/base/types.h"
+
+namespace fmps {
+
+struct RowBlock {
+  std::vector<float> labels;            // one per row
+  std::vector<std::size_t> offsets{0};  // rows + 1 entries; row r is [offsets[r], offsets[r+1])
+  std::vector<Key> keys;                // feature keys, one per non-zero
+  std::vector<float> values;            // feature values, parallel to keys
+
+  std::size_t rows() const { return labels.size(); }
+  std::size_t nnz() const { return keys.size(); }
+
+  void Clear() {
+    labels.clear();
+    offsets.assign(1, 0);
+    keys.clear();
+    values.clear();
+  }
+  // Appends one non-zero to the row being built.
+  void AddFeature(Key key, float value) {
+    keys.push_back(key);
+    values.push_back(value);
+  }
+  // Closes the row being built with its label.
+  void FinishRow(float label) {
+    labels.push_back(label);
+    offsets.push_back(keys.size());
+  }
+  // Drops the non-zeros added since the last FinishRow (used when a row turns out malformed).
+  void AbandonRow() {
+    keys.resize(offsets.back());
+    values.resize(offsets.back());
+  }
+};
+
+}  // namespace fmps

@@ -1,0 +1,94 @@
+// model.fmps: the trained model, self-contained for predict/eval/export.
+//
+// Format (see common/proto/fmps.proto and README): the 8 bytes "FMPSMDL1", then records, each a
+// little-endian uint32 byte length followed by a serialized protobuf message: one
+// ModelHeader (k, loss, bias, number of keys, the `data:` feature settings and csv
+// standardisation statistics, the training config), then ModelChunk records (raw
+// little-endian keys ascending and (1 + k) floats per key) until one marked last. Chunks
+// keep every record far below protobuf's 2 GB limit, so models of any size work.
+//
+// Writing is atomic: the file appears under its name only when complete (temp file,
+// fsync, rename), so a crash never leaves a partial model.fmps.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/base/huge_pages.h"
+#include "common/base/key_index.h"
+#include "common/data/reader.h"
+#include "common/data/row_block.h"
+#include "common/base/types.h"
+
+namespace fmps {
+
+struct ModelMeta {
+  int k = 8;
+  Loss loss = Loss::kLogistic;
+  float bias = 0.0f;
+  std::uint64_t num_keys = 0;
+  FeatureSpec features;     // how raw rows become keys
+  std::string config_yaml;  // training config, for provenance
+};
+
+// Streams a model to `path`: construct with the header, Append chunks of ascending keys,
+// then Finish(). If Finish() is not reached (exception), the partial temp file is removed.
+class ModelWriter {
+ public:
+  ModelWriter(const std::string& path, const ModelMeta& meta);
+  ~ModelWriter();
+  ModelWriter(const ModelWriter&) = delete;
+  ModelWriter& operator=(const ModelWriter&) = delete;
+
+  // keys ascending (also across calls), params = keys.size() * (1 + k) floats.
+  void Append(std::span<const Key> keys, std::span<const float> params);
+  // Writes the last record, fsyncs and renames into place. Throws IoError/ModelError
+  // (e.g. when the number of keys appended differs from meta.num_keys).
+  void Finish();
+
+ private:
+  void WriteRecord(const std::string& bytes);
+  std::string path_;
+  std::string tmp_path_;
+  ModelMeta meta_;
+  std::FILE* file_ = nullptr;
+  std::uint64_t written_keys_ = 0;
+  Key last_key_ = 0;
+  std::vector<Key> pending_keys_;
+  std::vector<float> pending_params_;
+};
+
+// A loaded model, ready to score rows. Immutable after load; Score is thread-safe.
+class Model {
+ public:
+  // Reads and validates `path`. Throws IoError / ModelError naming the file.
+  static Model Load(const std::string& path);
+  // Reads and validates only the header of `path` (cheap, for checks before work).
+  static ModelMeta ReadMeta(const std::string& path);
+
+  const ModelMeta& meta() const { return meta_; }
+  int k() const { return meta_.k; }
+  std::size_t num_keys() const { return keys_.size(); }
+  const std::vector<Key>& keys() const { return keys_; }
+  // (w, v[k]) of the i-th key (ascending key order).
+  const float* row(std::size_t i) const { return &table_[(i + 2) * (1 + meta_.k)]; }
+
+  // Raw scores of every row of `block` into scores[block.rows()]. Unknown keys contribute
+  // nothing. `local` is scratch space (resized as needed).
+  void Score(const RowBlock& block, std::vector<std::uint32_t>* local, float* scores) const;
+
+ private:
+  ModelMeta meta_;
+  std::vector<Key> keys_;
+  // Row 0: bias (w0, zeros); row 1: zeros (unknown keys); row 2 + i: key i. Huge pages:
+  // scoring reads its rows at random.
+  std::vector<float, HugePageAllocator<float>> table_;
+  KeyIndex index_;
+};
+
+}  // namespace fmps

@@ -1,0 +1,84 @@
+// Server-side optimizers: plain math on float arrays, no transport, no locking.
+//
+// Parameters are updated in groups: a key's `w` is a group of 1 float and its `v` a group
+// of k floats. Each group has its own optimizer state, laid out as `state_floats()` arrays
+// of the group's size one after another (state[s * n + i] is state s of parameter i), and
+// its own step counter (Adam's bias correction; ignored by the others).
+//
+// L2 regularisation: `l2` is added as l2 * param to the gradient (SGD, AdaGrad, Adam) or
+// used as FTRL's lambda2. Only groups that a push touches are updated (sparse semantics).
+//
+// Thread safety: const methods are safe to call concurrently; an Optimizer holds no
+// mutable state of its own. Cost: O(n) per Update.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "common/config/config.h"
+
+namespace fmps {
+
+struct SgdParams {
+  static constexpr int kStateFloats = 0;
+  float lr = 0.05f;
+};
+
+struct AdagradParams {
+  static constexpr int kStateFloats = 1;  // sum of squared gradients
+  float lr = 0.05f;
+  float eps = 1e-8f;
+};
+
+struct AdamParams {
+  static constexpr int kStateFloats = 2;  // first and second moments (+ a step count per group)
+  float lr = 0.001f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+};
+
+// FTRL-proximal (McMahan et al. 2013). The parameter value is kept explicitly (derived
+// from z and n after each update) so that pulls cost the same as for other optimizers.
+struct FtrlParams {
+  static constexpr int kStateFloats = 2;  // z, n
+  float alpha = 0.05f;
+  float beta = 1.0f;
+  float l1 = 0.0f;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  // The config name ("sgd", "adagrad", "adam", "ftrl"); recorded in checkpoint shards.
+  virtual const char* name() const = 0;
+
+  // Number of state floats per parameter.
+  virtual int state_floats() const = 0;
+
+  // Whether Update reads and advances the group's step counter (Adam). Stores skip keeping
+  // step counters for optimizers that return false.
+  virtual bool uses_step() const { return false; }
+
+  // Initialises the state of a new group whose parameters are already set (FTRL derives z
+  // so that the closed form with this `l2` reproduces the initial parameters; others zero
+  // the state).
+  virtual void InitState(const float* param, float* state, int n, float l2) const = 0;
+
+  // One update of a group of n parameters with gradient `grad`. `step` is the group's step
+  // counter (incremented by Adam before use). Non-finite gradients must be filtered by the
+  // caller.
+  virtual void Update(float* param, float* state, const float* grad, int n, float l2,
+                      std::uint32_t* step) const = 0;
+};
+
+std::unique_ptr<Optimizer> MakeSgd(const SgdParams& p);
+std::unique_ptr<Optimizer> MakeAdagrad(const AdagradParams& p);
+std::unique_ptr<Optimizer> MakeAdam(const AdamParams& p);
+std::unique_ptr<Optimizer> MakeFtrl(const FtrlParams& p);
+
+// The optimizer named in the config, with its hyper-parameters.
+std::unique_ptr<Optimizer> MakeOptimizer(const OptimizerConfig& config);
+
+}  // namespace fmps

@@ -1,0 +1,311 @@
+// MpiTransport between real MPI ranks. Run by ctest under mpiexec with 3 ranks
+// (oversubscribed on a small machine); every rank runs every test, each on its own
+// duplicate of MPI_COMM_WORLD, and the exit status is the same on all ranks.
+#include <gtest/gtest.h>
+#include <mpi.h>
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/base/error.h"
+#include "common/comm/mpi/mpi_transport.h"
+
+namespace fmps {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr milliseconds kWait{20000};  // bound on every wait for a peer
+
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// A message whose contents follow from (from, to, seq), to check what arrives.
+Message Numbered(int from, int to, std::uint64_t seq, std::size_t keys) {
+  Message m;
+  m.kind = MsgKind::kPush;
+  m.request_id = seq;
+  m.step = from * 1000 + to;
+  m.flags = kFlagHasData;
+  m.keys.resize(keys);
+  m.vals.resize(keys * 3);
+  m.counts.resize(keys);
+  for (std::size_t i = 0; i < keys; ++i) {
+    m.keys[i] = seq * 1000003 + i;
+    m.vals[3 * i] = static_cast<float>(i);
+    m.vals[3 * i + 1] = static_cast<float>(seq);
+    m.vals[3 * i + 2] = static_cast<float>(from - to);
+    m.counts[i] = static_cast<std::uint32_t>(i + seq);
+  }
+  return m;
+}
+
+void ExpectNumbered(const Message& got, int to, std::uint64_t seq, std::size_t keys) {
+  const Message want = Numbered(got.sender, to, seq, keys);
+  EXPECT_EQ(got.kind, want.kind);
+  EXPECT_EQ(got.request_id, seq);
+  EXPECT_EQ(got.step, want.step);
+  EXPECT_EQ(got.flags, want.flags);
+  EXPECT_EQ(got.keys, want.keys);
+  EXPECT_EQ(got.vals, want.vals);
+  EXPECT_EQ(got.counts, want.counts);
+}
+
+class MpiTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    options_.send_timeout = kWait;
+  }
+  // Runs after the test body has destroyed its transport.
+  void TearDown() override {
+    MPI_Barrier(comm_);
+    MPI_Comm_free(&comm_);
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 0;
+  MpiTransportOptions options_;
+};
+
+TEST_F(MpiTransportTest, PingPong) {
+  ASSERT_EQ(size_, 3) << "run with mpiexec -n 3";
+  MpiTransport t(comm_, options_);
+  EXPECT_EQ(t.endpoint(), rank_);
+  EXPECT_EQ(t.size(), 3);
+  constexpr int kRounds = 2000;
+  constexpr int kIdleRounds = 100;
+  auto report = [](const char* what, std::vector<double>* us) {
+    std::sort(us->begin(), us->end());
+    double sum = 0;
+    for (double v : *us) sum += v;
+    const std::size_t n = us->size();
+    std::printf(
+        "[rank 0] ping-pong (%s), 3 ranks on %u cores: round trip median %.1f us, "
+        "mean %.1f us, p90 %.1f us, p99 %.1f us\n",
+        what, std::thread::hardware_concurrency(), (*us)[n / 2], sum / n, (*us)[n * 9 / 10],
+        (*us)[n * 99 / 100]);
+  };
+  if (rank_ == 0) {
+    std::vector<double> round_trip_us;
+    for (int i = 0; i < kRounds; ++i) {
+      Message ping;
+      ping.kind = MsgKind::kPull;
+      ping.request_id = i;
+      ping.keys = {static_cast<Key>(i)};
+      const auto t0 = Clock::now();
+      t.Send(1, std::move(ping));
+      std::optional<Message> pong = t.Recv(kWait);
+      round_trip_us.push_back(1e6 * Since(t0));
+      ASSERT_TRUE(pong.has_value()) << "round " << i;
+      EXPECT_EQ(pong->kind, MsgKind::kPullReply);
+      EXPECT_EQ(pong->sender, 1);
+      EXPECT_EQ(pong->request_id, static_cast<std::uint64_t>(i));
+      ASSERT_EQ(pong->vals.size(), 9u);
+      EXPECT_EQ(pong->vals[0], static_cast<float>(i));
+    }
+    report("busy", &round_trip_us);
+    // Pings after a pause: rank 1 has backed off to its longest sleeps.
+    round_trip_us.clear();
+    for (int i = 0; i < kIdleRounds; ++i) {
+      std::this_thread::sleep_for(milliseconds(5));
+      Message ping;
+      ping.kind = MsgKind::kPull;
+      ping.request_id = kRounds + i;
+      ping.keys = {static_cast<Key>(i)};
+      const auto t0 = Clock::now();
+      t.Send(1, std::move(ping));
+      std::optional<Message> pong = t.Recv(kWait);
+      round_trip_us.push_back(1e6 * Since(t0));
+      ASSERT_TRUE(pong.has_value()) << "idle round " << i;
+      EXPECT_EQ(pong->request_id, static_cast<std::uint64_t>(kRounds + i));
+    }
+    report("after 5 ms idle", &round_trip_us);
+    Message done;
+    done.kind = MsgKind::kShutdown;
+    t.Send(2, std::move(done));
+  } else if (rank_ == 1) {
+    for (int i = 0; i < kRounds + kIdleRounds; ++i) {
+      std::optional<Message> ping = t.Recv(kWait);
+      ASSERT_TRUE(ping.has_value()) << "round " << i;
+      ASSERT_EQ(ping->keys.size(), 1u);
+      Message pong;
+      pong.kind = MsgKind::kPullReply;
+      pong.request_id = ping->request_id;
+      pong.vals.assign(9, static_cast<float>(ping->keys[0]));
+      t.Send(ping->sender, std::move(pong));
+    }
+  } else {
+    // Idle (sleeping in Recv, not spinning in a barrier) while the others measure.
+    std::optional<Message> done = t.Recv(kWait);
+    ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->kind, MsgKind::kShutdown);
+    EXPECT_EQ(done->sender, 0);
+  }
+  t.Flush(kWait);
+}
+
+TEST_F(MpiTransportTest, ManyMessagesArriveInOrderFromEverySender) {
+  MpiTransport t(comm_, options_);
+  constexpr std::uint64_t kPerPeer = 3000;
+  auto keys_of = [](std::uint64_t seq) { return static_cast<std::size_t>(seq % 37); };
+  // Everyone sends everything first (including to itself), then receives: the pending-send
+  // bound makes Send wait, and it must keep receiving meanwhile.
+  for (std::uint64_t seq = 0; seq < kPerPeer; ++seq) {
+    for (int to = 0; to < size_; ++to) t.Send(to, Numbered(rank_, to, seq, keys_of(seq)));
+  }
+  std::vector<std::uint64_t> next(size_, 0);
+  for (std::uint64_t got = 0; got < kPerPeer * size_; ++got) {
+    std::optional<Message> m = t.Recv(kWait);
+    ASSERT_TRUE(m.has_value()) << "after " << got << " messages";
+    ASSERT_GE(m->sender, 0);
+    ASSERT_LT(m->sender, size_);
+    ASSERT_EQ(m->request_id, next[m->sender]) << "from rank " << m->sender;
+    ExpectNumbered(*m, rank_, next[m->sender], keys_of(next[m->sender]));
+    ++next[m->sender];
+  }
+  EXPECT_FALSE(t.Recv(milliseconds(0)).has_value());
+  t.Flush(kWait);
+  EXPECT_EQ(t.pending_sends(), 0u);
+  EXPECT_EQ(t.pending_bytes(), 0u);
+}
+
+TEST_F(MpiTransportTest, MessagesLargerThanTheChunkLimitAreReassembled) {
+  options_.chunk_bytes = 1000;
+  options_.max_pending_bytes = 8 << 10;  // forces Send to wait while peers send to it
+  MpiTransport t(comm_, options_);
+  // Small, multi-chunk and exactly-at-the-limit sizes, interleaved.
+  const std::vector<std::size_t> sizes = {0, 1, 60000, 3, 20000, 50, 100000, 0, 7, 40000};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    for (int to = 0; to < size_; ++to) {
+      if (to != rank_) t.Send(to, Numbered(rank_, to, i, sizes[i]));
+    }
+  }
+  std::vector<std::size_t> next(size_, 0);
+  for (std::size_t got = 0; got < sizes.size() * (size_ - 1); ++got) {
+    std::optional<Message> m = t.Recv(kWait);
+    ASSERT_TRUE(m.has_value()) << "after " << got << " messages";
+    const std::size_t i = next[m->sender]++;
+    ASSERT_LT(i, sizes.size());
+    ASSERT_EQ(m->request_id, i);
+    ExpectNumbered(*m, rank_, i, sizes[i]);
+  }
+  t.Flush(kWait);
+}
+
+TEST_F(MpiTransportTest, RecvTimesOutWithoutBurningCpu) {
+  MpiTransport t(comm_, options_);
+  const auto t0 = Clock::now();
+  EXPECT_FALSE(t.Recv(milliseconds(0)).has_value());
+  EXPECT_LT(Since(t0), 0.05);
+
+  const double cpu0 = ProcessCpuSeconds();
+  const auto t1 = Clock::now();
+  EXPECT_FALSE(t.Recv(milliseconds(500)).has_value());
+  const double wall = Since(t1);
+  const double cpu = ProcessCpuSeconds() - cpu0;
+  std::printf("[rank %d] idle Recv(500 ms): wall %.3f s, process CPU %.4f s\n", rank_, wall, cpu);
+  EXPECT_GE(wall, 0.499);
+  EXPECT_LT(wall, 1.5);
+  EXPECT_LT(cpu, 0.1 * wall);
+}
+
+TEST_F(MpiTransportTest, FlushWaitsForTheReceiverAndTimesOut) {
+  MpiTransport t(comm_, options_);
+  constexpr int kGoTag = 999;  // a plain MPI message outside the transport's tag
+  int go = 1;
+  if (rank_ == 0) {
+    // 12 MB: far above any eager limit, so the send completes only once rank 1 receives,
+    // which it does after the go below.
+    t.Send(1, Numbered(0, 1, 1, 1 << 19));
+    EXPECT_GT(t.pending_sends(), 0u);
+    EXPECT_THROW(t.Flush(milliseconds(100)), TransportError);
+    MPI_Send(&go, 1, MPI_INT, 1, kGoTag, comm_);
+    t.Flush(kWait);
+    EXPECT_EQ(t.pending_sends(), 0u);
+  } else if (rank_ == 1) {
+    MPI_Recv(&go, 1, MPI_INT, 0, kGoTag, comm_, MPI_STATUS_IGNORE);
+    std::optional<Message> big = t.Recv(kWait);
+    ASSERT_TRUE(big.has_value());
+    ExpectNumbered(*big, 1, 1, 1 << 19);
+  }
+}
+
+TEST_F(MpiTransportTest, RejectsMisuse) {
+  MpiTransportOptions bad = options_;
+  bad.chunk_bytes = 10;
+  EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
+  bad = options_;
+  bad.chunk_bytes = kWireMaxChunkBytes + 1;
+  EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
+
+  MpiTransport t(comm_, options_);
+  EXPECT_THROW(t.Send(-1, Message()), TransportError);
+  EXPECT_THROW(t.Send(size_, Message()), TransportError);
+  Message unknown;
+  unknown.kind = static_cast<MsgKind>(99);
+  EXPECT_THROW(t.Send(rank_, std::move(unknown)), TransportError);
+  std::thread other([&] {
+    EXPECT_THROW(t.Send(rank_, Message()), TransportError);
+    EXPECT_THROW(t.Recv(milliseconds(0)), TransportError);
+  });
+  other.join();
+  EXPECT_EQ(t.pending_sends(), 0u);
+  EXPECT_FALSE(t.Recv(milliseconds(0)).has_value());
+}
+
+// On ranks other than 0: prints failures only, prefixed with the rank.
+class RankFailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit RankFailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (r.failed()) {
+      std::printf("[rank %d] %s:%d: failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
+                  r.line_number(), r.message());
+    }
+  }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    if (info.result()->Failed()) {
+      std::printf("[rank %d] FAILED %s.%s\n", rank_, info.test_suite_name(), info.name());
+    }
+  }
+
+ private:
+  int rank_;
+};
+
+}  // namespace
+}  // namespace fmps
+
+int main(int argc, char** argv) {
+  fmps::MpiSession session(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (session.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new fmps::RankFailurePrinter(session.rank()));
+  }
+  const int failed = RUN_ALL_TESTS() == 0 ? 0 : 1;
+  int any_failed = 0;
+  MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (session.rank() == 0 && any_failed) std::printf("some rank failed a test\n");
+  std::fflush(stdout);
+  session.Finalize();
+  return any_failed;
+}

@@ -1,0 +1,609 @@
+#include "common/config/config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <string>
+#include <vector>
+
+#include "common/base/error.h"
+#include "tests/util/test_util.h"
+
+namespace fmps {
+namespace {
+
+using ::fmps::testing::TempDir;
+
+constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n";
+
+// Field-by-field equality of two configs; reports the first difference.
+::testing::AssertionResult SameConfig(const Config& a, const Config& b) {
+#define FMPS_SAME(field)                                       \
+  if (!(a.field == b.field)) {                                 \
+    return ::testing::AssertionFailure() << #field " differs"; \
+  }
+  FMPS_SAME(data.train)
+  FMPS_SAME(data.test)
+  FMPS_SAME(data.format)
+  FMPS_SAME(data.hash_bits)
+  FMPS_SAME(data.csv.label)
+  FMPS_SAME(data.csv.numeric)
+  FMPS_SAME(data.csv.categorical)
+  FMPS_SAME(data.csv.ignore)
+  FMPS_SAME(data.csv.delimiter)
+  FMPS_SAME(data.csv.transform)
+  FMPS_SAME(data.on_error)
+  FMPS_SAME(model.k)
+  FMPS_SAME(model.loss)
+  FMPS_SAME(model.init_std)
+  FMPS_SAME(model.l2_w)
+  FMPS_SAME(model.l2_v)
+  FMPS_SAME(optimizer.clip_gradient)
+  FMPS_SAME(model.min_count)
+  FMPS_SAME(optimizer.name)
+  FMPS_SAME(optimizer.lr)
+  FMPS_SAME(optimizer.beta1)
+  FMPS_SAME(optimizer.beta2)
+  FMPS_SAME(optimizer.eps)
+  FMPS_SAME(optimizer.l1)
+  FMPS_SAME(optimizer.ftrl_beta)
+  FMPS_SAME(train.epochs)
+  FMPS_SAME(train.batch_size)
+  FMPS_SAME(train.consistency)
+  FMPS_SAME(train.max_delay)
+  FMPS_SAME(train.seed)
+  FMPS_SAME(train.progress_seconds)
+  FMPS_SAME(cluster.servers)
+  FMPS_SAME(cluster.local_servers)
+  FMPS_SAME(cluster.local_workers)
+  FMPS_SAME(cluster.timeout_seconds)
+  FMPS_SAME(checkpoint.dir)
+  FMPS_SAME(checkpoint.every_seconds)
+  FMPS_SAME(checkpoint.keep)
+  FMPS_SAME(train.init_model)
+  FMPS_SAME(output.dir)
+#undef FMPS_SAME
+  return ::testing::AssertionSuccess();
+}
+
+// The ConfigError message of parsing `yaml` (with `overrides`), or "" if it parses.
+std::string ErrorOf(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  try {
+    ParseConfig(yaml, "exp.yaml", overrides);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+Config Parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  return ParseConfig(yaml, "exp.yaml", overrides);
+}
+
+TEST(ConfigTest, DefaultsOfMinimalConfig) {
+  const Config c = ParseConfig(kMinimal, "configs/small.yaml", {});
+  const Config d;
+  EXPECT_EQ(c.data.train, std::vector<std::string>{"train.txt"});
+  EXPECT_TRUE(c.data.test.empty());
+  EXPECT_EQ(c.data.format, DataFormat::kLibsvm);
+  EXPECT_EQ(c.data.hash_bits, 0);
+  EXPECT_EQ(c.data.on_error, OnError::kSkip);
+  EXPECT_EQ(c.model.k, 8);
+  EXPECT_EQ(c.model.loss, Loss::kLogistic);
+  EXPECT_EQ(c.model.init_std, 0.01f);
+  EXPECT_EQ(c.optimizer.name, OptimizerName::kAdagrad);
+  EXPECT_EQ(c.optimizer.lr, 0.05f);
+  EXPECT_EQ(c.train.epochs, 1);
+  EXPECT_EQ(c.train.batch_size, 1024);
+  EXPECT_EQ(c.train.consistency, Consistency::kAsync);
+  EXPECT_EQ(c.train.max_delay, 4);
+  EXPECT_EQ(c.train.progress_seconds, 5.0);
+  EXPECT_EQ(c.cluster.local_workers, 2);
+  EXPECT_EQ(c.cluster.timeout_seconds, 600);
+  EXPECT_EQ(c.checkpoint.dir, "");
+  EXPECT_EQ(c.checkpoint.every_seconds, 300.0);
+  EXPECT_EQ(c.output.dir, "runs/small");
+  // Everything but the given keys equals the struct defaults.
+  Config expected;
+  expected.data.train = {"train.txt"};
+  expected.output.dir = "runs/small";
+  EXPECT_TRUE(SameConfig(c, expected));
+  EXPECT_FALSE(SameConfig(c, d));  // the helper does see differences
+}
+
+TEST(ConfigTest, EmptySectionsAreAllowed) {
+  const Config c = Parse(std::string(kMinimal) + "model:\ntrain:  # nothing here yet\n");
+  EXPECT_EQ(c.model.k, 8);
+}
+
+TEST(ConfigTest, FullConfigRoundTrips) {
+  const std::string yaml = R"(
+data:
+  train: [a.csv, "dir/b*.csv"]
+  test: t.csv
+  format: csv
+  hash_bits: 24
+  csv:
+    label: clicked
+    numeric: [age, "price"]
+    categorical: [city, "null"]
+    ignore: id
+    delimiter: "\t"
+    transform: log_bucket
+  on_error: fail
+model:
+  k: 16
+  loss: squared
+  init_std: 0.001
+  l2_w: 1e-6
+  l2_v: 0.1
+  min_count: 3
+optimizer:
+  name: adam
+  lr: 0.0123456789
+  beta1: 0.8
+  beta2: 0.99
+  eps: 1e-7
+  clip_gradient: 2.5
+train:
+  epochs: 3
+  batch_size: 512
+  consistency: async
+  max_delay: 7
+  seed: 18446744073709551615
+  progress_seconds: 0.25
+cluster:
+  servers: 4
+  local_servers: 3
+  local_workers: 5
+  timeout_seconds: 30
+checkpoint:
+  dir: ckpt/run 1
+  every_seconds: 60.5
+output:
+  dir: out/run 1
+)";
+  const Config c = Parse(yaml);
+  EXPECT_EQ(c.data.train, (std::vector<std::string>{"a.csv", "dir/b*.csv"}));
+  EXPECT_EQ(c.data.test, std::vector<std::string>{"t.csv"});
+  EXPECT_EQ(c.data.csv.delimiter, '\t');
+  EXPECT_EQ(c.data.csv.categorical, (std::vector<std::string>{"city", "null"}));
+  EXPECT_EQ(c.data.csv.transform, NumericTransform::kLogBucket);
+  EXPECT_EQ(c.model.l2_w, 1e-6f);
+  EXPECT_EQ(c.optimizer.eps, 1e-7f);
+  EXPECT_EQ(c.optimizer.clip_gradient, 2.5f);
+  EXPECT_EQ(c.train.seed, 18446744073709551615ull);
+  EXPECT_EQ(c.output.dir, "out/run 1");
+
+  const std::string emitted = ConfigToYaml(c);
+  const Config again = ParseConfig(emitted, "other.yaml", {});
+  EXPECT_TRUE(SameConfig(c, again)) << emitted;
+  EXPECT_EQ(ConfigToYaml(again), emitted);
+  // Block style, sections in order, reals in short form.
+  EXPECT_NE(emitted.find("model:\n  k: 16\n"), std::string::npos) << emitted;
+  EXPECT_NE(emitted.find("lr: 0.012345679\n"), std::string::npos) << emitted;
+  const char* sections[] = {
+      "data:", "model:", "optimizer:", "train:", "cluster:", "checkpoint:", "output:"};
+  std::size_t last = 0;
+  for (const char* s : sections) {
+    const std::size_t at = emitted.find(std::string("\n") + s);
+    if (std::string(s) == "data:") {
+      EXPECT_EQ(emitted.rfind("data:", 0), 0u) << emitted;
+      continue;
+    }
+    ASSERT_NE(at, std::string::npos) << s;
+    EXPECT_GT(at, last) << s;
+    last = at;
+  }
+}
+
+// Keys that do not apply to the chosen optimizer/consistency/format are left out, so that
+// the emitted text parses again.
+TEST(ConfigTest, RoundTripOmitsKeysThatDoNotApply) {
+  for (const char* optimizer : {"sgd", "adagrad", "adam", "ftrl"}) {
+    for (const char* consistency : {"async", "bsp"}) {
+      const Config c = Parse(std::string(kMinimal) + "optimizer: {name: " + optimizer +
+                             "}\ntrain: {consistency: " + consistency + "}\n");
+      const std::string emitted = ConfigToYaml(c);
+      Config again;
+      ASSERT_NO_THROW(again = Parse(emitted)) << emitted;
+      EXPECT_TRUE(SameConfig(c, again)) << emitted;
+      EXPECT_EQ(emitted.find("csv:"), std::string::npos);
+      EXPECT_EQ(emitted.find("max_delay") != std::string::npos,
+                std::string(consistency) == "async");
+      EXPECT_EQ(emitted.find("beta1") != std::string::npos, std::string(optimizer) == "adam");
+      EXPECT_EQ(emitted.find("l1:") != std::string::npos, std::string(optimizer) == "ftrl");
+    }
+  }
+  const Config ftrl =
+      Parse(std::string(kMinimal) + "optimizer: {name: ftrl, lr: 0.1, l1: 0.5, ftrl_beta: 2}\n");
+  EXPECT_TRUE(SameConfig(ftrl, Parse(ConfigToYaml(ftrl))));
+}
+
+TEST(ConfigTest, DataSectionRoundTrips) {
+  const Config c = Parse(
+      "data:\n  train: [x.csv]\n  test: [y.csv]\n  format: csv\n  hash_bits: 20\n"
+      "  csv: {label: y, numeric: [a], categorical: [b], delimiter: ';', transform: none}\n");
+  const std::string text = DataSectionToYaml(c.data);
+  EXPECT_EQ(text.rfind("data:\n", 0), 0u) << text;
+  EXPECT_EQ(text.find("model:"), std::string::npos);
+  const DataConfig d = ParseDataSection(text);
+  EXPECT_EQ(d.train, c.data.train);
+  EXPECT_EQ(d.test, c.data.test);
+  EXPECT_EQ(d.format, DataFormat::kCsv);
+  EXPECT_EQ(d.hash_bits, 20);
+  EXPECT_EQ(d.csv.label, "y");
+  EXPECT_EQ(d.csv.numeric, std::vector<std::string>{"a"});
+  EXPECT_EQ(d.csv.categorical, std::vector<std::string>{"b"});
+  EXPECT_EQ(d.csv.delimiter, ';');
+  EXPECT_EQ(d.csv.transform, NumericTransform::kNone);
+  EXPECT_EQ(DataSectionToYaml(d), text);
+  // The data section alone is strict too.
+  EXPECT_THROW(ParseDataSection(text + "model: {k: 4}\n"), ConfigError);
+  EXPECT_THROW(ParseDataSection("data:\n  train: a\n"), ConfigError);  // no format
+  EXPECT_THROW(ParseDataSection("data:\n  train: a\n  format: csv\n"), ConfigError);
+  // The training files are not needed to restore a pipeline.
+  DataConfig no_files;
+  no_files.format = DataFormat::kCriteo;
+  EXPECT_EQ(ParseDataSection(DataSectionToYaml(no_files)).format, DataFormat::kCriteo);
+  EXPECT_TRUE(ParseDataSection("data:\n  format: libffm\n").train.empty());
+}
+
+TEST(ConfigTest, UnknownKeySuggestsNearestWithPosition) {
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  formt: libsvm\n"),
+            "exp.yaml:3:3: unknown key 'data.formt' (did you mean 'data.format'?)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "optimiser:\n  lr: 0.1\n"),
+            "exp.yaml:4:1: unknown key 'optimiser' (did you mean 'optimizer'?)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "train: {batchsize: 8}\n"),
+            "exp.yaml:4:9: unknown key 'train.batchsize' (did you mean 'train.batch_size'?)");
+  // Nothing close: no suggestion.
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model:\n  learning_rate: 0.1\n"),
+            "exp.yaml:5:3: unknown key 'model.learning_rate'");
+  // Nested csv block.
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: csv\n  csv:\n    lable: y\n"),
+            "exp.yaml:5:5: unknown key 'data.csv.lable' (did you mean 'data.csv.label'?)");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model: {k: 8, k: 9}\n"),
+            "exp.yaml:4:15: duplicate key 'model.k'");
+}
+
+TEST(ConfigTest, WrongTypes) {
+  const std::string base = kMinimal;
+  EXPECT_EQ(ErrorOf(base + "model:\n  k: eight\n"),
+            "exp.yaml:5:6: model.k: expected an integer in 1..1024, got 'eight'");
+  EXPECT_EQ(ErrorOf(base + "model:\n  k: 8.5\n"),
+            "exp.yaml:5:6: model.k: expected an integer in 1..1024, got '8.5'");
+  EXPECT_EQ(ErrorOf(base + "model:\n  k: \"8\"\n"),
+            "exp.yaml:5:6: model.k: expected an integer in 1..1024, got the quoted string '8'");
+  EXPECT_EQ(ErrorOf(base + "model:\n  k: {a: 1}\n"),
+            "exp.yaml:5:6: model.k: expected an integer in 1..1024, got a mapping");
+  EXPECT_EQ(ErrorOf(base + "model:\n  k:\n"),
+            "exp.yaml:5:3: model.k: expected an integer in 1..1024, got nothing (null)");
+  EXPECT_EQ(ErrorOf(base + "optimizer: {lr: fast}\n"),
+            "exp.yaml:4:17: optimizer.lr: expected a finite number > 0, got 'fast'");
+  EXPECT_EQ(ErrorOf(base + "model: 5\n"),
+            "exp.yaml:4:8: model: expected a mapping with keys k, loss, init_std, l2_w, l2_v, "
+            "min_count, got '5'");
+  EXPECT_EQ(ErrorOf("data:\n  train: [a, [b]]\n  format: libsvm\n"),
+            "exp.yaml:2:14: data.train[1]: expected a path or glob, got a list");
+  EXPECT_EQ(ErrorOf("data:\n  train: {a: 1}\n  format: libsvm\n"),
+            "exp.yaml:2:10: data.train: expected a path or glob or a list of them, got a mapping");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: [libsvm]\n"),
+            "exp.yaml:3:11: data.format: expected one of libsvm, libffm, criteo, csv, got a list");
+  EXPECT_EQ(ErrorOf(base + "train: {seed: -1}\n"),
+            "exp.yaml:4:15: train.seed: '-1' is out of range (allowed: integers in "
+            "0..18446744073709551615)");
+}
+
+TEST(ConfigTest, NotAMappingEmptyAndSyntax) {
+  EXPECT_EQ(ErrorOf("- a\n- b\n"),
+            "exp.yaml:1:1: the config must be a mapping of sections (data, model, optimizer, "
+            "train, cluster, checkpoint, output), got a list");
+  EXPECT_EQ(ErrorOf("just text\n"),
+            "exp.yaml:1:1: the config must be a mapping of sections (data, model, optimizer, "
+            "train, cluster, checkpoint, output), got 'just text'");
+  const std::string empty =
+      "exp.yaml: the config is empty (it needs at least data.train and "
+      "data.format)";
+  EXPECT_EQ(ErrorOf(""), empty);
+  EXPECT_EQ(ErrorOf("# only a comment\n"), empty);
+  EXPECT_EQ(ErrorOf("---\n"), empty);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "---\nmodel: {k: 2}\n"),
+            "exp.yaml:5:1: more than one YAML document; a config is a single document");
+  const std::string syntax = ErrorOf("data:\n  train: [a, b\n  format: libsvm\n");
+  EXPECT_EQ(syntax.rfind("exp.yaml:", 0), 0u) << syntax;
+  EXPECT_NE(syntax.find("invalid YAML"), std::string::npos) << syntax;
+  // A ',' outside a flow collection made yaml-cpp's LoadAll loop forever (found by fuzzing).
+  EXPECT_EQ(ErrorOf(",a\n"), "exp.yaml:1:1: invalid YAML: unexpected ','");
+  EXPECT_EQ(ErrorOf("- a\n,\n"), "exp.yaml:2:1: invalid YAML: unexpected ','");
+}
+
+TEST(ConfigTest, MissingRequiredKeys) {
+  EXPECT_EQ(ErrorOf("model: {k: 4}\n"),
+            "exp.yaml: data.train is required (a path or glob, or a list of them)");
+  EXPECT_EQ(ErrorOf("data:\n  format: libsvm\n"),
+            "exp.yaml:1:1: data.train is required (a path or glob, or a list of them)");
+  EXPECT_EQ(ErrorOf("data:\n  train: []\n  format: libsvm\n"),
+            "exp.yaml:1:1: data.train is required (a path or glob, or a list of them)");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n"),
+            "exp.yaml:1:1: data.format is required (one of libsvm, libffm, criteo, csv)");
+  EXPECT_EQ(ErrorOf("data:\n  train: ['']\n  format: libsvm\n"),
+            "exp.yaml:2:11: data.train[0]: empty path or glob");
+}
+
+struct RangeCase {
+  const char* yaml;      // appended to kMinimal
+  const char* expected;  // substring of the message
+};
+
+TEST(ConfigTest, RangesNameKeyValueAndAllowedRange) {
+  const RangeCase cases[] = {
+      {"model: {k: 0}", "model.k: '0' is out of range (allowed: integers in 1..1024)"},
+      {"model: {k: 1025}", "model.k: '1025' is out of range (allowed: integers in 1..1024)"},
+      {"model: {k: 99999999999999999999}", "model.k: '99999999999999999999' is out of range"},
+      {"model: {init_std: -0.1}",
+       "model.init_std: '-0.1' is out of range (allowed: finite "
+       "numbers >= 0)"},
+      {"model: {l2_w: .inf}", "model.l2_w: '.inf' is out of range"},
+      {"model: {l2_v: nan}", "model.l2_v: 'nan' is out of range"},
+      {"model: {min_count: -1}",
+       "model.min_count: '-1' is out of range (allowed: integers in "
+       "0..4294967295)"},
+      {"data: {hash_bits: 65}",
+       "data.hash_bits: '65' is out of range (allowed: integers in "
+       "0..64)"},
+      {"optimizer: {lr: 0}", "optimizer.lr: '0' is out of range (allowed: finite numbers > 0)"},
+      {"optimizer: {lr: 1e40}", "optimizer.lr: '1e40' is out of range"},
+      {"optimizer: {clip_gradient: -1}",
+       "optimizer.clip_gradient: '-1' is out of range (allowed: finite numbers >= 0)"},
+      {"optimizer: {clip_gradient: .inf}", "optimizer.clip_gradient: '.inf' is out of range"},
+      {"optimizer: {clip_gradient: [1]}", "optimizer.clip_gradient"},
+      {"optimizer: {name: adam, beta1: 1}",
+       "optimizer.beta1: '1' is out of range (allowed: finite numbers in [0, 1))"},
+      {"optimizer: {name: adam, beta2: -0.5}", "optimizer.beta2: '-0.5' is out of range"},
+      {"optimizer: {eps: 0}", "optimizer.eps: '0' is out of range (allowed: finite numbers > 0)"},
+      {"optimizer: {name: ftrl, l1: -1}", "optimizer.l1: '-1' is out of range"},
+      {"optimizer: {name: ftrl, ftrl_beta: -1}", "optimizer.ftrl_beta: '-1' is out of range"},
+      {"train: {epochs: 0}",
+       "train.epochs: '0' is out of range (allowed: integers in "
+       "1..1000000)"},
+      {"train: {batch_size: 10000001}", "train.batch_size: '10000001' is out of range"},
+      {"train: {max_delay: 1025}",
+       "train.max_delay: '1025' is out of range (allowed: integers "
+       "in 1..1024)"},
+      {"train: {progress_seconds: 0}", "train.progress_seconds: '0' is out of range"},
+      {"cluster: {servers: 0}", "cluster.servers: '0' is out of range (allowed: integers >= 1)"},
+      {"cluster: {local_servers: 65}",
+       "cluster.local_servers: '65' is out of range (allowed: "
+       "integers in 1..64)"},
+      {"cluster: {local_workers: 257}", "cluster.local_workers: '257' is out of range"},
+      {"cluster: {timeout_seconds: 0}", "cluster.timeout_seconds: '0' is out of range"},
+      {"checkpoint: {dir: c, every_seconds: -1}", "checkpoint.every_seconds: '-1' is out of range"},
+  };
+  for (const RangeCase& c : cases) {
+    // Sections given twice would be duplicate keys: merge data into the minimal config.
+    std::string yaml = std::string(c.yaml).rfind("data:", 0) == 0
+                           ? "data: {train: a, format: libsvm, hash_bits: 65}\n"
+                           : std::string(kMinimal) + c.yaml + "\n";
+    const std::string message = ErrorOf(yaml);
+    EXPECT_NE(message.find(c.expected), std::string::npos) << c.yaml << " -> " << message;
+    EXPECT_EQ(message.rfind("exp.yaml:", 0), 0u) << message;
+  }
+  // Boundary values are accepted.
+  const Config c = Parse(std::string(kMinimal) +
+                         "model: {k: 1024, init_std: 0, min_count: 4294967295}\n"
+                         "optimizer: {name: adam, beta1: 0, beta2: 0.5}\n"
+                         "train: {epochs: 1000000, batch_size: 10000000, max_delay: 1024}\n"
+                         "cluster: {local_servers: 64, local_workers: 256, servers: 100000}\n");
+  EXPECT_EQ(c.model.k, 1024);
+  EXPECT_EQ(c.model.min_count, 4294967295u);
+  EXPECT_EQ(Parse("data: {train: a, format: libsvm, hash_bits: 64}").data.hash_bits, 64);
+}
+
+TEST(ConfigTest, EnumsListAllowedValues) {
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: csvv\n"),
+            "exp.yaml:3:11: data.format: unknown value 'csvv' (allowed: libsvm, libffm, criteo, "
+            "csv); did you mean 'csv'?");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "optimizer: {name: rmsprop}\n"),
+            "exp.yaml:4:19: optimizer.name: unknown value 'rmsprop' (allowed: sgd, adagrad, adam, "
+            "ftrl)");
+  const std::string base = kMinimal;
+  EXPECT_NE(ErrorOf(base + "model: {loss: hinge}").find("(allowed: logistic, squared)"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(base + "train: {consistency: ssp}").find("(allowed: async, bsp)"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf("data: {train: a, format: libsvm, on_error: warn}").find("(allowed: skip, fail)"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf("data: {train: a, format: csv, csv: {label: y, transform: log}}")
+                .find("(allowed: standardize, log_bucket, none)"),
+            std::string::npos);
+  for (const char* name : {"libsvm", "libffm", "criteo"}) {
+    EXPECT_STREQ(ToString(Parse(std::string("data: {train: a, format: ") + name + "}").data.format),
+                 name);
+  }
+}
+
+TEST(ConfigTest, CrossKeyRules) {
+  const std::string base = kMinimal;
+  EXPECT_EQ(ErrorOf(base + "optimizer:\n  name: sgd\n  beta1: 0.9\n"),
+            "exp.yaml:6:3: optimizer.beta1 applies only to optimizer.name: adam (optimizer.name "
+            "is sgd)");
+  EXPECT_EQ(ErrorOf(base + "optimizer:\n  beta2: 0.9\n"),
+            "exp.yaml:5:3: optimizer.beta2 applies only to optimizer.name: adam (optimizer.name "
+            "is adagrad, the default)");
+  EXPECT_NE(ErrorOf(base + "optimizer: {name: sgd, eps: 1e-6}")
+                .find("optimizer.eps applies only to optimizer.name: adagrad or adam"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(base + "optimizer: {name: ftrl, eps: 1e-6}").find("optimizer.eps applies"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(base + "optimizer: {name: adam, l1: 0}")
+                .find("optimizer.l1 applies only to optimizer.name: ftrl"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(base + "optimizer: {ftrl_beta: 1}")
+                .find("optimizer.ftrl_beta applies only to optimizer.name: ftrl"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(base + "train:\n  consistency: bsp\n  max_delay: 4\n"),
+            "exp.yaml:6:3: train.max_delay applies only to train.consistency: async (bsp runs "
+            "one update per step)");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: libsvm\n  csv: {label: y}\n"),
+            "exp.yaml:4:3: data.csv applies only to data.format: csv (data.format is libsvm)");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: csv\n"),
+            "exp.yaml:3:11: data.format: csv requires data.csv.label (the label column's name)");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: csv\n  csv: {label: y, numeric: [a, y]}\n"),
+            "exp.yaml:4:32: data.csv.numeric: column 'y' already has a role in data.csv.label "
+            "(each column has exactly one role)");
+  EXPECT_NE(ErrorOf("data: {train: a, format: csv, csv: {label: y, delimiter: ', '}}")
+                .find("data.csv.delimiter: expected exactly one character"),
+            std::string::npos);
+  EXPECT_EQ(Parse(base + "checkpoint:\n  dir: ckpt\n  keep: 3\n").checkpoint.keep, 3);
+  EXPECT_NE(ErrorOf(base + "checkpoint:\n  dir: c\n  keep: 0\n").find("checkpoint.keep"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(base + "checkpoint:\n  every_seconds: 5\n"),
+            "exp.yaml:5:3: checkpoint.every_seconds applies only with checkpoint.dir set (no "
+            "checkpoints are written without it)");
+  EXPECT_EQ(Parse(base + "train:\n  init_model: m.fmps\n").train.init_model, "m.fmps");
+  // The allowed combinations parse.
+  EXPECT_EQ(Parse(base + "optimizer: {name: adam, beta1: 0.5, eps: 1e-6}").optimizer.beta1, 0.5f);
+  EXPECT_EQ(Parse(base + "optimizer: {name: ftrl, l1: 2}").optimizer.l1, 2.0f);
+  EXPECT_EQ(Parse(base + "train: {max_delay: 3}").train.max_delay, 3);
+  EXPECT_EQ(Parse(base + "checkpoint: {dir: ''}").checkpoint.dir, "");
+}
+
+TEST(ConfigTest, OverridesScalarListAndNestedMap) {
+  const Config c = Parse(kMinimal, {"model.k=16", "optimizer.lr=0.5", "data.train=[x, y]",
+                                    "optimizer.name=adam", "optimizer.beta1=0.7", "model.k=32"});
+  EXPECT_EQ(c.model.k, 32);  // applied in order
+  EXPECT_EQ(c.optimizer.lr, 0.5f);
+  EXPECT_EQ(c.data.train, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(c.optimizer.beta1, 0.7f);
+  // Missing sections and intermediate maps are created.
+  const Config csv = Parse(kMinimal, {"data.format=csv", "data.csv.label=clicked",
+                                      "data.csv.delimiter=;", "cluster.local_workers=4"});
+  EXPECT_EQ(csv.data.format, DataFormat::kCsv);
+  EXPECT_EQ(csv.data.csv.label, "clicked");
+  EXPECT_EQ(csv.data.csv.delimiter, ';');
+  EXPECT_EQ(csv.cluster.local_workers, 4);
+  // A whole mapping and the output directory.
+  const Config m = Parse(kMinimal, {"model={k: 4, loss: squared}", "output.dir=/tmp/x"});
+  EXPECT_EQ(m.model.k, 4);
+  EXPECT_EQ(m.model.loss, Loss::kSquared);
+  EXPECT_EQ(m.output.dir, "/tmp/x");
+  // An empty value is the empty string.
+  EXPECT_EQ(Parse(kMinimal, {"checkpoint.dir="}).checkpoint.dir, "");
+}
+
+TEST(ConfigTest, OverrideErrors) {
+  EXPECT_EQ(ErrorOf(kMinimal, {"model.kk=3"}),
+            "--set model.kk=3: unknown key 'model.kk' (did you mean 'model.k'?)");
+  EXPECT_EQ(ErrorOf(kMinimal, {"modle.k=3"}),
+            "--set modle.k=3: unknown key 'modle' (did you mean 'model'?)");
+  EXPECT_EQ(ErrorOf(kMinimal, {"model.k=8.5"}),
+            "--set model.k=8.5: model.k: expected an integer in 1..1024, got '8.5'");
+  EXPECT_EQ(ErrorOf(kMinimal, {"model.k=2000"}),
+            "--set model.k=2000: model.k: '2000' is out of range (allowed: integers in 1..1024)");
+  EXPECT_EQ(ErrorOf(kMinimal, {"data.train=[a, {b: 1}]"}),
+            "--set data.train=[a, {b: 1}]: data.train[1]: expected a path or glob, got a mapping");
+  EXPECT_EQ(ErrorOf(kMinimal, {"model={k: 0}"}),
+            "--set model={k: 0}: model.k: '0' is out of range (allowed: integers in 1..1024)");
+  EXPECT_EQ(ErrorOf(kMinimal, {"optimizer.beta1=0.5"}),
+            "--set optimizer.beta1=0.5: optimizer.beta1 applies only to optimizer.name: adam "
+            "(optimizer.name is adagrad, the default)");
+  EXPECT_EQ(ErrorOf(kMinimal, {"data.csv.label=y"}),
+            "--set data.csv.label=y: data.csv applies only to data.format: csv (data.format is "
+            "libsvm)");
+  // A later override replaces an earlier one, including its blame.
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model:\n  k: 0\n", {"model.k=4"}), "");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model:\n  k: 4\n", {"model.k=0", "model.loss=x"}),
+            "--set model.k=0: model.k: '0' is out of range (allowed: integers in 1..1024)");
+  // Values left in the file keep their line:column.
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model:\n  k: 0\n", {"model.loss=squared"}),
+            "exp.yaml:5:6: model.k: '0' is out of range (allowed: integers in 1..1024)");
+  // Malformed overrides.
+  EXPECT_EQ(ErrorOf(kMinimal, {"model.k"}),
+            "--set model.k: expected KEY=VALUE, e.g. --set optimizer.lr=0.05");
+  EXPECT_EQ(ErrorOf(kMinimal, {"=3"}),
+            "--set =3: malformed key '' (expected a dotted path such as optimizer.lr)");
+  EXPECT_EQ(ErrorOf(kMinimal, {"model..k=3"}),
+            "--set model..k=3: malformed key 'model..k' (expected a dotted path such as "
+            "optimizer.lr)");
+  EXPECT_NE(ErrorOf(kMinimal, {"data.train=[a, b"}).find("--set data.train=[a, b: cannot parse"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model:\n  k:\n", {"model.k.x=3"}),
+            "--set model.k.x=3: model.k: expected an integer in 1..1024, got a mapping");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "model: {k: 4}\n", {"model.k.x=3"}),
+            "--set model.k.x=3: cannot set model.k.x because model.k is '4', not a mapping");
+  EXPECT_EQ(ErrorOf(kMinimal, {"data.format.x=3"}),
+            "--set data.format.x=3: cannot set data.format.x because data.format is 'libsvm', "
+            "not a mapping");
+}
+
+TEST(ConfigTest, OutputDirDefaultsToConfigStem) {
+  EXPECT_EQ(ParseConfig(kMinimal, "a/b/criteo.yaml", {}).output.dir, "runs/criteo");
+  EXPECT_EQ(ParseConfig(kMinimal, "plain", {}).output.dir, "runs/plain");
+  EXPECT_EQ(ParseConfig(kMinimal, "x.v2.yml", {}).output.dir, "runs/x.v2");
+  EXPECT_EQ(
+      ParseConfig(std::string(kMinimal) + "output: {dir: elsewhere}", "a.yaml", {}).output.dir,
+      "elsewhere");
+  EXPECT_THROW(ParseConfig(std::string(kMinimal) + "output: {dir: ''}", "a.yaml", {}), ConfigError);
+}
+
+TEST(ConfigTest, LoadConfigFromFile) {
+  TempDir dir;
+  const std::string path = dir.Write("exp1.yaml", std::string(kMinimal) + "model: {k: 3}\n");
+  const Config c = LoadConfig(path, {"train.epochs=2"});
+  EXPECT_EQ(c.model.k, 3);
+  EXPECT_EQ(c.train.epochs, 2);
+  EXPECT_EQ(c.output.dir, "runs/exp1");
+  // Errors name the file path.
+  const std::string bad = dir.Write("bad.yaml", std::string(kMinimal) + "model: {k: x}\n");
+  try {
+    LoadConfig(bad, {});
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(bad + ":4:12: model.k:", 0), 0u) << e.what();
+  }
+  EXPECT_THROW(LoadConfig(dir.File("missing.yaml"), {}), IoError);
+  EXPECT_THROW(LoadConfig(dir.path(), {}), IoError);  // a directory
+}
+
+TEST(ConfigTest, ExpandPathsKeepsPatternOrderAndSortsMatches) {
+  TempDir dir;
+  for (const char* name : {"b2.txt", "b10.txt", "b1.txt", "a.txt", "c.dat"}) dir.Write(name, "x");
+  const std::vector<std::string> got =
+      ExpandPaths({dir.File("c.dat"), dir.File("b*.txt"), dir.File("a.txt")}, "data.train");
+  const std::vector<std::string> expected = {dir.File("c.dat"), dir.File("b1.txt"),
+                                             dir.File("b10.txt"), dir.File("b2.txt"),
+                                             dir.File("a.txt")};
+  EXPECT_EQ(got, expected);
+  EXPECT_TRUE(ExpandPaths({}, "data.test").empty());
+}
+
+TEST(ConfigTest, ExpandPathsErrors) {
+  TempDir dir;
+  dir.Write("a.txt", "x");
+  ASSERT_EQ(mkdir(dir.File("sub").c_str(), 0755), 0);
+  try {
+    ExpandPaths({dir.File("a.txt"), dir.File("z*.txt")}, "data.train");
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "data.train: no file matches '" + dir.File("z*.txt") + "'");
+  }
+  try {
+    ExpandPaths({dir.File("missing.txt")}, "data.test");
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "data.test: no file matches '" + dir.File("missing.txt") + "'");
+  }
+  try {
+    ExpandPaths({dir.File("*")}, "data.train");  // matches a.txt and the directory
+    ADD_FAILURE() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.train: '" + dir.File("sub") + "' is a directory"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace fmps

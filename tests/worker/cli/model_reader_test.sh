@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Checks launch/model_reader.py against `fmps predict`:
+#   1. a small libsvm data set (fmps synth), a tiny model trained in single-node mode;
+#   2. fmps predict and the Python reader score the same 500 test rows: every probability
+#      agrees within 1e-5 (absolute); the same for a squared-loss model's scores;
+#   3. --limit N prints N lines; a hashed model is refused with a message naming hash_bits 0.
+# Prints "SKIP: ..." and exits 0 when python3-protobuf (or protoc) is unavailable.
+#
+# Usage: bash tests/worker/cli/model_reader_test.sh path/to/fmps        (exit 0 = pass)
+# ctest: add_test(NAME model_reader_test
+#                 COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/model_reader_test.sh $<TARGET_FILE:fmps>)
+set -euo pipefail
+
+die() { echo "FAIL: $*" >&2; exit 1; }
+
+[ $# -eq 1 ] || die "usage: $0 path/to/fmps"
+fmps="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+[ -x "$fmps" ] || die "$1 is not an executable"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+reader="$repo/launch/model_reader.py"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# model_reader.py re-runs itself with /usr/bin/python3 when the python3 on PATH lacks
+# google.protobuf, so protobuf counts as present if either python has it.
+python=""
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import google.protobuf' >/dev/null 2>&1; then
+    python="$p"
+    break
+  fi
+done
+if [ -z "$python" ]; then
+  echo "SKIP: model_reader.py checks (python3 with google.protobuf not found;" \
+       "apt-get install python3-protobuf)"
+  exit 0
+fi
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "SKIP: model_reader.py checks (protoc not found; apt-get install protobuf-compiler)"
+  exit 0
+fi
+mkdir -p "$tmp/python"
+protoc -I"$repo/common/proto" --python_out="$tmp/python" "$repo/common/proto/fmps.proto" ||
+  die "protoc could not generate fmps_pb2.py"
+
+# 1. Data and a tiny logistic model.
+"$fmps" synth --out "$tmp/d" --rows 5000 --test-rows 500 --fields 8 --vocab 400 --k 4 \
+  --seed 11 >/dev/null || die "fmps synth failed"
+cat >"$tmp/exp.yaml" <<EOF
+data:
+  train: $tmp/d/train.libsvm
+  format: libsvm
+model:
+  k: 4
+train:
+  epochs: 2
+cluster:
+  local_workers: 1
+output:
+  dir: $tmp/run
+EOF
+"$fmps" train "$tmp/exp.yaml" >/dev/null 2>&1 || die "fmps train failed"
+model="$tmp/run/model.fmps"
+[ -s "$model" ] || die "no model written"
+
+# Largest |a - b| over two files of one number per line; fails unless both have `rows` lines.
+compare() {
+  local a="$1" b="$2" rows="$3" what="$4"
+  [ "$(wc -l <"$a")" -eq "$rows" ] || die "$what: $a has $(wc -l <"$a") lines, want $rows"
+  [ "$(wc -l <"$b")" -eq "$rows" ] || die "$what: $b has $(wc -l <"$b") lines, want $rows"
+  paste "$a" "$b" | awk -v what="$what" '
+    { d = $1 - $2; if (d < 0) d = -d; if (d > m) { m = d; at = NR } }
+    END {
+      if (m > 1e-5) { printf "FAIL: %s: line %d differs by %g\n", what, at, m; exit 1 }
+      printf "ok: %s: %d rows agree (max |diff| %g)\n", what, NR, m
+    }' || exit 1
+}
+
+# 2. Same rows, same probabilities.
+"$fmps" predict --model "$model" --data "$tmp/d/test.libsvm" --out "$tmp/fmps.txt" ||
+  die "fmps predict failed"
+"$python" "$reader" "$tmp/python" "$model" "$tmp/d/test.libsvm" >"$tmp/py.txt" ||
+  die "model_reader.py failed"
+compare "$tmp/fmps.txt" "$tmp/py.txt" 500 "logistic probabilities"
+awk '$1 <= 0 || $1 >= 1 { print "FAIL: probability out of (0, 1): " $1; exit 1 }' "$tmp/py.txt"
+
+# Squared loss: raw scores.
+"$fmps" train "$tmp/exp.yaml" --set model.loss=squared --set output.dir="$tmp/run_sq" \
+  >/dev/null 2>&1 || die "fmps train (squared) failed"
+"$fmps" predict --model "$tmp/run_sq/model.fmps" --data "$tmp/d/test.libsvm" \
+  --out "$tmp/fmps_sq.txt" || die "fmps predict (squared) failed"
+"$python" "$reader" "$tmp/python" "$tmp/run_sq/model.fmps" "$tmp/d/test.libsvm" \
+  >"$tmp/py_sq.txt" || die "model_reader.py (squared) failed"
+compare "$tmp/fmps_sq.txt" "$tmp/py_sq.txt" 500 "squared-loss scores"
+
+# 3. --limit, and a model it does not handle.
+"$python" "$reader" "$tmp/python" "$model" "$tmp/d/test.libsvm" --limit 7 >"$tmp/py7.txt" ||
+  die "model_reader.py --limit failed"
+[ "$(wc -l <"$tmp/py7.txt")" -eq 7 ] || die "--limit 7 printed $(wc -l <"$tmp/py7.txt") lines"
+cmp -s "$tmp/py7.txt" <(head -n 7 "$tmp/py.txt") || die "--limit 7 rows differ from the first 7"
+echo "ok: --limit"
+
+"$fmps" train "$tmp/exp.yaml" --set data.hash_bits=16 --set output.dir="$tmp/run_hashed" \
+  >/dev/null 2>&1 || die "fmps train (hashed) failed"
+if "$python" "$reader" "$tmp/python" "$tmp/run_hashed/model.fmps" "$tmp/d/test.libsvm" \
+  >/dev/null 2>"$tmp/err"; then
+  die "model_reader.py accepted a hash_bits 16 model"
+fi
+grep -q "hash_bits 0" "$tmp/err" || die "unclear message for a hashed model: $(cat "$tmp/err")"
+echo "ok: hashed model refused: $(cat "$tmp/err")"
+echo "PASS"

@@ -1,0 +1,172 @@
+// Checkpoints and resume in single-node mode: a resumed bsp job equals the uninterrupted
+// one, damaged checkpoints fall back to the previous one, re-sharding keeps the model.
+#include "worker/job/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/base/error.h"
+#include "common/model/model_file.h"
+#include "common/data/synth.h"
+#include "tests/util/test_util.h"
+#include "worker/job/local_trainer.h"
+
+namespace fmps {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::JsonNumber;
+using testing::MaxAbsDiff;
+using testing::ReadFile;
+using testing::RunCommand;
+using testing::TempDir;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    SynthOptions o;
+    o.out_dir = dir_->File("synth");
+    o.rows = 200000;
+    o.test_rows = 5000;
+    o.fields = 10;
+    o.vocab = 2000;
+    o.k = 4;
+    o.seed = 8;
+    synth_ = new SynthResult(Synthesize(o));
+  }
+  static void TearDownTestSuite() {
+    delete synth_;
+    delete dir_;
+  }
+  static std::string Yaml(const std::string& out, const std::string& ckpt) {
+    return "data:\n  train: " + synth_->train_path + "\n  test: " + synth_->test_path +
+           "\n  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adam\n  lr: 0.005\n"
+           "train:\n  epochs: 2\n  batch_size: 128\n  consistency: bsp\n" +
+           (ckpt.empty()
+                ? std::string()
+                : "checkpoint:\n  dir: \"" + ckpt + "\"\n  every_seconds: 0.05\n  keep: 1000\n") +
+           "output:\n  dir: " + out + "\n";
+  }
+  static Config MakeConfig(const std::string& out, const std::string& ckpt,
+                           const std::vector<std::string>& sets = {}) {
+    return ParseConfig(Yaml(out, ckpt), "ckpt.yaml", sets);
+  }
+  static TempDir* dir_;
+  static SynthResult* synth_;
+};
+TempDir* CheckpointTest::dir_ = nullptr;
+SynthResult* CheckpointTest::synth_ = nullptr;
+
+// Checkpoint directories of `dir`, oldest first.
+std::vector<std::string> Checkpoints(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_F(CheckpointTest, ResumeFromAMidEpochCheckpointGivesTheSameModel) {
+  TempDir plain, run, resumed, ckpt;
+  TrainLocal(MakeConfig(plain.path(), ""));
+  TrainLocal(MakeConfig(run.path(), ckpt.path()));
+  // Keep the checkpoints up to the first one taken in the middle of epoch 1.
+  const auto all = Checkpoints(ckpt.path());
+  ASSERT_GE(all.size(), 3u) << "the job was too fast for a mid-epoch checkpoint";
+  std::size_t chosen = all.size();
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const std::string m = ReadFile(all[i] + "/MANIFEST");
+    if (m.find("epoch: 1\n") != std::string::npos &&
+        m.find("epoch_done: false") != std::string::npos && m.find("[[") != std::string::npos) {
+      chosen = i;
+      break;
+    }
+  }
+  ASSERT_LT(chosen, all.size()) << "no mid-epoch checkpoint with data left";
+  for (std::size_t i = chosen + 1; i < all.size(); ++i) fs::remove_all(all[i]);
+  const TrainSummary s = TrainLocal(MakeConfig(resumed.path(), ckpt.path()), /*resume=*/true);
+  EXPECT_EQ(s.rows_trained, 2u * 200000u);  // no row twice, none skipped
+  EXPECT_LE(
+      MaxAbsDiff(Model::Load(plain.File("model.fmps")), Model::Load(resumed.File("model.fmps"))),
+      1e-6);
+}
+
+TEST_F(CheckpointTest, ResumeWithMoreWorkersTrainsEveryRowOnce) {
+  TempDir run, resumed, ckpt;
+  TrainLocal(MakeConfig(run.path(), ckpt.path()));
+  const auto all = Checkpoints(ckpt.path());
+  ASSERT_GE(all.size(), 3u);
+  for (std::size_t i = 1; i < all.size(); ++i) fs::remove_all(all[i]);  // keep the first
+  const TrainSummary s = TrainLocal(
+      MakeConfig(resumed.path(), ckpt.path(), {"cluster.local_workers=3"}), /*resume=*/true);
+  EXPECT_EQ(s.rows_trained, 2u * 200000u);
+  EXPECT_LT(s.test_logloss, 0.6);
+}
+
+TEST_F(CheckpointTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
+  TempDir plain, ckpt;
+  TrainLocal(MakeConfig(plain.path(), ""));
+  const Model reference = Model::Load(plain.File("model.fmps"));
+  // Only the two epoch-end checkpoints.
+  TempDir run;
+  TrainLocal(MakeConfig(run.path(), ckpt.path(), {"checkpoint.every_seconds=100000"}));
+  auto all = Checkpoints(ckpt.path());
+  ASSERT_EQ(all.size(), 2u);
+  const std::string shard = all[1] + "/shard-0.bin";
+  const std::string cfg_path = dir_->Write("resume.yaml", Yaml(run.path() + "/r", ckpt.path()));
+  for (const char* damage : {"truncate", "flip"}) {
+    std::string bytes = ReadFile(shard);
+    std::string damaged = bytes;
+    if (std::string(damage) == "truncate") {
+      damaged.resize(bytes.size() / 2);
+    } else {
+      damaged[bytes.size() / 2] ^= 0x20;
+    }
+    { std::ofstream(shard, std::ios::binary | std::ios::trunc) << damaged; }
+    std::string log;
+    ASSERT_EQ(RunCommand(testing::FmpsBinary() + " train " + cfg_path + " --resume", &log), 0)
+        << log;
+    EXPECT_NE(log.find("warning: checkpoint " + all[1]), std::string::npos) << log;
+    EXPECT_NE(log.find("shard-0.bin"), std::string::npos) << log;
+    EXPECT_NE(log.find("resuming from " + all[0]), std::string::npos) << log;
+    // Epoch 2 trained again from the epoch-1 checkpoint gives the uninterrupted model.
+    EXPECT_LE(MaxAbsDiff(reference, Model::Load(run.path() + "/r/model.fmps")), 1e-6) << damage;
+    { std::ofstream(shard, std::ios::binary | std::ios::trunc) << bytes; }
+    // The resumed run wrote a new checkpoint; remove it so the damaged one is newest again.
+    for (const auto& d : Checkpoints(ckpt.path())) {
+      if (d != all[0] && d != all[1]) fs::remove_all(d);
+    }
+  }
+}
+
+TEST_F(CheckpointTest, ResumingTwoServerCheckpointOnOneOrThreeServersKeepsTheModel) {
+  TempDir run, ckpt;
+  TrainLocal(
+      MakeConfig(run.path(), ckpt.path(),
+                 {"train.epochs=1", "cluster.local_servers=2", "checkpoint.every_seconds=100000"}));
+  const Model before = Model::Load(run.File("model.fmps"));
+  for (const char* servers : {"1", "3"}) {
+    TempDir out;
+    // Epoch 1 is complete: nothing left to train; the model is just re-sharded and saved.
+    TrainLocal(MakeConfig(out.path(), ckpt.path(),
+                          {"train.epochs=1", std::string("cluster.local_servers=") + servers}),
+               /*resume=*/true);
+    EXPECT_EQ(MaxAbsDiff(before, Model::Load(out.File("model.fmps"))), 0.0) << servers;
+  }
+}
+
+TEST_F(CheckpointTest, ResumeRefusesADifferentConfig) {
+  TempDir run, ckpt, out;
+  TrainLocal(MakeConfig(run.path(), ckpt.path(), {"train.epochs=1"}));
+  EXPECT_THROW(TrainLocal(MakeConfig(out.path(), ckpt.path(), {"model.k=6"}), true), ConfigError);
+  EXPECT_THROW(TrainLocal(MakeConfig(out.path(), ""), true), ConfigError);  // no checkpoint.dir
+}
+
+}  // namespace
+}  // namespace fmps

@@ -1,0 +1,228 @@
+// Real MPI jobs (mpirun, oversubscribed, at most 4 ranks): async quality against
+// single-node mode, bsp equivalence across topologies, real data, and prompt failures.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <string>
+
+#include "common/model/model_file.h"
+#include "common/data/synth.h"
+#include "tests/util/test_util.h"
+
+namespace fmps {
+namespace {
+
+using testing::FmpsBinary;
+using testing::JsonNumber;
+using testing::MaxAbsDiff;
+using testing::ReadFile;
+using testing::RunCommand;
+using testing::TempDir;
+
+std::string Mpirun(int ranks) {
+  return "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 "
+         "-np " +
+         std::to_string(ranks) + " " + FmpsBinary();
+}
+
+class MpiTrainTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    SynthOptions o;
+    o.out_dir = dir_->File("synth");
+    o.rows = 100000;
+    o.test_rows = 20000;
+    o.fields = 10;
+    o.vocab = 1000;
+    o.k = 4;
+    o.seed = 21;
+    synth_ = new SynthResult(Synthesize(o));
+    config_ = dir_->Write("exp.yaml", "data:\n  train: " + synth_->train_path +
+                                          "\n  test: " + synth_->test_path +
+                                          "\n  format: libsvm\nmodel:\n  k: 4\ntrain:\n"
+                                          "  epochs: 2\n  batch_size: 256\n  seed: 4\n");
+  }
+  static void TearDownTestSuite() {
+    delete synth_;
+    delete dir_;
+  }
+  // Runs `command` with output dir `out`; expects success and returns summary.json.
+  static std::string Train(const std::string& command, const std::string& out,
+                           const std::string& sets = "") {
+    std::string log;
+    const int rc =
+        RunCommand(command + " train " + config_ + " --set output.dir=" + out + " " + sets, &log);
+    EXPECT_EQ(rc, 0) << log;
+    return ReadFile(out + "/summary.json");
+  }
+  static TempDir* dir_;
+  static SynthResult* synth_;
+  static std::string config_;
+};
+TempDir* MpiTrainTest::dir_ = nullptr;
+SynthResult* MpiTrainTest::synth_ = nullptr;
+std::string MpiTrainTest::config_;
+
+TEST_F(MpiTrainTest, AsyncOneServerTwoWorkersMatchesSingleNode) {
+  TempDir a, b;
+  const std::string local = Train(FmpsBinary(), a.path(), "--set cluster.local_workers=2");
+  const std::string mpi = Train(Mpirun(3), b.path());
+  EXPECT_EQ(JsonNumber(mpi, "workers"), 2);
+  EXPECT_EQ(JsonNumber(mpi, "servers"), 1);
+  EXPECT_EQ(JsonNumber(mpi, "rows_trained"), 200000);
+  EXPECT_NE(mpi.find("\"mode\":\"mpi\""), std::string::npos);
+  const double l = JsonNumber(local, "test_logloss"), m = JsonNumber(mpi, "test_logloss");
+  EXPECT_LE(std::abs(m - l) / l, 0.02) << "single-node " << l << " vs mpi " << m;
+  // The model written by the coordinator is complete and readable without MPI.
+  Model model = Model::Load(b.File("model.fmps"));
+  EXPECT_EQ(model.num_keys(), static_cast<std::size_t>(JsonNumber(mpi, "num_keys")));
+  // metrics.jsonl has evaluation events with exact test metrics.
+  EXPECT_NE(ReadFile(b.File("metrics.jsonl")).find("\"test_auc\""), std::string::npos);
+}
+
+TEST_F(MpiTrainTest, BspModelIsTheSameOnEveryTopology) {
+  TempDir local, one, two;
+  const std::string bsp = "--set train.consistency=bsp";
+  Train(FmpsBinary(), local.path(), bsp + " --set cluster.local_workers=2");
+  Train(Mpirun(3), one.path(), bsp + " --set cluster.servers=1");
+  Train(Mpirun(4), two.path(), bsp + " --set cluster.servers=2");
+  const Model reference = Model::Load(local.File("model.fmps"));
+  EXPECT_LE(MaxAbsDiff(reference, Model::Load(one.File("model.fmps"))), 1e-5);
+  EXPECT_LE(MaxAbsDiff(reference, Model::Load(two.File("model.fmps"))), 1e-5);
+}
+
+TEST_F(MpiTrainTest, WarmStartLoadsTheModelOnEveryServer) {
+  TempDir first, warm;
+  Train(FmpsBinary(), first.path(), "--set train.epochs=1");
+  const std::string fresh = ReadFile(first.File("summary.json"));
+  // Two servers each load their share of the keys of a single-node model.
+  const std::string resumed = Train(Mpirun(4), warm.path(),
+                                    "--set train.epochs=1 --set cluster.servers=2 "
+                                    "--set train.init_model=" +
+                                        first.File("model.fmps"));
+  EXPECT_LT(JsonNumber(resumed, "train_logloss"), JsonNumber(fresh, "train_logloss") - 0.005);
+  EXPECT_EQ(Model::Load(warm.File("model.fmps")).keys(),
+            Model::Load(first.File("model.fmps")).keys());
+}
+
+// SIGKILL of one rank mid-job, then --resume (1 server + 2 workers, bsp, a checkpoint
+// every 0.2 s): the job must end promptly, naming the dead rank, leave no model behind, and
+// the resumed job must give the very model of an uninterrupted run.
+class MpiKillTest : public MpiTrainTest {
+ protected:
+  static constexpr const char* kBsp = "--set train.consistency=bsp --set train.batch_size=64";
+
+  // Starts the job, waits for its first complete checkpoint, SIGKILLs MPI rank `victim`,
+  // checks how the job ended, then resumes it and checks the result.
+  static void KillAndResume(int victim) {
+    TempDir plain, ckpt, killed, resumed;
+    const std::string reference = Train(Mpirun(3), plain.path(), kBsp);
+    const std::string with_ckpt = std::string(kBsp) + " --set checkpoint.dir=" + ckpt.path() +
+                                  " --set checkpoint.every_seconds=0.2 --set checkpoint.keep=2";
+    std::string script = "(";
+    script += Mpirun(3) + " train " + config_ + " --set output.dir=" + killed.path() + " ";
+    script += with_ckpt + " > " + killed.File("log") + " 2>&1; echo $? > " + killed.File("rc");
+    script += "; date +%s.%N > " + killed.File("ended") + ") & ";
+    script += "for i in $(seq 1 400); do ls " + ckpt.path();
+    script += "/*/MANIFEST >/dev/null 2>&1 && break; sleep 0.025; done; ";
+    script += "for p in $(pgrep -f 'fmps train " + config_ + "'); do ";
+    script += "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=" +
+              std::to_string(victim) + " && kill -9 $p && date +%s.%N > " + killed.File("killed");
+    script += "; done; wait";
+    std::string out;
+    RunCommand("bash " + killed.Write("kill.sh", script), &out);
+    const std::string log = ReadFile(killed.File("log"));
+    ASSERT_TRUE(std::filesystem::exists(killed.File("killed")))
+        << "rank " << victim << " not found: " << log;
+    EXPECT_NE(ReadFile(killed.File("rc")), "0\n") << "the job ended before the kill: " << log;
+    const double kill_to_exit =
+        std::stod(ReadFile(killed.File("ended"))) - std::stod(ReadFile(killed.File("killed")));
+    std::cout << "rank " << victim << " killed: the job ended " << kill_to_exit
+              << " s later; its output:\n"
+              << log;
+    EXPECT_LT(kill_to_exit, 10.0) << log;
+    // mpirun names the dead rank ("process rank 0 with PID ... exited on signal 9").
+    EXPECT_NE(log.find("rank " + std::to_string(victim)), std::string::npos) << log;
+    EXPECT_FALSE(std::filesystem::exists(killed.File("model.fmps")));
+    // Relaunch with --resume: it continues from the newest complete checkpoint.
+    const std::string after = Train(Mpirun(3), resumed.path(), with_ckpt + " --resume");
+    EXPECT_EQ(JsonNumber(after, "rows_trained"), 200000);
+    const double a = JsonNumber(reference, "test_logloss"), b = JsonNumber(after, "test_logloss");
+    EXPECT_LE(std::abs(a - b) / a, 0.01);
+    // bsp, one server, same topology: the very same model.
+    EXPECT_LE(
+        MaxAbsDiff(Model::Load(plain.File("model.fmps")), Model::Load(resumed.File("model.fmps"))),
+        1e-6);
+  }
+};
+
+TEST_F(MpiKillTest, KilledWorkerResumesFromTheLastCheckpoint) { KillAndResume(/*victim=*/2); }
+
+TEST_F(MpiKillTest, KilledServerEndsTheJobAndResumesFromTheLastCheckpoint) {
+  KillAndResume(/*victim=*/0);
+}
+
+TEST(MpiRealDataTest, A9aOnTwoWorkersReachesAuc090) {
+  FMPS_REQUIRE_SHARED_DATA(train, "a9a/a9a");
+  TempDir dir;
+  const std::string cfg = dir.Write(
+      "a9a.yaml", "data:\n  train: " + train + "\n  test: " + testing::SharedData("a9a/a9a.t") +
+                      "\n  format: libsvm\nmodel:\n  k: 4\n  l2_v: 0.0001\noptimizer:\n  lr: 0.05\n"
+                      "train:\n  epochs: 5\n  batch_size: 64\noutput:\n  dir: " +
+                      dir.File("run") + "\n");
+  std::string log;
+  ASSERT_EQ(RunCommand(Mpirun(3) + " train " + cfg, &log), 0) << log;
+  const std::string summary = ReadFile(dir.File("run/summary.json"));
+  EXPECT_EQ(JsonNumber(summary, "workers"), 2);
+  EXPECT_GE(JsonNumber(summary, "test_auc"), 0.90);
+}
+
+// A failing job ends non-zero, promptly, with one message naming the cause.
+void ExpectPromptFailure(const std::string& command, const std::string& needle) {
+  std::string log;
+  const auto start = std::chrono::steady_clock::now();
+  const int rc = RunCommand(command, &log);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(rc, 0) << log;
+  EXPECT_LT(seconds, 10.0) << log;
+  EXPECT_NE(log.find(needle), std::string::npos) << log;
+}
+
+TEST_F(MpiTrainTest, MissingTrainingFileEndsTheJob) {
+  TempDir out;
+  ExpectPromptFailure(Mpirun(3) + " train " + config_ + " --set data.train=" +
+                          out.File("nope.libsvm") + " --set output.dir=" + out.path(),
+                      "nope.libsvm");
+}
+
+TEST_F(MpiTrainTest, WorldTooSmallForTheServersIsRejected) {
+  TempDir out;
+  std::string log;
+  ExpectPromptFailure(Mpirun(2) + " train " + config_ + " --set cluster.servers=2 " +
+                          "--set output.dir=" + out.path(),
+                      "cluster.servers");
+  // Reported once, by one rank.
+  RunCommand(Mpirun(2) + " train " + config_ + " --set cluster.servers=2", &log);
+  EXPECT_EQ(log.find("cluster.servers"), log.rfind("cluster.servers: ")) << log;
+}
+
+TEST_F(MpiTrainTest, BadRowUnderFailAbortsEveryRank) {
+  TempDir dir;
+  // Worker 1's half of the file holds a malformed row.
+  std::string rows;
+  for (int i = 0; i < 2000; ++i) rows += (i % 3 ? "1 1:1 2:1\n" : "0 3:1\n");
+  rows += "1 7:oops\n";
+  for (int i = 0; i < 2000; ++i) rows += "0 4:1 5:1\n";
+  const std::string bad = dir.Write("bad.libsvm", rows);
+  ExpectPromptFailure(Mpirun(3) + " train " + config_ + " --set data.train=" + bad +
+                          " --set data.on_error=fail --set output.dir=" + dir.File("run"),
+                      "bad.libsvm:2001");
+}
+
+}  // namespace
+}  // namespace fmps

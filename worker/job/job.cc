@@ -1,0 +1,264 @@
+#include "worker/job/job.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <limits>
+#include <numeric>
+
+#include "common/base/error.h"
+#include "common/base/hash.h"
+#include "common/base/log.h"
+#include "common/model/model_file.h"
+#include "common/base/types.h"
+
+namespace fmps {
+
+JobInputs PrepareInputs(const Config& config) {
+  JobInputs in;
+  in.train_files = ExpandPaths(config.data.train, "data.train");
+  if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
+  auto require_data = [](const std::vector<std::string>& files, const char* key) {
+    if (TotalBytes(files) != 0) return;
+    std::string msg = key;
+    msg += ": '";
+    msg += files.front();
+    msg += files.size() == 1 ? "' is empty" : "' and every other file are empty";
+    msg += " (no rows to read)";
+    throw ConfigError(msg);
+  };
+  require_data(in.train_files, "data.train");
+  if (!in.test_files.empty()) require_data(in.test_files, "data.test");
+  in.spec.data = config.data;
+  in.spec.loss = config.model.loss;
+  if (config.data.format == DataFormat::kCsv &&
+      config.data.csv.transform == NumericTransform::kStandardize &&
+      !config.data.csv.numeric.empty()) {
+    in.spec.numeric_stats = ComputeNumericStats(in.spec, in.train_files);
+  }
+  return in;
+}
+
+void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
+                           const BadRowStats& local_bad) {
+  if (epoch_rows != 0) return;
+  std::string msg = "data.train: no row could be trained: ";
+  msg += std::to_string(bad_rows);
+  msg += " malformed row(s) skipped";
+  if (!local_bad.first.empty()) {
+    msg += ", the first ";
+    msg += local_bad.first.front();
+  }
+  throw DataError(msg);
+}
+
+namespace {
+// The data settings that decide what a key means (paths and error policy excluded).
+std::string KeySettings(DataConfig d) {
+  d.train = {"-"};
+  d.test.clear();
+  d.on_error = OnError::kSkip;
+  return DataSectionToYaml(d);
+}
+}  // namespace
+
+void CheckInitModel(const Config& config) {
+  const std::string& path = config.train.init_model;
+  if (path.empty()) return;
+  ModelMeta meta;
+  try {
+    meta = Model::ReadMeta(path);
+  } catch (const Error& e) {
+    throw ConfigError(std::string("train.init_model: ") + e.what());
+  }
+  if (meta.k != config.model.k) {
+    throw ConfigError("train.init_model: " + path + " has k = " + std::to_string(meta.k) +
+                      " but model.k is " + std::to_string(config.model.k));
+  }
+  if (meta.loss != config.model.loss) {
+    throw ConfigError("train.init_model: " + path + " was trained with loss " +
+                      ToString(meta.loss) + " but model.loss is " + ToString(config.model.loss));
+  }
+  if (KeySettings(meta.features.data) != KeySettings(config.data)) {
+    throw ConfigError("train.init_model: " + path +
+                      " was trained with different data settings (format, hash_bits or csv "
+                      "roles), so its keys would mean something else");
+  }
+}
+
+std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamStore* store) {
+  std::uint64_t set = 0;
+  if (ServerOfKey(kBiasKey, num_servers) == server) {
+    std::vector<float> bias(1 + model.k(), 0.0f);
+    bias[0] = model.meta().bias;
+    store->Set(kBiasKey, bias.data());
+    ++set;
+  }
+  for (std::size_t i = 0; i < model.num_keys(); ++i) {
+    if (ServerOfKey(model.keys()[i], num_servers) != server) continue;
+    store->Set(model.keys()[i], model.row(i));
+    ++set;
+  }
+  return set;
+}
+
+StoreOptions MakeStoreOptions(const Config& c) {
+  StoreOptions o;
+  o.k = c.model.k;
+  o.init_std = c.model.init_std;
+  o.seed = c.train.seed;
+  o.min_count = c.model.min_count;
+  o.l2_w = c.model.l2_w;
+  o.l2_v = c.model.l2_v;
+  return o;
+}
+
+WorkerOptions MakeWorkerOptions(const Config& c) {
+  WorkerOptions o;
+  o.k = c.model.k;
+  o.loss = c.model.loss;
+  o.batch_size = c.train.batch_size;
+  o.consistency = c.train.consistency;
+  o.max_delay = c.train.max_delay;
+  o.send_counts = c.model.min_count > 1;
+  return o;
+}
+
+KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
+  KVClientOptions o;
+  o.num_servers = num_servers;
+  o.row_width = 1 + c.model.k;
+  o.reply_timeout = ReplyTimeout(c);
+  return o;
+}
+
+std::chrono::milliseconds ReplyTimeout(const Config& c) {
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::min(c.cluster.timeout_seconds, 1e9) * 1000.0));
+}
+
+SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
+                                const std::string& path) {
+  const std::size_t width = 1 + config.model.k;
+  std::vector<Key> keys;
+  std::vector<float> rows;
+  SavedModel saved;
+  saved.server_bytes = client->Dump([&](int, std::span<const Key> ks, std::span<const float> vs) {
+    keys.insert(keys.end(), ks.begin(), ks.end());
+    rows.insert(rows.end(), vs.begin(), vs.end());
+  });
+  saved.stored_keys = keys.size();
+  std::vector<std::size_t> order(keys.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
+  ModelMeta meta;
+  meta.k = config.model.k;
+  meta.loss = config.model.loss;
+  meta.features = spec;
+  meta.config_yaml = ConfigToYaml(config);
+  std::vector<Key> sorted_keys;
+  std::vector<float> sorted_rows;
+  sorted_keys.reserve(keys.size());
+  sorted_rows.reserve(rows.size());
+  for (std::size_t i : order) {
+    if (keys[i] == kBiasKey) {
+      meta.bias = rows[i * width];
+      continue;
+    }
+    sorted_keys.push_back(keys[i]);
+    sorted_rows.insert(sorted_rows.end(), &rows[i * width], &rows[i * width] + width);
+  }
+  meta.num_keys = sorted_keys.size();
+  ModelWriter writer(path, meta);
+  writer.Append(sorted_keys, sorted_rows);
+  writer.Finish();
+  saved.num_keys = meta.num_keys;
+  return saved;
+}
+
+ServerStats CollectServerStats(KVClient* client) {
+  for (int s = 0; s < client->num_servers(); ++s) {
+    Message m;
+    m.kind = MsgKind::kStats;
+    client->Send(s, std::move(m));
+  }
+  ServerStats sum;
+  for (int s = 0; s < client->num_servers(); ++s) {
+    const Message r = client->WaitFor(MsgKind::kStatsReply, s, "server statistics");
+    if (r.keys.size() != ServerStats::kFields) {
+      throw TransportError("malformed statistics from server " + std::to_string(s));
+    }
+    sum.pulls += r.keys[0];
+    sum.pushes += r.keys[1];
+    sum.keys_pulled += r.keys[2];
+    sum.keys_pushed += r.keys[3];
+    sum.rejected_rows += r.keys[4];
+    sum.peak_rss_bytes = std::max(sum.peak_rss_bytes, r.keys[5]);
+    sum.busy_ns += r.keys[6];
+  }
+  return sum;
+}
+
+void AddTraffic(const KVTraffic& worker, KVTraffic* sum) {
+  sum->push_messages += worker.push_messages;
+  sum->push_keys += worker.push_keys;
+  sum->max_in_flight = std::max(sum->max_in_flight, worker.max_in_flight);
+}
+
+namespace {
+double BytesPerKey(const SavedModel& m) {
+  return m.stored_keys == 0 ? 0.0 : static_cast<double>(m.server_bytes) / m.stored_keys;
+}
+}  // namespace
+
+JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedModel& model) {
+  JsonObject j;
+  j.Add("rows_trained", t.rows_trained)
+      .Add("epochs", config.train.epochs)
+      .Add("wall_s", t.wall_seconds)
+      .Add("train_s", t.train_seconds)
+      .Add("rows_per_s", t.rows_trained / std::max(1e-9, t.train_seconds))
+      .Add("train_logloss", t.rows_trained == 0 ? 0.0 : t.loss_sum / t.rows_trained)
+      .Add("test_logloss", t.last_eval.logloss);
+  if (config.model.loss == Loss::kLogistic) {
+    j.Add("test_auc", t.last_eval.auc);
+  } else {
+    j.Add("test_rmse", t.last_eval.rmse);
+  }
+  j.Add("test_rows", t.last_eval.rows)
+      .Add("workers", t.workers)
+      .Add("servers", t.servers)
+      .Add("mode", t.mode)
+      .Add("num_keys", model.num_keys)
+      .Add("server_bytes_per_key", BytesPerKey(model))
+      .Add("bad_rows", t.bad_rows)
+      .Add("pushes_sent", t.worker_traffic.push_messages)
+      .Add("push_keys_sent", t.worker_traffic.push_keys)
+      .Add("pushes_received", t.server_stats.pushes)
+      .Add("push_keys_applied", t.server_stats.keys_pushed)
+      .Add("push_rows_rejected", t.server_stats.rejected_rows)
+      .Add("max_in_flight", t.worker_traffic.max_in_flight)
+      .Add("server_peak_rss_mb", static_cast<double>(t.server_stats.peak_rss_bytes) / (1 << 20))
+      .Add("server_busy_s", static_cast<double>(t.server_stats.busy_ns) * 1e-9)
+      .Add("model", t.model_path);
+  return j;
+}
+
+void LogJobEnd(const JobTotals& t, const SavedModel& model) {
+  char line[256];
+  if (t.server_stats.rejected_rows != 0) {
+    std::snprintf(line, sizeof(line),
+                  "warning: the servers rejected %llu gradient row(s) with a non-finite value "
+                  "(never applied); a smaller optimizer.lr may help",
+                  static_cast<unsigned long long>(t.server_stats.rejected_rows));
+    Log(line);
+  }
+  std::snprintf(line, sizeof(line), "server memory: %.1f bytes per key (%llu keys)",
+                BytesPerKey(model), static_cast<unsigned long long>(model.stored_keys));
+  Log(line);
+  std::snprintf(line, sizeof(line), "done: %llu rows in %.2f s (%.0f rows/s while training); %s",
+                static_cast<unsigned long long>(t.rows_trained), t.wall_seconds,
+                t.rows_trained / std::max(1e-9, t.train_seconds), t.model_path.c_str());
+  Log(line);
+}
+
+}  // namespace fmps

@@ -1,0 +1,98 @@
+// Pieces of a training job shared by single-node mode (local_trainer) and MPI mode
+// (mpi_trainer): inputs, options derived from the config, model assembly, summary.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/base/json.h"
+#include "common/comm/kv.h"
+#include "common/model/metrics.h"
+#include "common/model/model_file.h"
+#include "common/data/reader.h"
+#include "server/store/param_store.h"
+#include "server/server.h"
+#include "worker/worker.h"
+
+namespace fmps {
+
+struct JobInputs {
+  std::vector<std::string> train_files;
+  std::vector<std::string> test_files;
+  FeatureSpec spec;  // includes csv standardisation statistics from a first pass
+};
+
+// Expands data.train/test (ConfigError if nothing matches or the files hold no byte at all)
+// and runs the csv first pass.
+JobInputs PrepareInputs(const Config& config);
+
+// Throws DataError when a whole epoch over data.train (not a resumed remainder) trained no
+// row, i.e. every row was malformed and skipped: an empty model is never written. bad_rows:
+// the job's count; local_bad: a reader's reports, the first of which the message quotes.
+void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
+                           const BadRowStats& local_bad);
+
+// Checks train.init_model (when set) before any work: readable, and with the k, loss and
+// feature settings (format, hashing, csv roles) of `config`, so its keys mean the same.
+// Throws ConfigError naming train.init_model.
+void CheckInitModel(const Config& config);
+
+// Warm start: sets every key of `model` that server `server` of `num_servers` owns (and the
+// bias, on the server owning kBiasKey) in *store; optimizer state starts fresh. Keys the
+// model lacks are initialised as usual when first pulled. Returns the keys set.
+std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamStore* store);
+
+StoreOptions MakeStoreOptions(const Config& config);
+WorkerOptions MakeWorkerOptions(const Config& config);
+KVClientOptions MakeKVOptions(const Config& config, int num_servers);
+// cluster.timeout_seconds: the longest any rank waits for a peer.
+std::chrono::milliseconds ReplyTimeout(const Config& config);
+
+struct SavedModel {
+  std::uint64_t num_keys = 0;      // bias excluded
+  std::uint64_t stored_keys = 0;   // rows the servers hold (bias included)
+  std::uint64_t server_bytes = 0;  // memory of all servers' stores
+};
+
+// Dumps every server's shard through `client` (no request may be in flight), merges the
+// shards in key order and writes the model file atomically to `path`.
+SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
+                                const std::string& path);
+
+// Asks every server of `client` for its ServerStats (kStats) and waits for the replies.
+// Returns the sum over servers, except peak_rss_bytes: the largest. Blocking; throws
+// TransportError after the client's reply timeout.
+ServerStats CollectServerStats(KVClient* client);
+
+// Adds one worker's traffic to *sum (max_in_flight: the largest).
+void AddTraffic(const KVTraffic& worker, KVTraffic* sum);
+
+// Totals of a finished job, for summary.json.
+struct JobTotals {
+  std::uint64_t rows_trained = 0;
+  double train_seconds = 0.0;
+  double wall_seconds = 0.0;
+  double loss_sum = 0.0;
+  std::uint64_t bad_rows = 0;
+  EvalResult last_eval;
+  int workers = 0;
+  int servers = 0;
+  std::string mode;  // "single-node" | "mpi"
+  std::string model_path;
+  // Push accounting of this run (since this process started, so a resumed job counts only
+  // its own part): every push was applied exactly once iff pushes_received == pushes_sent
+  // and push_keys_applied + push_rows_rejected == push_keys_sent.
+  KVTraffic worker_traffic;  // summed over workers
+  ServerStats server_stats;  // summed over servers
+};
+
+// The summary.json object (BRIEF §4 fields and a few more).
+JsonObject MakeSummary(const Config& config, const JobTotals& totals, const SavedModel& model);
+
+// Logs the end-of-job lines (server memory, rows, model path).
+void LogJobEnd(const JobTotals& totals, const SavedModel& model);
+
+}  // namespace fmps

@@ -1,0 +1,62 @@
+// RunOutput: the files of one training run in output.dir (BRIEF §4): config.yaml,
+// metrics.jsonl (one JSON object per progress or evaluation event), summary.json, and the
+// progress line on stderr. Owned by the one rank/thread that reports for the job.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/base/json.h"
+#include "common/comm/kv.h"
+#include "common/model/metrics.h"
+
+namespace fmps {
+
+// One progress event: job-wide counters plus each worker's KV latencies.
+struct ProgressReport {
+  int epoch = 0;
+  int epochs = 0;
+  double fraction = 0.0;         // of the epoch's bytes
+  std::uint64_t rows = 0;        // trained so far in the whole job
+  double rows_per_s = 0.0;       // this epoch, whole job
+  double train_loss = 0.0;       // mean training loss this epoch
+  std::vector<KVStats> workers;  // cumulative, one per worker
+};
+
+class RunOutput {
+ public:
+  // Creates output.dir (and parents) and writes config.yaml. Throws IoError naming the
+  // directory if it cannot be created or written, or if model.fmps there is not a file.
+  explicit RunOutput(const Config& config);
+
+  // Seconds since construction.
+  double Elapsed() const;
+
+  // A progress event: stderr line + metrics.jsonl (with mean and max per-worker pull and
+  // push latency).
+  void Progress(const ProgressReport& report);
+  // An evaluation event (test metrics) at the end of `epoch`.
+  void Evaluation(int epoch, std::uint64_t rows, double rows_per_s, double train_loss,
+                  const EvalResult& test);
+  // Writes summary.json (atomically) from the given object.
+  void Summary(const JsonObject& summary);
+
+  std::string ModelPath() const { return dir_ + "/model.fmps"; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  void Event(const JsonObject& event);
+  std::string dir_;
+  Loss loss_;
+  std::ofstream metrics_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Writes `content` to `path` atomically (temp file, fsync, rename). Throws IoError.
+void WriteFileAtomic(const std::string& path, const std::string& content);
+
+}  // namespace fmps
