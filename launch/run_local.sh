@@ -4,6 +4,7 @@
 #
 # Usage:
 #   launch/run_local.sh [-s S] [-w W] CONFIG.yaml [fmps train args...]
+#   launch/run_local.sh -h | --help     this text
 #     -s S   server ranks (default 1); passed to fmps as --set cluster.servers=S
 #     -w W   worker ranks (default 2)
 #     extra arguments go to `fmps train` unchanged, e.g. --set optimizer.lr=0.02
@@ -26,8 +27,26 @@ set -euo pipefail
 
 usage() {
   echo "usage: $0 [-s SERVERS] [-w WORKERS] CONFIG.yaml [fmps train args...]" >&2
+  echo "       $0 -h | --help" >&2
   exit 2
 }
+
+# -h / --help: the header comment above, on stdout, exit 0.
+help() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+  exit 0
+}
+# Long options before the config: only --help exists.
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --help) help ;;
+    --*) echo "run_local: unknown option ${args[i]}" >&2; usage ;;
+    -s | -w) i=$((i + 1)) ;;
+    -*) ;;
+    *) break ;;
+  esac
+done
 
 is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 
@@ -37,7 +56,7 @@ while getopts ":s:w:h" opt; do
   case "$opt" in
     s) servers="$OPTARG" ;;
     w) workers="$OPTARG" ;;
-    h) usage ;;
+    h) help ;;
     :) echo "run_local: option -$OPTARG needs a value" >&2; usage ;;
     *) echo "run_local: unknown option -$OPTARG" >&2; usage ;;
   esac

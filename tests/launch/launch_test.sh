@@ -3,11 +3,12 @@
 #   1. bash -n (syntax) on every launch/*.sh and launch/slurm.sbatch;
 #   2. launch/plot_metrics.py turns a small hand-written metrics.jsonl into a PNG
 #      (checked by its magic bytes), with and without -o;
-#   3. plot_metrics.py exits non-zero on a missing file and on a file with no usable events.
+#   3. plot_metrics.py exits non-zero on a missing file and on a file with no usable events;
+#   4. run_local.sh -h / --help prints its usage on stdout and exits 0; an unknown long
+#      option is named and exits 2.
 # Parts 2-3 are skipped (printing "SKIP: ...") when python3 or matplotlib is missing.
 #
 # Usage: bash tests/launch/launch_test.sh        (from anywhere; exit 0 = pass)
-# ctest: add_test(NAME launch_test COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/launch_test.sh)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,6 +25,20 @@ for s in "${scripts[@]}"; do
   bash -n "$s" || die "bash -n $s"
 done
 echo "ok: bash -n on ${#scripts[@]} launch scripts"
+
+# 4. run_local.sh's help and its unknown options (checked before anything needs MPI).
+for h in --help -h "-s 2 --help"; do
+  # shellcheck disable=SC2086
+  out="$(bash "$repo/launch/run_local.sh" $h 2>/dev/null)" || die "run_local.sh $h exited $?"
+  grep -q "^Usage:" <<<"$out" || die "run_local.sh $h printed no usage on stdout"
+done
+set +e
+err="$(bash "$repo/launch/run_local.sh" --frobnicate x.yaml 2>&1 >/dev/null)"
+status=$?
+set -e
+[ "$status" -eq 2 ] || die "run_local.sh --frobnicate exited $status, not 2"
+grep -q "unknown option --frobnicate" <<<"$err" || die "run_local.sh did not name --frobnicate: $err"
+echo "ok: run_local.sh --help and unknown options"
 
 # 2-3. plot_metrics.py; it re-runs itself with /usr/bin/python3 when the python3 on PATH
 # lacks matplotlib, so matplotlib counts as present if either python has it.
