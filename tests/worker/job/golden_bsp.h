@@ -67,6 +67,37 @@ inline std::string G9(double v) {
   return buf;
 }
 
+// Makes the data once per test suite; trains with the golden config.
+class GoldenFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    data_ = new SynthResult(MakeData(dir_->File("synth")));
+  }
+  static void TearDownTestSuite() {
+    delete data_;
+    delete dir_;
+  }
+  // Runs `fmps train` (under mpirun with `ranks` ranks, or single-node when 0) with the
+  // config of `optimizer` and the --set options `sets`; outputs in `out`.
+  static void Train(int ranks, const std::string& optimizer, const std::string& out,
+                    const std::string& sets = "") {
+    const std::string config = dir_->Write(optimizer + ".yaml", ConfigYaml(*data_, optimizer));
+    const std::string launcher =
+        ranks == 0 ? ""
+                   : "timeout 120 mpirun --allow-run-as-root --oversubscribe --bind-to none "
+                     "--mca mpi_yield_when_idle 1 -np " +
+                         std::to_string(ranks) + " ";
+    std::string log;
+    const int rc = testing::RunCommand(launcher + testing::FmpsBinary() + " train " + config +
+                                           " --set output.dir=" + out + " " + sets,
+                                       &log);
+    ASSERT_EQ(rc, 0) << log;
+  }
+  inline static testing::TempDir* dir_ = nullptr;
+  inline static SynthResult* data_ = nullptr;
+};
+
 inline void ExpectGolden(const std::vector<double>& got, const std::vector<double>& want,
                          const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;

@@ -15,38 +15,7 @@ namespace {
 
 using testing::TempDir;
 
-class GoldenBspMpiTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    data_ = new SynthResult(golden::MakeData(dir_->File("synth")));
-  }
-  static void TearDownTestSuite() {
-    delete data_;
-    delete dir_;
-  }
-  // Runs `fmps train` (under mpirun with `ranks` ranks, or single-node when 0) with the
-  // golden config and `sets`; output in `out`.
-  static void Train(int ranks, const std::string& optimizer, const std::string& out,
-                    const std::string& sets = "") {
-    const std::string config =
-        dir_->Write(optimizer + ".yaml", golden::ConfigYaml(*data_, optimizer));
-    const std::string launcher =
-        ranks == 0 ? ""
-                   : "timeout 120 mpirun --allow-run-as-root --oversubscribe --bind-to none "
-                     "--mca mpi_yield_when_idle 1 -np " +
-                         std::to_string(ranks) + " ";
-    std::string log;
-    const int rc = testing::RunCommand(launcher + testing::FmpsBinary() + " train " + config +
-                                           " --set output.dir=" + out + " " + sets,
-                                       &log);
-    ASSERT_EQ(rc, 0) << log;
-  }
-  static TempDir* dir_;
-  static SynthResult* data_;
-};
-TempDir* GoldenBspMpiTest::dir_ = nullptr;
-SynthResult* GoldenBspMpiTest::data_ = nullptr;
+using GoldenBspMpiTest = golden::GoldenFixture;
 
 TEST_F(GoldenBspMpiTest, TwoServersTwoWorkersMatchTheGoldenLosses) {
   for (const char* optimizer : {"sgd", "adagrad"}) {

@@ -14,33 +14,15 @@ namespace {
 
 using testing::TempDir;
 
-class GoldenBspTest : public ::testing::Test {
+class GoldenBspTest : public golden::GoldenFixture {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    data_ = new SynthResult(golden::MakeData(dir_->File("synth")));
-  }
-  static void TearDownTestSuite() {
-    delete data_;
-    delete dir_;
-  }
-  // Trains with the binary (single node) and returns the per-epoch test loglosses.
+  // Trains single-node and returns the per-epoch test loglosses.
   static std::vector<double> Run(const std::string& optimizer, const std::string& sets = "") {
     TempDir out;
-    const std::string config =
-        dir_->Write(optimizer + ".yaml", golden::ConfigYaml(*data_, optimizer));
-    std::string log;
-    const int rc = testing::RunCommand(
-        testing::FmpsBinary() + " train " + config + " --set output.dir=" + out.path() + " " + sets,
-        &log);
-    EXPECT_EQ(rc, 0) << log;
+    Train(0, optimizer, out.path(), sets);
     return golden::EpochLoglosses(out.File("metrics.jsonl"));
   }
-  static TempDir* dir_;
-  static SynthResult* data_;
 };
-TempDir* GoldenBspTest::dir_ = nullptr;
-SynthResult* GoldenBspTest::data_ = nullptr;
 
 TEST_F(GoldenBspTest, SgdMatchesTheGoldenLosses) {
   golden::ExpectGolden(Run("sgd"), golden::kSgdLoglosses, "sgd");
