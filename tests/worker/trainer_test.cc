@@ -1,16 +1,12 @@
-// End-to-end single-node training: determinism, server-count invariance, convergence on
-// planted and real data, outputs.
+// End-to-end single-node training on planted data: determinism, server-count invariance,
+// convergence of every optimizer, min_count, warm start, errors, outputs.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <future>
 #include <map>
-#include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/config/config.h"
@@ -19,8 +15,6 @@
 #include "common/data/reader.h"
 #include "common/data/synth.h"
 #include "tests/util/test_util.h"
-#include "worker/batch_prefetcher.h"
-#include "worker/divergence.h"
 #include "worker/job/local_trainer.h"
 
 namespace fmps {
@@ -241,13 +235,6 @@ TEST_F(SynthTrainTest, BadRowUnderFailStopsWithFileAndLine) {
   }
 }
 
-Config RealConfig(const std::string& train, const std::string& test, const std::string& out,
-                  const std::string& body) {
-  return ParseConfig("data:\n  train: " + train + "\n  test: " + test + "\n" + body +
-                         "output:\n  dir: " + out + "\n",
-                     "real.yaml", {});
-}
-
 // optimizer.clip_gradient reaches every optimizer (the model changes) and training still
 // learns with a moderate bound.
 TEST_F(SynthTrainTest, EveryOptimizerLearnsWithClipping) {
@@ -276,141 +263,6 @@ TEST_F(SynthTrainTest, HugeLearningRateStopsWithNumericError) {
     EXPECT_NE(std::string(e.what()).find("smaller optimizer.lr"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(out.File("model.fmps")));
-}
-
-// The divergence rule (worker/divergence.h) on hand-made loss sequences.
-TEST(DivergenceGuardTest, FiresOnExplodingOrNonFiniteLossOnly) {
-  const std::vector<float> labels(2000, 1.0f);
-  const double log2 = std::log(2.0);
-  {  // Logistic: from log 2 down to 0.1 and noisy spikes up to 6x log 2: never fires.
-    DivergenceGuard g(Loss::kLogistic);
-    for (int i = 0; i < 50; ++i)
-      g.Add(100, 100 * (i % 7 == 6 ? 6 * log2 : log2 / (1 + i)), labels.data());
-  }
-  {  // Logistic: a window (1000 rows) of mean 7 > 10 log 2 fires at its end, not before.
-    DivergenceGuard g(Loss::kLogistic);
-    g.Add(1000, 1000 * log2, labels.data());
-    for (int i = 0; i < 9; ++i) g.Add(100, 700.0, labels.data());
-    EXPECT_THROW(g.Add(100, 700.0, labels.data()), NumericError);
-  }
-  {  // Squared loss, labels 3: Z = 4.5, limit 45.
-    DivergenceGuard g(Loss::kSquared);
-    const std::vector<float> threes(1000, 3.0f);
-    g.Add(1000, 1000 * 4.5, threes.data());
-    g.Add(1000, 1000 * 44.0, threes.data());
-    EXPECT_THROW(g.Add(1000, 1000 * 46.0, threes.data()), NumericError);
-  }
-  {  // Squared loss, zero labels after labels 10: Z1 = 50 keeps the limit at 500.
-    DivergenceGuard g(Loss::kSquared);
-    const std::vector<float> zeros(1000, 0.0f);
-    const std::vector<float> tens(1000, 10.0f);
-    g.Add(1000, 1000 * 50.0, tens.data());
-    g.Add(1000, 1000 * 499.0, zeros.data());
-    EXPECT_THROW(g.Add(1000, 1000 * 501.0, zeros.data()), NumericError);
-  }
-  {  // Squared loss on all-zero labels: the floor kMinScale (limit 0.01).
-    DivergenceGuard g(Loss::kSquared);
-    const std::vector<float> zeros(1000, 0.0f);
-    g.Add(1000, 1000 * 1e-8, zeros.data());
-    g.Add(1000, 1000 * 0.009, zeros.data());
-    EXPECT_THROW(g.Add(1000, 1000 * 0.011, zeros.data()), NumericError);
-  }
-  {  // A non-finite batch loss fires at once.
-    DivergenceGuard g(Loss::kLogistic);
-    EXPECT_THROW(g.Add(10, std::nan(""), labels.data()), NumericError);
-    DivergenceGuard h(Loss::kSquared);
-    EXPECT_THROW(h.Add(10, INFINITY, labels.data()), NumericError);
-  }
-  try {  // The message says what happened and what to do.
-    DivergenceGuard g(Loss::kLogistic);
-    g.Add(2000, 2000 * 100.0, labels.data());
-    FAIL();
-  } catch (const NumericError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("training diverged"), std::string::npos) << what;
-    EXPECT_NE(what.find("try a smaller optimizer.lr"), std::string::npos) << what;
-  }
-}
-
-TEST(RealDataTest, A9aReachesAuc090) {
-  FMPS_REQUIRE_SHARED_DATA(train, "a9a/a9a");
-  TempDir out;
-  TrainSummary s = TrainLocal(RealConfig(
-      train, testing::SharedData("a9a/a9a.t"), out.path(),
-      "  format: libsvm\nmodel:\n  k: 4\n  l2_v: 0.0001\noptimizer:\n  name: adagrad\n  lr: 0.05\n"
-      "train:\n  epochs: 5\n  batch_size: 64\n"));
-  EXPECT_EQ(s.rows_trained, 5u * 32561u);
-  EXPECT_GE(s.test_auc, 0.90);
-}
-
-TEST(RealDataTest, AgaricusReachesAuc0999) {
-  FMPS_REQUIRE_SHARED_DATA(train, "agaricus/agaricus.txt.train");
-  TempDir out;
-  TrainSummary s = TrainLocal(
-      RealConfig(train, testing::SharedData("agaricus/agaricus.txt.test"), out.path(),
-                 "  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: 0.1\n"
-                 "train:\n  epochs: 3\n  batch_size: 32\n"));
-  EXPECT_GE(s.test_auc, 0.999);
-}
-
-TEST(RealDataTest, RaggedCriteoParsesWithoutBadRows) {
-  FMPS_REQUIRE_SHARED_DATA(train, "jqsl_pytorchfm_criteo/train.txt");
-  TempDir out;
-  TrainSummary s = TrainLocal(
-      RealConfig(train, train, out.path(),
-                 "  format: criteo\n  hash_bits: 20\nmodel:\n  k: 4\noptimizer:\n  lr: 0.02\n"
-                 "train:\n  epochs: 3\n  batch_size: 100\n"));
-  EXPECT_EQ(s.rows_trained, 3000u);
-  EXPECT_EQ(s.bad_rows, 0u);
-  // Scored on its own training rows: every row's features were read, so it memorises them.
-  EXPECT_GT(s.test_auc, 0.95);
-}
-
-// BatchPrefetcher at depths 1..3, consumed as TrainAsync does (the next batch taken before
-// the current one is released): every row arrives once, in order, and nothing hangs. Next()
-// must wake a producer that waits for a free ready slot; without that, a depth-1 consumer
-// holding two batches waited forever. Repeated, since the hang needs the producer to be
-// waiting at the moment Next() takes a batch.
-TEST(BatchPrefetcherTest, DeliversEveryRowWhileTheConsumerHoldsTwoBatches) {
-  TempDir dir;
-  const int rows = 50;
-  std::string text;
-  std::vector<float> want;
-  for (int i = 0; i < rows; ++i) {
-    text += std::to_string(i % 3 == 0 ? 1 : 0) + " " + std::to_string(i + 1) + ":1\n";
-    want.push_back(i % 3 == 0 ? 1.0f : 0.0f);
-  }
-  const std::string path = dir.Write("rows.libsvm", text);
-  FeatureSpec spec;
-  spec.data.format = DataFormat::kLibsvm;
-  for (int depth = 1; depth <= 3; ++depth) {
-    for (int rep = 0; rep < 20; ++rep) {
-      SCOPED_TRACE("depth " + std::to_string(depth) + ", repetition " + std::to_string(rep));
-      auto reader = std::make_unique<ShardReader>(spec, std::vector<std::string>{path}, 0, 1);
-      auto prefetcher = std::make_unique<BatchPrefetcher>(reader.get(), 3, depth, true);
-      std::vector<float> labels;
-      std::promise<void> finished;
-      std::future<void> done = finished.get_future();
-      std::thread consumer([&] {
-        PreparedBatch* cur = prefetcher->Next();
-        while (cur != nullptr) {
-          PreparedBatch* next = prefetcher->Next();
-          labels.insert(labels.end(), cur->block.labels.begin(), cur->block.labels.end());
-          prefetcher->Release(cur);
-          cur = next;
-        }
-        finished.set_value();
-      });
-      if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
-        consumer.detach();  // blocked in Next() for good: leave it and what it uses
-        (void)prefetcher.release();
-        (void)reader.release();
-        FAIL() << "the consumer is stuck in Next()";
-      }
-      consumer.join();
-      EXPECT_EQ(labels, want);
-    }
-  }
 }
 
 }  // namespace
