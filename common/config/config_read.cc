@@ -85,8 +85,6 @@ class TableReader {
 
   void Read(Config* config) {
     for (std::size_t i = 0; i < fields_.size(); ++i) ReadField(i, config);
-    if (const Section* csv = Find("data.csv"); csv != nullptr)
-      CheckCsvRoles(*csv, config->data.csv);
   }
 
  private:
@@ -99,6 +97,8 @@ class TableReader {
       if (!FieldApplies(f, *config)) FailNotApplies(*e, *f.applies, *config);
       ReadFieldValue(ctx_, *e, f, config);
       given_[i] = e;
+      // Lists not read yet are empty: checking after each csv key blames the first clash.
+      if (s->path() == "data.csv") CheckCsvRoles(*s, config->data.csv);
     }
     const bool required = f.presence == Presence::kRequired ||
                           (f.presence == Presence::kRequiredToTrain && require_train_);
@@ -126,11 +126,6 @@ class TableReader {
       }
     }
     return sections_.emplace(std::string(path), std::move(made)).first->second.get();
-  }
-
-  const Section* Find(std::string_view path) const {
-    const auto it = sections_.find(path);
-    return it == sections_.end() ? nullptr : it->second.get();
   }
 
   // "<controlling key> is <value>[, the default]", or the condition's fixed reason.
