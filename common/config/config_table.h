@@ -24,12 +24,14 @@
 
 namespace fmps {
 
-// An accessor to one member of a Config (a captureless lambda).
+// An accessor to one member of a Config (a captureless lambda). Readers of a const Config call
+// it through a const_cast and only read.
 template <typename T>
 using Member = T& (*)(Config&);
 
-// When a key has an effect. A key given while its condition is false is an error, is left out
-// of the dump, the digest and the key settings.
+// When a key has an effect. Giving a key while its condition is false is an error; such a key
+// is left out of the dump, the digest and the key settings. A sub-section whose keys all share
+// one condition (data.csv) is checked as a whole.
 struct Condition {
   const char* text;              // e.g. "to optimizer.name: adam"
   bool (*holds)(const Config&);  // whether the key applies to this config
