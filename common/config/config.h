@@ -1,8 +1,11 @@
 // Experiment configuration: typed structs with defaults, loaded strictly from YAML.
 //
-// Every key of BRIEF §3 lives here. LoadConfig rejects unknown keys (suggesting the nearest
-// valid name), wrong types and out-of-range values with a ConfigError naming the dotted key
-// and its line:column in the file (or the --set override that supplied it).
+// The member initialisers below are the one source of every default. Each member is described
+// once in the field table (config_table.h: key, allowed values, when it applies, digest), which
+// drives reading, the dump, the digests and `fmps check --explain`. LoadConfig rejects unknown
+// keys (suggesting the nearest valid name), wrong types and out-of-range values with a
+// ConfigError naming the dotted key and its line:column in the file (or the --set override
+// that supplied it).
 #pragma once
 
 #include <cstdint>
@@ -112,13 +115,28 @@ Config LoadConfig(const std::string& path, const std::vector<std::string>& overr
 Config ParseConfig(const std::string& yaml_text, const std::string& name,
                    const std::vector<std::string>& overrides);
 
-// The complete effective config as YAML (every key, defaults included, block style with
-// lists in flow style). Keys that do not apply are left out so that the text re-parses under
-// the rules above: optimizer hyper-parameters the chosen optimizer does not use, max_delay
-// under bsp, and the csv block unless the format is csv. Hence for every config produced by
-// ParseConfig (where such fields always hold their defaults), ParseConfig of the result
-// gives back an equal config. Reals are written in their shortest exact form.
+// The complete effective config as YAML (every key that applies, defaults included, block
+// style with lists in flow style). Keys that do not apply are left out so that the text
+// re-parses under the rules above: optimizer hyper-parameters the chosen optimizer does not
+// use, max_delay under bsp, the csv block unless the format is csv, and checkpoint.every_seconds
+// and keep without a checkpoint.dir. Hence for every config produced by ParseConfig (where such
+// fields always hold their defaults), ParseConfig of the result gives back an equal config.
+// Reals are written in their shortest exact form.
 std::string ConfigToYaml(const Config& config);
+
+// A 16-hex-digit hash of the settings a checkpoint depends on (the table's digest fields
+// that apply: data files, format and csv roles, model, optimizer, batch size, consistency,
+// max_delay, seed). Resuming is refused when it differs; cluster sizes, epochs, test files,
+// outputs and checkpoint settings may change between runs.
+std::string ConfigDigest(const Config& config);
+
+// The data settings that decide what a feature key means (format, hash_bits, csv roles), as
+// YAML; two configs' keys mean the same iff these texts are equal.
+std::string KeySettings(const DataConfig& data);
+
+// Every config key with its type, allowed values, default, when it applies and its meaning,
+// one key per two lines (`fmps check --explain`).
+std::string ExplainConfig();
 
 // Parses just the `data:` section (as written by ConfigToYaml) into a DataConfig; used to
 // restore the feature pipeline stored in a model file. Same rules as in a config, except

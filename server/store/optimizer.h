@@ -19,32 +19,35 @@
 
 namespace fmps {
 
+// Hyper-parameters of each optimizer. Jobs build them from the config (MakeOptimizer); their
+// defaults are not values of their own but those of OptimizerConfig (config.h), the one
+// source of defaults, so a default-constructed struct means "as an unset config key".
 struct SgdParams {
   static constexpr int kStateFloats = 0;
-  float lr = 0.05f;
+  float lr = OptimizerConfig{}.lr;
 };
 
 struct AdagradParams {
   static constexpr int kStateFloats = 1;  // sum of squared gradients
-  float lr = 0.05f;
-  float eps = 1e-8f;
+  float lr = OptimizerConfig{}.lr;
+  float eps = OptimizerConfig{}.eps;
 };
 
 struct AdamParams {
   static constexpr int kStateFloats = 2;  // first and second moments (+ a step count per group)
-  float lr = 0.001f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
+  float lr = OptimizerConfig{}.lr;
+  float beta1 = OptimizerConfig{}.beta1;
+  float beta2 = OptimizerConfig{}.beta2;
+  float eps = OptimizerConfig{}.eps;
 };
 
 // FTRL-proximal (McMahan et al. 2013). The parameter value is kept explicitly (derived
 // from z and n after each update) so that pulls cost the same as for other optimizers.
 struct FtrlParams {
   static constexpr int kStateFloats = 2;  // z, n
-  float alpha = 0.05f;
-  float beta = 1.0f;
-  float l1 = 0.0f;
+  float alpha = OptimizerConfig{}.lr;
+  float beta = OptimizerConfig{}.ftrl_beta;
+  float l1 = OptimizerConfig{}.l1;
 };
 
 class Optimizer {

@@ -42,6 +42,8 @@ constexpr const char* kUsage = R"(fmps — distributed Factorization Machines on
 usage:
   fmps train   CONFIG.yaml [--set KEY=VALUE]... [--resume]
   fmps check   CONFIG.yaml [--set KEY=VALUE]...   validate; print the effective config
+  fmps check   --explain                           list every config key: type, default,
+                                                   allowed values, when it applies, meaning
   fmps synth   --out DIR [--rows N] [--test-rows N] [--fields F] [--vocab V]
                [--k K] [--seed S] [--format libsvm|libffm|criteo|csv]
   fmps predict --model PATH --data FILE [--format F] [--out FILE] [--threads N]
@@ -185,7 +187,14 @@ int Train(int argc, char** argv) {
 }
 
 int Check(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "check", {"set"}, {});
+  Args a = ParseArgs(argc, argv, 2, "check", {"set"}, {"explain"});
+  if (a.Has("explain")) {
+    if (!a.positional.empty() || a.options.count("set") != 0) {
+      throw ConfigError("check: --explain takes no CONFIG.yaml or --set");
+    }
+    std::cout << ExplainConfig();
+    return 0;
+  }
   Config config = LoadFromArgs("check", a);
   std::cout << ConfigToYaml(config);
   return 0;

@@ -1,4 +1,4 @@
-// The `fmps` command line (BRIEF §2). RunCli parses argv, runs the command and returns the
+// The `fmps` command line. RunCli parses argv, runs the command and returns the
 // process exit status; errors propagate as fmps::Error for main to report.
 #pragma once
 

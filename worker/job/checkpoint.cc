@@ -182,23 +182,6 @@ WorkerReport DecodeReport(const Message& m) {
   return r;
 }
 
-std::string ConfigDigest(const Config& config) {
-  Config c = config;
-  c.data.test.clear();
-  c.data.on_error = OnError::kSkip;
-  c.train.epochs = 1;
-  c.train.progress_seconds = 1;
-  c.train.init_model.clear();
-  c.cluster = ClusterConfig();
-  c.checkpoint = CheckpointConfig();
-  c.output = OutputConfig{"-"};
-  const std::string yaml = ConfigToYaml(c);
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx",
-                static_cast<unsigned long long>(XXH3_64bits(yaml.data(), yaml.size())));
-  return hex;
-}
-
 // The sequence number after every checkpoint present in `dir` (1 if none).
 static std::uint64_t NextCheckpointSeq(const std::string& dir) {
   const auto list = ListCheckpoints(dir);

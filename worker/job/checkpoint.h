@@ -59,11 +59,6 @@ struct Manifest {
   std::vector<std::vector<ByteRange>> workers;  // remaining ranges per worker
 };
 
-// Digest of the settings a checkpoint depends on (data, model, optimizer, seed, batching):
-// resuming with a config that differs in them is refused; cluster sizes, epochs, outputs and
-// checkpoint settings may change.
-std::string ConfigDigest(const Config& config);
-
 // Newest complete checkpoint in `dir` (nullopt if none). Checkpoints whose manifest is
 // unreadable or whose shards are missing, truncated or fail their checksum are skipped with
 // a warning naming the file. Throws ConfigError if the chosen one was written with a

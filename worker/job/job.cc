@@ -51,16 +51,6 @@ void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
   throw DataError(msg);
 }
 
-namespace {
-// The data settings that decide what a key means (paths and error policy excluded).
-std::string KeySettings(DataConfig d) {
-  d.train = {"-"};
-  d.test.clear();
-  d.on_error = OnError::kSkip;
-  return DataSectionToYaml(d);
-}
-}  // namespace
-
 void CheckInitModel(const Config& config) {
   const std::string& path = config.train.init_model;
   if (path.empty()) return;

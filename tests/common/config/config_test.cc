@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <functional>
+#include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/base/error.h"
+#include "common/config/config_table.h"
 #include "tests/util/test_util.h"
 
 namespace fmps {
@@ -603,6 +607,224 @@ TEST(ConfigTest, ExpandPathsErrors) {
               std::string::npos)
         << e.what();
   }
+}
+
+// ---- The field table ----------------------------------------------------------------------
+
+// Converts to any member type; counts an aggregate's members (only used unevaluated).
+struct AnyMember {
+  template <typename T>
+  operator T() const;
+};
+
+template <typename T, typename... A>
+constexpr std::size_t CountMembers() {
+  if constexpr (requires { T{A{}..., AnyMember{}}; }) {
+    return CountMembers<T, A..., AnyMember>();
+  } else {
+    return sizeof...(A);
+  }
+}
+
+// The distinct names directly under `section` ("" = top) among the table's keys.
+std::size_t TableChildren(const std::string& section) {
+  std::set<std::string> names;
+  for (const ConfigField& f : ConfigFields()) {
+    const std::string key = f.key;
+    if (!section.empty() && key.rfind(section + ".", 0) != 0) continue;
+    const std::string rest = section.empty() ? key : key.substr(section.size() + 1);
+    names.insert(rest.substr(0, rest.find('.')));
+  }
+  return names.size();
+}
+
+TEST(ConfigTableTest, EveryStructHasOneTableEntryPerMember) {
+  EXPECT_EQ(TableChildren(""), CountMembers<Config>());
+  EXPECT_EQ(TableChildren("data"), CountMembers<DataConfig>());
+  EXPECT_EQ(TableChildren("data.csv"), CountMembers<CsvSpec>());
+  EXPECT_EQ(TableChildren("model"), CountMembers<ModelConfig>());
+  EXPECT_EQ(TableChildren("optimizer"), CountMembers<OptimizerConfig>());
+  EXPECT_EQ(TableChildren("train"), CountMembers<TrainConfig>());
+  EXPECT_EQ(TableChildren("cluster"), CountMembers<ClusterConfig>());
+  EXPECT_EQ(TableChildren("checkpoint"), CountMembers<CheckpointConfig>());
+  EXPECT_EQ(TableChildren("output"), CountMembers<OutputConfig>());
+  EXPECT_EQ(CountMembers<CsvSpec>(), 6u);  // the counter itself works
+  std::set<std::string> keys;
+  for (const ConfigField& f : ConfigFields()) {
+    EXPECT_TRUE(keys.insert(f.key).second) << "twice: " << f.key;
+    EXPECT_EQ(FindConfigField(f.key), &f);
+  }
+  EXPECT_EQ(FindConfigField("model.kk"), nullptr);
+}
+
+template <typename T>
+std::string Text(const T& v) {
+  if constexpr (std::is_enum_v<T>) {
+    return std::to_string(static_cast<int>(v));
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return "'" + v + "'";
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    std::string out;
+    for (const std::string& s : v) out += "'" + s + "' ";
+    return out;
+  } else if constexpr (std::is_same_v<T, char>) {
+    return std::string(1, v);
+  } else {
+    return std::to_string(v);
+  }
+}
+
+// One key: a non-default value, the overrides that make the key apply, and the struct member
+// it must reach (read directly, independently of the table's accessors).
+struct Probe {
+  std::string key;
+  std::string value;
+  std::vector<std::string> enable;
+  std::function<std::string(const Config&)> member;
+};
+
+#define FMPS_PROBE(path, value, ...)                                           \
+  Probe {                                                                      \
+#path, value, {__VA_ARGS__ }, [](const Config& c) { return Text(c.path); } \
+  }
+
+std::vector<Probe> Probes() {
+  const std::string csv = "data.format=csv", label = "data.csv.label=lbl";
+  return {
+      FMPS_PROBE(data.train, "[x.txt, y.txt]"),
+      FMPS_PROBE(data.test, "t.txt"),
+      FMPS_PROBE(data.format, "criteo"),
+      FMPS_PROBE(data.hash_bits, "20"),
+      FMPS_PROBE(data.csv.label, "clicked", csv, label),
+      FMPS_PROBE(data.csv.numeric, "[n1, n2]", csv, label),
+      FMPS_PROBE(data.csv.categorical, "c1", csv, label),
+      FMPS_PROBE(data.csv.ignore, "[i1]", csv, label),
+      FMPS_PROBE(data.csv.delimiter, ";", csv, label),
+      FMPS_PROBE(data.csv.transform, "none", csv, label),
+      FMPS_PROBE(data.on_error, "fail"),
+      FMPS_PROBE(model.k, "16"),
+      FMPS_PROBE(model.loss, "squared"),
+      FMPS_PROBE(model.init_std, "0.5"),
+      FMPS_PROBE(model.l2_w, "0.25"),
+      FMPS_PROBE(model.l2_v, "0.125"),
+      FMPS_PROBE(model.min_count, "3"),
+      FMPS_PROBE(optimizer.name, "sgd"),
+      FMPS_PROBE(optimizer.lr, "0.5"),
+      FMPS_PROBE(optimizer.beta1, "0.5", "optimizer.name=adam"),
+      FMPS_PROBE(optimizer.beta2, "0.75", "optimizer.name=adam"),
+      FMPS_PROBE(optimizer.eps, "0.001"),
+      FMPS_PROBE(optimizer.l1, "0.5", "optimizer.name=ftrl"),
+      FMPS_PROBE(optimizer.ftrl_beta, "2", "optimizer.name=ftrl"),
+      FMPS_PROBE(optimizer.clip_gradient, "4"),
+      FMPS_PROBE(train.epochs, "3"),
+      FMPS_PROBE(train.batch_size, "64"),
+      FMPS_PROBE(train.consistency, "bsp"),
+      FMPS_PROBE(train.max_delay, "9"),
+      FMPS_PROBE(train.seed, "18446744073709551615"),
+      FMPS_PROBE(train.progress_seconds, "0.5"),
+      FMPS_PROBE(train.init_model, "m.fmps"),
+      FMPS_PROBE(cluster.servers, "3"),
+      FMPS_PROBE(cluster.local_servers, "4"),
+      FMPS_PROBE(cluster.local_workers, "5"),
+      FMPS_PROBE(cluster.timeout_seconds, "60"),
+      FMPS_PROBE(checkpoint.dir, "ck2"),
+      FMPS_PROBE(checkpoint.every_seconds, "7.5", "checkpoint.dir=ck"),
+      FMPS_PROBE(checkpoint.keep, "5", "checkpoint.dir=ck"),
+      FMPS_PROBE(output.dir, "elsewhere"),
+  };
+}
+#undef FMPS_PROBE
+
+TEST(ConfigTableTest, ProbesCoverTheTable) {
+  std::set<std::string> table, probed;
+  for (const ConfigField& f : ConfigFields()) table.insert(f.key);
+  for (const Probe& p : Probes()) probed.insert(p.key);
+  EXPECT_EQ(table, probed);
+}
+
+// --set on each key reaches exactly its member and its table entry; the dump of the result
+// reads back equal; the checkpoint digest changes exactly for digest fields and the key
+// settings exactly for key-setting fields.
+TEST(ConfigTableTest, SetEveryKeyDumpReadBackAndDigest) {
+  for (const Probe& p : Probes()) {
+    SCOPED_TRACE(p.key);
+    const ConfigField* field = FindConfigField(p.key);
+    ASSERT_NE(field, nullptr);
+    const Config base = Parse(kMinimal, p.enable);
+    std::vector<std::string> sets = p.enable;
+    sets.push_back(p.key + "=" + p.value);
+    const Config changed = Parse(kMinimal, sets);
+    EXPECT_TRUE(FieldApplies(*field, changed));
+    EXPECT_NE(p.member(changed), p.member(base));
+    for (const ConfigField& f : ConfigFields()) {
+      EXPECT_EQ(FieldValueText(f, changed) != FieldValueText(f, base), f.key == p.key) << f.key;
+    }
+    const std::string dump = ConfigToYaml(changed);
+    Config again;
+    ASSERT_NO_THROW(again = Parse(dump)) << dump;
+    EXPECT_TRUE(SameConfig(changed, again)) << dump;
+    EXPECT_EQ(p.member(again), p.member(changed));
+    EXPECT_EQ(ConfigDigest(changed) != ConfigDigest(base), field->digest);
+    EXPECT_EQ(ConfigDigest(again), ConfigDigest(changed));
+    EXPECT_EQ(KeySettings(changed.data) != KeySettings(base.data), field->key_setting);
+  }
+}
+
+// The settings a checkpoint depends on: data, model, optimizer, seed and batching; not the
+// cluster sizes, epochs, test files, error policy, outputs, warm start or checkpoint settings.
+TEST(ConfigTableTest, DigestAndKeySettingFields) {
+  std::set<std::string> digest, key_settings;
+  for (const ConfigField& f : ConfigFields()) {
+    if (f.digest) digest.insert(f.key);
+    if (f.key_setting) key_settings.insert(f.key);
+  }
+  const std::set<std::string> data_keys = {
+      "data.format",          "data.hash_bits",  "data.csv.label",     "data.csv.numeric",
+      "data.csv.categorical", "data.csv.ignore", "data.csv.delimiter", "data.csv.transform"};
+  std::set<std::string> expected = data_keys;
+  for (const char* key :
+       {"data.train", "model.k", "model.loss", "model.init_std", "model.l2_w", "model.l2_v",
+        "model.min_count", "optimizer.name", "optimizer.lr", "optimizer.beta1", "optimizer.beta2",
+        "optimizer.eps", "optimizer.l1", "optimizer.ftrl_beta", "optimizer.clip_gradient",
+        "train.batch_size", "train.consistency", "train.max_delay", "train.seed"}) {
+    expected.insert(key);
+  }
+  EXPECT_EQ(digest, expected);
+  EXPECT_EQ(key_settings, data_keys);
+  // A digest is 16 hex digits and ignores keys that do not apply.
+  const Config c = Parse(kMinimal);
+  EXPECT_EQ(ConfigDigest(c).size(), 16u);
+  Config ignored = c;
+  ignored.optimizer.l1 = 3;  // sgd: not used
+  ignored.optimizer.name = OptimizerName::kSgd;
+  Config sgd = c;
+  sgd.optimizer.name = OptimizerName::kSgd;
+  EXPECT_EQ(ConfigDigest(ignored), ConfigDigest(sgd));
+}
+
+TEST(ConfigTableTest, ExplainListsEveryKeyWithDefaultAndCondition) {
+  const std::string text = ExplainConfig();
+  for (const ConfigField& f : ConfigFields()) {
+    const std::size_t at = text.find(std::string("\n") + f.key + ": ");
+    ASSERT_NE(at, std::string::npos) << f.key;
+    const std::string line = text.substr(at + 1, text.find('\n', at + 1) - at - 1);
+    if (f.presence == Presence::kOptional) {
+      EXPECT_NE(line.find("; default "), std::string::npos) << line;
+    } else {
+      EXPECT_NE(line.find("; required"), std::string::npos) << line;
+    }
+    EXPECT_EQ(line.find("applies only") != std::string::npos, f.applies != nullptr) << line;
+  }
+  EXPECT_NE(text.find("\nmodel.k: integer in 1..1024; default 8; digest\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\noptimizer.beta1: finite number in [0, 1); default 0.9; applies only to "
+                      "optimizer.name: adam; digest\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\noutput.dir: non-empty string; default runs/<config file name without "
+                      "extension>\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

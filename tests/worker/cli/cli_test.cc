@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/config/config.h"
+#include "common/config/config_table.h"
 #include "tests/util/test_util.h"
 
 namespace fmps {
@@ -51,6 +53,41 @@ TEST(CliTest, CheckReportsKeyAndLine) {
   std::string good = dir.Write("good.yaml", "data:\n  train: x\n  format: libsvm\n");
   EXPECT_EQ(RunCommand(FmpsBinary() + " check " + good + " --set model.k=16", &out), 0) << out;
   EXPECT_NE(out.find("k: 16"), std::string::npos) << out;
+}
+
+// `fmps check --explain`: every table key on its own line with its type, default (or
+// "required") and, for conditional keys, when it applies; no config needed.
+TEST(CliTest, CheckExplainListsEveryKeyWithItsDefault) {
+  std::string out;
+  ASSERT_EQ(RunCommand(FmpsBinary() + " check --explain", &out), 0) << out;
+  const Config defaults;
+  for (const ConfigField& f : ConfigFields()) {
+    const std::size_t at = out.find(std::string("\n") + f.key + ": ");
+    ASSERT_NE(at, std::string::npos) << f.key << " missing in:\n" << out;
+    EXPECT_EQ(out.find(std::string("\n") + f.key + ": ", at + 1), std::string::npos) << f.key;
+    const std::string line = out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+    const std::string default_text =
+        f.default_text != nullptr ? f.default_text : FieldValueText(f, defaults);
+    if (f.presence == Presence::kOptional) {
+      EXPECT_NE(line.find("; default " + default_text), std::string::npos) << line;
+    } else {
+      EXPECT_NE(line.find("; required"), std::string::npos) << line;
+    }
+    if (f.applies != nullptr) {
+      EXPECT_NE(line.find(std::string("; applies only ") + f.applies->text), std::string::npos)
+          << line;
+    }
+  }
+  EXPECT_NE(out.find("\ntrain.max_delay: integer in 1..1024; default 4; applies only to "
+                     "train.consistency: async; digest\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\ndata.csv.delimiter: one character (not a line break); default \",\""),
+            std::string::npos)
+      << out;
+  // --explain describes the keys, not a config.
+  EXPECT_EQ(RunCommand(FmpsBinary() + " check --explain x.yaml", &out), 2);
+  EXPECT_NE(out.find("--explain takes no CONFIG.yaml"), std::string::npos) << out;
 }
 
 TEST(CliTest, SynthTrainPredictEvalExport) {

@@ -1,0 +1,327 @@
+// The config field table: see config_table.h.
+
+#include "common/config/config_table.h"
+
+#include <limits>
+
+namespace fmps {
+namespace {
+
+// Accessor of the Config member at `path` (e.g. FMPS_AT(model.k)).
+#define FMPS_AT(path) \
+  [](Config & c) -> auto& { return c.path; }
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr RealRange kNonNegative{0.0, true, kInf, false, ">= 0"};
+constexpr RealRange kPositive{0.0, false, kInf, false, "> 0"};
+constexpr RealRange kUnitOpen{0.0, true, 1.0, false, "in [0, 1)"};
+constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+constexpr std::int64_t kUint32Max = std::numeric_limits<std::uint32_t>::max();
+
+bool IsAdam(const Config& c) { return c.optimizer.name == OptimizerName::kAdam; }
+bool IsAdagradOrAdam(const Config& c) {
+  return c.optimizer.name == OptimizerName::kAdagrad || IsAdam(c);
+}
+bool IsFtrl(const Config& c) { return c.optimizer.name == OptimizerName::kFtrl; }
+bool IsAsync(const Config& c) { return c.train.consistency == Consistency::kAsync; }
+bool IsCsv(const Config& c) { return c.data.format == DataFormat::kCsv; }
+bool HasCheckpointDir(const Config& c) { return !c.checkpoint.dir.empty(); }
+
+const Condition kAdamOnly{"to optimizer.name: adam", IsAdam, "optimizer.name"};
+const Condition kAdagradOrAdamOnly{"to optimizer.name: adagrad or adam", IsAdagradOrAdam,
+                                   "optimizer.name"};
+const Condition kFtrlOnly{"to optimizer.name: ftrl", IsFtrl, "optimizer.name"};
+const Condition kAsyncOnly{"to train.consistency: async", IsAsync, "train.consistency",
+                           "bsp runs one update per step"};
+const Condition kCsvOnly{"to data.format: csv", IsCsv, "data.format"};
+const Condition kWithCheckpointDir{"with checkpoint.dir set", HasCheckpointDir, "checkpoint.dir",
+                                   "no checkpoints are written without it"};
+
+std::vector<ConfigField> DataFields() {
+  return {
+      {.key = "data.train",
+       .kind = ListField{FMPS_AT(data.train), "path or glob"},
+       .meaning = "training files: paths or globs, read in this order",
+       .presence = Presence::kRequiredToTrain,
+       .digest = true},
+      {.key = "data.test",
+       .kind = ListField{FMPS_AT(data.test), "path or glob"},
+       .meaning = "test files, evaluated at each epoch end"},
+      {.key = "data.format",
+       .kind = EnumField<DataFormat>{FMPS_AT(data.format)},
+       .meaning = "file format of the train and test files",
+       .presence = Presence::kRequired,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.hash_bits",
+       .kind = IntField<int>{FMPS_AT(data.hash_bits), 0, 64},
+       .meaning = "0 keeps numeric ids; 1..64 hashes every key into 2^hash_bits values",
+       .digest = true,
+       .key_setting = true},
+  };
+}
+
+std::vector<ConfigField> CsvFields() {
+  return {
+      {.key = "data.csv.label",
+       .kind = TextField{FMPS_AT(data.csv.label), "the label column's name", "empty column name"},
+       .meaning = "the csv column holding the label",
+       .applies = &kCsvOnly,
+       .presence = Presence::kRequired,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.csv.numeric",
+       .kind = ListField{FMPS_AT(data.csv.numeric), "column name"},
+       .meaning = "real-valued csv columns, transformed per data.csv.transform",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.csv.categorical",
+       .kind = ListField{FMPS_AT(data.csv.categorical), "column name"},
+       .meaning = "csv columns whose values are hashed together with the column name",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.csv.ignore",
+       .kind = ListField{FMPS_AT(data.csv.ignore), "column name"},
+       .meaning = "csv columns that are skipped (every column needs exactly one role)",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.csv.delimiter",
+       .kind = CharField{FMPS_AT(data.csv.delimiter)},
+       .meaning = "the csv field separator",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.csv.transform",
+       .kind = EnumField<NumericTransform>{FMPS_AT(data.csv.transform)},
+       .meaning = "how numeric csv columns become feature values",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+  };
+}
+
+std::vector<ConfigField> DataTailFields() {
+  return {
+      {.key = "data.on_error",
+       .kind = EnumField<OnError>{FMPS_AT(data.on_error)},
+       .meaning = "skip: count malformed rows, report the first few; fail: stop at the first"},
+  };
+}
+
+std::vector<ConfigField> ModelFields() {
+  return {
+      {.key = "model.k",
+       .kind = IntField<int>{FMPS_AT(model.k), 1, 1024},
+       .meaning = "latent factors per feature (embedding width)",
+       .digest = true},
+      {.key = "model.loss",
+       .kind = EnumField<Loss>{FMPS_AT(model.loss)},
+       .meaning = "logistic for 0/1 labels (probabilities), squared for regression",
+       .digest = true},
+      {.key = "model.init_std",
+       .kind = RealField<float>{FMPS_AT(model.init_std), kNonNegative},
+       .meaning = "v ~ N(0, init_std^2), a function of (train.seed, key) only",
+       .digest = true},
+      {.key = "model.l2_w",
+       .kind = RealField<float>{FMPS_AT(model.l2_w), kNonNegative},
+       .meaning = "L2 on the linear weights w of the rows a batch touches",
+       .digest = true},
+      {.key = "model.l2_v",
+       .kind = RealField<float>{FMPS_AT(model.l2_v), kNonNegative},
+       .meaning = "L2 on the embeddings v of the rows a batch touches",
+       .digest = true},
+      {.key = "model.min_count",
+       .kind = IntField<std::uint32_t>{FMPS_AT(model.min_count), 0, kUint32Max},
+       .meaning = "a key gets an embedding v only once seen this often (w trains from the start)",
+       .digest = true},
+  };
+}
+
+std::vector<ConfigField> OptimizerFields() {
+  return {
+      {.key = "optimizer.name",
+       .kind = EnumField<OptimizerName>{FMPS_AT(optimizer.name)},
+       .meaning = "the servers' update rule",
+       .digest = true},
+      {.key = "optimizer.lr",
+       .kind = RealField<float>{FMPS_AT(optimizer.lr), kPositive},
+       .meaning = "learning rate (FTRL's alpha)",
+       .digest = true},
+      {.key = "optimizer.beta1",
+       .kind = RealField<float>{FMPS_AT(optimizer.beta1), kUnitOpen},
+       .meaning = "Adam's decay of the first moment",
+       .applies = &kAdamOnly,
+       .digest = true},
+      {.key = "optimizer.beta2",
+       .kind = RealField<float>{FMPS_AT(optimizer.beta2), kUnitOpen},
+       .meaning = "Adam's decay of the second moment",
+       .applies = &kAdamOnly,
+       .digest = true},
+      {.key = "optimizer.eps",
+       .kind = RealField<float>{FMPS_AT(optimizer.eps), kPositive},
+       .meaning = "added to the denominator for numerical safety",
+       .applies = &kAdagradOrAdamOnly,
+       .digest = true},
+      {.key = "optimizer.l1",
+       .kind = RealField<float>{FMPS_AT(optimizer.l1), kNonNegative},
+       .meaning = "FTRL's L1 strength (sparsity)",
+       .applies = &kFtrlOnly,
+       .digest = true},
+      {.key = "optimizer.ftrl_beta",
+       .kind = RealField<float>{FMPS_AT(optimizer.ftrl_beta), kNonNegative},
+       .meaning = "FTRL's beta (smooths the per-coordinate learning rate)",
+       .applies = &kFtrlOnly,
+       .digest = true},
+      {.key = "optimizer.clip_gradient",
+       .kind = RealField<float>{FMPS_AT(optimizer.clip_gradient), kNonNegative},
+       .meaning = "servers clamp each gradient element to [-clip, clip] first; 0 = off",
+       .digest = true},
+  };
+}
+
+std::vector<ConfigField> TrainFields() {
+  return {
+      {.key = "train.epochs",
+       .kind = IntField<int>{FMPS_AT(train.epochs), 1, 1000000},
+       .meaning = "passes over the training files"},
+      {.key = "train.batch_size",
+       .kind = IntField<int>{FMPS_AT(train.batch_size), 1, 10000000},
+       .meaning = "rows per minibatch per worker",
+       .digest = true},
+      {.key = "train.consistency",
+       .kind = EnumField<Consistency>{FMPS_AT(train.consistency)},
+       .meaning =
+           "async: workers push freely; bsp: one update per step, gradients summed in worker order",
+       .digest = true},
+      {.key = "train.max_delay",
+       .kind = IntField<int>{FMPS_AT(train.max_delay), 1, 1024},
+       .meaning = "batches a worker may have in flight (pulled, not yet acknowledged)",
+       .applies = &kAsyncOnly,
+       .digest = true},
+      {.key = "train.seed",
+       .kind = Uint64Field{FMPS_AT(train.seed)},
+       .meaning = "initialisation seed",
+       .digest = true},
+      {.key = "train.progress_seconds",
+       .kind = RealField<double>{FMPS_AT(train.progress_seconds), kPositive},
+       .meaning = "interval of progress lines and metrics events"},
+      {.key = "train.init_model",
+       .kind = TextField{FMPS_AT(train.init_model),
+                         "the path of a model.fmps to start from (empty for none)", nullptr},
+       .meaning = "warm start from this model.fmps (same k, loss and data settings); empty: none"},
+  };
+}
+
+std::vector<ConfigField> RunFields() {
+  return {
+      {.key = "cluster.servers",
+       .kind = IntField<int>{FMPS_AT(cluster.servers), 1, kIntMax},
+       .meaning = "server ranks under mpirun (the other ranks are workers)"},
+      {.key = "cluster.local_servers",
+       .kind = IntField<int>{FMPS_AT(cluster.local_servers), 1, 64},
+       .meaning = "server threads in single-node mode"},
+      {.key = "cluster.local_workers",
+       .kind = IntField<int>{FMPS_AT(cluster.local_workers), 1, 256},
+       .meaning = "worker threads in single-node mode"},
+      {.key = "cluster.timeout_seconds",
+       .kind = RealField<double>{FMPS_AT(cluster.timeout_seconds), kPositive},
+       .meaning = "longest wait for a reply before the job fails (a peer is presumed dead)"},
+      {.key = "checkpoint.dir",
+       .kind = TextField{FMPS_AT(checkpoint.dir), "a directory path (empty for no checkpoints)",
+                         nullptr},
+       .meaning = "where checkpoints go (empty: none); shared by all ranks of a cluster job"},
+      {.key = "checkpoint.every_seconds",
+       .kind = RealField<double>{FMPS_AT(checkpoint.every_seconds), kPositive},
+       .meaning = "interval of mid-epoch checkpoints (one is also written at each epoch end)",
+       .applies = &kWithCheckpointDir},
+      {.key = "checkpoint.keep",
+       .kind = IntField<int>{FMPS_AT(checkpoint.keep), 1, 1000},
+       .meaning = "newest complete checkpoints kept",
+       .applies = &kWithCheckpointDir},
+      {.key = "output.dir",
+       .kind = TextField{FMPS_AT(output.dir), "a directory path",
+                         "empty (omit the key for the default runs/<name>)"},
+       .meaning = "where the model, metrics and summary of a run go",
+       .default_text = "runs/<config file name without extension>"},
+  };
+}
+
+#undef FMPS_AT
+
+std::vector<ConfigField> MakeTable() {
+  std::vector<ConfigField> all;
+  for (auto part : {DataFields, CsvFields, DataTailFields, ModelFields, OptimizerFields,
+                    TrainFields, RunFields}) {
+    for (ConfigField& f : part()) all.push_back(f);
+  }
+  return all;
+}
+
+constexpr std::string_view kFormatNames[] = {"libsvm", "libffm", "criteo", "csv"};
+constexpr std::string_view kTransformNames[] = {"standardize", "log_bucket", "none"};
+constexpr std::string_view kOnErrorNames[] = {"skip", "fail"};
+constexpr std::string_view kLossNames[] = {"logistic", "squared"};
+constexpr std::string_view kOptimizerNames[] = {"sgd", "adagrad", "adam", "ftrl"};
+constexpr std::string_view kConsistencyNames[] = {"async", "bsp"};
+
+template <typename E>
+const char* NameOf(E v) {
+  const std::span<const std::string_view> names = EnumNames<E>();
+  const auto i = static_cast<std::size_t>(v);
+  return i < names.size() ? names[i].data() : "?";  // the names are literals
+}
+
+}  // namespace
+
+template <>
+std::span<const std::string_view> EnumNames<DataFormat>() {
+  return kFormatNames;
+}
+template <>
+std::span<const std::string_view> EnumNames<NumericTransform>() {
+  return kTransformNames;
+}
+template <>
+std::span<const std::string_view> EnumNames<OnError>() {
+  return kOnErrorNames;
+}
+template <>
+std::span<const std::string_view> EnumNames<Loss>() {
+  return kLossNames;
+}
+template <>
+std::span<const std::string_view> EnumNames<OptimizerName>() {
+  return kOptimizerNames;
+}
+template <>
+std::span<const std::string_view> EnumNames<Consistency>() {
+  return kConsistencyNames;
+}
+
+const char* ToString(DataFormat v) { return NameOf(v); }
+const char* ToString(NumericTransform v) { return NameOf(v); }
+const char* ToString(OnError v) { return NameOf(v); }
+const char* ToString(Loss v) { return NameOf(v); }
+const char* ToString(OptimizerName v) { return NameOf(v); }
+const char* ToString(Consistency v) { return NameOf(v); }
+
+std::span<const ConfigField> ConfigFields() {
+  static const std::vector<ConfigField> table = MakeTable();
+  return table;
+}
+
+const ConfigField* FindConfigField(std::string_view key) {
+  for (const ConfigField& f : ConfigFields()) {
+    if (key == f.key) return &f;
+  }
+  return nullptr;
+}
+
+bool FieldApplies(const ConfigField& field, const Config& config) {
+  return field.applies == nullptr || field.applies->holds(config);
+}
+
+}  // namespace fmps

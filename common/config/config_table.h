@@ -1,0 +1,134 @@
+// The config field table: one entry per key of a Config, the single description that parsing,
+// validation, the effective-config dump (ConfigToYaml), the checkpoint digest (ConfigDigest),
+// the key settings (KeySettings) and `fmps check --explain` are driven by.
+//
+// Defaults are not repeated here: they are the member initialisers of the structs in
+// config.h, read through each entry's accessor from a default-constructed Config.
+//
+// Sections are implied by the dotted keys ("data.csv.label" lies in data, then data.csv); the
+// order of the table is the order of the dump and of reading, so a key that decides whether
+// others apply (optimizer.name, data.format, ...) comes before them.
+//
+// Thread safety: the table is immutable after its first use (a function-local static);
+// every function here may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/config/config.h"
+
+namespace fmps {
+
+// An accessor to one member of a Config (a captureless lambda). Readers of a const Config call
+// it through a const_cast and only read.
+template <typename T>
+using Member = T& (*)(Config&);
+
+// When a key has an effect. Giving a key while its condition is false is an error; such a key
+// is left out of the dump, the digest and the key settings. A sub-section whose keys all share
+// one condition (data.csv) is checked as a whole.
+struct Condition {
+  const char* text;              // e.g. "to optimizer.name: adam"
+  bool (*holds)(const Config&);  // whether the key applies to this config
+  const char* controlling_key;   // key whose value decides, e.g. "optimizer.name"
+  const char* reason = nullptr;  // fixed reason for errors; else "<controlling_key> is <v>"
+};
+
+// Allowed interval of a real-valued key; values must also be finite.
+struct RealRange {
+  double lo;
+  bool lo_inclusive;
+  double hi;  // +inf: unbounded
+  bool hi_inclusive;
+  const char* text;  // e.g. ">= 0", "in [0, 1)"
+};
+
+// The kinds of values, each with its accessor and allowed values.
+template <typename T>
+struct IntField {  // int or uint32: an integer in lo..hi
+  Member<T> member;
+  std::int64_t lo;
+  std::int64_t hi;
+};
+struct Uint64Field {  // any 64-bit unsigned integer
+  Member<std::uint64_t> member;
+};
+template <typename T>
+struct RealField {  // float or double, finite and in `range`
+  Member<T> member;
+  RealRange range;
+};
+struct TextField {
+  Member<std::string> member;
+  const char* what;         // what the value is, for messages ("a directory path")
+  const char* empty_error;  // message when "" is given, or nullptr when "" is allowed
+};
+struct ListField {  // one string or a list of them, each non-empty
+  Member<std::vector<std::string>> member;
+  const char* what;  // what one element is ("path or glob")
+};
+struct CharField {  // exactly one character other than a line break
+  Member<char> member;
+};
+template <typename E>
+struct EnumField {  // one of EnumNames<E>()
+  Member<E> member;
+};
+
+using FieldKind =
+    std::variant<IntField<int>, IntField<std::uint32_t>, Uint64Field, RealField<float>,
+                 RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
+                 EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
+                 EnumField<OptimizerName>, EnumField<Consistency>>;
+
+enum class Presence {
+  kOptional,
+  kRequired,         // always (when it applies)
+  kRequiredToTrain,  // in a config, but not in a model file's data section
+};
+
+struct ConfigField {
+  const char* key;  // dotted, e.g. "optimizer.beta1"
+  FieldKind kind;
+  const char* meaning;                 // one line, for --explain
+  const Condition* applies = nullptr;  // nullptr: always applies
+  Presence presence = Presence::kOptional;
+  bool digest = false;       // a checkpoint depends on it: resuming with another value fails
+  bool key_setting = false;  // decides what a feature key means (see KeySettings)
+  const char* default_text = nullptr;  // shown by --explain instead of the struct default
+};
+
+// The table, in dump order. Every member of Config is reached by exactly one entry.
+std::span<const ConfigField> ConfigFields();
+
+// The entry of a dotted key, or nullptr.
+const ConfigField* FindConfigField(std::string_view key);
+
+// Whether `field` applies to `config` (its condition holds, or it has none).
+bool FieldApplies(const ConfigField& field, const Config& config);
+
+// The field's value as YAML text as the dump writes it ("8", "0.05", "[a, b]", "\",\"").
+std::string FieldValueText(const ConfigField& field, const Config& config);
+
+// The YAML names of an enum's values, indexed by the value ("libsvm", "libffm", ...).
+template <typename E>
+std::span<const std::string_view> EnumNames();
+template <>
+std::span<const std::string_view> EnumNames<DataFormat>();
+template <>
+std::span<const std::string_view> EnumNames<NumericTransform>();
+template <>
+std::span<const std::string_view> EnumNames<OnError>();
+template <>
+std::span<const std::string_view> EnumNames<Loss>();
+template <>
+std::span<const std::string_view> EnumNames<OptimizerName>();
+template <>
+std::span<const std::string_view> EnumNames<Consistency>();
+
+}  // namespace fmps
