@@ -11,11 +11,15 @@
 
 namespace fmps {
 
+// Field ids are below kFieldLimit (2^32 - 1): the top value is reserved.
+inline constexpr std::uint32_t kFieldLimit = 0xffffffffu;
+
 struct RowBlock {
   std::vector<float> labels;            // one per row
   std::vector<std::size_t> offsets{0};  // rows + 1 entries; row r is [offsets[r], offsets[r+1])
   std::vector<Key> keys;                // feature keys, one per non-zero
   std::vector<float> values;            // feature values, parallel to keys
+  std::vector<std::uint32_t> fields;    // feature fields, parallel to keys
 
   std::size_t rows() const { return labels.size(); }
   std::size_t nnz() const { return keys.size(); }
@@ -25,11 +29,13 @@ struct RowBlock {
     offsets.assign(1, 0);
     keys.clear();
     values.clear();
+    fields.clear();
   }
   // Appends one non-zero to the row being built.
-  void AddFeature(Key key, float value) {
+  void AddFeature(Key key, float value, std::uint32_t field = 0) {
     keys.push_back(key);
     values.push_back(value);
+    fields.push_back(field);
   }
   // Closes the row being built with its label.
   void FinishRow(float label) {
@@ -40,6 +46,7 @@ struct RowBlock {
   void AbandonRow() {
     keys.resize(offsets.back());
     values.resize(offsets.back());
+    fields.resize(offsets.back());
   }
 };
 
