@@ -1,6 +1,16 @@
 // RowBlock: a batch of sparse rows in CSR form, the unit the readers produce and the
 // worker trains on. Not thread-safe; owned by one thread at a time. Clear() keeps capacity,
 // so a reused block makes no allocation once it has grown to the batch size.
+//
+// Fields: every non-zero carries the field (feature group) it belongs to, for field-aware
+// models and for splitting a row into sides; the FM ignores them. The readers set it as
+// follows (see common/data/*_parser.h):
+//   libffm  the field written in the file ("field:id:value"), below kFieldLimit;
+//   criteo  the column index 0..38 (13 integer columns, then 26 categorical ones);
+//   csv     the column's index in data.csv.numeric followed by data.csv.categorical;
+//   libsvm  0 for every non-zero (the format has no fields).
+// Blocks from the readers keep fields.size() == nnz(); a block built by hand through
+// AddFeature does too, one built by pushing to keys/values directly may leave fields empty.
 #pragma once
 
 #include <cstddef>
@@ -19,7 +29,7 @@ struct RowBlock {
   std::vector<std::size_t> offsets{0};  // rows + 1 entries; row r is [offsets[r], offsets[r+1])
   std::vector<Key> keys;                // feature keys, one per non-zero
   std::vector<float> values;            // feature values, parallel to keys
-  std::vector<std::uint32_t> fields;    // feature fields, parallel to keys
+  std::vector<std::uint32_t> fields;    // feature fields, parallel to keys (see above)
 
   std::size_t rows() const { return labels.size(); }
   std::size_t nnz() const { return keys.size(); }
@@ -31,7 +41,7 @@ struct RowBlock {
     values.clear();
     fields.clear();
   }
-  // Appends one non-zero to the row being built.
+  // Appends one non-zero to the row being built. Amortised O(1).
   void AddFeature(Key key, float value, std::uint32_t field = 0) {
     keys.push_back(key);
     values.push_back(value);
