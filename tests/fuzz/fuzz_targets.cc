@@ -169,9 +169,30 @@ void Drain(ShardReader* reader, std::size_t batch, ReadResult* out) {
 
 bool SameRows(const RowBlock& a, const RowBlock& b) {
   return a.labels == b.labels && a.offsets == b.offsets && a.keys == b.keys &&
+         a.fields == b.fields &&
          a.values.size() == b.values.size() &&
          (a.values.empty() ||
           std::memcmp(a.values.data(), b.values.data(), a.values.size() * sizeof(float)) == 0);
+}
+
+// Fields per format (row_block.h): libsvm 0, criteo a column index 0..38, csv an index
+// among the configured numeric and categorical columns, libffm below kFieldLimit.
+void CheckFields(const RowBlock& b, const FeatureSpec& spec) {
+  std::uint64_t limit = kFieldLimit;
+  switch (spec.data.format) {
+    case DataFormat::kLibsvm:
+      limit = 1;
+      break;
+    case DataFormat::kCriteo:
+      limit = 39;
+      break;
+    case DataFormat::kCsv:
+      limit = spec.data.csv.numeric.size() + spec.data.csv.categorical.size();
+      break;
+    case DataFormat::kLibffm:
+      break;
+  }
+  for (std::uint32_t f : b.fields) FUZZ_CHECK(f < limit);
 }
 
 // The invariants of one parsed block (see fuzz_targets.h).
@@ -179,6 +200,8 @@ void CheckRows(const RowBlock& b, const FeatureSpec& spec) {
   FUZZ_CHECK(b.offsets.size() == b.labels.size() + 1);
   FUZZ_CHECK(b.offsets.front() == 0 && b.offsets.back() == b.keys.size());
   FUZZ_CHECK(b.keys.size() == b.values.size());
+  FUZZ_CHECK(b.fields.size() == b.keys.size());
+  CheckFields(b, spec);
   for (std::size_t r = 0; r + 1 < b.offsets.size(); ++r)
     FUZZ_CHECK(b.offsets[r] <= b.offsets[r + 1]);
   for (float y : b.labels) {

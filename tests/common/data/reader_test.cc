@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/base/error.h"
@@ -104,14 +105,16 @@ RowBlock ReadAll(const FeatureSpec& spec, const std::vector<std::string>& files,
 void Append(const RowBlock& src, RowBlock* dst) {
   for (std::size_t r = 0; r < src.rows(); ++r) {
     for (std::size_t j = src.offsets[r]; j < src.offsets[r + 1]; ++j) {
-      dst->AddFeature(src.keys[j], src.values[j]);
+      dst->AddFeature(src.keys[j], src.values[j], src.fields[j]);
     }
     dst->FinishRow(src.labels[r]);
   }
 }
 
-// Empty string when equal, else where they first differ.
+// Empty string when equal (labels, rows, keys, values and fields), else where they first
+// differ. Each block must have one field per non-zero.
 std::string Diff(const RowBlock& a, const RowBlock& b) {
+  if (a.fields.size() != a.nnz() || b.fields.size() != b.nnz()) return "fields not parallel";
   if (a.rows() != b.rows()) {
     return "rows " + std::to_string(a.rows()) + " vs " + std::to_string(b.rows());
   }
@@ -120,7 +123,7 @@ std::string Diff(const RowBlock& a, const RowBlock& b) {
     if (a.offsets[r + 1] != b.offsets[r + 1]) return "length of row " + std::to_string(r);
   }
   for (std::size_t j = 0; j < a.nnz(); ++j) {
-    if (a.keys[j] != b.keys[j] || a.values[j] != b.values[j]) {
+    if (a.keys[j] != b.keys[j] || a.values[j] != b.values[j] || a.fields[j] != b.fields[j]) {
       return "feature " + std::to_string(j);
     }
   }
@@ -141,6 +144,12 @@ std::vector<Feature> RowFeatures(const RowBlock& b, std::size_t r) {
 std::ostream& operator<<(std::ostream& os, const Feature& f) {
   return os << "(" << f.key << ", " << f.value << ")";
 }
+// The fields of row r (one per non-zero).
+std::vector<std::uint32_t> RowFields(const RowBlock& b, std::size_t r) {
+  EXPECT_EQ(b.fields.size(), b.nnz());
+  return {b.fields.begin() + static_cast<std::ptrdiff_t>(b.offsets[r]),
+          b.fields.begin() + static_cast<std::ptrdiff_t>(b.offsets[r + 1])};
+}
 
 // Parses one line with LineParser; returns the reason ("" on success).
 std::string ParseReason(const FeatureSpec& spec, const std::string& line,
@@ -154,6 +163,7 @@ std::string ParseReason(const FeatureSpec& spec, const std::string& line,
   if (ok) return "";
   EXPECT_EQ(block.nnz(), 1u) << "failed parse must leave the block unchanged: "
                              << line.substr(0, 80);
+  EXPECT_EQ(block.fields, std::vector<std::uint32_t>{0}) << line.substr(0, 80);
   EXPECT_EQ(block.rows(), 1u);
   EXPECT_FALSE(reason.empty());
   return reason;
@@ -347,6 +357,7 @@ TEST(ReaderTest, LibsvmParsesLabelsKeysAndValues) {
     EXPECT_EQ(RowFeatures(b, 3), (std::vector<Feature>{{k(1), 0.001f}}));
     EXPECT_TRUE(RowFeatures(b, 4).empty());
     EXPECT_EQ(RowFeatures(b, 5), (std::vector<Feature>{{k(18446744073709551614ull), 2.0f}}));
+    EXPECT_EQ(b.fields, std::vector<std::uint32_t>(7, 0));  // libsvm has no fields: all 0
   }
   EXPECT_NE(KeyFromId(3, 20), 3u);  // hashing really applied above
 }
@@ -358,11 +369,11 @@ TEST(ReaderTest, SquaredLossAcceptsRealLabels) {
   EXPECT_EQ(b.labels, (std::vector<float>{2.5f, -7.0f, 100.0f}));
 }
 
-TEST(ReaderTest, LibffmParsesAndIgnoresField) {
+TEST(ReaderTest, LibffmParsesAndKeepsFieldAsWritten) {
   TempDir dir;
   const std::string path = dir.Write("a.ffm",
                                      "1 0:0:0.3651 2:1163:0.3651 17:2434:0.50000\n"
-                                     "0 5:9:0 6:10:2\n");
+                                     "0 5:9:0 6:10:2 4294967294:11:1 007:12:1\n");
   for (int bits : {0, 24}) {
     RowBlock b = ReadAll(Spec(DataFormat::kLibffm, bits), {path});
     ASSERT_EQ(b.rows(), 2u);
@@ -370,7 +381,11 @@ TEST(ReaderTest, LibffmParsesAndIgnoresField) {
     auto k = [&](std::uint64_t id) { return KeyFromId(id, bits); };
     EXPECT_EQ(RowFeatures(b, 0),
               (std::vector<Feature>{{k(0), 0.3651f}, {k(1163), 0.3651f}, {k(2434), 0.5f}}));
-    EXPECT_EQ(RowFeatures(b, 1), (std::vector<Feature>{{k(10), 2.0f}}));
+    EXPECT_EQ(RowFeatures(b, 1),
+              (std::vector<Feature>{{k(10), 2.0f}, {k(11), 1.0f}, {k(12), 1.0f}}));
+    // The field of each non-zero as written; 2^32 - 2 is the largest; value 0 adds nothing.
+    EXPECT_EQ(RowFields(b, 0), (std::vector<std::uint32_t>{0, 2, 17}));
+    EXPECT_EQ(RowFields(b, 1), (std::vector<std::uint32_t>{6, 4294967294u, 7}));
   }
 }
 
@@ -405,6 +420,14 @@ TEST(ReaderTest, CriteoParsesIntegersAsBucketsAndCategoricals) {
                                     {KeyFromToken(14, "68fd1e64", bits), 1.0f},
                                     {KeyFromToken(15, "80e26c9b", bits), 1.0f}}));
     EXPECT_TRUE(RowFeatures(b, 2).empty());
+    // Fields: the column index 0..38 (I1..I13 then C1..C26); empty cells (I2, C3) skipped.
+    std::vector<std::uint32_t> f1 = {0, 2};
+    for (std::uint32_t f = 3; f <= 38; ++f) {
+      if (f != 15) f1.push_back(f);  // C3 is column 13 + 3 - 1
+    }
+    EXPECT_EQ(RowFields(b, 0), f1);
+    EXPECT_EQ(RowFields(b, 1), (std::vector<std::uint32_t>{12, 13, 14}));
+    EXPECT_TRUE(RowFields(b, 2).empty());
   }
 }
 
@@ -435,6 +458,16 @@ TEST(ReaderTest, CsvColumnIdentityComesFromNamesNotPositions) {
       std::sort(r2.begin(), r2.end(), [](auto& x, auto& y) { return x.key < y.key; });
       EXPECT_EQ(r1, r2) << "row " << r;
     }
+    // Fields: index in numeric {n} then categorical {a, b}, whatever the file's column order.
+    EXPECT_EQ(RowFields(b1, 0), (std::vector<std::uint32_t>{0, 1, 2}));
+    EXPECT_EQ(RowFields(b1, 1), (std::vector<std::uint32_t>{2}));
+    EXPECT_EQ(RowFields(b1, 2), (std::vector<std::uint32_t>{0, 1}));
+    EXPECT_EQ(RowFields(b2, 0), (std::vector<std::uint32_t>{2, 1, 0}));  // columns b, a, n
+    for (std::size_t j = 0; j < b2.nnz(); ++j) {
+      const auto at = std::find(b1.keys.begin(), b1.keys.end(), b2.keys[j]) - b1.keys.begin();
+      ASSERT_LT(static_cast<std::size_t>(at), b1.nnz());
+      EXPECT_EQ(b2.fields[j], b1.fields[static_cast<std::size_t>(at)]) << "non-zero " << j;
+    }
     // Row 0: n, a=x, b=x. The same token in different columns hashes differently.
     EXPECT_NE(b1.keys[1], b1.keys[2]);
     if (t == NumericTransform::kNone) {
@@ -453,6 +486,26 @@ TEST(ReaderTest, CsvColumnIdentityComesFromNamesNotPositions) {
   RowBlock b4 = ReadAll(cat, {f4});
   ASSERT_EQ(b3.nnz(), 1u);
   EXPECT_EQ(RowFeatures(b3, 0), RowFeatures(b4, 0));
+}
+
+// A csv column's field is its index in data.csv.numeric followed by data.csv.categorical
+// (the config's order), not its position in the header; label and ignored columns have none.
+TEST(ReaderTest, CsvFieldsFollowTheConfigOrder) {
+  FeatureSpec spec = Spec(DataFormat::kCsv);
+  spec.data.csv.label = "y";
+  spec.data.csv.numeric = {"n2", "n1"};
+  spec.data.csv.categorical = {"c2", "c1"};
+  spec.data.csv.ignore = {"id"};
+  for (auto t : {NumericTransform::kNone, NumericTransform::kLogBucket}) {
+    spec.data.csv.transform = t;
+    LineParser parser(spec, {"c1", "id", "n1", "y", "c2", "n2"});
+    RowBlock b;
+    std::string reason;
+    ASSERT_TRUE(parser.Parse("x,7,3,1,y,4", &b, &reason)) << reason;
+    ASSERT_TRUE(parser.Parse("x,7,,0,,4", &b, &reason)) << reason;  // empty cells: no field
+    EXPECT_EQ(RowFields(b, 0), (std::vector<std::uint32_t>{3, 1, 2, 0}));
+    EXPECT_EQ(RowFields(b, 1), (std::vector<std::uint32_t>{3, 0}));
+  }
 }
 
 TEST(ReaderTest, CsvQuotingAndDelimiter) {
@@ -593,6 +646,9 @@ TEST(ReaderTest, EveryBadRowReason) {
       {DataFormat::kLibffm, "1 3:5:", "missing part"},
       {DataFormat::kLibffm, "1 :5:1", "missing part"},
       {DataFormat::kLibffm, "1 f:5:1", "bad field"},
+      {DataFormat::kLibffm, "1 4294967295:5:1", "bad field id '4294967295:5:1' in feature 1"},
+      {DataFormat::kLibffm, "1 2:5:1 18446744073709551616:5:1", "bad field id '1844"},
+      {DataFormat::kLibffm, "1 -1:5:1", "bad field id '-1:5:1' in feature 1"},
       {DataFormat::kLibffm, "1 1:-5:1", "id out of range"},
       {DataFormat::kLibffm, "1 1:5:abc", "bad number 'abc'"},
       {DataFormat::kLibffm, "1 1:5:1e99", "non-finite value"},
@@ -608,6 +664,9 @@ TEST(ReaderTest, EveryBadRowReason) {
     EXPECT_NE(reason.find(c.reason_part), std::string::npos)
         << "line '" << c.line << "' gave '" << reason << "', expected '" << c.reason_part << "'";
   }
+  // A field that is no integer keeps its message; 2^32 - 2 is the largest field id.
+  EXPECT_EQ(ParseReason(Spec(DataFormat::kLibffm), "1 f:5:1"), "bad field 'f:5:1' in feature 1");
+  EXPECT_EQ(ParseReason(Spec(DataFormat::kLibffm), "1 4294967294:5:1"), "");
   // With hashing, the raw id 2^64-1 is an ordinary id.
   EXPECT_EQ(ParseReason(Spec(DataFormat::kLibsvm, 20), "1 18446744073709551615:1"), "");
   // A valid line parses (sanity of the helper); trailing '\r' tolerated.
@@ -644,6 +703,21 @@ TEST(ReaderTest, LongTokensAreTruncatedInReasons) {
   EXPECT_NE(reason.find("bad number"), std::string::npos);
 }
 
+// The message of the DataError that reading all of `path` under on_error: fail throws, or
+// "no DataError".
+std::string FailModeError(FeatureSpec spec, const std::string& path) {
+  spec.data.on_error = OnError::kFail;
+  ShardReader reader(spec, {path}, 0, 1);
+  RowBlock block;
+  try {
+    while (reader.Read(100, &block) > 0) {
+    }
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "no DataError";
+}
+
 TEST(ReaderTest, SkipCountsReportsFirstFiveAndFailThrows) {
   TempDir dir;
   std::string text;
@@ -657,17 +731,24 @@ TEST(ReaderTest, SkipCountsReportsFirstFiveAndFailThrows) {
   EXPECT_EQ(bad.first[0], path + ":2: label '5' is not 0/1 or -1/+1 for logistic loss");
   EXPECT_EQ(bad.first[4], path + ":10: label '5' is not 0/1 or -1/+1 for logistic loss");
 
-  FeatureSpec fail = Spec(DataFormat::kLibsvm);
-  fail.data.on_error = OnError::kFail;
-  ShardReader reader(fail, {path}, 0, 1);
-  RowBlock block;
-  try {
-    while (reader.Read(100, &block) > 0) {
-    }
-    FAIL() << "no DataError";
-  } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find(path + ":2: label '5'"), std::string::npos) << e.what();
-  }
+  const std::string thrown = FailModeError(Spec(DataFormat::kLibsvm), path);
+  EXPECT_NE(thrown.find(path + ":2: label '5'"), std::string::npos) << thrown;
+}
+
+TEST(ReaderTest, BadFieldIdIsABadRowNamingFileAndLine) {
+  TempDir dir;
+  const std::string path =
+      dir.Write("f.ffm", "1 0:1:1\n1 4294967295:2:1\n0 3:3:1 99999999999:4:1\n1 5:5:1\n");
+  BadRowStats bad;
+  RowBlock b = ReadAll(Spec(DataFormat::kLibffm), {path}, 0, 1, &bad);
+  EXPECT_EQ(b.rows(), 2u);
+  EXPECT_EQ(b.fields, (std::vector<std::uint32_t>{0, 5}));
+  EXPECT_EQ(bad.count, 2u);
+  EXPECT_EQ(bad.first, (std::vector<std::string>{
+                           path + ":2: bad field id '4294967295:2:1' in feature 1",
+                           path + ":3: bad field id '99999999999:4:1' in feature 2"}));
+  EXPECT_EQ(FailModeError(Spec(DataFormat::kLibffm), path),
+            path + ":2: bad field id '4294967295:2:1' in feature 1");
 }
 
 // A file whose bad rows sit at known lines, with a BOM, CRLF and LF lines, blank and
@@ -904,13 +985,13 @@ void Drain(ShardReader* reader, RowBlock* block, std::size_t batch = 100) {
 }
 
 // A row as a comparable value, for multiset comparisons.
-using RowValue = std::pair<float, std::vector<std::pair<Key, float>>>;
+using RowValue = std::pair<float, std::vector<std::tuple<Key, float, std::uint32_t>>>;
 std::vector<RowValue> SortedRows(const RowBlock& b) {
   std::vector<RowValue> rows;
   for (std::size_t r = 0; r < b.rows(); ++r) {
     RowValue v{b.labels[r], {}};
     for (std::size_t j = b.offsets[r]; j < b.offsets[r + 1]; ++j) {
-      v.second.emplace_back(b.keys[j], b.values[j]);
+      v.second.emplace_back(b.keys[j], b.values[j], b.fields[j]);
     }
     rows.push_back(std::move(v));
   }
