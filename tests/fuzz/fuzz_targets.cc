@@ -216,20 +216,32 @@ void CheckRows(const RowBlock& b, const FeatureSpec& spec) {
   }
 }
 
-int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
-  const std::uint8_t o = data[0];
-  ScratchFile file(data + 1, size - 1);
-  const std::vector<std::string> files = {file.path()};
+// on_error: fail stops exactly when skip (which gave `whole`) found a bad row, and with
+// DataError; else it reads the same rows.
+void CheckFailMode(FeatureSpec spec, const std::vector<std::string>& files, std::size_t batch,
+                   const ReadResult& whole) {
+  spec.data.on_error = OnError::kFail;
+  ReadResult strict;
+  bool threw = false;
+  try {
+    ShardReader reader(spec, files, 0, 1);
+    Drain(&reader, batch, &strict);
+  } catch (const DataError&) {
+    threw = true;
+  }
+  FUZZ_CHECK(threw == (whole.bad > 0));
+  if (!threw) FUZZ_CHECK(SameRows(strict.rows, whole.rows));
+}
 
+// The spec the option byte `o` chooses for reading `text` (the file) as `format`.
+FeatureSpec ReaderSpec(DataFormat format, std::uint8_t o, std::string_view text,
+                       const std::vector<std::string>& files) {
   FeatureSpec spec;
   spec.data.format = format;
   spec.data.train = files;
   spec.loss = (o & 1) ? Loss::kSquared : Loss::kLogistic;
   constexpr std::array<int, 4> kHashBits = {0, 1, 20, 64};
   spec.data.hash_bits = kHashBits[(o >> 1) & 3];
-  const int shards = 2 + ((o >> 3) & 1);
-  const std::size_t batch = (o & 0x10) ? 7 : 1;
   if (format == DataFormat::kCsv) {
     spec.data.csv.delimiter = (o & 0x20) ? ';' : ',';
     constexpr std::array<NumericTransform, 4> kTransforms = {
@@ -237,10 +249,21 @@ int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
         NumericTransform::kStandardize};
     spec.data.csv.transform = kTransforms[(o >> 6) & 3];
     const std::optional<std::vector<std::string>> header =
-        HeaderCells(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1),
-                    spec.data.csv.delimiter);
+        HeaderCells(text, spec.data.csv.delimiter);
     if (header) AssignCsvRoles(*header, &spec.data.csv);
   }
+  return spec;
+}
+
+int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::uint8_t o = data[0];
+  ScratchFile file(data + 1, size - 1);
+  const std::vector<std::string> files = {file.path()};
+  FeatureSpec spec = ReaderSpec(
+      format, o, std::string_view(reinterpret_cast<const char*>(data + 1), size - 1), files);
+  const int shards = 2 + ((o >> 3) & 1);
+  const std::size_t batch = (o & 0x10) ? 7 : 1;
 
   ReadResult whole;
   try {
@@ -283,18 +306,7 @@ int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
     FUZZ_CHECK(resumed.bad == whole.bad);
   }
 
-  // on_error: fail stops exactly when skip found a bad row, and with DataError.
-  spec.data.on_error = OnError::kFail;
-  ReadResult strict;
-  bool threw = false;
-  try {
-    ShardReader reader(spec, files, 0, 1);
-    Drain(&reader, batch, &strict);
-  } catch (const DataError&) {
-    threw = true;
-  }
-  FUZZ_CHECK(threw == (whole.bad > 0));
-  if (!threw) FUZZ_CHECK(SameRows(strict.rows, whole.rows));
+  CheckFailMode(spec, files, batch, whole);
   return 0;
 }
 

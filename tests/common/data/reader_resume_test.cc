@@ -293,20 +293,23 @@ TEST(ResumeTest, RangeConstructorValidatesRanges) {
 // Bad rows at known lines (BOM, CRLF and LF, blank lines); readers built from mid-file
 // ranges, several per reader within one file, and readers resumed from Remaining() must all
 // report exact line numbers.
-TEST(ResumeTest, RangesStartingMidFileReportExactLineNumbers) {
-  TempDir dir;
-  const std::set<int> bad_lines = {2, 333, 334, 1500, 2999, 3000};
-  const std::string path = dir.File("lines.txt");
-  std::string text = "\xEF\xBB\xBF";
+// The 3000-line libsvm file of the test below, written as `path`: the expected bad-row
+// messages and the byte offset where each line starts.
+struct LinesFile {
   std::set<std::string> expected;
   std::vector<std::uint64_t> line_start = {0, 0};  // 1-based: line_start[i]
+};
+LinesFile WriteLinesFile(TempDir* dir, const std::string& path) {
+  const std::set<int> bad_lines = {2, 333, 334, 1500, 2999, 3000};
+  LinesFile out;
+  std::string text = "\xEF\xBB\xBF";
   for (int i = 1; i <= 3000; ++i) {
-    if (i > 1) line_start.push_back(text.size());
+    if (i > 1) out.line_start.push_back(text.size());
     std::string line;
     if (bad_lines.count(i)) {
       line = Num("", i) + " 1:1";
-      expected.insert(path + Num(":", i) + Num(": label '", i) +
-                      "' is not 0/1 or -1/+1 for logistic loss");
+      out.expected.insert(path + Num(":", i) + Num(": label '", i) +
+                          "' is not 0/1 or -1/+1 for logistic loss");
     } else if (i % 97 == 0) {
       line = "";
     } else {
@@ -315,7 +318,16 @@ TEST(ResumeTest, RangesStartingMidFileReportExactLineNumbers) {
     text += line;
     if (i < 3000) text += (i % 2 == 0 ? "\r\n" : "\n");
   }
-  dir.Write("lines.txt", text);
+  dir->Write("lines.txt", text);
+  return out;
+}
+
+TEST(ResumeTest, RangesStartingMidFileReportExactLineNumbers) {
+  TempDir dir;
+  const std::string path = dir.File("lines.txt");
+  LinesFile lines = WriteLinesFile(&dir, path);
+  std::set<std::string>& expected = lines.expected;
+  const std::vector<std::uint64_t>& line_start = lines.line_start;
   const std::string second = dir.Write("second.txt", "1 1:1\n\n9 1:1\n");
   const std::vector<std::string> files = {path, second};
   const std::uint64_t total = TotalBytes(files);

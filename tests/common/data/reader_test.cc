@@ -348,8 +348,9 @@ TEST(ReaderTest, EveryBadRowReason) {
   // A valid line parses (sanity of the helper); trailing '\r' tolerated.
   EXPECT_EQ(ParseReason(Spec(DataFormat::kLibsvm), "-1 3:1\r"), "");
   EXPECT_EQ(ParseReason(Spec(DataFormat::kCriteo), "1\t260.0\t\t-5"), "");
+}
 
-  // csv
+TEST(ReaderTest, EveryCsvBadRowReason) {
   const std::vector<std::string> header = {"id", "y", "n", "a", "b"};
   const std::vector<std::pair<std::string, std::string>> csv_cases = {
       {"1,1,2,x", "expected 5 columns, found 4"},
