@@ -3,7 +3,8 @@
 //   libffm  "<label> <field>:<id>:<value> ..."    every non-zero gets its field as written
 // Separators are runs of spaces and tabs. A value of 0 adds no non-zero. Ids are kept
 // (hash_bits 0; id 2^64-1, the bias key, is then out of range) or hashed into 2^hash_bits.
-// A libffm field must be an integer in [0, kFieldLimit).
+// A libffm field must be an integer in [0, kFieldLimit): else the row is bad, "bad field id"
+// ("bad field" when the field is no integer at all).
 //
 // Cost: O(line length), no allocation once the block and the reason string have grown; the
 // line must be followed by kLinePadding readable bytes. Not thread-safe (one per thread).
