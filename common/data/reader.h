@@ -10,10 +10,15 @@
 // number of workers. Files are read with read(2) into a page-aligned buffer; memory use is
 // O(buffer + longest line), never O(file).
 //
-// Parsing turns each line into (label, keys, values) appended to a RowBlock, with no
-// allocation per row once the block has grown. Malformed rows are skipped and counted (the
-// first few are reported as "file:line: reason" warnings) or, under on_error: fail, raise
-// DataError with that message. Line numbers are exact even for ranges starting mid-file.
+// Parsing turns each line into (label, keys, values, fields) appended to a RowBlock (fields
+// per format: row_block.h), with no allocation per row once the block has grown. Malformed
+// rows are skipped and counted (the first few are reported as "file:line: reason" warnings)
+// or, under on_error: fail, raise DataError with that message. Line numbers are exact even
+// for ranges starting mid-file.
+//
+// Implementation (private to common/data): line_source.h reads the byte ranges as lines,
+// row_parser.h dispatches each line to sparse_parser.h (libsvm, libffm), criteo_parser.h or
+// csv_parser.h; parse_text.h holds what they share.
 //
 // Thread safety: a ShardReader is used by one thread at a time; distinct readers are
 // independent.
@@ -135,11 +140,11 @@ class ShardReader {
   std::unique_ptr<Impl> impl_;
 };
 
-// Parses one line (without its line terminator; a trailing '\r' is tolerated) into *block.
-// On success appends one row and returns true. On failure leaves *block unchanged, sets
-// *reason to a short description ("bad number 'x' in feature 3") and returns false.
-// `csv_columns` maps the csv header of the file (ignored for other formats).
-// Exposed for tests and fuzzers.
+// Parses one line (without its line terminator; a trailing '\r' is tolerated) into *block,
+// exactly as ShardReader does. On success appends one row and returns true. On failure
+// leaves *block unchanged, sets *reason (when not null) to a short description ("bad number
+// 'x' in feature 3") and returns false. `csv_header` is the csv header of the file (ignored
+// for other formats). Copies the line once (to pad it). Exposed for tests and fuzzers.
 class LineParser {
  public:
   LineParser(const FeatureSpec& spec, std::vector<std::string> csv_header);

@@ -1,6 +1,16 @@
 // RowBlock: a batch of sparse rows in CSR form, the unit the readers produce and the
 // worker trains on. Not thread-safe; owned by one thread at a time. Clear() keeps capacity,
 // so a reused block makes no allocation once it has grown to the batch size.
+//
+// Fields: every non-zero carries the field (feature group) it belongs to, for field-aware
+// models and for splitting a row into sides; the FM ignores them. The readers set it as
+// follows (see common/data/*_parser.h):
+//   libffm  the field written in the file ("field:id:value"), below kFieldLimit;
+//   criteo  the column index 0..38 (13 integer columns, then 26 categorical ones);
+//   csv     the column's index in data.csv.numeric followed by data.csv.categorical;
+//   libsvm  0 for every non-zero (the format has no fields).
+// Blocks from the readers keep fields.size() == nnz(); a block built by hand through
+// AddFeature does too, one built by pushing to keys/values directly may leave fields empty.
 #pragma once
 
 #include <cstddef>
@@ -11,11 +21,15 @@
 
 namespace fmps {
 
+// Field ids are below kFieldLimit (2^32 - 1): the top value is reserved.
+inline constexpr std::uint32_t kFieldLimit = 0xffffffffu;
+
 struct RowBlock {
   std::vector<float> labels;            // one per row
   std::vector<std::size_t> offsets{0};  // rows + 1 entries; row r is [offsets[r], offsets[r+1])
   std::vector<Key> keys;                // feature keys, one per non-zero
   std::vector<float> values;            // feature values, parallel to keys
+  std::vector<std::uint32_t> fields;    // feature fields, parallel to keys (see above)
 
   std::size_t rows() const { return labels.size(); }
   std::size_t nnz() const { return keys.size(); }
@@ -25,11 +39,13 @@ struct RowBlock {
     offsets.assign(1, 0);
     keys.clear();
     values.clear();
+    fields.clear();
   }
-  // Appends one non-zero to the row being built.
-  void AddFeature(Key key, float value) {
+  // Appends one non-zero to the row being built. Amortised O(1).
+  void AddFeature(Key key, float value, std::uint32_t field = 0) {
     keys.push_back(key);
     values.push_back(value);
+    fields.push_back(field);
   }
   // Closes the row being built with its label.
   void FinishRow(float label) {
@@ -40,6 +56,7 @@ struct RowBlock {
   void AbandonRow() {
     keys.resize(offsets.back());
     values.resize(offsets.back());
+    fields.resize(offsets.back());
   }
 };
 

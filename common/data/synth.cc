@@ -171,18 +171,7 @@ void AppendRow(const SynthOptions& o, const Planted& planted, int label,
   out->push_back('\n');
 }
 
-}  // namespace
-
-std::string CsvHeader(const SynthOptions& o) {
-  std::string h = "label";
-  for (int f = 0; f < o.fields; ++f) {
-    h += f < NumericFields(o) ? ",n" : ",c";
-    h += std::to_string(f + 1);
-  }
-  return h + "\n";
-}
-
-SynthResult Synthesize(const SynthOptions& o) {
+void CheckOptions(const SynthOptions& o) {
   if (o.out_dir.empty()) throw ConfigError("synth: --out is required");
   if (o.rows < 1) throw ConfigError("synth: --rows must be >= 1");
   if (o.fields < 2 || o.fields > 1000) throw ConfigError("synth: --fields must be in 2..1000");
@@ -193,17 +182,10 @@ SynthResult Synthesize(const SynthOptions& o) {
   if (o.format == DataFormat::kCriteo && o.fields != 39) {
     throw ConfigError("synth: --format criteo needs --fields 39 (13 integer + 26 categorical)");
   }
-  std::error_code ec;
-  std::filesystem::create_directories(o.out_dir, ec);
-  if (ec) throw IoError("synth: cannot create " + o.out_dir + ": " + ec.message());
+}
 
-  Planted planted(o);
-  SynthResult result;
-  const std::string ext = Extension(o.format);
-  result.train_path = o.out_dir + "/train." + ext;
-  result.test_path = o.out_dir + "/test." + ext;
-
-  // Bias: centre the score distribution so that ~25% of rows are positive.
+// The bias that centres the score distribution so that ~25% of rows are positive.
+double CalibrateBias(const SynthOptions& o, const Planted& planted) {
   Rng calib(Mix64(o.seed ^ 0xbb67ae8584caa73bULL));
   std::vector<std::uint64_t> values(o.fields);
   std::vector<double> sample_scores(2000);
@@ -218,47 +200,56 @@ SynthResult Synthesize(const SynthOptions& o) {
     for (double s : sample_scores) mean += Sigmoid(s + mid);
     (mean / sample_scores.size() > 0.25 ? hi : lo) = mid;
   }
-  const double bias = 0.5 * (lo + hi);
+  return 0.5 * (lo + hi);
+}
 
-  std::vector<float> test_scores, test_labels;
+// What writing one file observed: the number of positives, and for the test file the
+// planted scores and labels (for the Bayes metrics).
+struct WrittenRows {
   std::uint64_t positives = 0;
-  auto write = [&](const std::string& path, std::uint64_t rows, std::uint64_t stream, bool test) {
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (f == nullptr) throw IoError("synth: cannot write " + path);
-    Rng rng(Mix64(o.seed * 0x9e3779b97f4a7c15ULL + stream));
-    std::string buf;
-    if (o.format == DataFormat::kCsv) buf = CsvHeader(o);
-    for (std::uint64_t r = 0; r < rows; ++r) {
-      for (int f2 = 0; f2 < o.fields; ++f2) values[f2] = planted.SampleValue(&rng);
-      const double score = planted.Score(values, bias);
-      const int label = rng.Uniform() < Sigmoid(score) ? 1 : 0;
-      if (test) {
-        test_scores.push_back(static_cast<float>(score));
-        test_labels.push_back(static_cast<float>(label));
-      } else {
-        positives += label;
-      }
-      AppendRow(o, planted, label, values, &buf);
-      if (buf.size() > (1 << 20)) {
-        if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size()) {
-          std::fclose(f);
-          throw IoError("synth: cannot write " + path);
-        }
-        buf.clear();
-      }
-    }
-    if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size() || std::fclose(f) != 0) {
-      throw IoError("synth: cannot write " + path);
-    }
-  };
-  write(result.train_path, o.rows, 1, false);
-  write(result.test_path, o.test_rows, 2, true);
+  std::vector<float> scores, labels;
+};
 
-  result.positive_rate = static_cast<double>(positives) / o.rows;
-  const EvalResult bayes = Evaluate(Loss::kLogistic, test_scores, test_labels);
-  result.bayes_logloss_test = bayes.logloss;
-  result.bayes_auc_test = bayes.auc;
+void FlushOrThrow(const std::string& buf, std::FILE* f, const std::string& path) {
+  if (std::fwrite(buf.data(), 1, buf.size(), f) != buf.size()) {
+    std::fclose(f);
+    throw IoError("synth: cannot write " + path);
+  }
+}
 
+// Writes `rows` rows drawn from random stream `stream` to `path`; keeps the scores and
+// labels when `keep_scores`.
+WrittenRows WriteRows(const SynthOptions& o, const Planted& planted, double bias,
+                      const std::string& path, std::uint64_t rows, std::uint64_t stream,
+                      bool keep_scores) {
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) throw IoError("synth: cannot write " + path);
+  Rng rng(Mix64(o.seed * 0x9e3779b97f4a7c15ULL + stream));
+  WrittenRows out;
+  std::vector<std::uint64_t> values(o.fields);
+  std::string buf;
+  if (o.format == DataFormat::kCsv) buf = CsvHeader(o);
+  for (std::uint64_t r = 0; r < rows; ++r) {
+    for (int f2 = 0; f2 < o.fields; ++f2) values[f2] = planted.SampleValue(&rng);
+    const double score = planted.Score(values, bias);
+    const int label = rng.Uniform() < Sigmoid(score) ? 1 : 0;
+    out.positives += label;
+    if (keep_scores) {
+      out.scores.push_back(static_cast<float>(score));
+      out.labels.push_back(static_cast<float>(label));
+    }
+    AppendRow(o, planted, label, values, &buf);
+    if (buf.size() > (1 << 20)) {
+      FlushOrThrow(buf, f, path);
+      buf.clear();
+    }
+  }
+  FlushOrThrow(buf, f, path);
+  if (std::fclose(f) != 0) throw IoError("synth: cannot write " + path);
+  return out;
+}
+
+void WriteMeta(const SynthOptions& o, const SynthResult& result) {
   JsonObject meta;
   meta.Add("rows", o.rows)
       .Add("test_rows", o.test_rows)
@@ -279,6 +270,39 @@ SynthResult Synthesize(const SynthOptions& o) {
       std::fclose(f) != 0) {
     throw IoError("synth: cannot write " + meta_path);
   }
+}
+
+}  // namespace
+
+std::string CsvHeader(const SynthOptions& o) {
+  std::string h = "label";
+  for (int f = 0; f < o.fields; ++f) {
+    h += f < NumericFields(o) ? ",n" : ",c";
+    h += std::to_string(f + 1);
+  }
+  return h + "\n";
+}
+
+SynthResult Synthesize(const SynthOptions& o) {
+  CheckOptions(o);
+  std::error_code ec;
+  std::filesystem::create_directories(o.out_dir, ec);
+  if (ec) throw IoError("synth: cannot create " + o.out_dir + ": " + ec.message());
+
+  Planted planted(o);
+  SynthResult result;
+  const std::string ext = Extension(o.format);
+  result.train_path = o.out_dir + "/train." + ext;
+  result.test_path = o.out_dir + "/test." + ext;
+  const double bias = CalibrateBias(o, planted);
+  const WrittenRows train = WriteRows(o, planted, bias, result.train_path, o.rows, 1, false);
+  const WrittenRows test = WriteRows(o, planted, bias, result.test_path, o.test_rows, 2, true);
+
+  result.positive_rate = static_cast<double>(train.positives) / o.rows;
+  const EvalResult bayes = Evaluate(Loss::kLogistic, test.scores, test.labels);
+  result.bayes_logloss_test = bayes.logloss;
+  result.bayes_auc_test = bayes.auc;
+  WriteMeta(o, result);
   return result;
 }
 

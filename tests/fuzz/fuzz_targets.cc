@@ -169,9 +169,30 @@ void Drain(ShardReader* reader, std::size_t batch, ReadResult* out) {
 
 bool SameRows(const RowBlock& a, const RowBlock& b) {
   return a.labels == b.labels && a.offsets == b.offsets && a.keys == b.keys &&
+         a.fields == b.fields &&
          a.values.size() == b.values.size() &&
          (a.values.empty() ||
           std::memcmp(a.values.data(), b.values.data(), a.values.size() * sizeof(float)) == 0);
+}
+
+// Fields per format (row_block.h): libsvm 0, criteo a column index 0..38, csv an index
+// among the configured numeric and categorical columns, libffm below kFieldLimit.
+void CheckFields(const RowBlock& b, const FeatureSpec& spec) {
+  std::uint64_t limit = kFieldLimit;
+  switch (spec.data.format) {
+    case DataFormat::kLibsvm:
+      limit = 1;
+      break;
+    case DataFormat::kCriteo:
+      limit = 39;
+      break;
+    case DataFormat::kCsv:
+      limit = spec.data.csv.numeric.size() + spec.data.csv.categorical.size();
+      break;
+    case DataFormat::kLibffm:
+      break;
+  }
+  for (std::uint32_t f : b.fields) FUZZ_CHECK(f < limit);
 }
 
 // The invariants of one parsed block (see fuzz_targets.h).
@@ -179,6 +200,8 @@ void CheckRows(const RowBlock& b, const FeatureSpec& spec) {
   FUZZ_CHECK(b.offsets.size() == b.labels.size() + 1);
   FUZZ_CHECK(b.offsets.front() == 0 && b.offsets.back() == b.keys.size());
   FUZZ_CHECK(b.keys.size() == b.values.size());
+  FUZZ_CHECK(b.fields.size() == b.keys.size());
+  CheckFields(b, spec);
   for (std::size_t r = 0; r + 1 < b.offsets.size(); ++r)
     FUZZ_CHECK(b.offsets[r] <= b.offsets[r + 1]);
   for (float y : b.labels) {
@@ -193,20 +216,32 @@ void CheckRows(const RowBlock& b, const FeatureSpec& spec) {
   }
 }
 
-int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
-  const std::uint8_t o = data[0];
-  ScratchFile file(data + 1, size - 1);
-  const std::vector<std::string> files = {file.path()};
+// on_error: fail stops exactly when skip (which gave `whole`) found a bad row, and with
+// DataError; else it reads the same rows.
+void CheckFailMode(FeatureSpec spec, const std::vector<std::string>& files, std::size_t batch,
+                   const ReadResult& whole) {
+  spec.data.on_error = OnError::kFail;
+  ReadResult strict;
+  bool threw = false;
+  try {
+    ShardReader reader(spec, files, 0, 1);
+    Drain(&reader, batch, &strict);
+  } catch (const DataError&) {
+    threw = true;
+  }
+  FUZZ_CHECK(threw == (whole.bad > 0));
+  if (!threw) FUZZ_CHECK(SameRows(strict.rows, whole.rows));
+}
 
+// The spec the option byte `o` chooses for reading `text` (the file) as `format`.
+FeatureSpec ReaderSpec(DataFormat format, std::uint8_t o, std::string_view text,
+                       const std::vector<std::string>& files) {
   FeatureSpec spec;
   spec.data.format = format;
   spec.data.train = files;
   spec.loss = (o & 1) ? Loss::kSquared : Loss::kLogistic;
   constexpr std::array<int, 4> kHashBits = {0, 1, 20, 64};
   spec.data.hash_bits = kHashBits[(o >> 1) & 3];
-  const int shards = 2 + ((o >> 3) & 1);
-  const std::size_t batch = (o & 0x10) ? 7 : 1;
   if (format == DataFormat::kCsv) {
     spec.data.csv.delimiter = (o & 0x20) ? ';' : ',';
     constexpr std::array<NumericTransform, 4> kTransforms = {
@@ -214,10 +249,21 @@ int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
         NumericTransform::kStandardize};
     spec.data.csv.transform = kTransforms[(o >> 6) & 3];
     const std::optional<std::vector<std::string>> header =
-        HeaderCells(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1),
-                    spec.data.csv.delimiter);
+        HeaderCells(text, spec.data.csv.delimiter);
     if (header) AssignCsvRoles(*header, &spec.data.csv);
   }
+  return spec;
+}
+
+int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  const std::uint8_t o = data[0];
+  ScratchFile file(data + 1, size - 1);
+  const std::vector<std::string> files = {file.path()};
+  FeatureSpec spec = ReaderSpec(
+      format, o, std::string_view(reinterpret_cast<const char*>(data + 1), size - 1), files);
+  const int shards = 2 + ((o >> 3) & 1);
+  const std::size_t batch = (o & 0x10) ? 7 : 1;
 
   ReadResult whole;
   try {
@@ -260,18 +306,7 @@ int FuzzReader(DataFormat format, const std::uint8_t* data, std::size_t size) {
     FUZZ_CHECK(resumed.bad == whole.bad);
   }
 
-  // on_error: fail stops exactly when skip found a bad row, and with DataError.
-  spec.data.on_error = OnError::kFail;
-  ReadResult strict;
-  bool threw = false;
-  try {
-    ShardReader reader(spec, files, 0, 1);
-    Drain(&reader, batch, &strict);
-  } catch (const DataError&) {
-    threw = true;
-  }
-  FUZZ_CHECK(threw == (whole.bad > 0));
-  if (!threw) FUZZ_CHECK(SameRows(strict.rows, whole.rows));
+  CheckFailMode(spec, files, batch, whole);
   return 0;
 }
 

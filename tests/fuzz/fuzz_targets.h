@@ -19,7 +19,8 @@ namespace fmps::fuzz {
 // byte chooses the loss, hash_bits, shard count, batch size and (csv) delimiter and
 // transform. For csv the column roles are derived from the file's own header so that rows
 // are reached. Checks: every row's label and values are finite (labels 0/1 under logistic
-// loss), keys fit hash_bits, the shards and the resumed reader yield exactly the rows of the
+// loss), keys fit hash_bits, every non-zero has a field in the format's range (row_block.h),
+// the shards and the resumed reader yield exactly the rows (fields included) of the
 // whole-file reader, and on_error: fail throws DataError exactly when skip found bad rows.
 int FuzzLibsvm(const std::uint8_t* data, std::size_t size);
 int FuzzLibffm(const std::uint8_t* data, std::size_t size);
