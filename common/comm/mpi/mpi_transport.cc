@@ -17,11 +17,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Idle back-off of Recv and of waits for sends: kQuickProbes probes back to back, then
+// Idle back-off of Receive and of waits for sends: kQuickProbes probes back to back, then
 // sleeps from kFirstSleep doubling up to kMaxSleep. A message arriving during a sleep waits
 // for its end, so kMaxSleep bounds the latency an idle rank adds (a busy server's replies
-// come within a few sleeps); an idle rank costs about one probe per kMaxSleep (measured:
-// ~14% of a core at 100 us on a loaded machine, MpiTransportTest keeps it under 10%).
+// come within a few sleeps); an idle rank costs about one probe per kMaxSleep
+// (MpiTransportTest keeps it under 10% of a core; tests/bench/README.md).
 constexpr int kQuickProbes = 16;
 constexpr std::chrono::nanoseconds kFirstSleep = std::chrono::microseconds(10);
 constexpr std::chrono::nanoseconds kMaxSleep = std::chrono::microseconds(500);
@@ -221,8 +221,7 @@ bool MpiTransport::PollOnce() {
   if (!flag) {
     // Open MPI's probe looks for a match before it progresses the network, so a frame that
     // progress has just pulled in shows only on the next probe. Without this second probe
-    // an idle receiver notices a message one whole sleep later (measured: ~1 ms instead of
-    // ~0.3 ms one way).
+    // an idle receiver notices a message one whole sleep later.
     CheckMpi(MPI_Improbe(MPI_ANY_SOURCE, options_.tag, comm_, &flag, &handle, &status), rank_,
              "MPI_Improbe");
   }
