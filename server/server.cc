@@ -51,8 +51,7 @@ void Server::Check(bool ok, const Message& m, const char* what) const {
 
 void Server::ProtocolError(int sender, const std::string& what) const {
   throw TransportError("server " + std::to_string(transport_->endpoint()) +
-                       ": malformed request from endpoint " + std::to_string(sender) + ": " +
-                       what);
+                       ": malformed request from endpoint " + std::to_string(sender) + ": " + what);
 }
 
 Server::~Server() {
@@ -99,11 +98,11 @@ void Server::Run() {
     if (write_done_) FinishWrite();
     // Poll often while a shard is being written, so its completion is reported promptly.
     // With replies held back, only look for a queued request: none waiting, send them.
-    std::optional<Received> r = transport_->Receive(
-        !held_.empty()       ? std::chrono::milliseconds(0)
-        : writer_.joinable() ? std::chrono::milliseconds(20)
-                             : std::chrono::milliseconds(1000),
-        Channels::kBoth);
+    std::optional<Received> r =
+        transport_->Receive(!held_.empty()       ? std::chrono::milliseconds(0)
+                            : writer_.joinable() ? std::chrono::milliseconds(20)
+                                                 : std::chrono::milliseconds(1000),
+                            Channels::kBoth);
     if (!r) {
       SendHeldReplies();
       continue;  // idle: workers may be parsing or evaluating

@@ -44,9 +44,9 @@
 #include <utility>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/key_index.h"
 #include "common/comm/transport.h"
+#include "common/config/config.h"
 #include "server/store/checkpoint_shard.h"
 #include "server/store/param_store.h"
 

@@ -12,7 +12,9 @@ namespace fmps {
 ControlChannel::ControlChannel(Transport* transport, std::chrono::milliseconds timeout)
     : transport_(transport), timeout_(timeout) {}
 
-void ControlChannel::Send(int dest, pb::Control msg) { transport_->SendControl(dest, std::move(msg)); }
+void ControlChannel::Send(int dest, pb::Control msg) {
+  transport_->SendControl(dest, std::move(msg));
+}
 
 void ControlChannel::Keep(ControlMessage msg) { kept_.push_back(std::move(msg)); }
 

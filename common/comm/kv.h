@@ -33,8 +33,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/comm/transport.h"
 #include "common/base/types.h"
+#include "common/comm/transport.h"
 
 namespace fmps {
 

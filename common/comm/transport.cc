@@ -59,7 +59,8 @@ class InProcHub::Endpoint : public Transport {
     if (msg.body_case() == pb::Control::BODY_NOT_SET) {
       throw TransportError("send of a control message without a body");
     }
-    Deliver(dest, Received(std::in_place_type<ControlMessage>, ControlMessage{id_, std::move(msg)}));
+    Deliver(dest,
+            Received(std::in_place_type<ControlMessage>, ControlMessage{id_, std::move(msg)}));
   }
 
   std::optional<Received> Receive(std::chrono::milliseconds timeout, Channels from) override {

@@ -114,8 +114,8 @@ class WireDecoder {
   bool control_frame_ = false;
   Message msg_;                        // being assembled (data frame)
   std::vector<std::uint8_t> control_;  // being assembled (control frame)
-  std::string head_;  // u32 length prefix + serialized header, for the checksum
-  std::uint64_t control_at_ = 0;  // stream offsets of the control body, arrays, trailer
+  std::string head_;                   // u32 length prefix + serialized header, for the checksum
+  std::uint64_t control_at_ = 0;       // stream offsets of the control body, arrays, trailer
   std::uint64_t keys_at_ = 0;
   std::uint64_t vals_at_ = 0;
   std::uint64_t counts_at_ = 0;

@@ -18,12 +18,12 @@
 #include <utility>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
-#include "common/data/reader.h"
-#include "common/data/row_block.h"
 #include "common/base/types.h"
 #include "common/comm/wire.h"
+#include "common/config/config.h"
+#include "common/data/reader.h"
+#include "common/data/row_block.h"
 
 namespace fmps::fuzz {
 namespace {
@@ -447,7 +447,8 @@ int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
   Cursor in(data + 1, size - 1);
   if (mode == 0) {
     try {
-      CheckReencodes(DecodeFrame(std::span<const std::uint8_t>(in.here(), in.remaining()), kSender));
+      CheckReencodes(
+          DecodeFrame(std::span<const std::uint8_t>(in.here(), in.remaining()), kSender));
     } catch (const TransportError&) {
     }
     return 0;

@@ -1,7 +1,7 @@
 // Writes a seed corpus for the wire target (see FuzzWire in fuzz_targets.h) into the
 // directory given as the only argument: real encoded messages of every data kind and control
-// type, as single-chunk
-// streams (mode byte 0) and as length-prefixed chunks of a multi-chunk stream (mode byte 1).
+// type, as single-chunk streams (mode byte 0) and as length-prefixed chunks of a multi-chunk
+// stream (mode byte 1).
 #include <cstdint>
 #include <cstdio>
 #include <fstream>

@@ -16,8 +16,8 @@
 #include "common/comm/control.h"
 #include "common/comm/kv.h"
 #include "common/comm/transport.h"
-#include "server/store/param_store.h"
 #include "server/server.h"
+#include "server/store/param_store.h"
 #include "worker/job/job.h"
 
 namespace fmps {
@@ -137,17 +137,18 @@ TEST(KVTest, PullPushAcrossServersMatchesStores) {
   EXPECT_EQ(total, keys.size());
   // Dump: every key once, each server's chunk ascending.
   std::vector<Key> dumped;
-  DumpServers(&ps.control(), 3, width, [&](int s, std::span<const Key> ks, std::span<const float> vs) {
-    EXPECT_TRUE(std::is_sorted(ks.begin(), ks.end()));
-    for (std::size_t i = 0; i < ks.size(); ++i) {
-      EXPECT_EQ(ServerOfKey(ks[i], 3), s);
-      auto it = std::find(keys.begin(), keys.end(), ks[i]);
-      ASSERT_NE(it, keys.end());
-      const std::size_t pos = it - keys.begin();
-      EXPECT_EQ(vs[i * width + 1], after[pos * width + 1]);
-    }
-    dumped.insert(dumped.end(), ks.begin(), ks.end());
-  });
+  DumpServers(&ps.control(), 3, width,
+              [&](int s, std::span<const Key> ks, std::span<const float> vs) {
+                EXPECT_TRUE(std::is_sorted(ks.begin(), ks.end()));
+                for (std::size_t i = 0; i < ks.size(); ++i) {
+                  EXPECT_EQ(ServerOfKey(ks[i], 3), s);
+                  auto it = std::find(keys.begin(), keys.end(), ks[i]);
+                  ASSERT_NE(it, keys.end());
+                  const std::size_t pos = it - keys.begin();
+                  EXPECT_EQ(vs[i * width + 1], after[pos * width + 1]);
+                }
+                dumped.insert(dumped.end(), ks.begin(), ks.end());
+              });
   EXPECT_EQ(dumped.size(), keys.size());
 }
 
@@ -351,7 +352,8 @@ TEST(KVTest, BspSumsWorkersAndWaitsForAll) {
   ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
   std::vector<float> g0 = {1, 2, 3, 4}, g1 = {10, 20, 30, 40};
   // Worker 0 pushes step 0; it is not applied until worker 1 pushes too.
-  Timestamp t0 = PushCopy(ps.worker(0), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g0);
+  Timestamp t0 =
+      PushCopy(ps.worker(0), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g0);
   std::vector<float> mid(4);
   Timestamp tp = ps.worker(1).Pull({.keys = keys}, &mid);
   ps.worker(1).Wait(tp);
@@ -359,7 +361,8 @@ TEST(KVTest, BspSumsWorkersAndWaitsForAll) {
   // Worker 1 pushes only key 20 and says it had no data... it still counts for the step.
   std::vector<Key> k1 = {20};
   std::vector<float> g1b = {30, 40};
-  Timestamp t1 = PushCopy(ps.worker(1), {.keys = k1, .bsp = BspStep{.step = 0, .has_data = false}}, g1b);
+  Timestamp t1 =
+      PushCopy(ps.worker(1), {.keys = k1, .bsp = BspStep{.step = 0, .has_data = false}}, g1b);
   EXPECT_TRUE(ps.worker(0).Wait(t0).any_had_data);
   EXPECT_TRUE(ps.worker(1).Wait(t1).any_had_data);
   std::vector<float> after(4);
@@ -399,8 +402,10 @@ TEST(KVTest, ClipGradientInBspClipsTheSum) {
   std::vector<float> init(2);
   ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
   const std::vector<float> g = {0.75f, 0.25f};  // sums: 1.5 -> 1, 0.5 (kept)
-  Timestamp a = PushCopy(ps.worker(0), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g);
-  Timestamp b = PushCopy(ps.worker(1), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g);
+  Timestamp a =
+      PushCopy(ps.worker(0), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g);
+  Timestamp b =
+      PushCopy(ps.worker(1), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g);
   ps.worker(0).Wait(a);
   ps.worker(1).Wait(b);
   std::vector<float> after(2);
@@ -420,8 +425,9 @@ TEST(KVTest, NonFiniteGradientRowsAreRejectedAndCounted) {
       ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
       const float nan = std::nanf("");
       const std::vector<float> grads = {0.25f, nan, 0.25f, 0.25f, INFINITY, 0.0f, 0.0f, -INFINITY};
-      const std::optional<BspStep> bsp =
-          c == Consistency::kBsp ? std::optional(BspStep{.step = 0, .has_data = true}) : std::nullopt;
+      const std::optional<BspStep> bsp = c == Consistency::kBsp
+                                             ? std::optional(BspStep{.step = 0, .has_data = true})
+                                             : std::nullopt;
       ps.worker(0).Wait(PushCopy(ps.worker(0), {.keys = keys, .bsp = bsp}, grads));
       std::vector<float> after(8);
       ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &after));
@@ -543,8 +549,7 @@ TEST(KVTest, ClientDataPathLeavesControlAloneAndRefusesStrayData) {
     ps.worker(0).Wait(t);
     FAIL() << "a stray data message must be refused";
   } catch (const TransportError& e) {
-    EXPECT_NE(std::string(e.what()).find("unexpected data message"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("unexpected data message"), std::string::npos) << e.what();
   }
 }
 

@@ -182,9 +182,9 @@ ServerStats CollectServerStats(ControlChannel* control, int num_servers) {
   for (int s = 0; s < num_servers; ++s) control->Send(s, request);
   ServerStats sum;
   for (int s = 0; s < num_servers; ++s) {
-    const ControlMessage m = control->WaitFor(
-        pb::Control::kStats, "server statistics",
-        [s](const ControlMessage& c) { return c.sender == s; });
+    const ControlMessage m =
+        control->WaitFor(pb::Control::kStats, "server statistics",
+                         [s](const ControlMessage& c) { return c.sender == s; });
     const pb::Stats& r = m.body.stats();
     sum.pulls += r.pulls();
     sum.pushes += r.pushes();

@@ -22,7 +22,7 @@ namespace {
 using Bytes = std::vector<std::uint8_t>;
 
 constexpr MsgKind kAllKinds[] = {MsgKind::kPull, MsgKind::kPullReply, MsgKind::kPush,
-                                  MsgKind::kPushReply, MsgKind::kDumpChunk};
+                                 MsgKind::kPushReply, MsgKind::kDumpChunk};
 // One past the last kind: never valid.
 constexpr std::uint32_t kFirstUnknownKind = kMaxMsgKind + 1;
 

@@ -15,16 +15,16 @@
 #include <thread>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
-#include "common/model/model_file.h"
 #include "common/comm/control.h"
 #include "common/comm/transport.h"
 #include "common/comm/wire.h"
+#include "common/config/config.h"
 #include "common/data/synth.h"
+#include "common/model/model_file.h"
 #include "server/server.h"
-#include "worker/job/job.h"
 #include "tests/util/test_util.h"
+#include "worker/job/job.h"
 #include "worker/job/local_trainer.h"
 
 namespace fmps {
