@@ -46,11 +46,12 @@ Server::Server(ParamStore* store, Transport* transport, const ServerOptions& opt
 }
 
 void Server::Check(bool ok, const Message& m, const char* what) const {
-  if (!ok) {
-    throw TransportError("server " + std::to_string(transport_->endpoint()) +
-                         ": malformed request from endpoint " + std::to_string(m.sender) + ": " +
-                         what);
-  }
+  if (!ok) ProtocolError(m.sender, what);
+}
+
+void Server::ProtocolError(int sender, const std::string& what) const {
+  throw TransportError("server " + std::to_string(transport_->endpoint()) +
+                       ": malformed request from endpoint " + std::to_string(sender) + ": " + what);
 }
 
 Server::~Server() {
@@ -61,26 +62,26 @@ void Server::FinishWrite() {
   writer_.join();
   write_done_ = false;
   if (write_error_) std::rethrow_exception(write_error_);
-  Message done;
-  done.kind = MsgKind::kShardWritten;
-  done.step = write_seq_;
-  done.keys = {written_.bytes, written_.checksum, written_.keys};
-  Reply(write_requester_, std::move(done));
+  pb::Control done;
+  pb::ShardWritten* w = done.mutable_shard_written();
+  w->set_seq(write_seq_);
+  w->set_bytes(written_.bytes);
+  w->set_checksum(written_.checksum);
+  w->set_keys(written_.keys);
+  ReplyControl(write_requester_, std::move(done));
 }
 
-void Server::HandleSnapshot(const Message& m) {
+void Server::HandleSnapshot(int requester, std::uint64_t seq) {
   if (writer_.joinable()) FinishWrite();  // one write at a time
   cut_pending_ = false;
   snapshot_ = store_->Snapshot(std::move(snapshot_));
-  Message ack;
-  ack.kind = MsgKind::kSnapshotAck;
-  ack.step = m.step;
-  Reply(m.sender, std::move(ack));
-  const std::string dir =
-      CheckpointPath(options_.checkpoint_dir, static_cast<std::uint64_t>(m.step));
+  pb::Control ack;
+  ack.mutable_snapshot_ack()->set_seq(seq);
+  ReplyControl(requester, std::move(ack));
+  const std::string dir = CheckpointPath(options_.checkpoint_dir, seq);
   const std::string path = dir + "/" + ShardFileName(options_.index);
-  write_requester_ = m.sender;
-  write_seq_ = m.step;
+  write_requester_ = requester;
+  write_seq_ = seq;
   write_error_ = nullptr;
   writer_ = std::thread([this, path] {
     try {
@@ -97,63 +98,81 @@ void Server::Run() {
     if (write_done_) FinishWrite();
     // Poll often while a shard is being written, so its completion is reported promptly.
     // With replies held back, only look for a queued request: none waiting, send them.
-    std::optional<Message> m =
-        transport_->Recv(!held_.empty()       ? std::chrono::milliseconds(0)
-                         : writer_.joinable() ? std::chrono::milliseconds(20)
-                                              : std::chrono::milliseconds(1000));
-    if (!m) {
+    std::optional<Received> r =
+        transport_->Receive(!held_.empty()       ? std::chrono::milliseconds(0)
+                            : writer_.joinable() ? std::chrono::milliseconds(20)
+                                                 : std::chrono::milliseconds(1000),
+                            Channels::kBoth);
+    if (!r) {
       SendHeldReplies();
       continue;  // idle: workers may be parsing or evaluating
     }
-    switch (m->kind) {
-      case MsgKind::kPull: {
-        const std::uint64_t t0 = ThreadCpuNs();
-        HandlePull(std::move(*m));
-        stats_.busy_ns += ThreadCpuNs() - t0;
-        break;
-      }
-      case MsgKind::kPush: {
-        const std::uint64_t t0 = ThreadCpuNs();
-        HandlePush(std::move(*m));
-        stats_.busy_ns += ThreadCpuNs() - t0;
-        break;
-      }
-      case MsgKind::kDump:
-        HandleDump(*m);
-        break;
-      case MsgKind::kCutRequest:
-        cut_pending_ = true;
-        break;
-      case MsgKind::kSnapshot:
-        HandleSnapshot(*m);
-        break;
-      case MsgKind::kStats:
-        HandleStats(*m);
-        break;
-      case MsgKind::kShutdown:
-        SendHeldReplies();
-        if (writer_.joinable()) FinishWrite();
-        return;
-      default:
-        Check(false, *m, "unexpected message kind");
+    if (Message* m = std::get_if<Message>(&*r)) {
+      HandleData(std::move(*m));
+    } else if (!HandleControl(std::get<ControlMessage>(*r))) {
+      SendHeldReplies();
+      if (writer_.joinable()) FinishWrite();
+      return;
     }
   }
 }
 
-void Server::HandleStats(const Message& m) {
+void Server::HandleData(Message&& m) {
+  Check(m.flags.within(AllowedFlags(m.kind)), m, "flags not allowed for the message kind");
+  const std::uint64_t t0 = ThreadCpuNs();
+  switch (m.kind) {
+    case MsgKind::kPull:
+      HandlePull(std::move(m));
+      break;
+    case MsgKind::kPush:
+      HandlePush(std::move(m));
+      break;
+    default:
+      Check(false, m, "unexpected data message kind");
+  }
+  stats_.busy_ns += ThreadCpuNs() - t0;
+}
+
+bool Server::HandleControl(const ControlMessage& m) {
+  switch (m.body.body_case()) {
+    case pb::Control::kCutRequest:
+      cut_pending_ = true;
+      return true;
+    case pb::Control::kSnapshot:
+      HandleSnapshot(m.sender, m.body.snapshot().seq());
+      return true;
+    case pb::Control::kStatsRequest:
+      HandleStats(m.sender);
+      return true;
+    case pb::Control::kDumpRequest:
+      HandleDump(m.sender);
+      return true;
+    case pb::Control::kShutdown:
+      return false;
+    default:
+      ProtocolError(m.sender, "unexpected control message (type " +
+                                  std::to_string(static_cast<int>(m.body.body_case())) + ")");
+  }
+}
+
+void Server::HandleStats(int requester) {
   stats_.peak_rss_bytes = PeakRssBytes();
-  Message reply;
-  reply.kind = MsgKind::kStatsReply;
-  reply.step = options_.index;
-  reply.keys = {stats_.pulls,         stats_.pushes,         stats_.keys_pulled, stats_.keys_pushed,
-                stats_.rejected_rows, stats_.peak_rss_bytes, stats_.busy_ns};
-  static_assert(ServerStats::kFields == 7);
-  Reply(m.sender, std::move(reply));
+  pb::Control reply;
+  pb::Stats* s = reply.mutable_stats();
+  s->set_server(static_cast<std::uint32_t>(options_.index));
+  s->set_pulls(stats_.pulls);
+  s->set_pushes(stats_.pushes);
+  s->set_keys_pulled(stats_.keys_pulled);
+  s->set_keys_pushed(stats_.keys_pushed);
+  s->set_rejected_rows(stats_.rejected_rows);
+  s->set_peak_rss_bytes(stats_.peak_rss_bytes);
+  s->set_busy_ns(stats_.busy_ns);
+  ReplyControl(requester, std::move(reply));
 }
 
 void Server::HandlePull(Message&& m) {
   const std::size_t n = m.keys.size();
-  const bool create = (m.flags & kFlagCreate) != 0;
+  const bool create = m.flags.has(DataFlag::kCreate);
   Message reply;
   reply.kind = MsgKind::kPullReply;
   reply.request_id = m.request_id;
@@ -163,7 +182,7 @@ void Server::HandlePull(Message&& m) {
   if (reply.vals.capacity() == 0) std::swap(reply.vals, spare_vals_);
   reply.vals.resize(n * store_->row_width());
   ParamStore::RowHandle* handles = nullptr;
-  if (m.flags & kFlagKeepRows) {
+  if (m.flags.has(DataFlag::kKeepRows)) {
     Check(create, m, "kept rows without create");
     Check(std::count_if(kept_.begin(), kept_.end(),
                         [&](const KeptRows& k) { return k.sender == m.sender; }) < kMaxKeptPulls,
@@ -202,6 +221,11 @@ void Server::Reply(int dest, Message&& msg) {
   transport_->Send(dest, std::move(msg));
 }
 
+void Server::ReplyControl(int dest, pb::Control&& msg) {
+  SendHeldReplies();
+  transport_->SendControl(dest, std::move(msg));
+}
+
 void Server::Clip(float* grads, std::size_t n) const {
   const float c = options_.clip_gradient;
   if (c <= 0.0f) return;
@@ -213,7 +237,7 @@ void Server::Clip(float* grads, std::size_t n) const {
 void Server::ApplyAsyncPush(Message&& m) {
   const std::size_t width = store_->row_width();
   const std::uint32_t* counts = m.counts.empty() ? nullptr : m.counts.data();
-  const bool kept_rows = (m.flags & kFlagKeysOfPull) != 0;
+  const bool kept_rows = m.flags.has(DataFlag::kKeysOfPull);
   auto kept = kept_.end();
   if (kept_rows) {
     Check(m.keys.empty(), m, "a push of kept rows carries keys");
@@ -238,7 +262,7 @@ void Server::ApplyAsyncPush(Message&& m) {
   Message reply;
   reply.kind = MsgKind::kPushReply;
   reply.request_id = m.request_id;
-  if (cut_pending_) reply.flags |= kFlagCut;
+  reply.flags.set(DataFlag::kCut, cut_pending_);
   Recycle(std::move(m.vals), &reply);
   held_.emplace_back(m.sender, std::move(reply));  // sent with the next reply (see Run)
 }
@@ -250,12 +274,12 @@ void Server::HandlePush(Message&& m) {
   }
   Check(m.vals.size() == m.keys.size() * store_->row_width(), m, "gradient size mismatch");
   Check(m.counts.empty() || m.counts.size() == m.keys.size(), m, "count size mismatch");
-  Check((m.flags & kFlagKeysOfPull) == 0, m, "a bsp push must carry its keys");
+  Check(!m.flags.has(DataFlag::kKeysOfPull), m, "a bsp push must carry its keys");
   ++stats_.pushes;
   stats_.keys_pushed += m.keys.size();
   const int w = m.sender - options_.first_worker_endpoint;
   Check(w >= 0 && w < options_.num_workers, m, "push from a non-worker endpoint");
-  Check(m.step == step_, m, "bsp push for the wrong step");
+  Check(m.bsp_step == step_, m, "bsp push for the wrong step");
   Check(!arrived_[w], m, "two bsp pushes for one step");
   arrived_[w] = true;
   step_pushes_[w] = std::move(m);
@@ -270,7 +294,7 @@ void Server::ApplyBspStep() {
   bool any_had_data = false;
   bool any_counts = false;
   for (const Message& m : step_pushes_) {  // worker order: reproducible sums
-    any_had_data |= (m.flags & kFlagHasData) != 0;
+    any_had_data |= m.flags.has(DataFlag::kHasData);
     any_counts |= !m.counts.empty();
     for (std::size_t i = 0; i < m.keys.size(); ++i) {
       bool inserted;
@@ -293,8 +317,8 @@ void Server::ApplyBspStep() {
     Message reply;
     reply.kind = MsgKind::kPushReply;
     reply.request_id = step_pushes_[w].request_id;
-    reply.step = step_;
-    reply.flags = (any_had_data ? kFlagAnyHadData : 0) | (cut_pending_ ? kFlagCut : 0);
+    reply.flags.set(DataFlag::kAnyHadData, any_had_data);
+    reply.flags.set(DataFlag::kCut, cut_pending_);
     const int dest = step_pushes_[w].sender;
     Recycle(std::move(step_pushes_[w].vals), &reply);
     step_pushes_[w] = Message();
@@ -305,7 +329,7 @@ void Server::ApplyBspStep() {
   ++step_;
 }
 
-void Server::HandleDump(const Message& m) {
+void Server::HandleDump(int requester) {
   const std::size_t width = store_->row_width();
   std::vector<Key> keys;
   std::vector<float> rows;
@@ -318,12 +342,10 @@ void Server::HandleDump(const Message& m) {
   std::vector<std::uint32_t> order(keys.size());
   std::iota(order.begin(), order.end(), 0u);
   std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
-  std::size_t i = 0;
-  do {
+  for (std::size_t i = 0; i < order.size(); i += kDumpChunkKeys) {
     const std::size_t end = std::min(order.size(), i + kDumpChunkKeys);
     Message chunk;
     chunk.kind = MsgKind::kDumpChunk;
-    chunk.request_id = m.request_id;
     chunk.keys.reserve(end - i);
     chunk.vals.reserve((end - i) * width);
     for (std::size_t j = i; j < end; ++j) {
@@ -331,13 +353,11 @@ void Server::HandleDump(const Message& m) {
       const float* row = &rows[order[j] * width];
       chunk.vals.insert(chunk.vals.end(), row, row + width);
     }
-    if (end == order.size()) {
-      chunk.flags = kFlagLast;
-      chunk.step = static_cast<std::int64_t>(store_->MemoryBytes());
-    }
-    Reply(m.sender, std::move(chunk));
-    i = end;
-  } while (i < order.size());
+    Reply(requester, std::move(chunk));
+  }
+  pb::Control done;
+  done.mutable_dump_done()->set_store_bytes(store_->MemoryBytes());
+  ReplyControl(requester, std::move(done));
 }
 
 }  // namespace fmps

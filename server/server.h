@@ -1,5 +1,6 @@
-// Server: one shard's request loop. Decodes messages from its Transport and dispatches them
-// to the ParamStore (pulls, pushes, dumps); the math lives in ParamStore/Optimizer.
+// Server: one shard's request loop. Receives data messages (pulls, pushes) and control
+// messages (common/proto/control.proto) from its Transport and dispatches them to the
+// ParamStore; the math lives in ParamStore/Optimizer.
 //
 // Consistency:
 //  * async: each push is applied on arrival and acknowledged.
@@ -9,32 +10,28 @@
 //    reproducible bit for bit, whatever the number of servers.
 // Non-finite gradient rows are never applied: they are dropped and counted.
 //
-// Kept rows: a pull flagged kFlagKeepRows has its keys' row handles kept (at most
-// kMaxKeptPulls per sender, ~4 bytes per key) until the sender's kFlagKeysOfPull push
-// refers to it; that push carries no keys and is applied without lookups.
+// Kept rows: a pull flagged kKeepRows has its keys' row handles kept (at most kMaxKeptPulls
+// per sender, ~4 bytes per key) until the sender's kKeysOfPull push refers to it; that push
+// carries no keys and is applied without lookups.
 //
-// Checkpoints: after kCutRequest every push reply carries kFlagCut (so workers quiesce at
-// their next batch boundary); kSnapshot copies the store in memory (the only pause),
-// acknowledges, and a background thread writes the shard file; kShardWritten then reports
-// its size and checksum to the coordinator.
-//
-// Accounting: the server counts the pushes it receives and the gradient rows it applies or
-// rejects, and reports them (with its process's peak resident memory) on kStats, so a job
-// can check that every push a worker sent was applied exactly once.
+// Control: CutRequest makes every later push reply carry kCut (so workers quiesce at their
+// next batch boundary); Snapshot copies the store in memory (the only pause), replies
+// SnapshotAck, and a background thread writes the shard, reported by ShardWritten.
+// StatsRequest -> Stats (the counters below, with the process's peak resident memory), so a
+// job can check that every push a worker sent was applied exactly once. DumpRequest ->
+// kDumpChunk data messages, then DumpDone. Shutdown ends Run. Any other message (a reply
+// kind, a flag its kind does not allow, a worker's control type) is a protocol error.
 //
 // Replies: every request is answered in the order served. An async push's reply may wait
-// while more requests are queued: it goes out just before the server's next reply (in
-// practice together with the next pull's), or as soon as the server finds no request
-// waiting. In single-node mode that halves the wake-ups of a worker blocked on its next
-// pull, each a futex wake and an inter-processor interrupt paid on the server's thread.
+// while more requests are queued: it goes out just before the server's next reply, or as
+// soon as the server finds no request waiting (fewer wake-ups of a worker blocked on its
+// next pull; tests/bench/README.md).
 //
 // Memory: the server holds no queue of its own beyond those held-back push replies (one per
 // push served since the last other reply) and, over MPI, one spare minibatch's value array.
-// It serves one request at a time, and what can wait for it is capped by the workers: each
-// has at most train.max_delay requests outstanding (KVClient, Worker), so at most workers *
-// max_delay requests (each at most one minibatch's unique keys) are in flight to one
-// server, plus their replies in the transport's send buffers (MpiTransport bounds those to
-// 256 MiB / 1024 sends on its own).
+// What can wait for it is capped by the workers: each has at most train.max_delay requests
+// outstanding, so at most workers * max_delay requests (each at most one minibatch's unique
+// keys) are in flight to one server, plus their replies in the transport's send buffers.
 //
 // Thread safety: Run() is called by one thread, which owns the store while it runs.
 #pragma once
@@ -47,9 +44,9 @@
 #include <utility>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/key_index.h"
 #include "common/comm/transport.h"
+#include "common/config/config.h"
 #include "server/store/checkpoint_shard.h"
 #include "server/store/param_store.h"
 
@@ -77,7 +74,6 @@ struct ServerStats {
   // CPU time of the server's thread spent handling pulls and pushes (store work, codec
   // aside from MPI's own progress): with the keys served, the server's in-situ cost per key.
   std::uint64_t busy_ns = 0;
-  static constexpr int kFields = 7;  // as sent in kStatsReply, in declaration order
 };
 
 class Server {
@@ -87,19 +83,22 @@ class Server {
   // Waits for a shard write still in progress.
   ~Server();
 
-  // Serves requests until a kShutdown message arrives. Throws TransportError on a
-  // malformed request or when the transport is aborted.
+  // Serves requests until a Shutdown control message arrives. Throws TransportError on a
+  // malformed or unexpected message or when the transport is aborted.
   void Run();
 
   const ServerStats& stats() const { return stats_; }
 
  private:
+  void HandleData(Message&& m);
+  // Returns false on Shutdown.
+  bool HandleControl(const ControlMessage& m);
   void HandlePull(Message&& m);
   void HandlePush(Message&& m);
-  void HandleDump(const Message& m);
+  void HandleDump(int requester);
   void ApplyBspStep();
-  void HandleSnapshot(const Message& m);
-  void HandleStats(const Message& m);
+  void HandleSnapshot(int requester, std::uint64_t seq);
+  void HandleStats(int requester);
   // Reports a finished background shard write (rethrows its error).
   void FinishWrite();
   // Applies an async push (by keys, or by the rows of the pull it refers to) and replies.
@@ -107,8 +106,10 @@ class Server {
   // Applies clip_gradient (when on) to n gradient floats.
   void Clip(float* grads, std::size_t n) const;
   void Check(bool ok, const Message& m, const char* what) const;
+  [[noreturn]] void ProtocolError(int sender, const std::string& what) const;
   // Sends msg to dest after the held-back push replies (every reply goes through here).
   void Reply(int dest, Message&& msg);
+  void ReplyControl(int dest, pb::Control&& msg);
   // Sends the held-back push replies, oldest first.
   void SendHeldReplies();
   // A consumed push's gradient array: back to the client in its reply when the transport
@@ -122,13 +123,13 @@ class Server {
   ServerStats stats_;
   // bsp state
   std::int64_t step_ = 0;
-  std::vector<Message> step_pushes_;  // per worker, kind == kPush once arrived
+  std::vector<Message> step_pushes_;  // per worker, the step's push once arrived
   std::vector<bool> arrived_;
   int arrived_count_ = 0;
   KeyIndex agg_index_;
   std::vector<float> agg_grads_;
   std::vector<std::uint32_t> agg_counts_;
-  // kept rows of kFlagKeepRows pulls, oldest first; spare_rows_ recycles their buffers
+  // kept rows of kKeepRows pulls, oldest first; spare_rows_ recycles their buffers
   struct KeptRows {
     int sender = -1;
     std::uint64_t pull_id = 0;
@@ -147,7 +148,7 @@ class Server {
   std::exception_ptr write_error_;
   ShardFileInfo written_;
   int write_requester_ = -1;
-  std::int64_t write_seq_ = 0;
+  std::uint64_t write_seq_ = 0;
 };
 
 }  // namespace fmps

@@ -49,7 +49,7 @@ void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progres
 
 Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
                           bool keep_rows) {
-  return client_->PullInto(b.keys, params, create, keep_rows);
+  return client_->Pull({.keys = b.keys, .create = create, .keep_rows = keep_rows}, params);
 }
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
@@ -60,12 +60,13 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   return loss;
 }
 
-Timestamp Worker::PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all,
-                          Timestamp keys_of_pull) {
+Timestamp Worker::PushFor(const PreparedBatch& b, std::optional<BspStep> bsp,
+                          std::optional<Timestamp> kept_pull) {
   const std::span<const std::uint32_t> counts = options_.send_counts
                                                     ? std::span<const std::uint32_t>(b.counts)
                                                     : std::span<const std::uint32_t>();
-  return client_->PushTaking(b.keys, &grads_, counts, step, has_data, to_all, keys_of_pull);
+  return client_->Push({.keys = b.keys, .counts = counts, .bsp = bsp, .kept_pull = kept_pull},
+                       &grads_);
 }
 
 void Worker::Cut(const std::vector<ByteRange>& remaining) {
@@ -113,7 +114,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
       next_pull = PullFor(*next, /*create=*/true, &params_[1 - slot], /*keep_rows=*/true);
     }
     const double loss = ComputeGradients(*cur, params_[slot]);
-    pushes.push_back(PushFor(*cur, 0, true, false, /*keys_of_pull=*/*cur_pull));
+    pushes.push_back(PushFor(*cur, /*bsp=*/std::nullopt, /*kept_pull=*/*cur_pull));
     Publish(cur->block.rows(), loss, cur->bytes_consumed, progress);
     if (cut_pending_) {  // checkpoint: quiesce after this batch
       settle(0);
@@ -143,8 +144,8 @@ void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::functi
     } else {
       grads_.clear();
     }
-    const WaitResult r =
-        client_->Wait(PushFor(has_data ? *b : empty, bsp_step_, has_data, /*to_all=*/true));
+    const WaitResult r = client_->Wait(
+        PushFor(has_data ? *b : empty, BspStep{.step = bsp_step_, .has_data = has_data}));
     ++bsp_step_;
     if (has_data) {
       Publish(b->block.rows(), loss, b->bytes_consumed, progress);

@@ -55,7 +55,7 @@ struct Progress {
 
 class Worker {
  public:
-  // Called at a batch boundary once a server asked for a checkpoint cut (kFlagCut) and all
+  // Called at a batch boundary once a server asked for a checkpoint cut (DataFlag::kCut) and all
   // of this worker's pushes are applied, with the byte ranges still to read after the last
   // trained batch (empty when the shard is finished). Returns when training may go on.
   using CutHandler = std::function<void(const std::vector<ByteRange>& remaining)>;
@@ -78,15 +78,15 @@ class Worker {
  private:
   void TrainAsync(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
   void TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
-  // Issues the pull of batch b's unique keys into *params (keep_rows: see KVClient::Pull).
+  // Issues the pull of batch b's unique keys into *params (keep_rows: see PullRequest).
   Timestamp PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
                     bool keep_rows = false);
   // Gradients of batch b given its pulled params (into grads_); returns the loss sum.
   // Throws NumericError when training diverges (see DivergenceGuard).
   double ComputeGradients(const PreparedBatch& b, const std::vector<float>& params);
-  // Pushes grads_ for batch b's keys (keys_of_pull: see KVClient::Push).
-  Timestamp PushFor(const PreparedBatch& b, std::int64_t step, bool has_data, bool to_all,
-                    Timestamp keys_of_pull = 0);
+  // Pushes grads_ for batch b's keys (bsp, kept_pull: see PushRequest).
+  Timestamp PushFor(const PreparedBatch& b, std::optional<BspStep> bsp,
+                    std::optional<Timestamp> kept_pull = std::nullopt);
   // Publishes a finished batch to *progress.
   void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 

@@ -1,37 +1,40 @@
 // KVClient: the worker's view of the parameter servers, in the ps-lite style of three
-// verbs: Pull(keys) -> timestamp, Push(keys, grads) -> timestamp, Wait(timestamp).
+// verbs: Pull(request) -> timestamp, Push(request) -> timestamp, Wait(timestamp). It uses
+// only the data channel of its Transport; control messages are ControlChannel's
+// (common/comm/control.h).
 //
 // Contract:
 //  * Keys within one call are unique, in any order. Every key's value row has row_width
 //    floats (w, v[k]). Keys are partitioned across servers by ServerOfKey (common/base/hash.h).
-//  * Pull writes keys.size() * row_width floats into `vals`, in key order; `vals` must stay
-//    valid and untouched until Wait(ts) returns. The keys are copied before Pull returns.
-//  * Push copies keys, grads and counts before returning (or, given a vector of grads,
-//    takes its storage): the caller may reuse its buffers at once. The push is applied when
-//    Wait(ts) returns (async: applied by every server holding one of its keys; bsp: the
-//    whole step has been applied).
+//  * Pull resizes *vals to keys.size() * row_width floats and fills them in key order when
+//    Wait(ts) returns; neither the vector nor its data may be touched until then (with one
+//    server the reply's array is swapped in, no copy). The keys are copied before Pull
+//    returns.
+//  * Push copies keys and counts before returning and takes the storage of *grads (one
+//    server: no copy), leaving in *grads a recycled buffer of unspecified size and contents.
+//    The push is applied when Wait(ts) returns (async: applied by every server holding one
+//    of its keys; bsp: the whole step has been applied).
 //  * Buffers: over a transport that moves buffers (in-process), servers hand the value
 //    arrays of consumed requests back in their replies; the client keeps a few and sends
 //    them with its pulls, so steady-state training allocates, zero-fills and copies no value
-//    arrays (PullInto takes the reply's array by swap instead of a copy).
+//    arrays.
 //  * Requests to one server are served in the order issued. Wait may be called in any
 //    order; every Pull/Push must be waited for exactly once.
 //  * Every wait has a timeout: no reply within `reply_timeout` throws TransportError naming
-//    the server. Errors from the transport (job aborted) propagate as TransportError.
+//    the server. Errors from the transport (job aborted) propagate as TransportError, and so
+//    does any data message that is not a reply to this client's requests.
 // Thread safety: one thread uses a KVClient. Cost: O(n) per call plus the servers' work.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <optional>
 #include <span>
 #include <utility>
 #include <vector>
 
-#include "common/comm/transport.h"
 #include "common/base/types.h"
+#include "common/comm/transport.h"
 
 namespace fmps {
 
@@ -62,7 +65,36 @@ struct KVTraffic {
 // What a completed request reports.
 struct WaitResult {
   bool any_had_data = false;  // bsp push: some worker had rows in that step
-  bool cut = false;           // push: a server asked for a checkpoint cut (kFlagCut)
+  bool cut = false;           // push: a server asked for a checkpoint cut (DataFlag::kCut)
+};
+
+struct PullRequest {
+  std::span<const Key> keys = {};
+  // Servers create missing keys (training); otherwise they read as zeros (eval).
+  bool create = false;
+  // Needs create: the servers keep the keys' rows for one push of exactly these keys that
+  // names this pull (PushRequest::kept_pull), which then sends no keys and costs the servers
+  // no lookups. Such a push must follow (a server refuses more than kMaxKeptPulls kept pulls
+  // per client).
+  bool keep_rows = false;
+};
+
+// A bsp push: every worker pushes once per step to every server (possibly with no keys) and
+// the servers apply the step once all workers have pushed.
+struct BspStep {
+  std::int64_t step = 0;
+  bool has_data = false;  // this worker had rows in the step
+};
+
+struct PushRequest {
+  std::span<const Key> keys = {};
+  std::span<const std::uint32_t> counts = {};  // empty or one occurrence count per key
+  // bsp: the step; the push goes to every server. Unset: an async push, sent only to the
+  // servers holding one of its keys.
+  std::optional<BspStep> bsp = std::nullopt;
+  // async only: the timestamp of a keep_rows Pull of exactly `keys` in the same order, not
+  // yet pushed (Push throws std::logic_error if it is not one).
+  std::optional<Timestamp> kept_pull = std::nullopt;
 };
 
 class KVClient {
@@ -70,52 +102,16 @@ class KVClient {
   // `transport` must outlive the client.
   KVClient(Transport* transport, const KVClientOptions& options);
 
-  // create: servers create missing keys (training); otherwise they read as zeros (eval).
-  // keep_rows (needs create): the servers keep the keys' rows for one Push(...,
-  // keys_of_pull = this pull's timestamp) of exactly these keys, which then sends no keys
-  // and costs the servers no lookups. Such a push must follow (a server refuses more than
-  // kMaxKeptPulls kept pulls per client).
-  Timestamp Pull(std::span<const Key> keys, float* vals, bool create, bool keep_rows = false);
-  // The same into a vector: resizes *vals to keys.size() * row_width floats, whose storage
-  // the reply may replace (one server: swapped in, no copy). Neither the vector nor its
-  // data may be touched until Wait(ts) returns.
-  Timestamp PullInto(std::span<const Key> keys, std::vector<float>* vals, bool create,
-                     bool keep_rows = false);
-
-  // grads: keys.size() * row_width floats; counts: empty or one occurrence count per key.
-  // step and has_data matter in bsp: every worker pushes once per step to every server
-  // (possibly with no keys) and the servers apply the step once all workers have pushed.
-  // keys_of_pull (async only; 0 = none): the timestamp of a keep_rows Pull of exactly
-  // `keys` in the same order, not yet pushed; throws std::logic_error if it is not one.
-  Timestamp Push(std::span<const Key> keys, std::span<const float> grads,
-                 std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
-                 bool to_all_servers, Timestamp keys_of_pull = 0);
-  // The same, taking the storage of *grads (one server: no copy) and leaving in *grads a
-  // recycled buffer of unspecified size and contents.
-  Timestamp PushTaking(std::span<const Key> keys, std::vector<float>* grads,
-                       std::span<const std::uint32_t> counts, std::int64_t step, bool has_data,
-                       bool to_all_servers, Timestamp keys_of_pull = 0);
+  // Issues a pull into *vals (see the contract above). Throws std::logic_error if keep_rows
+  // is asked without create.
+  Timestamp Pull(const PullRequest& request, std::vector<float>* vals);
+  // Issues a push of *grads: keys.size() * row_width floats (see the contract above). Throws
+  // std::logic_error for a kept_pull that is not an unpushed keep_rows pull of these keys,
+  // or one given with bsp.
+  Timestamp Push(const PushRequest& request, std::vector<float>* grads);
 
   // Blocks until request `ts` is complete.
   WaitResult Wait(Timestamp ts);
-
-  // Streams every server's (key, row) pairs to sink in chunks, each server's chunks in
-  // ascending key order. Blocking. Returns the bytes all servers' stores use.
-  std::uint64_t Dump(
-      const std::function<void(int server, std::span<const Key>, std::span<const float>)>& sink);
-
-  // Control messages (anything that is not a reply to this client's requests, e.g.
-  // checkpoint coordination) are kept in arrival order in an inbox while waiting.
-  // Sends `msg` to endpoint `dest` as is.
-  void Send(int dest, Message msg);
-  // Removes and returns the first inbox message of `kind` (optionally only with step ==
-  // *step), receiving whatever has arrived first; nullopt if none. Never blocks.
-  std::optional<Message> Take(MsgKind kind, std::optional<std::int64_t> step = std::nullopt);
-  // Like Take but waits up to reply_timeout; throws TransportError naming `what` after it.
-  Message WaitFor(MsgKind kind, std::optional<std::int64_t> step, const char* what);
-
-  // Tells every server to leave its loop. No reply.
-  void ShutdownServers();
 
   const KVStats& stats() const { return stats_; }
   const KVTraffic& traffic() const { return traffic_; }
@@ -126,8 +122,7 @@ class KVClient {
   struct Pending {
     Timestamp ts = 0;
     int remaining = 0;                                  // replies still expected
-    float* vals = nullptr;                              // pull destination
-    std::vector<float>* vec = nullptr;                  // ... when it is a whole vector
+    std::vector<float>* vals = nullptr;                 // pull destination
     std::size_t pull_values = 0;                        // floats the pull writes into vals
     std::vector<std::vector<std::uint32_t>> positions;  // pull: per server, key positions
     WaitResult result;
@@ -136,12 +131,15 @@ class KVClient {
   };
   // Splits keys by server into split_keys_ / split_pos_.
   void Split(std::span<const Key> keys);
-  Timestamp StartPull(std::span<const Key> keys, float* vals, std::vector<float>* vec, bool create,
-                      bool keep_rows);
-  Timestamp StartPush(std::span<const Key> keys, std::span<const float> grads,
-                      std::vector<float>* grads_vec, std::span<const std::uint32_t> counts,
-                      std::int64_t step, bool has_data, bool to_all_servers,
-                      Timestamp keys_of_pull);
+  // Checks and forgets the kept pull a push names.
+  void UseKeptPull(const PushRequest& request);
+  // The kPush message (without keys or values) of a push.
+  Message PushMessage(const PushRequest& request, Timestamp ts) const;
+  // Sends the push split by server; returns the messages sent.
+  int SendSplitPush(const PushRequest& request, std::span<const float> grads, Timestamp ts);
+  void DeliverPull(Pending* p, Message&& reply);
+  // Adds a new pending request; returns its timestamp.
+  Timestamp AddPending(Pending&& p);
   // Keeps a buffer a reply brought back (at most kMaxSpare); Spare() takes one (or an empty
   // vector), of unspecified size and contents.
   void Recycle(std::vector<float>&& buffer);
@@ -154,7 +152,6 @@ class KVClient {
   KVClientOptions options_;
   Timestamp next_ts_ = 1;
   std::vector<Pending> pending_;  // few entries (bounded by in-flight requests)
-  std::deque<Message> inbox_;     // control messages not yet taken
   // keep_rows pulls not yet pushed: (timestamp, number of keys).
   std::vector<std::pair<Timestamp, std::size_t>> kept_pulls_;
   std::vector<std::vector<Key>> split_keys_;

@@ -1,6 +1,12 @@
 // Messages between endpoints (servers, workers, the coordinator) and the Transport that
 // carries them. One Transport interface, two implementations: in-process mailboxes
 // (single-node mode, below) and MPI (cluster mode).
+//
+// Two logical channels share each ordered link between two endpoints:
+//  * data: Message (pulls, pushes, their replies, dump chunks): keys, values, counts and the
+//    few fields that belong to them. Nothing on this path is serialized in-process.
+//  * control: ControlMessage, a typed protobuf (common/proto/control.proto) for checkpoint
+//    cuts, statistics, dumps and shutdown. Rare; see ControlChannel (common/comm/control.h).
 #pragma once
 
 #include <chrono>
@@ -11,81 +17,162 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "common/base/types.h"
+#include "control.pb.h"
 
 namespace fmps {
 
+// Kinds of data messages. Control messages have their own types (pb::Control::BodyCase).
 enum class MsgKind : std::uint8_t {
-  kPull = 1,  // keys -> kPullReply with keys.size() * row_width vals
-  kPullReply = 2,
+  kPull = 1,       // keys -> kPullReply with keys.size() * row_width vals
+  kPullReply = 2,  //
   kPush = 3,       // keys, vals (gradients), optional counts -> kPushReply
-  kPushReply = 4,  // bsp: flag kAnyHadData tells whether any worker had rows in that step
-  kDump = 5,       // -> kDumpChunk messages (keys ascending) until one with kLast
-  kDumpChunk = 6,  // the last one's `step` holds the bytes the server's store uses
-  kShutdown = 7,   // server leaves its loop; no reply
-  // Checkpoints (step = checkpoint sequence number):
-  kCutRequest = 8,     // coordinator -> server: flag push replies with kFlagCut until cut
-  kSnapshot = 9,       // coordinator -> server: snapshot now, write the shard, then reply
-  kSnapshotAck = 10,   // server -> coordinator: snapshot taken (training may resume)
-  kShardWritten = 11,  // server -> coordinator: keys = {bytes, checksum, keys} of its file
-  kCutReady = 12,      // worker -> coordinator: quiesced; keys = position, vals = counters
-  kShardDone = 13,     // worker -> coordinator: shard finished (step = epoch); vals as above
-  kCutResume = 14,     // coordinator -> worker: continue training
-  // Accounting at the end of a job:
-  kStats = 15,       // coordinator -> server: report your ServerStats
-  kStatsReply = 16,  // server -> coordinator: step = server index, keys = ServerStats fields
+  kPushReply = 4,  // vals: a buffer handed back (in-process), else empty
+  kDumpChunk = 5,  // server -> coordinator after a DumpRequest: keys ascending, their rows
+};
+inline constexpr std::uint32_t kMaxMsgKind = static_cast<std::uint32_t>(MsgKind::kDumpChunk);
+
+// Per-message flags of data messages. Each belongs to one kind (AllowedFlags).
+enum class DataFlag : std::uint32_t {
+  kCreate = 1u << 0,    // kPull: create missing keys (training); else they read as zeros
+  kKeepRows = 1u << 1,  // kPull (with kCreate): keep the keys' rows for one kKeysOfPull push
+  kHasData = 1u << 2,   // kPush (bsp): the worker had rows in this step
+  // kPush (async): the keys are exactly those of the sender's kKeepRows pull `ref`, in the
+  // same order; `keys` is empty.
+  kKeysOfPull = 1u << 3,
+  kAnyHadData = 1u << 4,  // kPushReply (bsp): some worker had rows in that step
+  kCut = 1u << 5,         // kPushReply: a checkpoint cut is pending
 };
 
-// Bits of Message::flags.
-inline constexpr std::uint32_t kFlagCreate = 1;      // kPull: create missing keys
-inline constexpr std::uint32_t kFlagHasData = 2;     // kPush (bsp): the worker had rows
-inline constexpr std::uint32_t kFlagAnyHadData = 4;  // kPushReply (bsp)
-inline constexpr std::uint32_t kFlagLast = 8;        // kDumpChunk: final chunk
-inline constexpr std::uint32_t kFlagCut = 16;        // kPushReply: a checkpoint cut is pending
-// kPull (with kFlagCreate): the server keeps the keys' rows until a push of the same keys
-// refers to this pull (kFlagKeysOfPull), so that push needs no key lookups.
-inline constexpr std::uint32_t kFlagKeepRows = 32;
-// kPush (async): the keys are exactly those of the sender's kFlagKeepRows pull `ref`, in the
-// same order; `keys` is empty.
-inline constexpr std::uint32_t kFlagKeysOfPull = 64;
-// Most kFlagKeepRows pulls a server holds for one sender (an async worker needs 2).
+// A set of DataFlag.
+class DataFlags {
+ public:
+  constexpr DataFlags() = default;
+  constexpr DataFlags(DataFlag f) : bits_(static_cast<std::uint32_t>(f)) {}  // NOLINT: implicit
+  static constexpr DataFlags FromBits(std::uint32_t bits) {
+    DataFlags f;
+    f.bits_ = bits;
+    return f;
+  }
+  constexpr bool has(DataFlag f) const { return (bits_ & static_cast<std::uint32_t>(f)) != 0; }
+  constexpr void set(DataFlag f, bool on = true) {
+    const auto b = static_cast<std::uint32_t>(f);
+    bits_ = on ? (bits_ | b) : (bits_ & ~b);
+  }
+  // Whether every flag of *this is in `allowed`.
+  constexpr bool within(DataFlags allowed) const { return (bits_ & ~allowed.bits_) == 0; }
+  constexpr std::uint32_t bits() const { return bits_; }
+  friend constexpr DataFlags operator|(DataFlags a, DataFlags b) {
+    return FromBits(a.bits_ | b.bits_);
+  }
+  friend constexpr bool operator==(DataFlags a, DataFlags b) = default;
+
+ private:
+  std::uint32_t bits_ = 0;
+};
+
+constexpr DataFlags operator|(DataFlag a, DataFlag b) { return DataFlags(a) | DataFlags(b); }
+
+// The flags a message of `kind` may carry; anything else is a protocol error.
+constexpr DataFlags AllowedFlags(MsgKind kind) {
+  switch (kind) {
+    case MsgKind::kPull:
+      return DataFlag::kCreate | DataFlag::kKeepRows;
+    case MsgKind::kPush:
+      return DataFlag::kHasData | DataFlag::kKeysOfPull;
+    case MsgKind::kPushReply:
+      return DataFlag::kAnyHadData | DataFlag::kCut;
+    default:
+      return {};
+  }
+}
+
+// Most kKeepRows pulls a server holds for one sender (an async worker needs 2).
 inline constexpr int kMaxKeptPulls = 8;
 
+// A data message.
 struct Message {
   MsgKind kind = MsgKind::kPull;
-  int sender = -1;               // endpoint id of the sender
-  std::uint64_t request_id = 0;  // echoed in replies
-  std::int64_t step = 0;         // bsp step of a push
-  std::uint32_t flags = 0;
-  std::uint64_t ref = 0;  // kPush with kFlagKeysOfPull: request_id of the pull it repeats
+  int sender = -1;               // endpoint id of the sender (set by the transport)
+  std::uint64_t request_id = 0;  // kPull, kPush: the client's id; echoed in their replies
+  std::int64_t bsp_step = 0;     // kPush (bsp): the step it belongs to
+  DataFlags flags;
+  std::uint64_t ref = 0;  // kPush with kKeysOfPull: request_id of the pull it repeats
   std::vector<Key> keys;
   std::vector<float> vals;
   std::vector<std::uint32_t> counts;
 };
 
-// A bidirectional message endpoint. Send is thread-safe; Recv is called by one thread (the
-// endpoint's owner). Messages between one pair of endpoints arrive in the order sent.
+// A control message and who sent it.
+struct ControlMessage {
+  int sender = -1;  // set by the transport
+  pb::Control body;
+};
+
+// What a receive on both channels returns.
+using Received = std::variant<Message, ControlMessage>;
+
+// Which channels a receive takes messages from.
+enum class Channels : std::uint8_t { kData, kControl, kBoth };
+
+// A bidirectional message endpoint. Send is thread-safe; receives are made by one thread
+// (the endpoint's owner). Messages from one sender arrive in the order sent, across both
+// channels: a receive on kBoth sees them in send order, and a message on one channel is
+// never delivered before one its sender sent earlier on the other.
 class Transport {
  public:
   virtual ~Transport() = default;
   // This endpoint's id.
   virtual int endpoint() const = 0;
-  // Queues `msg` for `dest`; sets msg.sender. Throws TransportError if the job was aborted.
+  // Queues `msg` for `dest` on the data channel; sets msg.sender. Throws TransportError if
+  // the job was aborted or dest is unknown.
   virtual void Send(int dest, Message msg) = 0;
-  // Next message for this endpoint, or nullopt after `timeout` without one. Throws
-  // TransportError if the job was aborted (message: the abort reason).
-  virtual std::optional<Message> Recv(std::chrono::milliseconds timeout) = 0;
+  // The same on the control channel. Throws TransportError also if msg has no body.
+  virtual void SendControl(int dest, pb::Control msg) = 0;
+  // Next message on `from`, or nullopt after `timeout` without one. Throws TransportError
+  // if the job was aborted (message: the abort reason) or on malformed input.
+  virtual std::optional<Received> Receive(std::chrono::milliseconds timeout, Channels from) = 0;
   // Whether a sent Message's vectors reach the receiver as they are (moved within one
   // process, capacity included). Then a message may carry a buffer back to its sender for
   // reuse (see KVClient and Server); across processes everything sent goes on the wire.
   virtual bool moves_buffers() const = 0;
+
+  // Receive restricted to one channel.
+  std::optional<Message> Recv(std::chrono::milliseconds timeout) {
+    std::optional<Received> r = Receive(timeout, Channels::kData);
+    if (!r) return std::nullopt;
+    return std::get<Message>(std::move(*r));
+  }
+  std::optional<ControlMessage> RecvControl(std::chrono::milliseconds timeout) {
+    std::optional<Received> r = Receive(timeout, Channels::kControl);
+    if (!r) return std::nullopt;
+    return std::get<ControlMessage>(std::move(*r));
+  }
+};
+
+// Both channels' queues of one receiver, each entry stamped with its arrival number so a
+// receive on both returns the older front. Not thread-safe (the owner synchronizes).
+class ChannelQueues {
+ public:
+  void Push(Received r);
+  bool Empty(Channels from) const;
+  // Pops the oldest message on `from`; the queue must not be Empty(from).
+  Received Pop(Channels from);
+
+ private:
+  std::uint64_t next_ = 0;
+  std::deque<std::pair<std::uint64_t, Message>> data_;
+  std::deque<std::pair<std::uint64_t, ControlMessage>> control_;
 };
 
 // In-process transport: one mailbox (mutex + condition variable) per endpoint. Messages are
-// moved, never copied. Abort() wakes every blocked Recv with a TransportError, so one
-// thread's failure ends the whole single-node job instead of hanging it.
+// moved, never copied or serialized. Abort() wakes every blocked receive with a
+// TransportError, so one thread's failure ends the whole single-node job instead of
+// hanging it.
 class InProcHub {
  public:
   explicit InProcHub(int endpoints);
@@ -95,14 +182,14 @@ class InProcHub {
 
   // A Transport for endpoint `id`; the hub must outlive it.
   std::unique_ptr<Transport> Connect(int id);
-  // Makes every current and future Send/Recv throw TransportError(reason).
+  // Makes every current and future send and receive throw TransportError(reason).
   void Abort(const std::string& reason);
 
  private:
   struct Mailbox {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<Message> queue;
+    ChannelQueues queues;
   };
   class Endpoint;
   std::vector<std::unique_ptr<Mailbox>> boxes_;

@@ -22,11 +22,17 @@ static_assert(sizeof(Key) == 8);
 
 namespace {
 
-constexpr std::uint32_t kWireVersion = 1;
+constexpr std::uint32_t kWireVersion = 2;
 constexpr std::size_t kPrefixBytes = 4;   // u32 header length
 constexpr std::size_t kTrailerBytes = 8;  // u64 checksum
 constexpr std::uint32_t kMinKind = static_cast<std::uint32_t>(MsgKind::kPull);
-constexpr std::uint32_t kMaxKind = static_cast<std::uint32_t>(MsgKind::kStatsReply);
+constexpr std::uint32_t kDataChannel = 0;
+constexpr std::uint32_t kControlChannel = 1;
+
+const Message& EmptyMessage() {
+  static const Message empty;
+  return empty;
+}
 
 // *total += count * width, false if that would pass kWireMaxMessageBytes.
 bool AddArray(std::uint64_t* total, std::uint64_t count, std::uint64_t width) {
@@ -45,10 +51,12 @@ void Hash(XXH3_state_t* state, const void* data, std::size_t size) {
 }
 
 // Checksum of the stream up to (not including) its trailer.
-std::uint64_t StreamChecksum(std::string_view head, const Message& m) {
+std::uint64_t StreamChecksum(std::string_view head, std::span<const std::uint8_t> control,
+                             const Message& m) {
   XXH3_state_t state;
   XXH3_64bits_reset(&state);
   Hash(&state, head.data(), head.size());
+  Hash(&state, control.data(), control.size());
   Hash(&state, m.keys.data(), m.keys.size() * sizeof(Key));
   Hash(&state, m.vals.data(), m.vals.size() * sizeof(float));
   Hash(&state, m.counts.data(), m.counts.size() * sizeof(std::uint32_t));
@@ -90,26 +98,85 @@ void Scatter(std::span<const std::uint8_t> chunk, std::uint64_t at, std::uint64_
               hi - lo);
 }
 
+// Stream bytes the header's body and arrays need (prefix and trailer included), or nullopt
+// past kWireMaxMessageBytes.
+std::optional<std::uint64_t> StreamBytes(const pb::WireHeader& h, std::uint64_t header_bytes) {
+  std::uint64_t total = kPrefixBytes + header_bytes + kTrailerBytes;
+  if (!AddArray(&total, h.num_control_bytes(), 1) || !AddArray(&total, h.num_keys(), sizeof(Key)) ||
+      !AddArray(&total, h.num_vals(), sizeof(float)) ||
+      !AddArray(&total, h.num_counts(), sizeof(std::uint32_t))) {
+    return std::nullopt;
+  }
+  return total;
+}
+
+// Why header `h` does not describe a valid frame ("" if it does); sizes aside.
+std::string HeaderFault(const pb::WireHeader& h) {
+  if (h.version() != kWireVersion) return "unsupported version " + std::to_string(h.version());
+  if (h.channel() == kControlChannel) {
+    if (h.kind() != 0 || h.request_id() != 0 || h.bsp_step() != 0 || h.flags() != 0 ||
+        h.ref() != 0 || h.num_keys() != 0 || h.num_vals() != 0 || h.num_counts() != 0) {
+      return "control frame with data fields";
+    }
+    if (h.num_control_bytes() == 0 || h.num_control_bytes() > kWireMaxControlBytes) {
+      return "control frame of " + std::to_string(h.num_control_bytes()) + " bytes";
+    }
+    return "";
+  }
+  if (h.channel() != kDataChannel) return "unknown channel " + std::to_string(h.channel());
+  if (h.num_control_bytes() != 0) return "data frame with a control body";
+  if (h.kind() < kMinKind || h.kind() > kMaxMsgKind) {
+    return "unknown message kind " + std::to_string(h.kind());
+  }
+  if (!DataFlags::FromBits(h.flags()).within(AllowedFlags(static_cast<MsgKind>(h.kind())))) {
+    return "flags " + std::to_string(h.flags()) + " not allowed for message kind " +
+           std::to_string(h.kind());
+  }
+  return "";
+}
+
 }  // namespace
 
 // ---- WireEncoder ----
 
 WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg) {
+  const auto kind = static_cast<std::uint32_t>(msg.kind);
+  if (kind < kMinKind || kind > kMaxMsgKind) {
+    throw TransportError(std::string("cannot encode a message of unknown kind ") +
+                         std::to_string(kind));
+  }
+  if (!msg.flags.within(AllowedFlags(msg.kind))) {
+    throw TransportError("cannot encode flags " + std::to_string(msg.flags.bits()) +
+                         " on a message of kind " + std::to_string(kind));
+  }
+  Init(kDataChannel, chunk_bytes);
+}
+
+WireEncoder::WireEncoder(const pb::Control& msg, std::size_t chunk_bytes) : msg_(EmptyMessage()) {
+  if (msg.body_case() == pb::Control::BODY_NOT_SET) {
+    throw TransportError("cannot encode a control message without a body");
+  }
+  if (msg.ByteSizeLong() > kWireMaxControlBytes || !msg.SerializeToString(&control_)) {
+    throw TransportError("cannot encode a control message of " +
+                         std::to_string(msg.ByteSizeLong()) + " bytes");
+  }
+  Init(kControlChannel, chunk_bytes);
+}
+
+void WireEncoder::Init(std::uint32_t channel, std::size_t chunk_bytes) {
   if (chunk_bytes < kWireMinChunkBytes) {
     throw TransportError(std::string("wire chunk size ") + std::to_string(chunk_bytes) +
                          " is below the " + std::to_string(kWireMinChunkBytes) + "-byte minimum");
   }
-  const auto kind = static_cast<std::uint32_t>(msg.kind);
-  if (kind < kMinKind || kind > kMaxKind) {
-    throw TransportError(std::string("cannot encode a message of unknown kind ") +
-                         std::to_string(kind));
-  }
+  const Message& msg = msg_;
   pb::WireHeader h;
   h.set_version(kWireVersion);
-  h.set_kind(kind);
+  h.set_channel(channel);
+  h.set_num_control_bytes(control_.size());
+  h.set_kind(channel == kDataChannel ? static_cast<std::uint32_t>(msg.kind) : 0);
   h.set_request_id(msg.request_id);
-  h.set_step(msg.step);
-  h.set_flags(msg.flags);
+  h.set_bsp_step(msg.bsp_step);
+  h.set_flags(msg.flags.bits());
   h.set_ref(msg.ref);
   h.set_num_keys(msg.keys.size());
   h.set_num_vals(msg.vals.size());
@@ -118,18 +185,16 @@ WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg
   h.set_total_bytes(1);
   h.set_chunk_bytes(1);
   const std::size_t header_bytes = h.ByteSizeLong();
-  std::uint64_t total = kPrefixBytes + header_bytes + kTrailerBytes;
-  if (!AddArray(&total, msg.keys.size(), sizeof(Key)) ||
-      !AddArray(&total, msg.vals.size(), sizeof(float)) ||
-      !AddArray(&total, msg.counts.size(), sizeof(std::uint32_t))) {
+  const std::optional<std::uint64_t> total = StreamBytes(h, header_bytes);
+  if (!total) {
     throw TransportError(std::string("message too large to encode: ") +
                          std::to_string(msg.keys.size()) + " keys, " +
                          std::to_string(msg.vals.size()) + " values, " +
                          std::to_string(msg.counts.size()) + " counts");
   }
-  total_bytes_ = total;
-  chunk_bytes_ = total <= chunk_bytes ? static_cast<std::size_t>(total) : chunk_bytes;
-  num_chunks_ = static_cast<std::size_t>((total + chunk_bytes_ - 1) / chunk_bytes_);
+  total_bytes_ = *total;
+  chunk_bytes_ = *total <= chunk_bytes ? static_cast<std::size_t>(*total) : chunk_bytes;
+  num_chunks_ = static_cast<std::size_t>((*total + chunk_bytes_ - 1) / chunk_bytes_);
   h.set_total_bytes(total_bytes_);
   h.set_chunk_bytes(chunk_bytes_);
   const auto header_len = static_cast<std::uint32_t>(header_bytes);
@@ -139,7 +204,8 @@ WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg
       !h.SerializeToArray(head_.data() + kPrefixBytes, static_cast<int>(header_bytes))) {
     throw TransportError("internal error: wire header serialization failed");
   }
-  checksum_ = StreamChecksum(head_, msg_);
+  checksum_ = StreamChecksum(
+      head_, {reinterpret_cast<const std::uint8_t*>(control_.data()), control_.size()}, msg_);
 }
 
 std::size_t WireEncoder::ChunkSize(std::size_t i) const {
@@ -150,7 +216,8 @@ std::size_t WireEncoder::ChunkSize(std::size_t i) const {
 void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) const {
   const std::uint64_t at = static_cast<std::uint64_t>(i) * chunk_bytes_;
   const std::size_t len = ChunkSize(i);
-  const std::uint64_t keys_at = head_.size();
+  const std::uint64_t control_at = head_.size();
+  const std::uint64_t keys_at = control_at + control_.size();
   const std::uint64_t vals_at = keys_at + msg_.keys.size() * sizeof(Key);
   const std::uint64_t counts_at = vals_at + msg_.vals.size() * sizeof(float);
   const std::uint64_t trailer_at = counts_at + msg_.counts.size() * sizeof(std::uint32_t);
@@ -158,6 +225,7 @@ void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) const {
   std::memcpy(trailer, &checksum_, kTrailerBytes);
   const Segment segments[] = {
       {0, reinterpret_cast<const std::uint8_t*>(head_.data()), head_.size()},
+      {control_at, reinterpret_cast<const std::uint8_t*>(control_.data()), control_.size()},
       {keys_at, BytesOf(msg_.keys), vals_at - keys_at},
       {vals_at, BytesOf(msg_.vals), counts_at - vals_at},
       {counts_at, BytesOf(msg_.counts), trailer_at - counts_at},
@@ -173,6 +241,7 @@ WireDecoder::WireDecoder(int sender) : sender_(sender) {}
 void WireDecoder::Fail(const std::string& what) {
   in_progress_ = false;
   msg_ = Message();
+  control_.clear();
   head_.clear();
   throw TransportError(std::string("malformed message from endpoint ") + std::to_string(sender_) +
                        ": " + what);
@@ -196,60 +265,63 @@ void WireDecoder::StartMessage(std::span<const std::uint8_t> chunk) {
   if (!h.ParseFromArray(chunk.data() + kPrefixBytes, static_cast<int>(header_bytes))) {
     Fail("header does not parse");
   }
-  if (h.version() != kWireVersion)
-    Fail(std::string("unsupported version ") + std::to_string(h.version()));
-  if (h.kind() < kMinKind || h.kind() > kMaxKind) {
-    Fail(std::string("unknown message kind ") + std::to_string(h.kind()));
-  }
-  std::uint64_t total = kPrefixBytes + header_bytes + kTrailerBytes;
-  if (!AddArray(&total, h.num_keys(), sizeof(Key)) ||
-      !AddArray(&total, h.num_vals(), sizeof(float)) ||
-      !AddArray(&total, h.num_counts(), sizeof(std::uint32_t))) {
+  if (const std::string fault = HeaderFault(h); !fault.empty()) Fail(fault);
+  const std::optional<std::uint64_t> total = StreamBytes(h, header_bytes);
+  if (!total) {
     Fail(std::string("array sizes too large: ") + std::to_string(h.num_keys()) + " keys, " +
          std::to_string(h.num_vals()) + " values, " + std::to_string(h.num_counts()) + " counts");
   }
-  if (h.total_bytes() != total) {
+  if (h.total_bytes() != *total) {
     Fail(std::string("header states ") + std::to_string(h.total_bytes()) +
-         " bytes but its arrays need " + std::to_string(total));
+         " bytes but its arrays need " + std::to_string(*total));
   }
   const std::uint64_t chunk_bytes = h.chunk_bytes();
-  if (chunk_bytes == 0 || chunk_bytes > total ||
-      (chunk_bytes < total && chunk_bytes < kWireMinChunkBytes)) {
+  if (chunk_bytes == 0 || chunk_bytes > *total ||
+      (chunk_bytes < *total && chunk_bytes < kWireMinChunkBytes)) {
     Fail(std::string("invalid chunk size ") + std::to_string(chunk_bytes) + " for a stream of " +
-         std::to_string(total) + " bytes");
+         std::to_string(*total) + " bytes");
   }
   if (chunk.size() != chunk_bytes) {
     Fail(std::string("first chunk has ") + std::to_string(chunk.size()) +
          " bytes, the header says " + std::to_string(chunk_bytes));
   }
+  head_.assign(reinterpret_cast<const char*>(chunk.data()), kPrefixBytes + header_bytes);
+  total_bytes_ = *total;
+  chunk_bytes_ = chunk_bytes;
+  Prepare(h, header_bytes);
+}
+
+void WireDecoder::Prepare(const pb::WireHeader& h, std::uint64_t header_bytes) {
+  control_frame_ = h.channel() == kControlChannel;
   msg_ = Message();
   msg_.kind = static_cast<MsgKind>(h.kind());
   msg_.sender = sender_;
   msg_.request_id = h.request_id();
-  msg_.step = h.step();
-  msg_.flags = h.flags();
+  msg_.bsp_step = h.bsp_step();
+  msg_.flags = DataFlags::FromBits(h.flags());
   msg_.ref = h.ref();
+  control_.clear();
   try {
     // Reserve only: pages are touched as chunks arrive (see Scatter).
+    control_.reserve(static_cast<std::size_t>(h.num_control_bytes()));
     msg_.keys.reserve(static_cast<std::size_t>(h.num_keys()));
     msg_.vals.reserve(static_cast<std::size_t>(h.num_vals()));
     msg_.counts.reserve(static_cast<std::size_t>(h.num_counts()));
   } catch (const std::bad_alloc&) {
-    Fail(std::string("cannot allocate a message of ") + std::to_string(total) + " bytes");
+    Fail(std::string("cannot allocate a message of ") + std::to_string(total_bytes_) + " bytes");
   }
-  head_.assign(reinterpret_cast<const char*>(chunk.data()), kPrefixBytes + header_bytes);
-  keys_at_ = head_.size();
+  control_at_ = kPrefixBytes + header_bytes;
+  keys_at_ = control_at_ + h.num_control_bytes();
   vals_at_ = keys_at_ + h.num_keys() * sizeof(Key);
   counts_at_ = vals_at_ + h.num_vals() * sizeof(float);
   trailer_at_ = counts_at_ + h.num_counts() * sizeof(std::uint32_t);
-  total_bytes_ = total;
-  chunk_bytes_ = chunk_bytes;
   received_ = 0;
   in_progress_ = true;
 }
 
 void WireDecoder::Copy(std::span<const std::uint8_t> chunk) {
   const std::uint64_t at = received_;
+  Scatter(chunk, at, control_at_, keys_at_, &control_);
   Scatter(chunk, at, keys_at_, vals_at_, &msg_.keys);
   Scatter(chunk, at, vals_at_, counts_at_, &msg_.vals);
   Scatter(chunk, at, counts_at_, trailer_at_, &msg_.counts);
@@ -259,7 +331,7 @@ void WireDecoder::Copy(std::span<const std::uint8_t> chunk) {
   received_ += chunk.size();
 }
 
-std::optional<Message> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
+std::optional<Received> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
   if (!in_progress_) {
     StartMessage(chunk);
   } else {
@@ -272,12 +344,24 @@ std::optional<Message> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
   }
   Copy(chunk);
   if (received_ < total_bytes_) return std::nullopt;
+  return Finish();
+}
+
+Received WireDecoder::Finish() {
   std::uint64_t stated;
   std::memcpy(&stated, trailer_, kTrailerBytes);
-  if (stated != StreamChecksum(head_, msg_)) Fail("checksum mismatch");
+  if (stated != StreamChecksum(head_, control_, msg_)) Fail("checksum mismatch");
   in_progress_ = false;
   head_.clear();
-  return std::move(msg_);
+  if (!control_frame_) return Received(std::in_place_type<Message>, std::move(msg_));
+  ControlMessage c;
+  c.sender = sender_;
+  if (!c.body.ParseFromArray(control_.data(), static_cast<int>(control_.size()))) {
+    Fail("control message does not parse");
+  }
+  if (c.body.body_case() == pb::Control::BODY_NOT_SET) Fail("control message of unknown type");
+  control_.clear();
+  return Received(std::in_place_type<ControlMessage>, std::move(c));
 }
 
 std::vector<std::uint8_t> EncodeMessage(const Message& msg) {
@@ -287,15 +371,41 @@ std::vector<std::uint8_t> EncodeMessage(const Message& msg) {
   return out;
 }
 
-Message DecodeMessage(std::span<const std::uint8_t> bytes, int sender) {
+std::vector<std::uint8_t> EncodeControl(const pb::Control& msg) {
+  WireEncoder encoder(msg, std::numeric_limits<std::size_t>::max());
+  std::vector<std::uint8_t> out(encoder.ChunkSize(0));
+  encoder.WriteChunk(0, out.data());
+  return out;
+}
+
+Received DecodeFrame(std::span<const std::uint8_t> bytes, int sender) {
   WireDecoder decoder(sender);
-  std::optional<Message> m = decoder.Add(bytes);
+  std::optional<Received> m = decoder.Add(bytes);
   if (!m) {
     throw TransportError(std::string("malformed message from endpoint ") + std::to_string(sender) +
                          ": first chunk of a multi-chunk stream where one whole message was "
                          "expected");
   }
   return std::move(*m);
+}
+
+namespace {
+[[noreturn]] void WrongChannel(int sender, const char* expected) {
+  throw TransportError(std::string("malformed message from endpoint ") + std::to_string(sender) +
+                       ": not a " + expected + " frame");
+}
+}  // namespace
+
+Message DecodeMessage(std::span<const std::uint8_t> bytes, int sender) {
+  Received r = DecodeFrame(bytes, sender);
+  if (!std::holds_alternative<Message>(r)) WrongChannel(sender, "data");
+  return std::get<Message>(std::move(r));
+}
+
+ControlMessage DecodeControl(std::span<const std::uint8_t> bytes, int sender) {
+  Received r = DecodeFrame(bytes, sender);
+  if (!std::holds_alternative<ControlMessage>(r)) WrongChannel(sender, "control");
+  return std::get<ControlMessage>(std::move(r));
 }
 
 }  // namespace fmps

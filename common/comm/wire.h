@@ -1,15 +1,20 @@
-// The one codec between a Message and bytes (used by the MPI transport).
+// The one codec between messages and bytes (used by the MPI transport), for both channels.
 //
 // Stream layout (see WireHeader in common/proto/fmps.proto):
-//   u32 LE header length | serialized WireHeader | num_keys u64 LE keys | num_vals f32 LE vals
-//   | num_counts u32 LE counts | u64 LE XXH3-64 checksum of every byte before it.
+//   u32 LE header length | serialized WireHeader | num_control_bytes of a serialized Control
+//   | num_keys u64 LE keys | num_vals f32 LE vals | num_counts u32 LE counts
+//   | u64 LE XXH3-64 checksum of every byte before it.
+// A data frame (channel 0) has no control bytes; a control frame (channel 1) has only them
+// (kind, request_id, bsp_step, flags, ref all zero, no arrays). The data path serializes
+// only the small header; the arrays are copied as they are.
 // A stream longer than the sender's chunk size is cut into chunks of exactly that size (the
 // last one shorter), sent in order over one ordered channel; only the first chunk holds the
 // header, which also states the total size and the chunk size, so the receiver checks every
 // chunk's size as it arrives.
 //
-// Decoding validates everything (header length and parse, version, kind, that the sizes add
-// up exactly without overflow, every chunk's size, the checksum) and throws TransportError
+// Decoding validates everything (header length and parse, version, channel, kind, the flags
+// the kind allows, that the sizes add up exactly without overflow, every chunk's size, the
+// checksum, that a control body parses and has a known type) and throws TransportError
 // naming the sender and the fault. Malformed input never crashes and never yields a Message.
 // Memory for the arrays is reserved up front but only touched as chunks arrive, so a forged
 // huge size costs nothing until real bytes back it.
@@ -27,6 +32,10 @@
 
 #include "common/comm/transport.h"
 
+namespace fmps::pb {
+class WireHeader;
+}
+
 namespace fmps {
 
 // Smallest allowed chunk size of a multi-chunk stream (the header always fits in it).
@@ -37,17 +46,23 @@ inline constexpr std::size_t kWireMaxChunkBytes = (std::size_t{1} << 31) - 4096;
 inline constexpr std::size_t kWireMaxHeaderBytes = 128;
 // Largest stream accepted (1 TiB): bounds every size computation far below overflow.
 inline constexpr std::uint64_t kWireMaxMessageBytes = std::uint64_t{1} << 40;
+// Largest serialized Control accepted (64 MiB; real ones are under a few KiB).
+inline constexpr std::uint64_t kWireMaxControlBytes = std::uint64_t{64} << 20;
 
-// Encodes one Message as a stream of chunks. Construction serializes the header and
-// checksums the arrays: O(message bytes). Chunks are produced one at a time, so sending a
-// huge message needs only one chunk of extra memory at a time. Not thread-safe.
+// Encodes one message as a stream of chunks. Construction serializes the header (and a
+// control body) and checksums the arrays: O(message bytes). Chunks are produced one at a
+// time, so sending a huge message needs only one chunk of extra memory at a time. Not
+// thread-safe.
 class WireEncoder {
  public:
   // `msg` must outlive the encoder, unchanged. `chunk_bytes` >= kWireMinChunkBytes (else
   // TransportError); a stream no longer than chunk_bytes is one chunk. Throws TransportError
-  // if msg.kind is not a MsgKind or the stream would exceed kWireMaxMessageBytes.
-  // msg.sender is not encoded: the receiver knows who sent the bytes.
+  // if msg.kind is not a MsgKind, msg.flags are not allowed for it, or the stream would
+  // exceed kWireMaxMessageBytes. msg.sender is not encoded: the receiver knows the sender.
   WireEncoder(const Message& msg, std::size_t chunk_bytes);
+  // A control frame. Throws TransportError if msg has no body or is over
+  // kWireMaxControlBytes. The encoder keeps its own serialized copy.
+  WireEncoder(const pb::Control& msg, std::size_t chunk_bytes);
 
   std::uint64_t total_bytes() const { return total_bytes_; }
   std::size_t num_chunks() const { return num_chunks_; }
@@ -57,8 +72,12 @@ class WireEncoder {
   void WriteChunk(std::size_t i, std::uint8_t* out) const;
 
  private:
-  const Message& msg_;
-  std::string head_;  // u32 length prefix + serialized header
+  // Serializes the header and checksums the stream; msg_ and control_ are set.
+  void Init(std::uint32_t channel, std::size_t chunk_bytes);
+
+  const Message& msg_;   // a data frame's message (an empty one for control frames)
+  std::string control_;  // a control frame's serialized body
+  std::string head_;     // u32 length prefix + serialized header
   std::uint64_t checksum_ = 0;
   std::uint64_t total_bytes_ = 0;
   std::size_t chunk_bytes_ = 0;  // as stated in the header: total_bytes_ if one chunk
@@ -69,13 +88,13 @@ class WireEncoder {
 // Holds the partial message between chunks. Not thread-safe; one decoder per sender.
 class WireDecoder {
  public:
-  // `sender` becomes Message::sender and is named in errors.
+  // `sender` becomes the messages' sender and is named in errors.
   explicit WireDecoder(int sender);
 
-  // Consumes the next chunk. Returns the message once its last chunk is in, else nullopt.
-  // Throws TransportError on malformed input, and then forgets the partial message.
-  // O(chunk bytes); the last chunk also checksums the whole message.
-  std::optional<Message> Add(std::span<const std::uint8_t> chunk);
+  // Consumes the next chunk. Returns the message (data or control) once its last chunk is
+  // in, else nullopt. Throws TransportError on malformed input, and then forgets the partial
+  // message. O(chunk bytes); the last chunk also checksums the whole message.
+  std::optional<Received> Add(std::span<const std::uint8_t> chunk);
 
   // True between the first and last chunk of a multi-chunk message.
   bool in_progress() const { return in_progress_; }
@@ -83,14 +102,21 @@ class WireDecoder {
 
  private:
   void StartMessage(std::span<const std::uint8_t> chunk);
+  // Sets up msg_, the array offsets and the reservations for the stream `h` describes.
+  void Prepare(const pb::WireHeader& h, std::uint64_t header_bytes);
   void Copy(std::span<const std::uint8_t> chunk);
+  // The finished message (checksum verified).
+  Received Finish();
   [[noreturn]] void Fail(const std::string& what);
 
   int sender_;
   bool in_progress_ = false;
-  Message msg_;                // being assembled
-  std::string head_;           // u32 length prefix + serialized header, for the checksum
-  std::uint64_t keys_at_ = 0;  // stream offsets of the arrays and the trailer
+  bool control_frame_ = false;
+  Message msg_;                        // being assembled (data frame)
+  std::vector<std::uint8_t> control_;  // being assembled (control frame)
+  std::string head_;                   // u32 length prefix + serialized header, for the checksum
+  std::uint64_t control_at_ = 0;       // stream offsets of the control body, arrays, trailer
+  std::uint64_t keys_at_ = 0;
   std::uint64_t vals_at_ = 0;
   std::uint64_t counts_at_ = 0;
   std::uint64_t trailer_at_ = 0;
@@ -102,9 +128,13 @@ class WireDecoder {
 
 // The whole stream of `msg` as one buffer (one chunk). O(message bytes).
 std::vector<std::uint8_t> EncodeMessage(const Message& msg);
+std::vector<std::uint8_t> EncodeControl(const pb::Control& msg);
 
 // Decodes one complete single-chunk stream from `sender`. Throws TransportError if `bytes`
 // is not exactly one valid stream.
+Received DecodeFrame(std::span<const std::uint8_t> bytes, int sender);
+// The same, also throwing TransportError if the stream is not a data (resp. control) frame.
 Message DecodeMessage(std::span<const std::uint8_t> bytes, int sender);
+ControlMessage DecodeControl(std::span<const std::uint8_t> bytes, int sender);
 
 }  // namespace fmps

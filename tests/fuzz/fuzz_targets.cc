@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -17,12 +18,12 @@
 #include <utility>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
-#include "common/data/reader.h"
-#include "common/data/row_block.h"
 #include "common/base/types.h"
 #include "common/comm/wire.h"
+#include "common/config/config.h"
+#include "common/data/reader.h"
+#include "common/data/row_block.h"
 
 namespace fmps::fuzz {
 namespace {
@@ -356,21 +357,37 @@ int FuzzConfigImpl(const std::uint8_t* data, std::size_t size) {
 // Wire decoder
 
 bool SameMessage(const Message& a, const Message& b) {
-  return a.kind == b.kind && a.request_id == b.request_id && a.step == b.step &&
-         a.flags == b.flags && a.keys == b.keys && a.counts == b.counts &&
+  return a.kind == b.kind && a.request_id == b.request_id && a.bsp_step == b.bsp_step &&
+         a.flags == b.flags && a.ref == b.ref && a.keys == b.keys && a.counts == b.counts &&
          a.vals.size() == b.vals.size() &&
          (a.vals.empty() ||
           std::memcmp(a.vals.data(), b.vals.data(), a.vals.size() * sizeof(float)) == 0);
 }
 
+bool SameReceived(const Received& a, const Received& b) {
+  if (a.index() != b.index()) return false;
+  if (const Message* m = std::get_if<Message>(&a)) return SameMessage(*m, std::get<Message>(b));
+  return std::get<ControlMessage>(a).body.SerializeAsString() ==
+         std::get<ControlMessage>(b).body.SerializeAsString();
+}
+
+int SenderOf(const Received& r) {
+  if (const Message* m = std::get_if<Message>(&r)) return m->sender;
+  return std::get<ControlMessage>(r).sender;
+}
+
 constexpr int kSender = 3;
 
+std::vector<std::uint8_t> Encode(const Received& r) {
+  if (const Message* m = std::get_if<Message>(&r)) return EncodeMessage(*m);
+  return EncodeControl(std::get<ControlMessage>(r).body);
+}
+
 // A decoded message encodes and decodes back to itself.
-void CheckReencodes(const Message& m) {
-  FUZZ_CHECK(m.sender == kSender);
-  const std::vector<std::uint8_t> bytes = EncodeMessage(m);
-  const Message again = DecodeMessage(bytes, kSender);
-  FUZZ_CHECK(SameMessage(again, m));
+void CheckReencodes(const Received& r) {
+  FUZZ_CHECK(SenderOf(r) == kSender);
+  const std::vector<std::uint8_t> bytes = Encode(r);
+  FUZZ_CHECK(SameReceived(DecodeFrame(bytes, kSender), r));
 }
 
 // After an error the decoder takes the next valid stream.
@@ -382,16 +399,16 @@ void CheckRecovers(WireDecoder* decoder) {
   m.vals = {0.5f, -1.0f};
   m.counts = {7};
   const std::vector<std::uint8_t> bytes = EncodeMessage(m);
-  std::optional<Message> got = decoder->Add(bytes);
-  FUZZ_CHECK(got.has_value() && SameMessage(*got, m));
+  std::optional<Received> got = decoder->Add(bytes);
+  FUZZ_CHECK(got.has_value() && SameReceived(*got, m));
 }
 
 // Feeds `chunks` to a fresh decoder; true if some chunk yielded a message (stored in *out).
-bool FeedChunks(const std::vector<std::vector<std::uint8_t>>& chunks, Message* out) {
+bool FeedChunks(const std::vector<std::vector<std::uint8_t>>& chunks, Received* out) {
   WireDecoder decoder(kSender);
   bool got = false;
   for (const auto& c : chunks) {
-    std::optional<Message> m = decoder.Add(c);
+    std::optional<Received> m = decoder.Add(c);
     if (m) {
       FUZZ_CHECK(!got);
       *out = std::move(*m);
@@ -401,6 +418,64 @@ bool FeedChunks(const std::vector<std::vector<std::uint8_t>>& chunks, Message* o
   return got;
 }
 
+// A data message, or (kind byte 0 mod 8) a control message, built from the input.
+Received BuildFrame(Cursor* in) {
+  const std::uint8_t kind = in->Byte();
+  if (kind % 8 == 0) {
+    ControlMessage c;
+    pb::ShardDone* done = c.body.mutable_shard_done();
+    done->set_epoch(static_cast<std::int32_t>(in->U64(4)));
+    pb::WorkerReport* r = done->mutable_report();
+    r->set_done((kind & 8) != 0);
+    r->set_rows(std::bit_cast<double>(in->U64(8)));
+    r->set_loss(std::bit_cast<double>(in->U64(8)));
+    for (int i = in->Byte() % 40; i > 0; --i) {
+      pb::ByteRange* b = r->add_remaining();
+      b->set_begin(in->U64(8));
+      b->set_end(in->U64(8));
+    }
+    return c;
+  }
+  Message m;
+  m.kind = static_cast<MsgKind>(kind % 8);
+  m.request_id = in->U64(8);
+  m.bsp_step = static_cast<std::int64_t>(in->U64(8));
+  m.flags = DataFlags::FromBits(static_cast<std::uint32_t>(in->U64(4)) &
+                                (kind & 8 ? ~0u : AllowedFlags(m.kind).bits()));
+  m.ref = in->U64(8);
+  m.keys.resize(in->Byte() % 96);
+  m.vals.resize(in->Byte() % 96);
+  m.counts.resize(in->Byte() % 32);
+  for (Key& k : m.keys) k = in->U64(8);
+  for (float& v : m.vals) {
+    const auto bits = static_cast<std::uint32_t>(in->U64(4));
+    std::memcpy(&v, &bits, sizeof v);
+  }
+  for (std::uint32_t& c : m.counts) c = static_cast<std::uint32_t>(in->U64(4));
+  return m;
+}
+
+// Encodes `r` in chunks of chunk_bytes; false if the encoder refuses it (not a valid kind or
+// flags).
+bool EncodeChunks(const Received& r, std::size_t chunk_bytes,
+                  std::vector<std::vector<std::uint8_t>>* chunks) {
+  try {
+    std::optional<WireEncoder> encoder;
+    if (const Message* m = std::get_if<Message>(&r)) {
+      encoder.emplace(*m, chunk_bytes);
+    } else {
+      encoder.emplace(std::get<ControlMessage>(r).body, chunk_bytes);
+    }
+    for (std::size_t i = 0; i < encoder->num_chunks(); ++i) {
+      chunks->emplace_back(encoder->ChunkSize(i));
+      encoder->WriteChunk(i, chunks->back().data());
+    }
+  } catch (const TransportError&) {
+    return false;
+  }
+  return true;
+}
+
 int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const int mode = data[0] % 3;
@@ -408,7 +483,7 @@ int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
   if (mode == 0) {
     try {
       CheckReencodes(
-          DecodeMessage(std::span<const std::uint8_t>(in.here(), in.remaining()), kSender));
+          DecodeFrame(std::span<const std::uint8_t>(in.here(), in.remaining()), kSender));
     } catch (const TransportError&) {
     }
     return 0;
@@ -420,7 +495,7 @@ int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
       const std::span<const std::uint8_t> chunk(in.here(), len);
       in.Skip(len);
       try {
-        std::optional<Message> m = decoder.Add(chunk);
+        std::optional<Received> m = decoder.Add(chunk);
         if (m) CheckReencodes(*m);
       } catch (const TransportError&) {
         FUZZ_CHECK(!decoder.in_progress());
@@ -430,36 +505,15 @@ int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
     return 0;
   }
   // mode 2: a valid message, chunked, then one byte flipped.
-  Message m;
-  m.kind = static_cast<MsgKind>(in.Byte() % 32);
-  m.request_id = in.U64(8);
-  m.step = static_cast<std::int64_t>(in.U64(8));
-  m.flags = static_cast<std::uint32_t>(in.U64(4));
-  m.keys.resize(in.Byte() % 96);
-  m.vals.resize(in.Byte() % 96);
-  m.counts.resize(in.Byte() % 32);
+  const Received original = BuildFrame(&in);
   const std::size_t chunk_bytes = kWireMinChunkBytes + in.U64(2) % 1024;
   const std::size_t flip_at = in.U64(4);
   const std::uint8_t flip_mask = in.Byte() | 1;
-  for (Key& k : m.keys) k = in.U64(8);
-  for (float& v : m.vals) {
-    const auto bits = static_cast<std::uint32_t>(in.U64(4));
-    std::memcpy(&v, &bits, sizeof v);
-  }
-  for (std::uint32_t& c : m.counts) c = static_cast<std::uint32_t>(in.U64(4));
   std::vector<std::vector<std::uint8_t>> chunks;
-  try {
-    WireEncoder encoder(m, chunk_bytes);
-    for (std::size_t i = 0; i < encoder.num_chunks(); ++i) {
-      chunks.emplace_back(encoder.ChunkSize(i));
-      encoder.WriteChunk(i, chunks.back().data());
-    }
-  } catch (const TransportError&) {
-    return 0;  // not a MsgKind
-  }
-  Message got;
+  if (!EncodeChunks(original, chunk_bytes, &chunks)) return 0;
+  Received got;
   FUZZ_CHECK(FeedChunks(chunks, &got));
-  FUZZ_CHECK(got.sender == kSender && SameMessage(got, m));
+  FUZZ_CHECK(SenderOf(got) == kSender && SameReceived(got, original));
 
   std::size_t total = 0;
   for (const auto& c : chunks) total += c.size();

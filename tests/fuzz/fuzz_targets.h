@@ -34,9 +34,9 @@ int FuzzCsv(const std::uint8_t* data, std::size_t size);
 int FuzzConfig(const std::uint8_t* data, std::size_t size);
 
 // The wire decoder. First byte: 0 mod 3 decodes the rest as one single-chunk stream
-// (DecodeMessage); 1 mod 3 feeds it to one WireDecoder as chunks, each prefixed by a 16-bit
-// little-endian length; 2 mod 3 builds a Message from the bytes, encodes it in chunks of a
-// size taken from the bytes, flips one byte chosen by the bytes and decodes. Only
+// (DecodeFrame); 1 mod 3 feeds it to one WireDecoder as chunks, each prefixed by a 16-bit
+// little-endian length; 2 mod 3 builds a data or control message from the bytes, encodes it
+// in chunks of a size taken from the bytes, flips one byte chosen by the bytes and decodes. Only
 // TransportError may escape; a decoded message must re-encode and decode to itself; a
 // decoder that threw must decode the next valid stream; an unflipped stream must decode to
 // the original message and a flipped one must be rejected.

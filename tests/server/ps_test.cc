@@ -1,4 +1,4 @@
-// Transport, KV client and server loop working together in one process.
+// KV client and server loop working together over the in-process transport.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,42 +13,15 @@
 
 #include "common/base/error.h"
 #include "common/base/hash.h"
+#include "common/comm/control.h"
 #include "common/comm/kv.h"
 #include "common/comm/transport.h"
-#include "server/store/param_store.h"
 #include "server/server.h"
+#include "server/store/param_store.h"
 #include "worker/job/job.h"
 
 namespace fmps {
 namespace {
-
-TEST(InProcTest, DeliversInOrderAndAbortWakesReceivers) {
-  InProcHub hub(2);
-  auto a = hub.Connect(0);
-  auto b = hub.Connect(1);
-  for (int i = 0; i < 5; ++i) {
-    Message m;
-    m.request_id = i;
-    a->Send(1, std::move(m));
-  }
-  for (int i = 0; i < 5; ++i) {
-    auto m = b->Recv(std::chrono::milliseconds(100));
-    ASSERT_TRUE(m.has_value());
-    EXPECT_EQ(m->request_id, static_cast<std::uint64_t>(i));
-    EXPECT_EQ(m->sender, 0);
-  }
-  EXPECT_FALSE(b->Recv(std::chrono::milliseconds(10)).has_value());
-  std::thread waiter([&] { EXPECT_THROW(b->Recv(std::chrono::minutes(5)), TransportError); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  hub.Abort("worker 3 failed");
-  waiter.join();
-  try {
-    a->Send(1, Message());
-    FAIL() << "send after abort must throw";
-  } catch (const TransportError& e) {
-    EXPECT_STREQ(e.what(), "worker 3 failed");
-  }
-}
 
 TEST(ServerOfKeyTest, BalancedOnZipfKeys) {
   // Zipf-distributed ids (rank r drawn with weight 1/r): distinct keys split across 4 servers.
@@ -104,17 +77,20 @@ class PsFixture {
     ko.num_servers = servers;
     ko.row_width = 1 + k;
     ko.reply_timeout = std::chrono::seconds(20);
-    for (int e = servers; e <= servers + workers; ++e) {
+    for (int e = servers; e < servers + workers; ++e) {
       client_transports_.push_back(hub_.Connect(e));
       clients_.push_back(std::make_unique<KVClient>(client_transports_.back().get(), ko));
     }
+    coordinator_ = hub_.Connect(servers + workers);
+    control_.emplace(coordinator_.get(), std::chrono::seconds(20));
   }
   ~PsFixture() {
-    clients_.back()->ShutdownServers();
+    ShutdownServers(&*control_, servers_);
     for (auto& t : threads_) t.join();
   }
   KVClient& worker(int w) { return *clients_[w]; }
-  KVClient& coordinator() { return *clients_.back(); }
+  // The coordinator's control channel (endpoint servers + workers).
+  ControlChannel& control() { return *control_; }
   ParamStore& store(int s) { return *stores_[s]; }
 
  private:
@@ -125,7 +101,14 @@ class PsFixture {
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<Transport>> client_transports_;
   std::vector<std::unique_ptr<KVClient>> clients_;
+  std::unique_ptr<Transport> coordinator_;
+  std::optional<ControlChannel> control_;
 };
+
+// KVClient::Push with a copy of `grads` (Push takes the vector's storage).
+Timestamp PushCopy(KVClient& client, const PushRequest& request, std::vector<float> grads) {
+  return client.Push(request, &grads);
+}
 
 TEST(KVTest, PullPushAcrossServersMatchesStores) {
   const int k = 2, width = 3;
@@ -133,7 +116,7 @@ TEST(KVTest, PullPushAcrossServersMatchesStores) {
   std::vector<Key> keys;
   for (Key key = 100; key < 160; ++key) keys.push_back(key * 7919);
   std::vector<float> vals(keys.size() * width);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, vals.data(), true));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &vals));
   for (std::size_t i = 0; i < keys.size(); ++i) {
     std::vector<float> expected(k);
     InitialEmbedding(0, keys[i], k, 0.1f, expected.data());
@@ -144,9 +127,9 @@ TEST(KVTest, PullPushAcrossServersMatchesStores) {
   // SGD with lr 1: params -= grads.
   std::vector<float> grads(vals.size());
   for (std::size_t i = 0; i < grads.size(); ++i) grads[i] = 0.01f * static_cast<float>(i);
-  ps.worker(0).Wait(ps.worker(0).Push(keys, grads, {}, 0, true, false));
+  ps.worker(0).Wait(PushCopy(ps.worker(0), {.keys = keys}, grads));
   std::vector<float> after(vals.size());
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &after));
   for (std::size_t i = 0; i < after.size(); ++i) EXPECT_FLOAT_EQ(after[i], vals[i] - grads[i]);
   // Every key lives on exactly the server ServerOfKey names.
   std::size_t total = 0;
@@ -154,17 +137,18 @@ TEST(KVTest, PullPushAcrossServersMatchesStores) {
   EXPECT_EQ(total, keys.size());
   // Dump: every key once, each server's chunk ascending.
   std::vector<Key> dumped;
-  ps.coordinator().Dump([&](int s, std::span<const Key> ks, std::span<const float> vs) {
-    EXPECT_TRUE(std::is_sorted(ks.begin(), ks.end()));
-    for (std::size_t i = 0; i < ks.size(); ++i) {
-      EXPECT_EQ(ServerOfKey(ks[i], 3), s);
-      auto it = std::find(keys.begin(), keys.end(), ks[i]);
-      ASSERT_NE(it, keys.end());
-      const std::size_t pos = it - keys.begin();
-      EXPECT_EQ(vs[i * width + 1], after[pos * width + 1]);
-    }
-    dumped.insert(dumped.end(), ks.begin(), ks.end());
-  });
+  DumpServers(&ps.control(), 3, width,
+              [&](int s, std::span<const Key> ks, std::span<const float> vs) {
+                EXPECT_TRUE(std::is_sorted(ks.begin(), ks.end()));
+                for (std::size_t i = 0; i < ks.size(); ++i) {
+                  EXPECT_EQ(ServerOfKey(ks[i], 3), s);
+                  auto it = std::find(keys.begin(), keys.end(), ks[i]);
+                  ASSERT_NE(it, keys.end());
+                  const std::size_t pos = it - keys.begin();
+                  EXPECT_EQ(vs[i * width + 1], after[pos * width + 1]);
+                }
+                dumped.insert(dumped.end(), ks.begin(), ks.end());
+              });
   EXPECT_EQ(dumped.size(), keys.size());
 }
 
@@ -180,24 +164,24 @@ TEST(KVTest, PushOfKeptRowsMatchesKeyedPush) {
   for (std::size_t i = 0; i < ga.size(); ++i) ga[i] = 0.01f * static_cast<float>(i);
   for (std::size_t i = 0; i < gb.size(); ++i) gb[i] = -0.02f * static_cast<float>(i);
   KVClient& c = kept.worker(0);
-  const Timestamp pa = c.Pull(a, va.data(), true, /*keep_rows=*/true);
-  const Timestamp pb = c.Pull(b, vb.data(), true, /*keep_rows=*/true);
+  const Timestamp pa = c.Pull({.keys = a, .create = true, .keep_rows = true}, &va);
+  const Timestamp pb = c.Pull({.keys = b, .create = true, .keep_rows = true}, &vb);
   c.Wait(pa);
   c.Wait(pb);
   // Pushed in the other order than pulled.
-  c.Wait(c.Push(b, gb, {}, 0, true, false, /*keys_of_pull=*/pb));
-  c.Wait(c.Push(a, ga, {}, 0, true, false, /*keys_of_pull=*/pa));
-  EXPECT_THROW(c.Push(a, ga, {}, 0, true, false, pa), std::logic_error);  // already pushed
+  c.Wait(PushCopy(c, {.keys = b, .kept_pull = pb}, gb));
+  c.Wait(PushCopy(c, {.keys = a, .kept_pull = pa}, ga));
+  EXPECT_THROW(PushCopy(c, {.keys = a, .kept_pull = pa}, ga), std::logic_error);  // already pushed
   KVClient& d = keyed.worker(0);
-  d.Wait(d.Pull(a, va.data(), true));
-  d.Wait(d.Pull(b, vb.data(), true));
-  d.Wait(d.Push(b, gb, {}, 0, true, false));
-  d.Wait(d.Push(a, ga, {}, 0, true, false));
+  d.Wait(d.Pull({.keys = a, .create = true}, &va));
+  d.Wait(d.Pull({.keys = b, .create = true}, &vb));
+  d.Wait(PushCopy(d, {.keys = b}, gb));
+  d.Wait(PushCopy(d, {.keys = a}, ga));
   std::vector<Key> all = a;
   all.insert(all.end(), b.begin(), b.end());
   std::vector<float> x(all.size() * width), y(all.size() * width);
-  c.Wait(c.Pull(all, x.data(), false));
-  d.Wait(d.Pull(all, y.data(), false));
+  c.Wait(c.Pull({.keys = all}, &x));
+  d.Wait(d.Pull({.keys = all}, &y));
   EXPECT_EQ(x, y);
   EXPECT_NE(x[width], va[width]);  // the pushes did change something
 }
@@ -226,7 +210,11 @@ class LoneServer {
     thread_.join();
   }
   void Send(Message m) { client_->Send(0, std::move(m)); }
+  void SendControl(pb::Control m) { client_->SendControl(0, std::move(m)); }
   std::optional<Message> Recv() { return client_->Recv(std::chrono::seconds(10)); }
+  std::optional<Received> RecvAny() {
+    return client_->Receive(std::chrono::seconds(10), Channels::kBoth);
+  }
   // Waits for the server loop to end; returns its error message.
   const std::string& Finish() {
     thread_.join();
@@ -253,7 +241,7 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
       Message pull;
       pull.kind = MsgKind::kPull;
       pull.request_id = 1 + i;
-      pull.flags = kFlagCreate | kFlagKeepRows;
+      pull.flags = DataFlag::kCreate | DataFlag::kKeepRows;
       pull.keys = {5};
       server.Send(std::move(pull));
     }
@@ -261,7 +249,7 @@ TEST(KVTest, ServerRefusesUnknownOrTooManyKeptPulls) {
       Message push;
       push.kind = MsgKind::kPush;
       push.request_id = 9;
-      push.flags = kFlagKeysOfPull;
+      push.flags = DataFlag::kKeysOfPull;
       push.ref = 2;  // not the pull's id (1)
       push.vals = {1.0f, 1.0f};
       server.Send(std::move(push));
@@ -285,7 +273,7 @@ TEST(KVTest, ServerAnswersEveryRequestInOrder) {
     Message m;
     m.kind = MsgKind::kPull;
     m.request_id = id;
-    m.flags = kFlagCreate | kFlagKeepRows;
+    m.flags = DataFlag::kCreate | DataFlag::kKeepRows;
     m.keys = {5};
     return m;
   };
@@ -293,7 +281,7 @@ TEST(KVTest, ServerAnswersEveryRequestInOrder) {
     Message m;
     m.kind = MsgKind::kPush;
     m.request_id = id;
-    m.flags = kFlagKeysOfPull;
+    m.flags = DataFlag::kKeysOfPull;
     m.ref = pull_id;
     m.vals = {1.0f, 1.0f};
     return m;
@@ -352,7 +340,7 @@ TEST(KVTest, PullWithoutCreateReadsZerosAndCreatesNothing) {
   PsFixture ps(2, 1, Consistency::kAsync);
   std::vector<Key> keys = {1, 2, 3};
   std::vector<float> vals(9, 5.0f);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, vals.data(), false));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &vals));
   for (float v : vals) EXPECT_EQ(v, 0.0f);
   EXPECT_EQ(ps.store(0).size() + ps.store(1).size(), 0u);
 }
@@ -361,29 +349,31 @@ TEST(KVTest, BspSumsWorkersAndWaitsForAll) {
   PsFixture ps(2, 2, Consistency::kBsp, 1);
   std::vector<Key> keys = {10, 20};
   std::vector<float> init(4);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
   std::vector<float> g0 = {1, 2, 3, 4}, g1 = {10, 20, 30, 40};
   // Worker 0 pushes step 0; it is not applied until worker 1 pushes too.
-  Timestamp t0 = ps.worker(0).Push(keys, g0, {}, 0, true, true);
+  Timestamp t0 =
+      PushCopy(ps.worker(0), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g0);
   std::vector<float> mid(4);
-  Timestamp tp = ps.worker(1).Pull(keys, mid.data(), false);
+  Timestamp tp = ps.worker(1).Pull({.keys = keys}, &mid);
   ps.worker(1).Wait(tp);
   EXPECT_EQ(mid, init);
   // Worker 1 pushes only key 20 and says it had no data... it still counts for the step.
   std::vector<Key> k1 = {20};
   std::vector<float> g1b = {30, 40};
-  Timestamp t1 = ps.worker(1).Push(k1, g1b, {}, 0, false, true);
+  Timestamp t1 =
+      PushCopy(ps.worker(1), {.keys = k1, .bsp = BspStep{.step = 0, .has_data = false}}, g1b);
   EXPECT_TRUE(ps.worker(0).Wait(t0).any_had_data);
   EXPECT_TRUE(ps.worker(1).Wait(t1).any_had_data);
   std::vector<float> after(4);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &after));
   EXPECT_FLOAT_EQ(after[0], init[0] - 1);
   EXPECT_FLOAT_EQ(after[1], init[1] - 2);
   EXPECT_FLOAT_EQ(after[2], init[2] - 3 - 30);
   EXPECT_FLOAT_EQ(after[3], init[3] - 4 - 40);
   // Step 1: nobody has data -> both learn the epoch is over.
-  Timestamp a = ps.worker(0).Push({}, {}, {}, 1, false, true);
-  Timestamp b = ps.worker(1).Push({}, {}, {}, 1, false, true);
+  Timestamp a = PushCopy(ps.worker(0), {.bsp = BspStep{.step = 1}}, {});
+  Timestamp b = PushCopy(ps.worker(1), {.bsp = BspStep{.step = 1}}, {});
   EXPECT_FALSE(ps.worker(0).Wait(a).any_had_data);
   EXPECT_FALSE(ps.worker(1).Wait(b).any_had_data);
   (void)g1;
@@ -394,13 +384,13 @@ TEST(KVTest, ClipGradientClampsEveryElementBeforeTheUpdate) {
   PsFixture ps(1, 1, Consistency::kAsync, /*k=*/2, /*clip=*/0.5f);
   const std::vector<Key> keys = {7, 8};
   std::vector<float> init(6);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
   // Key 7: w gradient 3 -> 0.5, v gradients -0.2 (kept), -7 -> -0.5.
   // Key 8: 0.5 and -0.5 are on the bound (kept), 1e30 -> 0.5.
   const std::vector<float> grads = {3.0f, -0.2f, -7.0f, 0.5f, -0.5f, 1e30f};
-  ps.worker(0).Wait(ps.worker(0).Push(keys, grads, {}, 0, true, false));
+  ps.worker(0).Wait(PushCopy(ps.worker(0), {.keys = keys}, grads));
   std::vector<float> after(6);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &after));
   const float clipped[6] = {0.5f, -0.2f, -0.5f, 0.5f, -0.5f, 0.5f};
   for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(after[i], init[i] - clipped[i]) << i;
 }
@@ -410,14 +400,16 @@ TEST(KVTest, ClipGradientInBspClipsTheSum) {
   PsFixture ps(1, 2, Consistency::kBsp, /*k=*/1, /*clip=*/1.0f);
   const std::vector<Key> keys = {5};
   std::vector<float> init(2);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
   const std::vector<float> g = {0.75f, 0.25f};  // sums: 1.5 -> 1, 0.5 (kept)
-  Timestamp a = ps.worker(0).Push(keys, g, {}, 0, true, true);
-  Timestamp b = ps.worker(1).Push(keys, g, {}, 0, true, true);
+  Timestamp a =
+      PushCopy(ps.worker(0), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g);
+  Timestamp b =
+      PushCopy(ps.worker(1), {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, g);
   ps.worker(0).Wait(a);
   ps.worker(1).Wait(b);
   std::vector<float> after(2);
-  ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &after));
   EXPECT_FLOAT_EQ(after[0], init[0] - 1.0f);
   EXPECT_FLOAT_EQ(after[1], init[1] - 0.5f);
 }
@@ -430,22 +422,134 @@ TEST(KVTest, NonFiniteGradientRowsAreRejectedAndCounted) {
       PsFixture ps(2, 1, c, /*k=*/1, clip);
       const std::vector<Key> keys = {1, 2, 3, 4};
       std::vector<float> init(8);
-      ps.worker(0).Wait(ps.worker(0).Pull(keys, init.data(), true));
+      ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &init));
       const float nan = std::nanf("");
       const std::vector<float> grads = {0.25f, nan, 0.25f, 0.25f, INFINITY, 0.0f, 0.0f, -INFINITY};
-      ps.worker(0).Wait(ps.worker(0).Push(keys, grads, {}, 0, true, true));
+      const std::optional<BspStep> bsp = c == Consistency::kBsp
+                                             ? std::optional(BspStep{.step = 0, .has_data = true})
+                                             : std::nullopt;
+      ps.worker(0).Wait(PushCopy(ps.worker(0), {.keys = keys, .bsp = bsp}, grads));
       std::vector<float> after(8);
-      ps.worker(0).Wait(ps.worker(0).Pull(keys, after.data(), false));
+      ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys}, &after));
       EXPECT_EQ(after[0], init[0]);  // key 1 rejected: unchanged
       EXPECT_EQ(after[1], init[1]);
       EXPECT_FLOAT_EQ(after[2], init[2] - 0.25f);  // key 2 applied
       EXPECT_FLOAT_EQ(after[3], init[3] - 0.25f);
       for (int i = 4; i < 8; ++i) EXPECT_EQ(after[i], init[i]) << i;  // keys 3, 4 rejected
-      EXPECT_EQ(CollectServerStats(&ps.coordinator()).rejected_rows, 3u);
+      EXPECT_EQ(CollectServerStats(&ps.control(), 2).rejected_rows, 3u);
       if (c == Consistency::kBsp) {  // end the bsp epoch so the servers shut down cleanly
-        ps.worker(0).Wait(ps.worker(0).Push({}, {}, {}, 1, false, true));
+        ps.worker(0).Wait(PushCopy(ps.worker(0), {.bsp = BspStep{.step = 1}}, {}));
       }
     }
+  }
+}
+
+// A data message of a kind a server never receives, or with a flag its kind does not
+// allow, is a protocol error: control travels only as typed control messages.
+TEST(KVTest, ServerRefusesDataMessagesThatAreNotRequests) {
+  for (int c = 0; c < 4; ++c) {
+    LoneServer server;
+    Message m;
+    m.kind = c == 0 ? MsgKind::kPullReply : c == 1 ? MsgKind::kDumpChunk : MsgKind::kPull;
+    if (c == 2) m.flags = DataFlag::kCut;
+    if (c == 3) m.kind = static_cast<MsgKind>(7);  // a control kind of the old protocol
+    m.keys = {5};
+    server.Send(std::move(m));
+    const std::string& error = server.Finish();
+    EXPECT_NE(error.find(c == 2 ? "flags not allowed" : "unexpected data message kind"),
+              std::string::npos)
+        << c << ": " << error;
+    EXPECT_NE(error.find("endpoint 1"), std::string::npos) << error;
+    EXPECT_EQ(server.store().size(), 0u);
+  }
+}
+
+// A server refuses control messages meant for the coordinator or a worker.
+TEST(KVTest, ServerRefusesControlMessagesOfOtherRoles) {
+  LoneServer server;
+  pb::Control ready;
+  ready.mutable_cut_ready()->mutable_report()->set_rows(3);
+  server.SendControl(std::move(ready));
+  const std::string& error = server.Finish();
+  EXPECT_NE(error.find("unexpected control message"), std::string::npos) << error;
+}
+
+// Stats and dumps answer on the control channel; the dump's rows come as data messages, all
+// before its DumpDone; a cut makes the next push reply carry kCut.
+TEST(KVTest, ServerAnswersControlRequests) {
+  LoneServer server;
+  Message pull;
+  pull.kind = MsgKind::kPull;
+  pull.request_id = 1;
+  pull.flags = DataFlag::kCreate;
+  pull.keys = {9, 4};
+  server.Send(std::move(pull));
+  ASSERT_TRUE(server.Recv().has_value());
+  pb::Control cut;
+  cut.mutable_cut_request()->set_seq(1);
+  server.SendControl(std::move(cut));
+  Message push;
+  push.kind = MsgKind::kPush;
+  push.request_id = 2;
+  push.keys = {4};
+  push.vals = {0.5f, 0.5f};
+  server.Send(std::move(push));
+  std::optional<Message> reply = server.Recv();
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_TRUE(reply->flags.has(DataFlag::kCut));
+  pb::Control stats;
+  stats.mutable_stats_request();
+  server.SendControl(std::move(stats));
+  std::optional<Received> r = server.RecvAny();
+  ASSERT_TRUE(r && std::holds_alternative<ControlMessage>(*r));
+  const pb::Stats& got = std::get<ControlMessage>(*r).body.stats();
+  EXPECT_EQ(got.pulls(), 1u);
+  EXPECT_EQ(got.keys_pulled(), 2u);
+  EXPECT_EQ(got.pushes(), 1u);
+  EXPECT_EQ(got.keys_pushed(), 1u);
+  pb::Control dump;
+  dump.mutable_dump_request();
+  server.SendControl(std::move(dump));
+  r = server.RecvAny();
+  ASSERT_TRUE(r && std::holds_alternative<Message>(*r));
+  const Message& chunk = std::get<Message>(*r);
+  EXPECT_EQ(chunk.kind, MsgKind::kDumpChunk);
+  EXPECT_EQ(chunk.keys, (std::vector<Key>{4, 9}));
+  EXPECT_EQ(chunk.vals.size(), 4u);
+  r = server.RecvAny();
+  ASSERT_TRUE(r && std::holds_alternative<ControlMessage>(*r));
+  EXPECT_EQ(std::get<ControlMessage>(*r).body.dump_done().store_bytes(),
+            server.store().MemoryBytes());
+  pb::Control shutdown;
+  shutdown.mutable_shutdown();
+  server.SendControl(std::move(shutdown));
+  EXPECT_EQ(server.Finish(), "");
+}
+
+// The KV client's data path never consumes a control message (it waits for the control
+// channel), and a data message that answers none of its requests is a protocol error.
+TEST(KVTest, ClientDataPathLeavesControlAloneAndRefusesStrayData) {
+  PsFixture ps(1, 1, Consistency::kAsync, /*k=*/1);
+  // The coordinator (endpoint 2) sends worker 0 (endpoint 1) a control message ahead of the
+  // server's pull reply.
+  pb::Control resume;
+  resume.mutable_cut_resume()->set_seq(4);
+  ps.control().Send(1, resume);
+  std::vector<float> vals;
+  const std::vector<Key> keys = {3};
+  ps.worker(0).Wait(ps.worker(0).Pull({.keys = keys, .create = true}, &vals));
+  EXPECT_EQ(vals.size(), 2u);
+  // Stray data: a push reply for no request of worker 0.
+  Message stray;
+  stray.kind = MsgKind::kPushReply;
+  stray.request_id = 12345;
+  ps.control().transport()->Send(1, std::move(stray));
+  const Timestamp t = ps.worker(0).Pull({.keys = keys}, &vals);
+  try {
+    ps.worker(0).Wait(t);
+    FAIL() << "a stray data message must be refused";
+  } catch (const TransportError& e) {
+    EXPECT_NE(std::string(e.what()).find("unexpected data message"), std::string::npos) << e.what();
   }
 }
 

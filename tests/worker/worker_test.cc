@@ -15,6 +15,7 @@
 
 #include "common/base/error.h"
 #include "common/base/types.h"
+#include "common/comm/control.h"
 #include "common/comm/kv.h"
 #include "common/comm/transport.h"
 #include "common/model/loss.h"
@@ -146,7 +147,9 @@ class Cluster {
   // Shuts the servers down and joins them; the stores may then be read.
   void Stop() {
     if (threads_.empty()) return;
-    clients_[0]->ShutdownServers();
+    const int servers = static_cast<int>(servers_.size());
+    ControlChannel control(transports_[servers].get(), std::chrono::seconds(30));
+    ShutdownServers(&control, servers);
     for (auto& t : threads_) t.join();
     threads_.clear();
   }
@@ -310,8 +313,8 @@ TEST(WorkerTest, BspSumsThreeWorkersInWorkerOrderWhateverTheArrivalOrder) {
     for (int w = 2; w >= 0; --w) {  // issued (so arriving) in reverse worker order
       std::vector<float> g(keys.size() * (1 + kK), 0.0f);
       for (std::size_t i = 0; i < keys.size(); ++i) g[i * (1 + kK)] = grads[i][w];
-      pushes[w] = cluster.client(w)->Push(keys, g, {}, /*step=*/0, /*has_data=*/true,
-                                          /*to_all_servers=*/true);
+      pushes[w] = cluster.client(w)->Push(
+          {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, &g);
     }
     for (int w = 0; w < 3; ++w) cluster.client(w)->Wait(pushes[w]);
     cluster.Stop();

@@ -155,31 +155,52 @@ WorkerReport ReportOf(const Progress& progress, bool done, std::vector<ByteRange
   return r;
 }
 
-Message EncodeReport(MsgKind kind, std::int64_t step, const WorkerReport& r) {
-  Message m;
-  m.kind = kind;
-  m.step = step;
-  m.flags = r.done ? 1u : 0u;
-  m.keys.push_back(Bits(r.rows));
-  m.keys.push_back(Bits(r.loss));
+pb::WorkerReport ToProto(const WorkerReport& r) {
+  pb::WorkerReport p;
+  p.set_done(r.done);
+  p.set_rows(r.rows);
+  p.set_loss(r.loss);
   for (const ByteRange& b : r.remaining) {
-    m.keys.push_back(b.begin);
-    m.keys.push_back(b.end);
+    pb::ByteRange* range = p.add_remaining();
+    range->set_begin(b.begin);
+    range->set_end(b.end);
   }
-  return m;
+  return p;
 }
 
-WorkerReport DecodeReport(const Message& m) {
-  if (m.keys.size() < 2 || m.keys.size() % 2 != 0) {
-    throw TransportError("malformed checkpoint report from endpoint " + std::to_string(m.sender));
-  }
+WorkerReport FromProto(const pb::WorkerReport& p, int sender) {
   WorkerReport r;
-  r.done = (m.flags & 1u) != 0;
-  r.rows = Double(m.keys[0]);
-  r.loss = Double(m.keys[1]);
-  for (std::size_t i = 2; i < m.keys.size(); i += 2)
-    r.remaining.push_back({m.keys[i], m.keys[i + 1]});
+  r.done = p.done();
+  r.rows = p.rows();
+  r.loss = p.loss();
+  for (const pb::ByteRange& b : p.remaining()) {
+    if (b.begin() > b.end()) {
+      throw TransportError("malformed checkpoint report from endpoint " + std::to_string(sender) +
+                           ": byte range [" + std::to_string(b.begin()) + ", " +
+                           std::to_string(b.end()) + ")");
+    }
+    r.remaining.push_back({b.begin(), b.end()});
+  }
   return r;
+}
+
+void ReportCutReady(ControlChannel* control, int coordinator, const WorkerReport& report) {
+  pb::Control m;
+  *m.mutable_cut_ready()->mutable_report() = ToProto(report);
+  control->Send(coordinator, std::move(m));
+}
+
+void AwaitCutResume(ControlChannel* control) {
+  control->WaitFor(pb::Control::kCutResume, "checkpoint resume");
+}
+
+void ReportShardDone(ControlChannel* control, int coordinator, int epoch,
+                     const WorkerReport& report) {
+  pb::Control m;
+  pb::ShardDone* done = m.mutable_shard_done();
+  done->set_epoch(epoch);
+  *done->mutable_report() = ToProto(report);
+  control->Send(coordinator, std::move(m));
 }
 
 // The sequence number after every checkpoint present in `dir` (1 if none).
@@ -282,11 +303,11 @@ void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore
   }
 }
 
-Checkpointer::Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
-                           int first_worker, int own_worker, std::uint64_t train_bytes,
-                           double rows_base, double loss_base)
+Checkpointer::Checkpointer(const Config& config, ControlChannel* control, int num_servers,
+                           int num_workers, int first_worker, int own_worker,
+                           std::uint64_t train_bytes, double rows_base, double loss_base)
     : config_(config),
-      client_(client),
+      control_(control),
       num_servers_(num_servers),
       num_workers_(num_workers),
       first_worker_(first_worker),
@@ -317,27 +338,71 @@ bool Checkpointer::Due() const {
              config_.checkpoint.every_seconds;
 }
 
+void Checkpointer::SendToServers(const pb::Control& msg) {
+  for (int s = 0; s < num_servers_; ++s) control_->Send(s, msg);
+}
+
+int Checkpointer::WorkerOf(const ControlMessage& m) const {
+  const int w = m.sender - first_worker_;
+  if (w < 0 || w >= num_workers_) {
+    throw TransportError("checkpoint report from endpoint " + std::to_string(m.sender) +
+                         ", which is no worker");
+  }
+  return w;
+}
+
 void Checkpointer::Request() {
   if (!enabled_ || requested_) return;
-  for (int s = 0; s < num_servers_; ++s) {
-    Message m;
-    m.kind = MsgKind::kCutRequest;
-    m.step = static_cast<std::int64_t>(next_seq_);
-    client_->Send(s, std::move(m));
-  }
+  pb::Control m;
+  m.mutable_cut_request()->set_seq(next_seq_);
+  SendToServers(m);
   requested_ = true;
 }
 
 void Checkpointer::CollectShardDone(int epoch) {
+  const auto of_epoch = [epoch](const ControlMessage& m) {
+    return m.body.shard_done().epoch() == epoch;
+  };
   for (int w = 0; w < num_workers_; ++w) {
     if (w == own_worker_ || done_[w]) continue;
     while (true) {
-      Message m = client_->WaitFor(MsgKind::kShardDone, epoch, "end-of-shard report");
-      const int from = m.sender - first_worker_;
-      if (from < 0 || from >= num_workers_) throw TransportError("report from a non-worker");
-      done_[from] = DecodeReport(m);
+      const ControlMessage m =
+          control_->WaitFor(pb::Control::kShardDone, "end-of-shard report", of_epoch);
+      const int from = WorkerOf(m);
+      done_[from] = FromProto(m.body.shard_done().report(), m.sender);
       if (from == w) break;
     }
+  }
+}
+
+void Checkpointer::AwaitReports(int epoch, std::vector<std::optional<WorkerReport>>* reports,
+                                std::vector<bool>* waiting) {
+  const auto of_epoch = [epoch](const ControlMessage& m) {
+    return m.body.shard_done().epoch() == epoch;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + ReplyTimeout(config_);
+  while (true) {
+    int missing = 0;
+    for (int w = 0; w < num_workers_; ++w) {
+      if (!(*reports)[w] && done_[w]) (*reports)[w] = done_[w];
+      missing += !(*reports)[w];
+    }
+    if (missing == 0) return;
+    if (std::optional<ControlMessage> m = control_->TryTake(pb::Control::kCutReady)) {
+      const int w = WorkerOf(*m);
+      (*reports)[w] = FromProto(m->body.cut_ready().report(), m->sender);
+      (*waiting)[w] = true;
+      continue;
+    }
+    if (std::optional<ControlMessage> m = control_->TryTake(pb::Control::kShardDone, of_epoch)) {
+      done_[WorkerOf(*m)] = FromProto(m->body.shard_done().report(), m->sender);
+      continue;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw TransportError("checkpoint: " + std::to_string(missing) +
+                           " worker(s) did not reach a batch boundary in time");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 }
 
@@ -347,51 +412,25 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
   std::vector<std::optional<WorkerReport>> reports(num_workers_);
   std::vector<bool> waiting(num_workers_, false);
   if (own_worker_ >= 0) reports[own_worker_] = own;
-  const auto deadline = std::chrono::steady_clock::now() + ReplyTimeout(config_);
-  while (true) {
-    int missing = 0;
-    for (int w = 0; w < num_workers_; ++w) {
-      if (!reports[w] && done_[w]) reports[w] = done_[w];
-      missing += !reports[w];
-    }
-    if (missing == 0) break;
-    if (std::optional<Message> m = client_->Take(MsgKind::kCutReady)) {
-      const int w = m->sender - first_worker_;
-      reports.at(w) = DecodeReport(*m);
-      waiting[w] = true;
-      continue;
-    }
-    if (std::optional<Message> m = client_->Take(MsgKind::kShardDone, epoch)) {
-      done_.at(m->sender - first_worker_) = DecodeReport(*m);
-      continue;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      throw TransportError("checkpoint: " + std::to_string(missing) +
-                           " worker(s) did not reach a batch boundary in time");
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  AwaitReports(epoch, &reports, &waiting);
 
   const std::uint64_t seq = next_seq_++;
   const std::string path = CheckpointPath(config_.checkpoint.dir, seq);
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) throw IoError("checkpoint.dir: cannot create " + path + ": " + ec.message());
+  pb::Control snapshot;
+  snapshot.mutable_snapshot()->set_seq(seq);
+  SendToServers(snapshot);
   for (int s = 0; s < num_servers_; ++s) {
-    Message m;
-    m.kind = MsgKind::kSnapshot;
-    m.step = static_cast<std::int64_t>(seq);
-    client_->Send(s, std::move(m));
+    control_->WaitFor(pb::Control::kSnapshotAck, "snapshot", [seq](const ControlMessage& m) {
+      return m.body.snapshot_ack().seq() == seq;
+    });
   }
-  for (int s = 0; s < num_servers_; ++s) {
-    client_->WaitFor(MsgKind::kSnapshotAck, static_cast<std::int64_t>(seq), "snapshot");
-  }
+  pb::Control resume;
+  resume.mutable_cut_resume()->set_seq(seq);
   for (int w = 0; w < num_workers_; ++w) {
-    if (!waiting[w]) continue;
-    Message m;
-    m.kind = MsgKind::kCutResume;
-    m.step = static_cast<std::int64_t>(seq);
-    client_->Send(first_worker_ + w, std::move(m));
+    if (waiting[w]) control_->Send(first_worker_ + w, resume);
   }
   requested_ = false;
   last_ = std::chrono::steady_clock::now();
@@ -414,17 +453,19 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
   if (epoch_done) done_.assign(num_workers_, std::nullopt);
 }
 
-void Checkpointer::Apply(const Message& m) {
+void Checkpointer::Apply(const ControlMessage& m) {
+  const pb::ShardWritten& w = m.body.shard_written();
   for (PendingCheckpoint& p : pending_) {
-    if (static_cast<std::int64_t>(p.manifest.seq) != m.step) continue;
-    if (m.sender < 0 || m.sender >= num_servers_ || m.keys.size() != 3) {
-      throw TransportError("malformed shard report from endpoint " + std::to_string(m.sender));
+    if (p.manifest.seq != w.seq()) continue;
+    if (m.sender < 0 || m.sender >= num_servers_) {
+      throw TransportError("shard report from endpoint " + std::to_string(m.sender) +
+                           ", which is no server");
     }
     ShardFileInfo& info = p.manifest.shards[m.sender];
     info.path = ShardFileName(m.sender);
-    info.bytes = m.keys[0];
-    info.checksum = m.keys[1];
-    info.keys = m.keys[2];
+    info.bytes = w.bytes();
+    info.checksum = w.checksum();
+    info.keys = w.keys();
     if (++p.written == num_servers_) Complete(&p);
     return;
   }
@@ -440,7 +481,7 @@ void Checkpointer::Complete(PendingCheckpoint* p) {
 }
 
 void Checkpointer::Poll() {
-  while (std::optional<Message> m = client_->Take(MsgKind::kShardWritten)) Apply(*m);
+  while (std::optional<ControlMessage> m = control_->TryTake(pb::Control::kShardWritten)) Apply(*m);
   pending_.erase(
       std::remove_if(pending_.begin(), pending_.end(),
                      [&](const PendingCheckpoint& p) { return p.written == num_servers_; }),
@@ -449,7 +490,7 @@ void Checkpointer::Poll() {
 
 void Checkpointer::Drain() {
   while (!pending_.empty()) {
-    Apply(client_->WaitFor(MsgKind::kShardWritten, std::nullopt, "checkpoint shard write"));
+    Apply(control_->WaitFor(pb::Control::kShardWritten, "checkpoint shard write"));
     Poll();
   }
 }

@@ -6,16 +6,18 @@
 // is complete when its MANIFEST exists and every shard it lists has the recorded size and
 // checksum.
 //
-// A cut: the coordinator sends kCutRequest to every server; servers flag push replies with
-// kFlagCut; each worker, at its next batch boundary, waits for its pushes to be applied and
-// reports its position (the byte ranges still to read) with kCutReady, or has already
-// reported kShardDone; the coordinator then has every server snapshot its store (kSnapshot,
-// acknowledged once copied in memory) and lets the workers go on (kCutResume). The servers
-// write their shards in the background and report them (kShardWritten); the coordinator then
-// writes the MANIFEST and deletes checkpoints beyond checkpoint.keep. Training pauses only
-// for the quiescing and the in-memory copies.
+// A cut (control messages, common/proto/control.proto): the coordinator sends CutRequest to
+// every server; servers flag push replies with DataFlag::kCut; each worker, at its next batch
+// boundary, waits for its pushes to be applied and reports its position (the byte ranges
+// still to read) with CutReady (ReportCutReady, then AwaitCutResume), or has already
+// reported ShardDone (ReportShardDone); the coordinator then has every server snapshot its
+// store (Snapshot, acknowledged by SnapshotAck once copied in memory) and lets the workers
+// go on (CutResume). The servers write their shards in the background and report them
+// (ShardWritten); the coordinator then writes the MANIFEST and deletes checkpoints beyond
+// checkpoint.keep. Training pauses only for the quiescing and the in-memory copies.
 //
-// Thread safety: a Checkpointer is used by the coordinating thread only.
+// Thread safety: a Checkpointer is used by the coordinating thread only; the worker-side
+// functions by the worker's thread (the owner of its ControlChannel).
 #pragma once
 
 #include <chrono>
@@ -25,7 +27,7 @@
 #include <vector>
 
 #include "common/config/config.h"
-#include "common/comm/kv.h"
+#include "common/comm/control.h"
 #include "common/data/reader.h"
 #include "server/store/checkpoint_shard.h"
 #include "worker/worker.h"
@@ -43,9 +45,19 @@ struct WorkerReport {
 // A worker's report from its live counters (rows and loss since this process started).
 WorkerReport ReportOf(const Progress& progress, bool done, std::vector<ByteRange> remaining);
 
-// kCutReady / kShardDone messages (the worker's report to the coordinator).
-Message EncodeReport(MsgKind kind, std::int64_t step, const WorkerReport& report);
-WorkerReport DecodeReport(const Message& m);
+// The report as it travels in CutReady / ShardDone, and back. FromProto throws
+// TransportError naming `sender` if a byte range is reversed.
+pb::WorkerReport ToProto(const WorkerReport& report);
+WorkerReport FromProto(const pb::WorkerReport& report, int sender);
+
+// The worker's side of a cut. ReportCutReady tells the coordinator (endpoint `coordinator`)
+// that this worker is quiesced at `report`; AwaitCutResume then blocks until the
+// coordinator's CutResume (TransportError after the channel's timeout).
+void ReportCutReady(ControlChannel* control, int coordinator, const WorkerReport& report);
+void AwaitCutResume(ControlChannel* control);
+// Tells the coordinator this worker finished its shard of `epoch`.
+void ReportShardDone(ControlChannel* control, int coordinator, int epoch,
+                     const WorkerReport& report);
 
 struct Manifest {
   std::uint64_t seq = 0;
@@ -98,11 +110,11 @@ void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore
 
 class Checkpointer {
  public:
-  // `client` is the coordinator's KVClient. Workers are endpoints first_worker ..
+  // `control` is the coordinator's ControlChannel. Workers are endpoints first_worker ..
   // first_worker + num_workers - 1; `own_worker` is the index of the worker the coordinator
   // itself runs (MPI), or -1 (single-node mode). rows/loss_base: counters of the job before
   // a resume. Sequence numbers continue after the checkpoints already in checkpoint.dir.
-  Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
+  Checkpointer(const Config& config, ControlChannel* control, int num_servers, int num_workers,
                int first_worker, int own_worker, std::uint64_t train_bytes, double rows_base,
                double loss_base);
   // Removes the directories of checkpoints this Checkpointer started but did not complete
@@ -123,7 +135,7 @@ class Checkpointer {
   // With epoch_done, every worker has finished the epoch (no request needed).
   void Cut(int epoch, bool epoch_done, const std::optional<WorkerReport>& own);
 
-  // Records kShardDone reports of the other workers for this epoch (blocking until every
+  // Records ShardDone reports of the other workers for this epoch (blocking until every
   // worker that has not reported yet does); call after the epoch's training, before Cut
   // with epoch_done. Returns their reports (own worker excluded).
   void CollectShardDone(int epoch);
@@ -140,10 +152,18 @@ class Checkpointer {
   };
   void Complete(PendingCheckpoint* p);
   void Prune();
-  void Apply(const Message& m);
+  void Apply(const ControlMessage& m);
+  // Sends `msg` to servers 0 .. num_servers-1.
+  void SendToServers(const pb::Control& msg);
+  // Collects the reports of the workers missing from *reports (ShardDone seen or CutReady
+  // now); marks in *waiting those that reported CutReady.
+  void AwaitReports(int epoch, std::vector<std::optional<WorkerReport>>* reports,
+                    std::vector<bool>* waiting);
+  // The worker index of a report's sender (TransportError if it is no worker).
+  int WorkerOf(const ControlMessage& m) const;
 
   Config config_;
-  KVClient* client_;
+  ControlChannel* control_;
   int num_servers_;
   int num_workers_;
   int first_worker_;
@@ -156,7 +176,7 @@ class Checkpointer {
   bool enabled_;
   bool requested_ = false;
   std::chrono::steady_clock::time_point last_;
-  std::vector<std::optional<WorkerReport>> done_;  // kShardDone seen this epoch, per worker
+  std::vector<std::optional<WorkerReport>> done_;  // ShardDone seen this epoch, per worker
   std::vector<PendingCheckpoint> pending_;
 };
 

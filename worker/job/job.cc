@@ -126,16 +126,17 @@ std::chrono::milliseconds ReplyTimeout(const Config& c) {
       static_cast<std::int64_t>(std::min(c.cluster.timeout_seconds, 1e9) * 1000.0));
 }
 
-SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
-                                const std::string& path) {
+SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
+                                const FeatureSpec& spec, const std::string& path) {
   const std::size_t width = 1 + config.model.k;
   std::vector<Key> keys;
   std::vector<float> rows;
   SavedModel saved;
-  saved.server_bytes = client->Dump([&](int, std::span<const Key> ks, std::span<const float> vs) {
-    keys.insert(keys.end(), ks.begin(), ks.end());
-    rows.insert(rows.end(), vs.begin(), vs.end());
-  });
+  saved.server_bytes = DumpServers(control, num_servers, static_cast<int>(width),
+                                   [&](int, std::span<const Key> ks, std::span<const float> vs) {
+                                     keys.insert(keys.end(), ks.begin(), ks.end());
+                                     rows.insert(rows.end(), vs.begin(), vs.end());
+                                   });
   saved.stored_keys = keys.size();
   std::vector<std::size_t> order(keys.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -165,25 +166,23 @@ SavedModel SaveModelFromServers(KVClient* client, const Config& config, const Fe
   return saved;
 }
 
-ServerStats CollectServerStats(KVClient* client) {
-  for (int s = 0; s < client->num_servers(); ++s) {
-    Message m;
-    m.kind = MsgKind::kStats;
-    client->Send(s, std::move(m));
-  }
+ServerStats CollectServerStats(ControlChannel* control, int num_servers) {
+  pb::Control request;
+  request.mutable_stats_request();
+  for (int s = 0; s < num_servers; ++s) control->Send(s, request);
   ServerStats sum;
-  for (int s = 0; s < client->num_servers(); ++s) {
-    const Message r = client->WaitFor(MsgKind::kStatsReply, s, "server statistics");
-    if (r.keys.size() != ServerStats::kFields) {
-      throw TransportError("malformed statistics from server " + std::to_string(s));
-    }
-    sum.pulls += r.keys[0];
-    sum.pushes += r.keys[1];
-    sum.keys_pulled += r.keys[2];
-    sum.keys_pushed += r.keys[3];
-    sum.rejected_rows += r.keys[4];
-    sum.peak_rss_bytes = std::max(sum.peak_rss_bytes, r.keys[5]);
-    sum.busy_ns += r.keys[6];
+  for (int s = 0; s < num_servers; ++s) {
+    const ControlMessage m =
+        control->WaitFor(pb::Control::kStats, "server statistics",
+                         [s](const ControlMessage& c) { return c.sender == s; });
+    const pb::Stats& r = m.body.stats();
+    sum.pulls += r.pulls();
+    sum.pushes += r.pushes();
+    sum.keys_pulled += r.keys_pulled();
+    sum.keys_pushed += r.keys_pushed();
+    sum.rejected_rows += r.rejected_rows();
+    sum.peak_rss_bytes = std::max<std::uint64_t>(sum.peak_rss_bytes, r.peak_rss_bytes());
+    sum.busy_ns += r.busy_ns();
   }
   return sum;
 }

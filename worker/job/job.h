@@ -9,6 +9,7 @@
 
 #include "common/config/config.h"
 #include "common/base/json.h"
+#include "common/comm/control.h"
 #include "common/comm/kv.h"
 #include "common/model/metrics.h"
 #include "common/model/model_file.h"
@@ -57,15 +58,16 @@ struct SavedModel {
   std::uint64_t server_bytes = 0;  // memory of all servers' stores
 };
 
-// Dumps every server's shard through `client` (no request may be in flight), merges the
-// shards in key order and writes the model file atomically to `path`.
-SavedModel SaveModelFromServers(KVClient* client, const Config& config, const FeatureSpec& spec,
-                                const std::string& path);
+// Dumps the shards of servers 0 .. num_servers-1 through `control` (DumpServers: its
+// endpoint may have no data request in flight), merges them in key order and writes the
+// model file atomically to `path`.
+SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
+                                const FeatureSpec& spec, const std::string& path);
 
-// Asks every server of `client` for its ServerStats (kStats) and waits for the replies.
-// Returns the sum over servers, except peak_rss_bytes: the largest. Blocking; throws
-// TransportError after the client's reply timeout.
-ServerStats CollectServerStats(KVClient* client);
+// Asks servers 0 .. num_servers-1 for their ServerStats (StatsRequest) and waits for their
+// Stats. Returns the sum over servers, except peak_rss_bytes: the largest. Blocking; throws
+// TransportError after the channel's timeout.
+ServerStats CollectServerStats(ControlChannel* control, int num_servers);
 
 // Adds one worker's traffic to *sum (max_in_flight: the largest).
 void AddTraffic(const KVTraffic& worker, KVTraffic* sum);

@@ -140,23 +140,25 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
   const KVClientOptions kv_options = MakeKVOptions(config, num_servers);
   std::vector<std::unique_ptr<Transport>> worker_transports;
   std::vector<std::unique_ptr<KVClient>> clients;
+  std::vector<std::unique_ptr<ControlChannel>> controls;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<Progress> progress(num_workers);
   for (int w = 0; w < num_workers; ++w) {
     worker_transports.push_back(hub.Connect(num_servers + w));
     clients.push_back(std::make_unique<KVClient>(worker_transports.back().get(), kv_options));
+    controls.push_back(
+        std::make_unique<ControlChannel>(worker_transports.back().get(), ReplyTimeout(config)));
     workers.push_back(std::make_unique<Worker>(MakeWorkerOptions(config), clients.back().get()));
   }
   const int coord_endpoint = num_servers + num_workers;
   std::unique_ptr<Transport> coord_transport = hub.Connect(coord_endpoint);
-  KVClient coord(coord_transport.get(), kv_options);
+  ControlChannel coord(coord_transport.get(), ReplyTimeout(config));
   Checkpointer ckpt(config, &coord, num_servers, num_workers, num_servers, /*own_worker=*/-1,
                     train_bytes, start.rows_base, start.loss_base);
   for (int w = 0; w < num_workers; ++w) {
     workers[w]->set_cut_handler([&, w](const std::vector<ByteRange>& remaining) {
-      clients[w]->Send(coord_endpoint, EncodeReport(MsgKind::kCutReady, 0,
-                                                    ReportOf(progress[w], false, remaining)));
-      clients[w]->WaitFor(MsgKind::kCutResume, std::nullopt, "checkpoint resume");
+      ReportCutReady(controls[w].get(), coord_endpoint, ReportOf(progress[w], false, remaining));
+      AwaitCutResume(controls[w].get());
     });
   }
 
@@ -243,8 +245,8 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
           [&](int w) {
             workers[w]->TrainEpoch(readers[w].get(), &progress[w]);
             if (ckpt.enabled()) {
-              clients[w]->Send(coord_endpoint, EncodeReport(MsgKind::kShardDone, epoch,
-                                                            ReportOf(progress[w], true, {})));
+              ReportShardDone(controls[w].get(), coord_endpoint, epoch,
+                              ReportOf(progress[w], true, {}));
             }
           },
           [&] { report(false); },
@@ -298,10 +300,11 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
     }
 
     ckpt.Drain();
-    const SavedModel saved = SaveModelFromServers(&coord, config, inputs.spec, out.ModelPath());
-    totals.server_stats = CollectServerStats(&coord);
+    const SavedModel saved =
+        SaveModelFromServers(&coord, num_servers, config, inputs.spec, out.ModelPath());
+    totals.server_stats = CollectServerStats(&coord, num_servers);
     for (const auto& c : clients) AddTraffic(c->traffic(), &totals.worker_traffic);
-    errors.Guard([&] { coord.ShutdownServers(); });
+    errors.Guard([&] { ShutdownServers(&coord, num_servers); });
     for (auto& t : server_threads) t.join();
     server_threads.clear();
     errors.RethrowIfFailed();

@@ -140,6 +140,7 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   MPI_Comm_rank(workers, &index);
   const bool coordinator = index == 0;
   KVClient client(transport, MakeKVOptions(config, num_servers));
+  ControlChannel control(transport, ReplyTimeout(config));
   Worker worker(MakeWorkerOptions(config), &client);
   Progress progress;
   ProgressChannel channel(workers, num_workers);
@@ -147,7 +148,7 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   int epoch = s.start.first_epoch;
   std::optional<Checkpointer> ckpt;
   if (coordinator) {
-    ckpt.emplace(config, &client, num_servers, num_workers, num_servers, /*own_worker=*/0,
+    ckpt.emplace(config, &control, num_servers, num_workers, num_servers, /*own_worker=*/0,
                  s.train_bytes, s.start.rows_base, s.start.loss_base);
   }
   const bool checkpoints = !config.checkpoint.dir.empty();
@@ -155,9 +156,8 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
     if (coordinator) {
       ckpt->Cut(epoch, false, ReportOf(progress, false, remaining));
     } else {
-      client.Send(coordinator_endpoint,
-                  EncodeReport(MsgKind::kCutReady, 0, ReportOf(progress, false, remaining)));
-      client.WaitFor(MsgKind::kCutResume, std::nullopt, "checkpoint resume");
+      ReportCutReady(&control, coordinator_endpoint, ReportOf(progress, false, remaining));
+      AwaitCutResume(&control);
     }
   });
   std::unique_ptr<ShardReader> resume_reader;
@@ -221,8 +221,7 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
     progress.bytes = 0;
     worker.TrainEpoch(reader, &progress, hook);
     if (checkpoints && !coordinator) {
-      client.Send(coordinator_endpoint,
-                  EncodeReport(MsgKind::kShardDone, epoch, ReportOf(progress, true, {})));
+      ReportShardDone(&control, coordinator_endpoint, epoch, ReportOf(progress, true, {}));
     }
     if (coordinator && checkpoints) {
       // Settle a cut requested too late for this worker to see, then checkpoint the epoch.
@@ -303,9 +302,9 @@ void RunWorker(Setup& s, MPI_Comm workers, int num_workers, MpiTransport* transp
   if (coordinator) {
     ckpt->Drain();
     const SavedModel saved =
-        SaveModelFromServers(&client, config, s.inputs.spec, s.out->ModelPath());
-    totals.server_stats = CollectServerStats(&client);
-    client.ShutdownServers();
+        SaveModelFromServers(&control, num_servers, config, s.inputs.spec, s.out->ModelPath());
+    totals.server_stats = CollectServerStats(&control, num_servers);
+    ShutdownServers(&control, num_servers);
     totals.rows_trained = static_cast<std::uint64_t>(s.start.rows_base + job_before.rows);
     totals.loss_sum = s.start.loss_base + job_before.loss;
     totals.wall_seconds = s.out->Elapsed();

@@ -17,11 +17,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Idle back-off of Recv and of waits for sends: kQuickProbes probes back to back, then
+// Idle back-off of Receive and of waits for sends: kQuickProbes probes back to back, then
 // sleeps from kFirstSleep doubling up to kMaxSleep. A message arriving during a sleep waits
 // for its end, so kMaxSleep bounds the latency an idle rank adds (a busy server's replies
-// come within a few sleeps); an idle rank costs about one probe per kMaxSleep (measured:
-// ~14% of a core at 100 us on a loaded machine, MpiTransportTest keeps it under 10%).
+// come within a few sleeps); an idle rank costs about one probe per kMaxSleep
+// (MpiTransportTest keeps it under 10% of a core; tests/bench/README.md).
 constexpr int kQuickProbes = 16;
 constexpr std::chrono::nanoseconds kFirstSleep = std::chrono::microseconds(10);
 constexpr std::chrono::nanoseconds kMaxSleep = std::chrono::microseconds(500);
@@ -221,8 +221,7 @@ bool MpiTransport::PollOnce() {
   if (!flag) {
     // Open MPI's probe looks for a match before it progresses the network, so a frame that
     // progress has just pulled in shows only on the next probe. Without this second probe
-    // an idle receiver notices a message one whole sleep later (measured: ~1 ms instead of
-    // ~0.3 ms one way).
+    // an idle receiver notices a message one whole sleep later.
     CheckMpi(MPI_Improbe(MPI_ANY_SOURCE, options_.tag, comm_, &flag, &handle, &status), rank_,
              "MPI_Improbe");
   }
@@ -249,8 +248,8 @@ bool MpiTransport::PollOnce() {
     buf = recv_buf_.get();
   }
   CheckMpi(MPI_Mrecv(buf, count, MPI_BYTE, &handle, MPI_STATUS_IGNORE), rank_, "MPI_Mrecv");
-  std::optional<Message> m = decoders_[source].Add({buf, bytes});
-  if (m) inbox_.push_back(std::move(*m));
+  std::optional<Received> m = decoders_[source].Add({buf, bytes});
+  if (m) inbox_.Push(std::move(*m));
   return true;
 }
 
@@ -282,15 +281,28 @@ void MpiTransport::WaitForSends(std::size_t extra_bytes, bool all,
   }
 }
 
-void MpiTransport::Send(int dest, Message msg) {
-  CheckThread("Send");
+void MpiTransport::CheckDest(int dest) const {
   if (dest < 0 || dest >= size_) {
     throw TransportError(std::string("rank ") + std::to_string(rank_) +
                          ": send to unknown endpoint " + std::to_string(dest) + " (" +
                          std::to_string(size_) + " ranks)");
   }
+}
+
+void MpiTransport::Send(int dest, Message msg) {
+  CheckThread("Send");
+  CheckDest(dest);
   msg.sender = rank_;
-  const WireEncoder encoder(msg, options_.chunk_bytes);
+  SendChunks(dest, WireEncoder(msg, options_.chunk_bytes));
+}
+
+void MpiTransport::SendControl(int dest, pb::Control msg) {
+  CheckThread("SendControl");
+  CheckDest(dest);
+  SendChunks(dest, WireEncoder(msg, options_.chunk_bytes));
+}
+
+void MpiTransport::SendChunks(int dest, const WireEncoder& encoder) {
   for (std::size_t i = 0; i < encoder.num_chunks(); ++i) {
     const std::size_t bytes = encoder.ChunkSize(i);
     WaitForSends(bytes, /*all=*/false, options_.send_timeout);
@@ -307,15 +319,15 @@ void MpiTransport::Send(int dest, Message msg) {
   }
 }
 
-std::optional<Message> MpiTransport::Recv(std::chrono::milliseconds timeout) {
-  CheckThread("Recv");
+std::optional<Received> MpiTransport::Receive(std::chrono::milliseconds timeout, Channels from) {
+  CheckThread("Receive");
   Reap();
-  if (inbox_.empty()) {
+  if (inbox_.Empty(from)) {
     const auto deadline = Deadline(timeout);
     Backoff backoff;
-    while (inbox_.empty()) {
+    while (inbox_.Empty(from)) {
       const bool got_frame = PollOnce();
-      if (!inbox_.empty()) break;
+      if (!inbox_.Empty(from)) break;
       // Also while a multi-chunk message streams in: its rest waits in the decoder.
       if (Clock::now() >= deadline) return std::nullopt;
       if (got_frame) {
@@ -326,9 +338,7 @@ std::optional<Message> MpiTransport::Recv(std::chrono::milliseconds timeout) {
       }
     }
   }
-  Message m = std::move(inbox_.front());
-  inbox_.pop_front();
-  return m;
+  return inbox_.Pop(from);
 }
 
 void MpiTransport::Flush(std::chrono::milliseconds timeout) {

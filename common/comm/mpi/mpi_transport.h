@@ -2,8 +2,9 @@
 //
 // MPI is initialized with MPI_THREAD_FUNNELED: only the thread that called
 // MpiSession's constructor may call MPI. MpiTransport therefore differs from the Transport
-// contract in one point: Send is NOT thread-safe; Send, Recv and Flush must be called from
-// the thread that constructed the transport (checked: another thread gets a TransportError).
+// contract in one point: sends are NOT thread-safe; Send, SendControl, Receive and Flush must
+// be called from the thread that constructed the transport (checked: another thread gets a
+// TransportError).
 #pragma once
 
 #include <mpi.h>
@@ -73,16 +74,16 @@ struct MpiTransportOptions {
 
 // Transport over an MPI communicator; endpoint ids are ranks in `comm`.
 //
-// Send encodes the message (common/comm/wire.h), splits it into chunks of at most chunk_bytes and
-// starts an MPI_Isend per chunk, keeping each buffer until its request completes; completed
-// sends are reaped on every call. Cost: one copy of the message plus its checksum, O(bytes).
-// Recv probes for frames from any rank (MPI_Improbe + MPI_Mrecv), reassembles each sender's
-// chunks (MPI keeps order between two ranks on one tag) and returns whole messages in
-// arrival order; messages between one pair of ranks arrive in the order sent. While idle,
-// Recv backs off: a few quick probes, then sleeps growing from 10 us to 0.5 ms (reset when a
-// frame arrives), so a waiting rank uses little CPU (~3% of a core). Measured with 3 ranks
-// on 2 cores: small-message round trip ~10 us between busy ranks, ~0.35 ms (median) when
-// the receiver has been idle a while.
+// Send (data) and SendControl encode the message (common/comm/wire.h; a control message as a
+// control frame), split it into chunks of at most chunk_bytes and start an MPI_Isend per
+// chunk, keeping each buffer until its request completes; completed sends are reaped on
+// every call. Cost: one copy of the message plus its checksum, O(bytes). Both channels share
+// one MPI tag, so one sender's messages keep their order across channels.
+// Receive probes for frames from any rank (MPI_Improbe + MPI_Mrecv), reassembles each
+// sender's chunks (MPI keeps order between two ranks on one tag) and queues whole messages
+// per channel in arrival order. While idle, it backs off: a few quick probes, then sleeps
+// growing from 10 us to 0.5 ms (reset when a frame arrives), so a waiting rank uses little
+// CPU (tests/bench/README.md has the measured latencies).
 //
 // Thread safety: see the top of this file (owner thread only; endpoint() from any thread).
 // Errors: malformed frames and send timeouts throw TransportError; MPI's own failures follow
@@ -104,12 +105,13 @@ class MpiTransport : public Transport {
   // Number of endpoints (ranks in comm).
   int size() const { return size_; }
 
-  // Throws TransportError for an unknown dest, from a non-owner thread, or when
+  // Throw TransportError for an unknown dest, from a non-owner thread, or when
   // back-pressure waits longer than send_timeout. Sending to oneself works. Messages that
-  // arrive while Send (or Flush) waits are queued for Recv.
+  // arrive while a send (or Flush) waits are queued for Receive.
   void Send(int dest, Message msg) override;
+  void SendControl(int dest, pb::Control msg) override;
   // Never blocks past `timeout` (plus one sleep slice of at most 0.5 ms).
-  std::optional<Message> Recv(std::chrono::milliseconds timeout) override;
+  std::optional<Received> Receive(std::chrono::milliseconds timeout, Channels from) override;
 
   // Waits until every pending send has completed, receiving meanwhile; throws
   // TransportError naming the oldest unfinished send after `timeout`.
@@ -128,6 +130,9 @@ class MpiTransport : public Transport {
   };
 
   void CheckThread(const char* what) const;
+  void CheckDest(int dest) const;
+  // Starts the sends of every chunk of `encoder` to dest.
+  void SendChunks(int dest, const WireEncoder& encoder);
   // Tests every pending send and drops completed ones (keeps order).
   void Reap();
   // Receives at most one frame if one is waiting; queues a completed message in inbox_.
@@ -151,7 +156,7 @@ class MpiTransport : public Transport {
   std::vector<MPI_Request> requests_scratch_;  // for MPI_Testsome
   std::vector<int> indices_scratch_;
   std::vector<WireDecoder> decoders_;         // per sender rank
-  std::deque<Message> inbox_;                 // complete messages not yet returned by Recv
+  ChannelQueues inbox_;                       // complete messages not yet received
   std::unique_ptr<std::uint8_t[]> recv_buf_;  // reused for frames that are not huge
   std::size_t recv_capacity_ = 0;
 };

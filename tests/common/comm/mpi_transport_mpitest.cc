@@ -38,8 +38,8 @@ Message Numbered(int from, int to, std::uint64_t seq, std::size_t keys) {
   Message m;
   m.kind = MsgKind::kPush;
   m.request_id = seq;
-  m.step = from * 1000 + to;
-  m.flags = kFlagHasData;
+  m.bsp_step = from * 1000 + to;
+  m.flags = DataFlag::kHasData;
   m.keys.resize(keys);
   m.vals.resize(keys * 3);
   m.counts.resize(keys);
@@ -57,7 +57,7 @@ void ExpectNumbered(const Message& got, int to, std::uint64_t seq, std::size_t k
   const Message want = Numbered(got.sender, to, seq, keys);
   EXPECT_EQ(got.kind, want.kind);
   EXPECT_EQ(got.request_id, seq);
-  EXPECT_EQ(got.step, want.step);
+  EXPECT_EQ(got.bsp_step, want.bsp_step);
   EXPECT_EQ(got.flags, want.flags);
   EXPECT_EQ(got.keys, want.keys);
   EXPECT_EQ(got.vals, want.vals);
@@ -137,9 +137,9 @@ TEST_F(MpiTransportTest, PingPong) {
       EXPECT_EQ(pong->request_id, static_cast<std::uint64_t>(kRounds + i));
     }
     report("after 5 ms idle", &round_trip_us);
-    Message done;
-    done.kind = MsgKind::kShutdown;
-    t.Send(2, std::move(done));
+    pb::Control done;
+    done.mutable_shutdown();
+    t.SendControl(2, std::move(done));
   } else if (rank_ == 1) {
     for (int i = 0; i < kRounds + kIdleRounds; ++i) {
       std::optional<Message> ping = t.Recv(kWait);
@@ -153,9 +153,9 @@ TEST_F(MpiTransportTest, PingPong) {
     }
   } else {
     // Idle (sleeping in Recv, not spinning in a barrier) while the others measure.
-    std::optional<Message> done = t.Recv(kWait);
+    std::optional<ControlMessage> done = t.RecvControl(kWait);
     ASSERT_TRUE(done.has_value());
-    EXPECT_EQ(done->kind, MsgKind::kShutdown);
+    EXPECT_EQ(done->body.body_case(), pb::Control::kShutdown);
     EXPECT_EQ(done->sender, 0);
   }
   t.Flush(kWait);
@@ -247,6 +247,54 @@ TEST_F(MpiTransportTest, FlushWaitsForTheReceiverAndTimesOut) {
   }
 }
 
+// Both channels share one ordered stream per sender: a control-only receive leaves the data
+// queued (and the other way round), and a receive on both sees them in send order.
+TEST_F(MpiTransportTest, ControlAndDataKeepOneSendersOrder) {
+  MpiTransport t(comm_, options_);
+  constexpr std::uint64_t kMessages = 40;
+  const auto is_control = [](std::uint64_t i) { return i % 3 == 0; };
+  if (rank_ == 0) {
+    for (std::uint64_t round = 0; round < 2; ++round) {
+      for (std::uint64_t i = 0; i < kMessages; ++i) {
+        if (is_control(i)) {
+          pb::Control c;
+          c.mutable_snapshot()->set_seq(round * 100 + i);
+          t.SendControl(1, std::move(c));
+        } else {
+          t.Send(1, Numbered(0, 1, round * 100 + i, 5));
+        }
+      }
+    }
+  } else if (rank_ == 1) {
+    for (std::uint64_t i = 0; i < kMessages; ++i) {  // round 0: control first, then data
+      if (!is_control(i)) continue;
+      std::optional<ControlMessage> c = t.RecvControl(kWait);
+      ASSERT_TRUE(c.has_value());
+      EXPECT_EQ(c->sender, 0);
+      EXPECT_EQ(c->body.snapshot().seq(), i);
+    }
+    for (std::uint64_t i = 0; i < kMessages; ++i) {
+      if (is_control(i)) continue;
+      std::optional<Message> m = t.Recv(kWait);
+      ASSERT_TRUE(m.has_value());
+      ExpectNumbered(*m, 1, i, 5);
+    }
+    for (std::uint64_t i = 0; i < kMessages; ++i) {  // round 1: both channels at once
+      std::optional<Received> r = t.Receive(kWait, Channels::kBoth);
+      ASSERT_TRUE(r.has_value());
+      if (is_control(i)) {
+        ASSERT_TRUE(std::holds_alternative<ControlMessage>(*r)) << i;
+        EXPECT_EQ(std::get<ControlMessage>(*r).body.snapshot().seq(), 100 + i);
+      } else {
+        ASSERT_TRUE(std::holds_alternative<Message>(*r)) << i;
+        ExpectNumbered(std::get<Message>(*r), 1, 100 + i, 5);
+      }
+    }
+    EXPECT_FALSE(t.Receive(milliseconds(0), Channels::kBoth).has_value());
+  }
+  t.Flush(kWait);
+}
+
 TEST_F(MpiTransportTest, RejectsMisuse) {
   MpiTransportOptions bad = options_;
   bad.chunk_bytes = 10;
@@ -261,6 +309,7 @@ TEST_F(MpiTransportTest, RejectsMisuse) {
   Message unknown;
   unknown.kind = static_cast<MsgKind>(99);
   EXPECT_THROW(t.Send(rank_, std::move(unknown)), TransportError);
+  EXPECT_THROW(t.SendControl(rank_, pb::Control()), TransportError);  // no body
   std::thread other([&] {
     EXPECT_THROW(t.Send(rank_, Message()), TransportError);
     EXPECT_THROW(t.Recv(milliseconds(0)), TransportError);

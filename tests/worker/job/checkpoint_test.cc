@@ -1,20 +1,30 @@
 // Checkpoints and resume in single-node mode: a resumed bsp job equals the uninterrupted
-// one, damaged checkpoints fall back to the previous one, re-sharding keeps the model.
+// one, damaged checkpoints fall back to the previous one, re-sharding keeps the model; the
+// cut's control messages (worker reports, the worker-side handshake, a Checkpointer driving
+// a real server).
 #include "worker/job/checkpoint.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
-#include "common/model/model_file.h"
+#include "common/comm/control.h"
+#include "common/comm/transport.h"
+#include "common/comm/wire.h"
+#include "common/config/config.h"
 #include "common/data/synth.h"
+#include "common/model/model_file.h"
+#include "server/server.h"
 #include "tests/util/test_util.h"
+#include "worker/job/job.h"
 #include "worker/job/local_trainer.h"
 
 namespace fmps {
@@ -166,6 +176,135 @@ TEST_F(CheckpointTest, ResumeRefusesADifferentConfig) {
   TrainLocal(MakeConfig(run.path(), ckpt.path(), {"train.epochs=1"}));
   EXPECT_THROW(TrainLocal(MakeConfig(out.path(), ckpt.path(), {"model.k=6"}), true), ConfigError);
   EXPECT_THROW(TrainLocal(MakeConfig(out.path(), ""), true), ConfigError);  // no checkpoint.dir
+}
+
+// ---- the cut's control messages ----
+
+WorkerReport SampleReport() {
+  WorkerReport r;
+  r.done = false;
+  r.remaining = {{0, 10}, {100, 250}, {std::uint64_t{1} << 40, (std::uint64_t{1} << 40) + 7}};
+  r.rows = 0.1 + 0.2;  // not representable exactly: must travel bit for bit
+  r.loss = -std::numeric_limits<double>::denorm_min();
+  return r;
+}
+
+void ExpectSameReport(const WorkerReport& got, const WorkerReport& want) {
+  EXPECT_EQ(got.done, want.done);
+  ASSERT_EQ(got.remaining.size(), want.remaining.size());
+  for (std::size_t i = 0; i < want.remaining.size(); ++i) {
+    EXPECT_EQ(got.remaining[i].begin, want.remaining[i].begin) << i;
+    EXPECT_EQ(got.remaining[i].end, want.remaining[i].end) << i;
+  }
+  EXPECT_EQ(std::bit_cast<std::uint64_t>(got.rows), std::bit_cast<std::uint64_t>(want.rows));
+  EXPECT_EQ(std::bit_cast<std::uint64_t>(got.loss), std::bit_cast<std::uint64_t>(want.loss));
+}
+
+TEST(CheckpointMessagesTest, WorkerReportRoundTripsExactlyOverTheWire) {
+  const WorkerReport r = SampleReport();
+  pb::Control m;
+  *m.mutable_cut_ready()->mutable_report() = ToProto(r);
+  const ControlMessage got = DecodeControl(EncodeControl(m), 5);
+  ExpectSameReport(FromProto(got.body.cut_ready().report(), got.sender), r);
+  WorkerReport done;
+  done.done = true;
+  ExpectSameReport(FromProto(ToProto(done), 5), done);
+}
+
+TEST(CheckpointMessagesTest, ReversedByteRangeIsRejectedNamingTheSender) {
+  pb::WorkerReport p = ToProto(SampleReport());
+  p.mutable_remaining(1)->set_begin(300);  // [300, 250)
+  try {
+    FromProto(p, 6);
+    FAIL() << "a reversed range must be refused";
+  } catch (const TransportError& e) {
+    EXPECT_NE(std::string(e.what()).find("endpoint 6"), std::string::npos) << e.what();
+  }
+}
+
+// The worker side (ReportCutReady, AwaitCutResume, ReportShardDone) against a coordinator.
+TEST(CheckpointMessagesTest, WorkerHandshakeReachesTheCoordinator) {
+  InProcHub hub(2);
+  auto coordinator_transport = hub.Connect(0);
+  auto worker_transport = hub.Connect(1);
+  ControlChannel coordinator(coordinator_transport.get(), std::chrono::seconds(20));
+  ControlChannel worker(worker_transport.get(), std::chrono::seconds(20));
+  std::thread w([&] {
+    ReportCutReady(&worker, 0, SampleReport());
+    AwaitCutResume(&worker);
+    WorkerReport done;
+    done.done = true;
+    done.rows = 42;
+    ReportShardDone(&worker, 0, /*epoch=*/3, done);
+  });
+  const ControlMessage ready = coordinator.WaitFor(pb::Control::kCutReady, "cut report");
+  EXPECT_EQ(ready.sender, 1);
+  ExpectSameReport(FromProto(ready.body.cut_ready().report(), ready.sender), SampleReport());
+  // Nothing else comes before the worker is resumed.
+  EXPECT_FALSE(coordinator.TryTake(pb::Control::kShardDone).has_value());
+  pb::Control resume;
+  resume.mutable_cut_resume()->set_seq(1);
+  coordinator.Send(1, resume);
+  const ControlMessage done = coordinator.WaitFor(pb::Control::kShardDone, "end-of-shard report");
+  w.join();
+  EXPECT_EQ(done.body.shard_done().epoch(), 3);
+  EXPECT_TRUE(done.body.shard_done().report().done());
+  EXPECT_EQ(done.body.shard_done().report().rows(), 42.0);
+
+  ControlChannel impatient(worker_transport.get(), std::chrono::milliseconds(50));
+  EXPECT_THROW(AwaitCutResume(&impatient), TransportError);
+}
+
+// A Checkpointer cuts with a real server and a worker speaking the handshake: the server's
+// snapshot and shard report and the worker's position end up in a complete checkpoint.
+TEST_F(CheckpointTest, CheckpointerCompletesACutWithAServerAndAWorker) {
+  TempDir out;
+  const std::string dir = out.File("ckpt");
+  fs::create_directories(dir);
+  const Config config = MakeConfig(out.File("run"), dir);
+  InProcHub hub(3);  // server 0, worker 1, coordinator 2
+  auto server_transport = hub.Connect(0);
+  auto worker_transport = hub.Connect(1);
+  auto coordinator_transport = hub.Connect(2);
+  ParamStore store(MakeStoreOptions(config), MakeOptimizer(config.optimizer));
+  const Key key = 77;
+  std::vector<float> row(store.row_width());
+  store.Pull(&key, 1, /*create=*/true, row.data());
+  ServerOptions options;
+  options.first_worker_endpoint = 1;
+  options.checkpoint_dir = dir;
+  Server server(&store, server_transport.get(), options);
+  std::thread server_thread([&] { server.Run(); });
+  ControlChannel worker(worker_transport.get(), std::chrono::seconds(20));
+  std::thread worker_thread([&] {
+    ReportCutReady(&worker, 2, SampleReport());
+    AwaitCutResume(&worker);
+  });
+  ControlChannel control(coordinator_transport.get(), std::chrono::seconds(20));
+  {
+    Checkpointer ckpt(config, &control, /*num_servers=*/1, /*num_workers=*/1, /*first_worker=*/1,
+                      /*own_worker=*/-1, /*train_bytes=*/12345, /*rows_base=*/1.0,
+                      /*loss_base=*/0.5);
+    ckpt.Request();
+    EXPECT_TRUE(ckpt.requested());
+    ckpt.Cut(/*epoch=*/2, /*epoch_done=*/false, std::nullopt);
+    worker_thread.join();  // resumed
+    EXPECT_FALSE(ckpt.requested());
+    ckpt.Drain();
+  }
+  ShutdownServers(&control, 1);
+  server_thread.join();
+  const std::optional<Manifest> m = FindResumePoint(dir, ConfigDigest(config), 12345);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->epoch, 2);
+  EXPECT_FALSE(m->epoch_done);
+  EXPECT_DOUBLE_EQ(m->rows, 1.0 + SampleReport().rows);
+  EXPECT_DOUBLE_EQ(m->loss, 0.5 + SampleReport().loss);
+  ASSERT_EQ(m->shards.size(), 1u);
+  EXPECT_EQ(m->shards[0].keys, 1u);
+  ASSERT_EQ(m->workers.size(), 1u);
+  EXPECT_EQ(m->workers[0].size(), SampleReport().remaining.size());
+  EXPECT_EQ(m->workers[0][1].end, 250u);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/base/error.h"
+#include "common/comm/control.h"
 #include "common/comm/kv.h"
 #include "common/comm/transport.h"
 #include "common/config/config.h"
@@ -189,18 +190,16 @@ TEST_F(CheckpointerTest, IncompleteCheckpointIsRemoved) {
   options.checkpoint_dir = ckpt.path();
   auto server = std::make_unique<Server>(&store, server_transport.get(), options);
   std::thread thread([&] { server->Run(); });
-  KVClientOptions ko;
-  ko.row_width = 5;
-  KVClient client(coordinator_transport.get(), ko);
+  ControlChannel control(coordinator_transport.get(), std::chrono::seconds(30));
   std::string path;
   {
-    Checkpointer ckpt_writer(config, &client, 1, 0, 2, -1, 0, 0.0, 0.0);
+    Checkpointer ckpt_writer(config, &control, 1, 0, 2, -1, 0, 0.0, 0.0);
     ckpt_writer.Request();
     ckpt_writer.Cut(1, /*epoch_done=*/true, std::nullopt);
     path = CheckpointPath(ckpt.path(), 4);  // numbering continues after the leftover
     EXPECT_TRUE(fs::is_directory(path));
     EXPECT_FALSE(fs::exists(path + "/MANIFEST"));
-    client.ShutdownServers();  // the server finishes its shard write before it ends
+    ShutdownServers(&control, 1);  // the server finishes its shard write before it ends
     thread.join();
     server.reset();
   }
