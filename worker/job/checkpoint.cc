@@ -299,23 +299,22 @@ void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore
   }
 }
 
-Checkpointer::Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
-                           int first_worker, int own_worker, std::uint64_t train_bytes,
-                           double rows_base, double loss_base)
+Checkpointer::Checkpointer(const Config& config, KVClient* client,
+                           const CheckpointerOptions& options)
     : config_(config),
       client_(client),
-      num_servers_(num_servers),
-      num_workers_(num_workers),
-      first_worker_(first_worker),
-      own_worker_(own_worker),
-      train_bytes_(train_bytes),
+      num_servers_(options.num_servers),
+      num_workers_(options.num_workers),
+      first_worker_(options.num_servers),
+      own_worker_(options.own_worker),
+      train_bytes_(options.train_bytes),
       next_seq_(config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir)),
       first_seq_(next_seq_),
-      rows_base_(rows_base),
-      loss_base_(loss_base),
+      rows_base_(options.rows_base),
+      loss_base_(options.loss_base),
       enabled_(!config.checkpoint.dir.empty()),
       last_(std::chrono::steady_clock::now()),
-      done_(num_workers) {}
+      done_(options.num_workers) {}
 
 Checkpointer::~Checkpointer() {
   if (!enabled_) return;
@@ -360,9 +359,21 @@ void Checkpointer::CollectShardDone(int epoch) {
 
 void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerReport>& own) {
   if (!enabled_) return;
+  std::vector<bool> waiting(num_workers_, false);
+  const std::vector<std::optional<WorkerReport>> reports = CollectCutReports(epoch, own, &waiting);
+  const std::uint64_t seq = next_seq_++;
+  SnapshotServers(seq);
+  ResumeWorkers(seq, waiting);
+  requested_ = false;
+  last_ = std::chrono::steady_clock::now();
+  AddPending(seq, epoch, epoch_done, reports);
+  if (epoch_done) done_.assign(num_workers_, std::nullopt);
+}
+
+std::vector<std::optional<WorkerReport>> Checkpointer::CollectCutReports(
+    int epoch, const std::optional<WorkerReport>& own, std::vector<bool>* waiting) {
   // Every worker's position: own, already done, or reported now (ready or done).
   std::vector<std::optional<WorkerReport>> reports(num_workers_);
-  std::vector<bool> waiting(num_workers_, false);
   if (own_worker_ >= 0) reports[own_worker_] = own;
   const auto deadline = std::chrono::steady_clock::now() + ReplyTimeout(config_);
   while (true) {
@@ -371,11 +382,11 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
       if (!reports[w] && done_[w]) reports[w] = done_[w];
       missing += !reports[w];
     }
-    if (missing == 0) break;
+    if (missing == 0) return reports;
     if (std::optional<Message> m = client_->Take(MsgKind::kCutReady)) {
       const int w = m->sender - first_worker_;
       reports.at(w) = DecodeReport(*m);
-      waiting[w] = true;
+      waiting->at(w) = true;
       continue;
     }
     if (std::optional<Message> m = client_->Take(MsgKind::kShardDone, epoch)) {
@@ -388,8 +399,9 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+}
 
-  const std::uint64_t seq = next_seq_++;
+void Checkpointer::SnapshotServers(std::uint64_t seq) {
   const std::string path = CheckpointPath(config_.checkpoint.dir, seq);
   std::error_code ec;
   fs::create_directories(path, ec);
@@ -403,6 +415,9 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
   for (int s = 0; s < num_servers_; ++s) {
     client_->WaitFor(MsgKind::kSnapshotAck, static_cast<std::int64_t>(seq), "snapshot");
   }
+}
+
+void Checkpointer::ResumeWorkers(std::uint64_t seq, const std::vector<bool>& waiting) {
   for (int w = 0; w < num_workers_; ++w) {
     if (!waiting[w]) continue;
     Message m;
@@ -410,9 +425,10 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
     m.step = static_cast<std::int64_t>(seq);
     client_->Send(first_worker_ + w, std::move(m));
   }
-  requested_ = false;
-  last_ = std::chrono::steady_clock::now();
+}
 
+void Checkpointer::AddPending(std::uint64_t seq, int epoch, bool epoch_done,
+                              const std::vector<std::optional<WorkerReport>>& reports) {
   PendingCheckpoint p;
   p.manifest.seq = seq;
   p.manifest.config_digest = ConfigDigest(config_);
@@ -428,7 +444,6 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
   }
   p.manifest.shards.resize(num_servers_);
   pending_.push_back(std::move(p));
-  if (epoch_done) done_.assign(num_workers_, std::nullopt);
 }
 
 void Checkpointer::Apply(const Message& m) {

@@ -101,17 +101,23 @@ std::vector<ByteRange> ResumeRanges(const Manifest& manifest, int w, int num_wor
 // (re-sharding when the number of servers changed). Throws ModelError on a bad shard.
 void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore* store);
 
+// Who takes part in the cuts of a job and where its counters start.
+struct CheckpointerOptions {
+  int num_servers = 1;  // endpoints 0 .. num_servers - 1
+  int num_workers = 1;  // endpoints num_servers .. num_servers + num_workers - 1
+  // The index of the worker the coordinator itself runs (its report comes with Cut), or
+  // -1 when the coordinator runs none.
+  int own_worker = 0;
+  std::uint64_t train_bytes = 0;  // total size of the training files (in the manifest)
+  double rows_base = 0.0;         // counters of the job before a resume
+  double loss_base = 0.0;
+};
+
 class Checkpointer {
  public:
-  // `client` is the coordinator's KVClient. Workers are endpoints first_worker ..
-  // first_worker + num_workers - 1; `own_worker` is the index of the worker the coordinator
-  // itself runs (MPI), or -1 (single-node mode). rows/loss_base: counters of the job before
-  // a resume. Sequence numbers continue after the checkpoints already in checkpoint.dir.
-  Checkpointer(const Config& config, KVClient* client, int num_servers, int num_workers,
-               int first_worker, int own_worker, std::uint64_t train_bytes, double rows_base,
-               double loss_base);
-  // Removes the directories of checkpoints this Checkpointer started but did not complete
-  // (no MANIFEST), e.g. when the job fails; the servers must no longer be writing shards.
+  // `client` is the coordinator's KVClient (outlives the Checkpointer). Sequence numbers
+  // continue after the checkpoints already in checkpoint.dir.
+  Checkpointer(const Config& config, KVClient* client, const CheckpointerOptions& options);
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
@@ -146,6 +152,15 @@ class Checkpointer {
   void Complete(PendingCheckpoint* p);
   void Prune();
   void Apply(const Message& m);
+
+  // Cut's steps: every worker's report (`waiting`: those that wait for kCutResume), the
+  // servers' snapshots, the resumption, the pending manifest.
+  std::vector<std::optional<WorkerReport>> CollectCutReports(
+      int epoch, const std::optional<WorkerReport>& own, std::vector<bool>* waiting);
+  void SnapshotServers(std::uint64_t seq);
+  void ResumeWorkers(std::uint64_t seq, const std::vector<bool>& waiting);
+  void AddPending(std::uint64_t seq, int epoch, bool epoch_done,
+                  const std::vector<std::optional<WorkerReport>>& reports);
 
   Config config_;
   KVClient* client_;
