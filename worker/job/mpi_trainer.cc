@@ -63,41 +63,39 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
   if (summary) std::printf("%s\n", FinalLine(s.config.model.loss, *summary).c_str());
 }
 
-}  // namespace
+// Phase 1 on one rank: loads and checks what this rank will need. Throws on a problem.
+void PrepareRank(const std::string& config_path, const std::vector<std::string>& overrides,
+                 bool resume, int rank, int size, Setup* s) {
+  s->config = LoadConfig(config_path, overrides);
+  const int servers = s->config.cluster.servers;
+  CheckInitModel(s->config);
+  if (servers >= size) {
+    throw ConfigError("cluster.servers: " + std::to_string(servers) +
+                      " server rank(s) leave no worker rank in an MPI world of " +
+                      std::to_string(size) + " ranks; start at least " +
+                      std::to_string(servers + 1) + " ranks or lower cluster.servers");
+  }
+  s->train_bytes = TotalBytes(ExpandPaths(s->config.data.train, "data.train"));
+  // Rank 0 chooses the checkpoint (verifying shards); the others read its manifest later.
+  if (rank == 0) s->start = FindResume(s->config, resume, s->train_bytes);
+  if (rank < servers) return;
+  const int w = rank - servers, workers = size - servers;
+  s->inputs = PrepareInputs(s->config);
+  s->train = std::make_unique<ShardReader>(s->inputs.spec, s->inputs.train_files, w, workers);
+  if (!s->inputs.test_files.empty()) {
+    s->test = std::make_unique<ShardReader>(s->inputs.spec, s->inputs.test_files, w, workers);
+  }
+  if (w == 0) s->out = std::make_unique<RunOutput>(s->config);
+}
 
-int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
-             bool resume) {
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-
-  // Phase 1: every rank validates what it will need; the lowest failing rank reports.
-  Setup s;
+// Phase 1 on every rank: each validates; the lowest failing rank reports its error once.
+// Returns the status every rank then exits with (0: all ranks are ready).
+int ValidateOnEveryRank(const std::string& config_path, const std::vector<std::string>& overrides,
+                        bool resume, int rank, int size, Setup* s) {
   std::string error;
   int code = 0;
-  int servers = 1;
   try {
-    s.config = LoadConfig(config_path, overrides);
-    servers = s.config.cluster.servers;
-    CheckInitModel(s.config);
-    if (servers >= size) {
-      throw ConfigError("cluster.servers: " + std::to_string(servers) +
-                        " server rank(s) leave no worker rank in an MPI world of " +
-                        std::to_string(size) + " ranks; start at least " +
-                        std::to_string(servers + 1) + " ranks or lower cluster.servers");
-    }
-    s.train_bytes = TotalBytes(ExpandPaths(s.config.data.train, "data.train"));
-    // Rank 0 chooses the checkpoint (verifying shards); the others read its manifest below.
-    if (rank == 0) s.start = FindResume(s.config, resume, s.train_bytes);
-    if (rank >= servers) {
-      const int w = rank - servers, workers = size - servers;
-      s.inputs = PrepareInputs(s.config);
-      s.train = std::make_unique<ShardReader>(s.inputs.spec, s.inputs.train_files, w, workers);
-      if (!s.inputs.test_files.empty()) {
-        s.test = std::make_unique<ShardReader>(s.inputs.spec, s.inputs.test_files, w, workers);
-      }
-      if (w == 0) s.out = std::make_unique<RunOutput>(s.config);
-    }
+    PrepareRank(config_path, overrides, resume, rank, size, s);
   } catch (const ConfigError& e) {
     error = e.what();
     code = 2;
@@ -107,38 +105,55 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   }
   int first_bad = error.empty() ? size : rank;
   MPI_Allreduce(MPI_IN_PLACE, &first_bad, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (first_bad < size) {
-    MPI_Bcast(&code, 1, MPI_INT, first_bad, MPI_COMM_WORLD);
-    if (rank == first_bad) std::fprintf(stderr, "fmps: error: %s\n", error.c_str());
+  if (first_bad == size) return 0;
+  MPI_Bcast(&code, 1, MPI_INT, first_bad, MPI_COMM_WORLD);
+  if (rank == first_bad) std::fprintf(stderr, "fmps: error: %s\n", error.c_str());
+  return code;
+}
+
+// Phase 2 on one rank: its server or its worker, over the KV channel `kv` (every rank) and
+// the worker ranks' communicator `workers`.
+void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
+  const int servers = s.config.cluster.servers;
+  std::optional<MpiTransport> transport(std::in_place, kv);
+  if (rank < servers) {
+    const JobTopology topology{servers, size - servers};
+    JobServer server = MakeJobServer(s.config, s.start, topology, rank, &*transport);
+    if (rank == 0) {
+      Log("MPI mode: " + std::to_string(servers) + " server rank(s), " +
+          std::to_string(size - servers) + " worker rank(s)");
+    }
+    server.server->Run();
+  } else {
+    RunWorker(s, workers, &*transport, servers);
+  }
+  transport->Flush(ReplyTimeout(s.config));
+}
+
+}  // namespace
+
+int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
+             bool resume) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  Setup s;
+  if (const int code = ValidateOnEveryRank(config_path, overrides, resume, rank, size, &s)) {
     return code;
   }
-
   // Every rank learns the checkpoint rank 0 chose (0: none).
   unsigned long long seq = s.start.manifest ? s.start.manifest->seq : 0;
   MPI_Bcast(&seq, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
 
   // Phase 2: the job. Any error from here on aborts every rank.
-  const bool is_server = rank < servers;
+  const int servers = s.config.cluster.servers;
   MPI_Comm workers = MPI_COMM_NULL;  // worker ranks only: their collectives
   MPI_Comm kv = MPI_COMM_NULL;       // every rank: the KV transport's private channel
-  MPI_Comm_split(MPI_COMM_WORLD, is_server ? 0 : 1, rank, &workers);
+  MPI_Comm_split(MPI_COMM_WORLD, rank < servers ? 0 : 1, rank, &workers);
   MPI_Comm_dup(MPI_COMM_WORLD, &kv);
   try {
     if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
-    std::optional<MpiTransport> transport(std::in_place, kv);
-    const JobTopology topology{servers, size - servers};
-    if (is_server) {
-      JobServer server = MakeJobServer(s.config, s.start, topology, rank, &*transport);
-      if (rank == 0) {
-        Log("MPI mode: " + std::to_string(servers) + " server rank(s), " +
-            std::to_string(size - servers) + " worker rank(s)");
-      }
-      server.server->Run();
-    } else {
-      RunWorker(s, workers, &*transport, servers);
-    }
-    transport->Flush(ReplyTimeout(s.config));
-    transport.reset();
+    RunRank(s, rank, size, kv, workers);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank, RoleName(rank, servers).c_str(),
                  e.what());
