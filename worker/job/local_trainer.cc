@@ -96,6 +96,7 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
   InProcHub hub(topology.num_servers + topology.num_workers);
   InProcCollectiveGroup group(topology.num_workers, JobProgressWidth());
   ErrorSink errors(&hub, &group);
+  std::optional<Checkpointer> checkpointer;  // worker 0's; outlives the server threads
   std::vector<std::thread> threads;
   for (int s = 0; s < topology.num_servers; ++s) {
     threads.emplace_back([&, s, transport = hub.Connect(s)] {
@@ -120,13 +121,14 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
         ctx.test = readers.test.empty() ? nullptr : readers.test[w].get();
         ctx.resumed = readers.resumed.empty() ? nullptr : readers.resumed[w].get();
         ctx.out = w == 0 ? &out : nullptr;
+        ctx.checkpointer = w == 0 ? &checkpointer : nullptr;
         std::optional<TrainSummary> s = RunWorkerJob(ctx, collectives, &client);
         if (w == 0) summary = std::move(s);
       });
     });
   }
   for (auto& t : threads) t.join();
-  errors.RethrowIfFailed();
+  errors.RethrowIfFailed();  // (then `checkpointer` removes what the job left incomplete)
   return *summary;
 }
 

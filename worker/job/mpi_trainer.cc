@@ -48,6 +48,7 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
         ResumeRanges(*s.start.manifest, index, collectives.size()));
   }
   KVClient client(transport, MakeKVOptions(s.config, num_servers));
+  std::optional<Checkpointer> checkpointer;
   JobContext ctx;
   ctx.config = &s.config;
   ctx.inputs = &s.inputs;
@@ -59,6 +60,7 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
   ctx.test = s.test.get();
   ctx.resumed = resumed.get();
   ctx.out = s.out.get();
+  ctx.checkpointer = &checkpointer;
   const std::optional<TrainSummary> summary = RunWorkerJob(ctx, collectives, &client);
   if (summary) std::printf("%s\n", FinalLine(s.config.model.loss, *summary).c_str());
 }

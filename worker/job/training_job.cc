@@ -67,6 +67,9 @@ struct Counters {
 };
 static_assert(sizeof(Counters) == Counters::kSize * sizeof(double));
 
+// One worker's run of the job. Each step of an epoch is its own short function, the place
+// for per-epoch policies (early stopping, cross-validation, best-model keeping). Members
+// marked root are used on worker 0 only.
 class TrainingJob {
  public:
   TrainingJob(const JobContext& context, Collectives& collectives, KVClient* client);
@@ -83,7 +86,6 @@ class TrainingJob {
   void SettleShardDone(int epoch);
   Counters GatherEpochCounters();
   Counters ReportProgress(const std::vector<double>& all, bool end);
-  void CheckEpochNotEmpty(int epoch, const Counters& sum);
   void CheckpointEpochEnd(int epoch);
   void EvaluateEpoch(int epoch);
   void CollectTraffic();
@@ -95,7 +97,7 @@ class TrainingJob {
   KVClient* client_;
   Worker worker_;
   Progress progress_;
-  std::optional<Checkpointer> ckpt_;  // root only
+  Checkpointer* ckpt_ = nullptr;      // root only (in ctx_.checkpointer)
   const int coordinator_;             // the root's endpoint
   int epoch_ = 0;
   ShardReader* reader_ = nullptr;  // this epoch's training reader
@@ -122,7 +124,7 @@ TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives, KV
     o.train_bytes = ctx_.train_bytes;
     o.rows_base = ctx_.start->rows_base;
     o.loss_base = ctx_.start->loss_base;
-    ckpt_.emplace(config_, client_, o);
+    ckpt_ = &ctx_.checkpointer->emplace(config_, client_, o);
     totals_.workers = coll_.size();
     totals_.servers = ctx_.num_servers;
     totals_.mode = ctx_.mode;

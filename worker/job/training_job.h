@@ -55,6 +55,10 @@ struct JobContext {
   ShardReader* test = nullptr;    // its shard of data.test, or null without one
   ShardReader* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
   RunOutput* out = nullptr;       // root only: the run's output files
+  // Root only: where the root's Checkpointer lives. Its destructor removes the checkpoints
+  // this job left incomplete, so the caller keeps it until no server writes a shard any
+  // more (single-node: until the server threads are joined).
+  std::optional<Checkpointer>* checkpointer = nullptr;
 };
 
 // The progress width (values per post) of the collectives given to RunWorkerJob.
