@@ -115,9 +115,11 @@ struct CheckpointerOptions {
 
 class Checkpointer {
  public:
-  // `client` is the coordinator's KVClient (outlives the Checkpointer). Sequence numbers
-  // continue after the checkpoints already in checkpoint.dir.
+  // `client` is the coordinator's KVClient, used by every method but the destructor.
+  // Sequence numbers continue after the checkpoints already in checkpoint.dir.
   Checkpointer(const Config& config, KVClient* client, const CheckpointerOptions& options);
+  // Removes the directories of checkpoints this Checkpointer started but did not complete
+  // (no MANIFEST), e.g. when the job fails; the servers must no longer be writing shards.
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;

@@ -158,8 +158,11 @@ void TrainingJob::TrainOneEpoch(int epoch) {
   before_ = after_;
   reader_ = EpochReader(epoch);
   if (root()) t0_ = ctx_.out->Elapsed();
+  // The other workers post half a period before the root reports, so each report shows
+  // counters at most about half a period old.
+  const double first_post = config_.train.progress_seconds * (root() ? 1.0 : 0.5);
   next_post_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(config_.train.progress_seconds));
+                                  std::chrono::duration<double>(first_post));
   reader_->Rewind();
   progress_.bytes = 0;
   worker_.TrainEpoch(reader_, &progress_, [this] { AfterBatch(); });
