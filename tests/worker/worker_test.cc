@@ -313,8 +313,8 @@ TEST(WorkerTest, BspSumsThreeWorkersInWorkerOrderWhateverTheArrivalOrder) {
     for (int w = 2; w >= 0; --w) {  // issued (so arriving) in reverse worker order
       std::vector<float> g(keys.size() * (1 + kK), 0.0f);
       for (std::size_t i = 0; i < keys.size(); ++i) g[i * (1 + kK)] = grads[i][w];
-      pushes[w] = cluster.client(w)->Push(
-          {.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, &g);
+      pushes[w] =
+          cluster.client(w)->Push({.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, &g);
     }
     for (int w = 0; w < 3; ++w) cluster.client(w)->Wait(pushes[w]);
     cluster.Stop();

@@ -174,15 +174,7 @@ int Train(int argc, char** argv) {
   }
   Config config = LoadFromArgs("train", a);
   TrainSummary s = TrainLocal(config, resume);
-  if (config.model.loss == Loss::kLogistic) {
-    std::printf("test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f model %s\n",
-                s.test_logloss, s.test_auc, static_cast<unsigned long long>(s.rows_trained),
-                s.rows_per_s, s.model_path.c_str());
-  } else {
-    std::printf("test_rmse %.6f rows %llu rows_per_s %.0f model %s\n", s.test_rmse,
-                static_cast<unsigned long long>(s.rows_trained), s.rows_per_s,
-                s.model_path.c_str());
-  }
+  std::printf("%s\n", FinalLine(config.model.loss, s).c_str());
   return 0;
 }
 

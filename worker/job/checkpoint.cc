@@ -303,23 +303,22 @@ void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore
   }
 }
 
-Checkpointer::Checkpointer(const Config& config, ControlChannel* control, int num_servers,
-                           int num_workers, int first_worker, int own_worker,
-                           std::uint64_t train_bytes, double rows_base, double loss_base)
+Checkpointer::Checkpointer(const Config& config, ControlChannel* control,
+                           const CheckpointerOptions& options)
     : config_(config),
       control_(control),
-      num_servers_(num_servers),
-      num_workers_(num_workers),
-      first_worker_(first_worker),
-      own_worker_(own_worker),
-      train_bytes_(train_bytes),
+      num_servers_(options.num_servers),
+      num_workers_(options.num_workers),
+      first_worker_(options.num_servers),
+      own_worker_(options.own_worker),
+      train_bytes_(options.train_bytes),
       next_seq_(config.checkpoint.dir.empty() ? 1 : NextCheckpointSeq(config.checkpoint.dir)),
       first_seq_(next_seq_),
-      rows_base_(rows_base),
-      loss_base_(loss_base),
+      rows_base_(options.rows_base),
+      loss_base_(options.loss_base),
       enabled_(!config.checkpoint.dir.empty()),
       last_(std::chrono::steady_clock::now()),
-      done_(num_workers) {}
+      done_(options.num_workers) {}
 
 Checkpointer::~Checkpointer() {
   if (!enabled_) return;

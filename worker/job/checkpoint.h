@@ -1,10 +1,10 @@
 // Checkpoints of a training job: the coordinator's side of a consistent cut, the manifest,
 // the choice of a checkpoint at resume, and pruning.
 //
-// Layout: <checkpoint.dir>/ckpt-<seq>/shard-<s>.bin (one per server, server/store/checkpoint_shard.h)
-// and <checkpoint.dir>/ckpt-<seq>/MANIFEST (YAML), written last and atomically. A checkpoint
-// is complete when its MANIFEST exists and every shard it lists has the recorded size and
-// checksum.
+// Layout: <checkpoint.dir>/ckpt-<seq>/shard-<s>.bin (one per server,
+// server/store/checkpoint_shard.h) and <checkpoint.dir>/ckpt-<seq>/MANIFEST (YAML), written last
+// and atomically. A checkpoint is complete when its MANIFEST exists and every shard it lists has
+// the recorded size and checksum.
 //
 // A cut (control messages, common/proto/control.proto): the coordinator sends CutRequest to
 // every server; servers flag push replies with DataFlag::kCut; each worker, at its next batch
@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/comm/control.h"
+#include "common/config/config.h"
 #include "common/data/reader.h"
 #include "server/store/checkpoint_shard.h"
 #include "worker/worker.h"
@@ -108,15 +108,23 @@ std::vector<ByteRange> ResumeRanges(const Manifest& manifest, int w, int num_wor
 // (re-sharding when the number of servers changed). Throws ModelError on a bad shard.
 void LoadCheckpoint(const Manifest& manifest, int s, int num_servers, ParamStore* store);
 
+// Who takes part in the cuts of a job and where its counters start.
+struct CheckpointerOptions {
+  int num_servers = 1;  // endpoints 0 .. num_servers - 1
+  int num_workers = 1;  // endpoints num_servers .. num_servers + num_workers - 1
+  // The index of the worker the coordinator itself runs (its report comes with Cut), or
+  // -1 when the coordinator runs none.
+  int own_worker = 0;
+  std::uint64_t train_bytes = 0;  // total size of the training files (in the manifest)
+  double rows_base = 0.0;         // counters of the job before a resume
+  double loss_base = 0.0;
+};
+
 class Checkpointer {
  public:
-  // `control` is the coordinator's ControlChannel. Workers are endpoints first_worker ..
-  // first_worker + num_workers - 1; `own_worker` is the index of the worker the coordinator
-  // itself runs (MPI), or -1 (single-node mode). rows/loss_base: counters of the job before
-  // a resume. Sequence numbers continue after the checkpoints already in checkpoint.dir.
-  Checkpointer(const Config& config, ControlChannel* control, int num_servers, int num_workers,
-               int first_worker, int own_worker, std::uint64_t train_bytes, double rows_base,
-               double loss_base);
+  // `control` is the coordinator's ControlChannel, used by every method but the destructor.
+  // Sequence numbers continue after the checkpoints already in checkpoint.dir.
+  Checkpointer(const Config& config, ControlChannel* control, const CheckpointerOptions& options);
   // Removes the directories of checkpoints this Checkpointer started but did not complete
   // (no MANIFEST), e.g. when the job fails; the servers must no longer be writing shards.
   ~Checkpointer();

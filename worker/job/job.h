@@ -91,7 +91,7 @@ struct JobTotals {
   ServerStats server_stats;  // summed over servers
 };
 
-// The summary.json object (BRIEF §4 fields and a few more).
+// The summary.json object (README "Outputs").
 JsonObject MakeSummary(const Config& config, const JobTotals& totals, const SavedModel& model);
 
 // Logs the end-of-job lines (server memory, rows, model path).

@@ -1,30 +1,16 @@
-// Single-node test mode (BRIEF §2): cluster.local_servers Server threads and
-// cluster.local_workers Worker threads in one process, talking through an in-process
-// Transport — the same Server and Worker classes that MPI mode runs as ranks. The calling
-// thread coordinates: epochs, progress lines, evaluation, model assembly and outputs.
+// Single-node mode: cluster.local_servers Server threads and cluster.local_workers worker
+// threads in one process, talking through an in-process Transport and keeping in step
+// through InProcCollectives. The servers and the training loop (RunWorkerJob, worker thread
+// 0 coordinating) are the same as MPI mode's; only how they start differs.
 //
-// Any exception in any thread aborts the in-process transport (so no thread waits
-// forever) and the first error is rethrown from Run().
+// Any exception in any thread aborts the in-process transport and collectives (so no
+// thread waits forever); the first error is rethrown from TrainLocal.
 #pragma once
 
-#include <cstdint>
-#include <string>
-
 #include "common/config/config.h"
+#include "worker/job/training_job.h"
 
 namespace fmps {
-
-struct TrainSummary {
-  std::uint64_t rows_trained = 0;
-  double wall_s = 0.0;
-  double rows_per_s = 0.0;
-  double test_logloss = 0.0;
-  double test_auc = 0.0;
-  double test_rmse = 0.0;
-  std::uint64_t num_keys = 0;
-  std::uint64_t bad_rows = 0;
-  std::string model_path;
-};
 
 // Runs the whole training job described by `config` and writes its outputs. With `resume`,
 // starts from the newest complete checkpoint in checkpoint.dir (if any).

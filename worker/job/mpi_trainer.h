@@ -1,8 +1,8 @@
-// MPI mode (BRIEF §2): `mpirun -np N fmps train exp.yaml`. Ranks 0..cluster.servers-1 run
-// the Server loop over their shard of the keys; the other ranks run a Worker on their byte
-// range of the training files. The first worker rank also coordinates: it prints progress,
-// gathers the test scores for exact logloss/AUC, writes metrics.jsonl and summary.json,
-// assembles model.fmps from every server's shard and finally stops the servers.
+// MPI mode: `mpirun -np N fmps train exp.yaml`. Ranks 0..cluster.servers-1 run the Server
+// loop over their shard of the keys (MakeJobServer); the other ranks run the training loop
+// (RunWorkerJob over MpiCollectives of the worker ranks) on their byte range of the training
+// files. The first worker rank coordinates, as worker thread 0 does in single-node mode, and
+// prints the final line (FinalLine).
 //
 // Failure handling: problems found while setting up (bad config, a world too small for
 // cluster.servers, missing or unreadable files) are agreed on by all ranks and reported once,

@@ -1,4 +1,4 @@
-// RunOutput: the files of one training run in output.dir (BRIEF §4): config.yaml,
+// RunOutput: the files of one training run in output.dir: config.yaml,
 // metrics.jsonl (one JSON object per progress or evaluation event), summary.json, and the
 // progress line on stderr. Owned by the one rank/thread that reports for the job.
 #pragma once

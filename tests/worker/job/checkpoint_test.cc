@@ -119,6 +119,33 @@ TEST_F(CheckpointTest, ResumeWithMoreWorkersTrainsEveryRowOnce) {
   EXPECT_LT(s.test_logloss, 0.6);
 }
 
+// Async with three worker threads: worker 0 coordinates the cuts while training (the others
+// quiesce and wait for it); a mid-epoch checkpoint records every worker's position, and the
+// resumed job trains each remaining row exactly once.
+TEST_F(CheckpointTest, AsyncCutsCoordinatedByWorkerZeroResumeEveryRowOnce) {
+  TempDir run, resumed, ckpt;
+  const std::vector<std::string> async = {"train.consistency=async", "cluster.local_workers=3",
+                                          "checkpoint.every_seconds=0.02"};
+  TrainLocal(MakeConfig(run.path(), ckpt.path(), async));
+  const auto all = Checkpoints(ckpt.path());
+  std::size_t chosen = all.size();
+  for (std::size_t i = 0; i < all.size() && chosen == all.size(); ++i) {
+    const std::string m = ReadFile(all[i] + "/MANIFEST");
+    if (m.find("epoch: 1\n") != std::string::npos &&
+        m.find("epoch_done: false") != std::string::npos && m.find("[[") != std::string::npos) {
+      chosen = i;
+    }
+  }
+  ASSERT_LT(chosen, all.size()) << "no mid-epoch checkpoint with data left";
+  EXPECT_NE(ReadFile(all[chosen] + "/MANIFEST").find("rows: "), std::string::npos);
+  for (std::size_t i = chosen + 1; i < all.size(); ++i) fs::remove_all(all[i]);
+  const TrainSummary s =
+      TrainLocal(MakeConfig(resumed.path(), ckpt.path(), async), /*resume=*/true);
+  EXPECT_EQ(s.rows_trained, 2u * 200000u);  // no row twice, none skipped
+  EXPECT_EQ(JsonNumber(ReadFile(resumed.File("summary.json")), "rows_trained"), 2 * 200000);
+  EXPECT_LT(s.test_logloss, 0.6);
+}
+
 TEST_F(CheckpointTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
   TempDir plain, ckpt;
   TrainLocal(MakeConfig(plain.path(), ""));
@@ -282,9 +309,13 @@ TEST_F(CheckpointTest, CheckpointerCompletesACutWithAServerAndAWorker) {
   });
   ControlChannel control(coordinator_transport.get(), std::chrono::seconds(20));
   {
-    Checkpointer ckpt(config, &control, /*num_servers=*/1, /*num_workers=*/1, /*first_worker=*/1,
-                      /*own_worker=*/-1, /*train_bytes=*/12345, /*rows_base=*/1.0,
-                      /*loss_base=*/0.5);
+    Checkpointer ckpt(config, &control,
+                      {.num_servers = 1,
+                       .num_workers = 1,
+                       .own_worker = -1,
+                       .train_bytes = 12345,
+                       .rows_base = 1.0,
+                       .loss_base = 0.5});
     ckpt.Request();
     EXPECT_TRUE(ckpt.requested());
     ckpt.Cut(/*epoch=*/2, /*epoch_done=*/false, std::nullopt);

@@ -193,7 +193,8 @@ TEST_F(CheckpointerTest, IncompleteCheckpointIsRemoved) {
   ControlChannel control(coordinator_transport.get(), std::chrono::seconds(30));
   std::string path;
   {
-    Checkpointer ckpt_writer(config, &control, 1, 0, 2, -1, 0, 0.0, 0.0);
+    Checkpointer ckpt_writer(config, &control,
+                             {.num_servers = 1, .num_workers = 0, .own_worker = -1});
     ckpt_writer.Request();
     ckpt_writer.Cut(1, /*epoch_done=*/true, std::nullopt);
     path = CheckpointPath(ckpt.path(), 4);  // numbering continues after the leftover

@@ -6,7 +6,11 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/model/model_file.h"
 #include "common/data/synth.h"
@@ -17,6 +21,7 @@ namespace {
 
 using testing::FmpsBinary;
 using testing::JsonNumber;
+using testing::Lines;
 using testing::MaxAbsDiff;
 using testing::ReadFile;
 using testing::RunCommand;
@@ -59,6 +64,20 @@ class MpiTrainTest : public ::testing::Test {
     EXPECT_EQ(rc, 0) << log;
     return ReadFile(out + "/summary.json");
   }
+  // Runs `command` like Train and returns the final stdout line: the one starting with
+  // `first_field` (empty if none).
+  static std::string FinalLine(const std::string& command, const std::string& out,
+                               const std::string& sets, const std::string& first_field) {
+    std::string log;
+    const int rc =
+        RunCommand(command + " train " + config_ + " --set output.dir=" + out + " " + sets, &log);
+    EXPECT_EQ(rc, 0) << log;
+    for (const std::string& line : Lines(log)) {
+      if (line.rfind(first_field + " ", 0) == 0) return line;
+    }
+    ADD_FAILURE() << "no line starting with " << first_field << " in:\n" << log;
+    return "";
+  }
   static TempDir* dir_;
   static SynthResult* synth_;
   static std::string config_;
@@ -82,6 +101,44 @@ TEST_F(MpiTrainTest, AsyncOneServerTwoWorkersMatchesSingleNode) {
   EXPECT_EQ(model.num_keys(), static_cast<std::size_t>(JsonNumber(mpi, "num_keys")));
   // metrics.jsonl has evaluation events with exact test metrics.
   EXPECT_NE(ReadFile(b.File("metrics.jsonl")).find("\"test_auc\""), std::string::npos);
+}
+
+// The final line's field names (every other word) and values by name.
+std::map<std::string, std::string> Fields(const std::string& line, std::vector<std::string>* names) {
+  std::istringstream in(line);
+  std::map<std::string, std::string> fields;
+  std::string name, value;
+  while (in >> name >> value) {
+    names->push_back(name);
+    fields[name] = value;
+  }
+  return fields;
+}
+
+TEST_F(MpiTrainTest, FinalLineHasTheSameFieldsInBothModesForEitherLoss) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"squared", {"test_rmse", "rows", "rows_per_s", "model"}},
+      {"logistic", {"test_logloss", "test_auc", "rows", "rows_per_s", "model"}}};
+  for (const auto& [loss, want] : cases) {
+    TempDir a, b;
+    const std::string sets = "--set model.loss=" + loss + " --set train.epochs=1";
+    const std::string local =
+        FinalLine(FmpsBinary(), a.path(), sets + " --set cluster.local_workers=2", want[0]);
+    const std::string mpi = FinalLine(Mpirun(3), b.path(), sets, want[0]);
+    std::vector<std::string> local_names, mpi_names;
+    auto l = Fields(local, &local_names);
+    auto m = Fields(mpi, &mpi_names);
+    EXPECT_EQ(local_names, want) << local;
+    EXPECT_EQ(mpi_names, want) << mpi;
+    EXPECT_EQ(l["rows"], "100000");
+    EXPECT_EQ(m["rows"], "100000");
+    EXPECT_EQ(m["model"], b.File("model.fmps"));
+    const double lm = std::stod(l[want[0]]), mm = std::stod(m[want[0]]);
+    EXPECT_TRUE(std::isfinite(mm) && mm > 0) << mpi;
+    EXPECT_LE(std::abs(mm - lm) / lm, 0.05) << loss << ": single-node " << lm << " vs mpi " << mm;
+    // summary.json names the same metric.
+    EXPECT_FALSE(std::isnan(JsonNumber(ReadFile(b.File("summary.json")), want[0])));
+  }
 }
 
 TEST_F(MpiTrainTest, BspModelIsTheSameOnEveryTopology) {

@@ -1,0 +1,331 @@
+#include "worker/job/training_job.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/base/log.h"
+#include "worker/worker.h"
+
+namespace fmps {
+
+std::string FinalLine(Loss loss, const TrainSummary& s) {
+  char line[1024];
+  const auto rows = static_cast<unsigned long long>(s.rows_trained);
+  if (loss == Loss::kLogistic) {
+    std::snprintf(line, sizeof(line), "test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f",
+                  s.test_logloss, s.test_auc, rows, s.rows_per_s);
+  } else {
+    std::snprintf(line, sizeof(line), "test_rmse %.6f rows %llu rows_per_s %.0f", s.test_rmse, rows,
+                  s.rows_per_s);
+  }
+  return std::string(line) + " model " + s.model_path;
+}
+
+namespace {
+
+// The worker side of the checkpoint handshake with the coordinator (endpoint
+// `coordinator`, worker 0). Quiesced at a batch boundary: report the position and wait
+// until training may go on.
+void ReportCutReadyAndAwaitResume(ControlChannel* control, int coordinator,
+                                  const WorkerReport& report) {
+  ReportCutReady(control, coordinator, report);
+  AwaitCutResume(control);
+}
+
+// One worker's counters as exchanged between workers (progress posts, end-of-epoch gather).
+struct Counters {
+  double rows = 0, loss = 0, bytes = 0, pulls = 0, pushes = 0, pull_s = 0, push_s = 0;
+  double bad_rows = 0;  // malformed rows skipped by the epoch's reader (cumulative)
+  static constexpr int kSize = 8;
+
+  static Counters From(const Progress& p, const ShardReader& reader) {
+    const KVStats kv = p.kv();
+    return {static_cast<double>(p.rows.load()),
+            p.loss_sum.load(),
+            static_cast<double>(p.bytes.load()),
+            static_cast<double>(kv.pulls),
+            static_cast<double>(kv.pushes),
+            kv.pull_seconds,
+            kv.push_seconds,
+            static_cast<double>(reader.bad_rows().count)};
+  }
+  static Counters At(const std::vector<double>& all, int w) {
+    Counters c;
+    std::copy_n(all.begin() + static_cast<std::ptrdiff_t>(w) * kSize, kSize, c.data());
+    return c;
+  }
+  KVStats kv() const {
+    return {static_cast<std::uint64_t>(pulls), static_cast<std::uint64_t>(pushes), pull_s, push_s};
+  }
+  double* data() { return &rows; }
+  std::span<const double> span() const { return {&rows, kSize}; }
+};
+static_assert(sizeof(Counters) == Counters::kSize * sizeof(double));
+
+// One worker's run of the job. Each step of an epoch is its own short function, the place
+// for per-epoch policies (early stopping, cross-validation, best-model keeping). Members
+// marked root are used on worker 0 only.
+class TrainingJob {
+ public:
+  TrainingJob(const JobContext& context, Collectives& collectives, const WorkerLinks& links);
+  std::optional<TrainSummary> Run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  bool root() const { return coll_.is_root(); }
+  bool checkpoints() const { return !config_.checkpoint.dir.empty(); }
+  ShardReader* EpochReader(int epoch) const;
+  void TrainOneEpoch(int epoch);
+  void AfterBatch();
+  void OnCut(const std::vector<ByteRange>& remaining);
+  void SettleShardDone(int epoch);
+  Counters GatherEpochCounters();
+  Counters ReportProgress(const std::vector<double>& all, bool end);
+  void CheckpointEpochEnd(int epoch);
+  void EvaluateEpoch(int epoch);
+  void CollectTraffic();
+  TrainSummary FinishOnRoot();
+
+  const JobContext& ctx_;
+  const Config& config_;
+  Collectives& coll_;
+  KVClient* client_;
+  ControlChannel* control_;
+  Worker worker_;
+  Progress progress_;
+  Checkpointer* ckpt_ = nullptr;  // root only (in ctx_.checkpointer)
+  const int coordinator_;         // the root's endpoint
+  int epoch_ = 0;
+  ShardReader* reader_ = nullptr;  // this epoch's training reader
+  std::uint64_t epoch_bytes_ = 0;  // of every worker's shard
+  Clock::time_point next_post_;
+  double t0_ = 0.0;   // root: output clock at the epoch's start
+  Counters before_;   // root: job-wide counters at the epoch's start
+  Counters after_;    // root: ... at its end (exact)
+  JobTotals totals_;  // root
+};
+
+TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
+                         const WorkerLinks& links)
+    : ctx_(context),
+      config_(*context.config),
+      coll_(collectives),
+      client_(links.kv),
+      control_(links.control),
+      worker_(MakeWorkerOptions(config_), links.kv),
+      coordinator_(context.num_servers) {
+  if (root()) {
+    CheckpointerOptions o;
+    o.num_servers = ctx_.num_servers;
+    o.num_workers = coll_.size();
+    o.own_worker = 0;
+    o.train_bytes = ctx_.train_bytes;
+    o.rows_base = ctx_.start->rows_base;
+    o.loss_base = ctx_.start->loss_base;
+    ckpt_ = &ctx_.checkpointer->emplace(config_, control_, o);
+    totals_.workers = coll_.size();
+    totals_.servers = ctx_.num_servers;
+    totals_.mode = ctx_.mode;
+    totals_.model_path = ctx_.out->ModelPath();
+    totals_.last_eval.logloss = totals_.last_eval.auc = totals_.last_eval.rmse =
+        std::numeric_limits<double>::quiet_NaN();
+  }
+  worker_.set_cut_handler([this](const std::vector<ByteRange>& remaining) { OnCut(remaining); });
+}
+
+std::optional<TrainSummary> TrainingJob::Run() {
+  std::array<std::uint64_t, 1> bytes = {ctx_.train->bytes_in_shard()};
+  coll_.AllReduce(bytes, ReduceOp::kSum);
+  epoch_bytes_ = bytes[0];
+  for (int epoch = ctx_.start->first_epoch; epoch <= config_.train.epochs; ++epoch) {
+    TrainOneEpoch(epoch);
+    if (ctx_.test != nullptr) EvaluateEpoch(epoch);
+  }
+  CollectTraffic();
+  if (!root()) return std::nullopt;
+  return FinishOnRoot();
+}
+
+ShardReader* TrainingJob::EpochReader(int epoch) const {
+  const bool resumed = ctx_.start->mid_epoch && epoch == ctx_.start->first_epoch;
+  return resumed ? ctx_.resumed : ctx_.train;
+}
+
+void TrainingJob::TrainOneEpoch(int epoch) {
+  epoch_ = epoch;
+  before_ = after_;
+  reader_ = EpochReader(epoch);
+  if (root()) t0_ = ctx_.out->Elapsed();
+  // The other workers post half a period before the root reports, so each report shows
+  // counters at most about half a period old.
+  const double first_post = config_.train.progress_seconds * (root() ? 1.0 : 0.5);
+  next_post_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(first_post));
+  reader_->Rewind();
+  progress_.bytes = 0;
+  worker_.TrainEpoch(reader_, &progress_, [this] { AfterBatch(); });
+  SettleShardDone(epoch);
+  coll_.FinishProgress();
+  const Counters sum = GatherEpochCounters();
+  if (!root()) return;
+  after_ = sum;
+  totals_.train_seconds += ctx_.out->Elapsed() - t0_;
+  if (epoch == 1) totals_.bad_rows += static_cast<std::uint64_t>(sum.bad_rows);
+  CheckpointEpochEnd(epoch);
+}
+
+// After every batch (bsp: step). Per batch only the root's checkpoint polling (when
+// checkpoints are on) and a clock read; a progress post every train.progress_seconds.
+void TrainingJob::AfterBatch() {
+  if (root() && checkpoints()) {
+    ckpt_->Poll();
+    if (ckpt_->Due()) ckpt_->Request();
+  }
+  const Clock::time_point now = Clock::now();
+  if (now < next_post_) return;
+  next_post_ = now + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double>(config_.train.progress_seconds));
+  coll_.PostProgress(Counters::From(progress_, *reader_).span());
+  if (root()) ReportProgress(coll_.LatestProgress(), false);
+}
+
+void TrainingJob::OnCut(const std::vector<ByteRange>& remaining) {
+  const WorkerReport report = ReportOf(progress_, false, remaining);
+  if (root()) {
+    ckpt_->Cut(epoch_, false, report);
+  } else {
+    ReportCutReadyAndAwaitResume(control_, coordinator_, report);
+  }
+}
+
+// This worker's shard is finished: tell the coordinator; the root settles a cut requested
+// too late for its own worker to see and waits for every other worker's report.
+void TrainingJob::SettleShardDone(int epoch) {
+  if (!checkpoints()) return;
+  const WorkerReport done = ReportOf(progress_, true, {});
+  if (!root()) {
+    ReportShardDone(control_, coordinator_, epoch, done);
+    return;
+  }
+  if (ckpt_->requested()) ckpt_->Cut(epoch, false, done);
+  ckpt_->CollectShardDone(epoch);
+}
+
+// Exact end-of-epoch counters of every worker; the root reports them and checks the epoch.
+Counters TrainingJob::GatherEpochCounters() {
+  const std::vector<double> all = coll_.Gather(Counters::From(progress_, *reader_).span());
+  const BadRowStats& bad = reader_->bad_rows();
+  const std::vector<std::string> samples = coll_.GatherBytes(bad.first.empty() ? "" : bad.first[0]);
+  if (!root()) return Counters();
+  const Counters sum = ReportProgress(all, true);
+  BadRowStats sample;
+  for (const std::string& s : samples) {
+    if (!s.empty() && sample.first.empty()) sample.first.push_back(s);
+  }
+  sample.count = static_cast<std::uint64_t>(sum.bad_rows);
+  if (reader_ == ctx_.train) {  // a resumed remainder may legitimately be empty
+    CheckEpochTrainedRows(static_cast<std::uint64_t>(sum.rows - before_.rows), sample.count,
+                          sample);
+  }
+  return sum;
+}
+
+// Root: a progress event from every worker's counters; returns their sum.
+Counters TrainingJob::ReportProgress(const std::vector<double>& all, bool end) {
+  ProgressReport r;
+  r.epoch = epoch_;
+  r.epochs = config_.train.epochs;
+  Counters sum;
+  for (int w = 0; w < coll_.size(); ++w) {
+    const Counters c = Counters::At(all, w);
+    sum.rows += c.rows;
+    sum.loss += c.loss;
+    sum.bytes += c.bytes;
+    sum.bad_rows += c.bad_rows;
+    r.workers.push_back(c.kv());
+  }
+  r.fraction = end || epoch_bytes_ == 0 ? 1.0 : sum.bytes / static_cast<double>(epoch_bytes_);
+  r.rows = static_cast<std::uint64_t>(sum.rows);
+  const double epoch_rows = sum.rows - before_.rows;
+  r.rows_per_s = epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_);
+  r.train_loss = epoch_rows == 0 ? 0.0 : (sum.loss - before_.loss) / epoch_rows;
+  ctx_.out->Progress(r);
+  return sum;
+}
+
+void TrainingJob::CheckpointEpochEnd(int epoch) {
+  if (!checkpoints()) return;
+  ckpt_->Cut(epoch, /*epoch_done=*/true, ReportOf(progress_, true, {}));
+}
+
+// Scores this worker's test shard; the root computes the exact metrics of all of them.
+void TrainingJob::EvaluateEpoch(int epoch) {
+  std::vector<float> scores, labels;
+  ctx_.test->Rewind();
+  worker_.Score(ctx_.test, &scores, &labels);
+  const std::vector<float> all_scores = coll_.GatherV(scores);
+  const std::vector<float> all_labels = coll_.GatherV(labels);
+  std::array<std::uint64_t, 1> bad = {ctx_.test->bad_rows().count};
+  if (epoch == 1) coll_.AllReduce(bad, ReduceOp::kSum);
+  if (root()) {
+    totals_.last_eval = fmps::Evaluate(config_.model.loss, all_scores, all_labels);
+    const double epoch_rows = after_.rows - before_.rows;
+    ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(after_.rows),
+                         epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_),
+                         epoch_rows == 0 ? 0.0 : (after_.loss - before_.loss) / epoch_rows,
+                         totals_.last_eval);
+    if (epoch == 1) totals_.bad_rows += bad[0];
+  }
+}
+
+// Push accounting: every worker's traffic, summed (in-flight peak: the largest).
+void TrainingJob::CollectTraffic() {
+  const KVTraffic& mine = client_->traffic();
+  std::array<std::uint64_t, 2> sent = {mine.push_messages, mine.push_keys};
+  std::array<std::uint64_t, 1> peak = {mine.max_in_flight};
+  coll_.AllReduce(sent, ReduceOp::kSum);
+  coll_.AllReduce(peak, ReduceOp::kMax);
+  totals_.worker_traffic = {sent[0], sent[1], peak[0]};
+}
+
+TrainSummary TrainingJob::FinishOnRoot() {
+  ckpt_->Drain();
+  const SavedModel saved = SaveModelFromServers(control_, ctx_.num_servers, config_,
+                                                ctx_.inputs->spec, ctx_.out->ModelPath());
+  totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
+  ShutdownServers(control_, ctx_.num_servers);
+  totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);
+  totals_.loss_sum = ctx_.start->loss_base + after_.loss;
+  totals_.wall_seconds = ctx_.out->Elapsed();
+  ctx_.out->Summary(MakeSummary(config_, totals_, saved));
+  LogJobEnd(totals_, saved);
+  TrainSummary s;
+  s.rows_trained = totals_.rows_trained;
+  s.wall_s = totals_.wall_seconds;
+  s.rows_per_s = totals_.rows_trained / std::max(1e-9, totals_.train_seconds);
+  s.test_logloss = totals_.last_eval.logloss;
+  s.test_auc = totals_.last_eval.auc;
+  s.test_rmse = totals_.last_eval.rmse;
+  s.num_keys = saved.num_keys;
+  s.bad_rows = totals_.bad_rows;
+  s.model_path = totals_.model_path;
+  return s;
+}
+
+}  // namespace
+
+int JobProgressWidth() { return Counters::kSize; }
+
+std::optional<TrainSummary> RunWorkerJob(const JobContext& context, Collectives& collectives,
+                                         const WorkerLinks& links) {
+  TrainingJob job(context, collectives, links);
+  return job.Run();
+}
+
+}  // namespace fmps

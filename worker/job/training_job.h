@@ -1,0 +1,83 @@
+// The training loop of one worker, written once for both modes: single-node (a worker
+// thread, InProcCollectives) and MPI (a worker rank, MpiCollectives). Worker 0 is the root:
+// it coordinates checkpoint cuts (Checkpointer), reports progress and evaluation through
+// RunOutput, saves the model, collects the servers' statistics, shuts the servers down and
+// writes summary.json. Every worker calls RunWorkerJob; the collectives keep them in step
+// at epoch boundaries only (never per batch).
+//
+// Per epoch: train (Worker::TrainEpoch; a progress post every train.progress_seconds, the
+// root polls checkpoints after each batch), exact end-of-epoch counters gathered to the
+// root, the empty-epoch check, evaluation on the test set (scores gathered to the root for
+// exact AUC), and an end-of-epoch checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/comm/collectives.h"
+#include "common/comm/control.h"
+#include "common/comm/kv.h"
+#include "common/config/config.h"
+#include "common/data/reader.h"
+#include "worker/job/checkpoint.h"
+#include "worker/job/job.h"
+#include "worker/job/run_output.h"
+
+namespace fmps {
+
+// What a finished job reports (the root's view).
+struct TrainSummary {
+  std::uint64_t rows_trained = 0;
+  double wall_s = 0.0;
+  double rows_per_s = 0.0;
+  double test_logloss = 0.0;
+  double test_auc = 0.0;
+  double test_rmse = 0.0;
+  std::uint64_t num_keys = 0;
+  std::uint64_t bad_rows = 0;
+  std::string model_path;
+};
+
+// The final stdout line (without newline), the same in both modes: logistic loss
+// "test_logloss L test_auc A rows N rows_per_s R model PATH", squared loss
+// "test_rmse E rows N rows_per_s R model PATH".
+std::string FinalLine(Loss loss, const TrainSummary& summary);
+
+// Everything one worker needs to run its part of the job. Pointers are borrowed.
+struct JobContext {
+  const Config* config = nullptr;
+  const JobInputs* inputs = nullptr;
+  const ResumePoint* start = nullptr;
+  std::uint64_t train_bytes = 0;   // of every training file (checkpoint manifests)
+  int num_servers = 1;             // servers are endpoints 0 .. num_servers - 1
+  const char* mode = "";           // "single-node" | "mpi" (summary.json)
+  ShardReader* train = nullptr;    // this worker's shard of data.train
+  ShardReader* test = nullptr;     // its shard of data.test, or null without one
+  ShardReader* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
+  RunOutput* out = nullptr;        // root only: the run's output files
+  // Root only: where the root's Checkpointer lives. Its destructor removes the checkpoints
+  // this job left incomplete, so the caller keeps it until no server writes a shard any
+  // more (single-node: until the server threads are joined).
+  std::optional<Checkpointer>* checkpointer = nullptr;
+};
+
+// The progress width (values per post) of the collectives given to RunWorkerJob.
+int JobProgressWidth();
+
+// A worker's links to the servers and the other workers, both over the transport whose
+// endpoint is num_servers + collectives.rank(): its data requests and its control messages
+// (checkpoint handshakes; on the root also the coordination of cuts, dumps, statistics and
+// shutdown). Both must outlive RunWorkerJob.
+struct WorkerLinks {
+  KVClient* kv = nullptr;
+  ControlChannel* control = nullptr;
+};
+
+// Runs this worker's part of the whole job through `links`. Every worker of the job must
+// call it. Returns the summary on the root (after summary.json is written and the servers
+// are shut down), nullopt elsewhere. Throws on any error (the caller aborts the job).
+std::optional<TrainSummary> RunWorkerJob(const JobContext& context, Collectives& collectives,
+                                         const WorkerLinks& links);
+
+}  // namespace fmps
