@@ -46,7 +46,7 @@ Timestamp KVClient::Pull(std::span<const Key> keys, float* vals, bool create, bo
 
 Timestamp KVClient::PullInto(std::span<const Key> keys, std::vector<float>* vals, bool create,
                              bool keep_rows) {
-  vals->resize(keys.size() * options_.row_width);
+  vals->resize(keys.size() * row_width());
   return StartPull(keys, vals->data(), vals, create, keep_rows);
 }
 
@@ -58,7 +58,7 @@ Timestamp KVClient::StartPull(std::span<const Key> keys, float* vals, std::vecto
   p.ts = next_ts_++;
   p.vals = vals;
   p.vec = vec;
-  p.pull_values = keys.size() * options_.row_width;
+  p.pull_values = keys.size() * row_width();
   p.is_pull = true;
   p.issued = std::chrono::steady_clock::now();
   const int servers = options_.num_servers;
@@ -110,7 +110,7 @@ Timestamp KVClient::StartPush(std::span<const Key> keys, std::span<const float> 
                               std::vector<float>* grads_vec, std::span<const std::uint32_t> counts,
                               std::int64_t step, bool has_data, bool to_all_servers,
                               Timestamp keys_of_pull) {
-  const int width = options_.row_width;
+  const int width = row_width();
   const int servers = options_.num_servers;
   if (keys_of_pull != 0) {
     const auto it = std::find_if(kept_pulls_.begin(), kept_pulls_.end(),
@@ -211,7 +211,7 @@ void KVClient::Deliver(Message&& reply) {
     throw TransportError("unexpected reply (request " + std::to_string(reply.request_id) +
                          ") from endpoint " + std::to_string(reply.sender));
   }
-  const int width = options_.row_width;
+  const int width = row_width();
   if (reply.kind == MsgKind::kPullReply) {
     const int s = reply.sender;
     if (options_.num_servers == 1) {
@@ -292,7 +292,7 @@ std::uint64_t KVClient::Dump(
       throw TransportError("unexpected message during dump from endpoint " +
                            std::to_string(m.sender));
     }
-    if (m.vals.size() != m.keys.size() * options_.row_width) {
+    if (m.vals.size() != m.keys.size() * row_width()) {
       throw TransportError("malformed dump chunk from server " + std::to_string(m.sender));
     }
     sink(m.sender, m.keys, m.vals);

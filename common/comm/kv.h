@@ -3,7 +3,8 @@
 //
 // Contract:
 //  * Keys within one call are unique, in any order. Every key's value row has row_width
-//    floats (w, v[k]). Keys are partitioned across servers by ServerOfKey (common/base/hash.h).
+//    floats (w, v: KVClientOptions::shape). Keys are partitioned across servers by
+//    ServerOfKey (common/base/hash.h).
 //  * Pull writes keys.size() * row_width floats into `vals`, in key order; `vals` must stay
 //    valid and untouched until Wait(ts) returns. The keys are copied before Pull returns.
 //  * Push copies keys, grads and counts before returning (or, given a vector of grads,
@@ -32,6 +33,7 @@
 
 #include "common/comm/transport.h"
 #include "common/base/types.h"
+#include "common/model/model_shape.h"
 
 namespace fmps {
 
@@ -39,7 +41,7 @@ using Timestamp = std::uint64_t;
 
 struct KVClientOptions {
   int num_servers = 1;  // servers are endpoints 0 .. num_servers-1
-  int row_width = 9;
+  ModelShape shape;  // the model's: every key's row is shape.row_width() floats
   std::chrono::milliseconds reply_timeout{std::chrono::minutes(10)};
 };
 
@@ -120,7 +122,7 @@ class KVClient {
   const KVStats& stats() const { return stats_; }
   const KVTraffic& traffic() const { return traffic_; }
   int num_servers() const { return options_.num_servers; }
-  int row_width() const { return options_.row_width; }
+  int row_width() const { return options_.shape.row_width(); }
 
  private:
   struct Pending {
