@@ -63,9 +63,8 @@ struct Args {
   std::size_t width;
 };
 
-inline Args MakeArgs(const ModelBatch& b, const float* params, const ModelShape& shape) {
-  return {params, b.offsets, b.local, b.values, shape.k,
-          static_cast<std::size_t>(shape.row_width())};
+inline Args MakeArgs(const ModelBatch& b, const float* params, int k, std::size_t width) {
+  return {params, b.offsets, b.local, b.values, k, width};
 }
 
 // Prefetches the rows of non-zero j (kPf says which).
@@ -99,6 +98,7 @@ constexpr int kMaxLanes = 4;  // SSE registers only (a 32-byte vector would chan
 // d/dw_i = g x_i, d/dv_i = g x_i (sum - v_i x_i).
 template <int K>
 struct FixedMath {
+  static constexpr int kFixedK = K;
   static constexpr int kLanes = K < kMaxLanes ? K : kMaxLanes;
   static constexpr int kCount = K / kLanes;
   using V = std::conditional_t<kLanes == 8, Float8, Float4>;
@@ -192,6 +192,7 @@ struct FixedMath {
 // The same for any other k, with runtime loops over the factors; the accumulators live in
 // `scratch` (ScratchFloats(k) floats).
 struct DynamicMath {
+  static constexpr int kFixedK = 0;  // k known only at run time
   static std::size_t ScratchFloats(int k) { return 4 * static_cast<std::size_t>(k); }
 
   template <bool kOnes, Prefetch kPf>
@@ -277,10 +278,9 @@ struct Kernel {
                  : Math::template Score<false, Prefetch::kNone>(a, r, sum, scratch, grads);
   }
 
-  static void Scores(const ModelBatch& b, const float* params, const ModelShape& shape,
+  static void Scores(const ModelBatch& b, const float* params, int k, std::size_t width,
                      float* scores) {
-    const Args a = MakeArgs(b, params, shape);
-    const int k = shape.k;
+    const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
     const bool prefetch = TableIsLarge(b, a.width);
@@ -293,24 +293,26 @@ struct Kernel {
     }
   }
 
-  // Row r's sum_i v_i x_i into sums[r * k ...] (Score's by-product; no prefetching).
-  static void EmbeddingSums(const ModelBatch& b, const float* params, const ModelShape& shape,
+  // Row r's sum_i v_i x_i into sums[r * k ...]. A plain loop of its own: sharing Score's
+  // code would change how GCC inlines Score into the training loop.
+  static void EmbeddingSums(const ModelBatch& b, const float* params, int k, std::size_t width,
                             float* sums) {
-    const Args a = MakeArgs(b, params, shape);
-    const int k = shape.k;
+    const Args a = MakeArgs(b, params, k, width);
     const std::size_t kk = static_cast<std::size_t>(k);
-    std::vector<float> scratch(Math::ScratchFloats(k));
     for (std::size_t r = 0; r < b.rows; ++r) {
-      bool ones;
-      AnyScore<Prefetch::kNone>(a, r, false, false, 0, &ones, sums + r * kk, scratch.data(),
-                                nullptr);
+      float* __restrict out = sums + r * kk;
+      std::fill(out, out + kk, 0.0f);
+      for (std::size_t j = a.offsets[r]; j < a.offsets[r + 1]; ++j) {
+        const float* __restrict v = a.params + a.local[j] * a.width + 1;
+        const float x = a.values[j];
+        for (std::size_t f = 0; f < kk; ++f) out[f] += v[f] * x;
+      }
     }
   }
 
-  static double ForwardBackward(const ModelBatch& b, const float* params, const ModelShape& shape,
-                                Loss loss, float* grads, float* scores) {
-    const Args a = MakeArgs(b, params, shape);
-    const int k = shape.k;
+  static double ForwardBackward(const ModelBatch& b, const float* params, int k,
+                                std::size_t width, Loss loss, float* grads, float* scores) {
+    const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
     const bool prefetch = TableIsLarge(b, a.width);
@@ -355,19 +357,27 @@ class FmKernel final : public ModelKernel {
   Loss loss() const override { return loss_; }
 
   void Scores(const ModelBatch& batch, const float* params, float* scores) const override {
-    Kernel<Math>::Scores(batch, params, shape_, scores);
+    Kernel<Math>::Scores(batch, params, k(), width(), scores);
   }
 
   double ForwardBackward(const ModelBatch& batch, const float* params, float* grads,
                          float* scores) const override {
-    return Kernel<Math>::ForwardBackward(batch, params, shape_, loss_, grads, scores);
+    return Kernel<Math>::ForwardBackward(batch, params, k(), width(), loss_, grads, scores);
   }
 
   void EmbeddingSums(const ModelBatch& batch, const float* params, float* sums) const override {
-    Kernel<Math>::EmbeddingSums(batch, params, shape_, sums);
+    Kernel<Math>::EmbeddingSums(batch, params, k(), width(), sums);
   }
 
  private:
+  // k and the row width: compile-time constants for a FixedMath (the loops then index rows
+  // by a constant stride), else the shape's.
+  int k() const { return Math::kFixedK > 0 ? Math::kFixedK : shape_.k; }
+  std::size_t width() const {
+    constexpr ModelShape kFixed = FmShape(Math::kFixedK);
+    return static_cast<std::size_t>(Math::kFixedK > 0 ? kFixed.row_width() : shape_.row_width());
+  }
+
   ModelShape shape_;
   Loss loss_;
 };

@@ -31,9 +31,9 @@ struct ModelShape {
   int fields = 0;  // number of fields (field-aware kinds); 0 for FM
 
   // Floats of one key's embedding v.
-  int v_width() const { return k; }
+  constexpr int v_width() const { return k; }
   // Floats of one key's row: w, then v.
-  int row_width() const { return 1 + v_width(); }
+  constexpr int row_width() const { return 1 + v_width(); }
 
   // Throws ModelError naming `what` (e.g. a file) unless the shape is valid: a known kind,
   // 1 <= k <= kMaxK, fields == 0 for FM.
@@ -46,7 +46,7 @@ struct ModelShape {
 };
 
 // An FM shape of embedding size k (not validated).
-inline ModelShape FmShape(int k) { return {ModelKind::kFm, k, 0}; }
+constexpr ModelShape FmShape(int k) { return {ModelKind::kFm, k, 0}; }
 
 // The shape a config trains: kind fm, model.k. Validated (throws ModelError naming
 // "model.k" when out of range).
