@@ -9,8 +9,8 @@ namespace fmps::store_internal {
 namespace {
 
 // A zeroed, 2 MiB-aligned huge-page chunk whose pages are already faulted in: the kernel
-// zeroes a transparent huge page on its first touch, which on this kind of (virtual) machine
-// costs ~0.5-1 ms per 2 MiB page.
+// zeroes a transparent huge page on its first touch, a cost worth moving off the owner's
+// thread.
 char* FaultedChunk() {
   char* p = MapZeroed(kHugePageBytes);
   for (std::size_t off = 0; off < kHugePageBytes; off += kPageBytes) {

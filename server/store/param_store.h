@@ -18,8 +18,8 @@
 // Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats (R = the shape's row width) (the key, w, v and
 // their optimizer state, S = state floats per parameter; + 2 step counters for Adam; padded
 // to a multiple of 64 bytes when that costs <= 1/8 of the row) in 2 MiB chunks (transparent
-// huge pages), plus an 8-byte table slot per 0.53..0.8 keys. Measured at k = 8, 10^6 keys:
-// sgd 59, adagrad 97, adam 145, ftrl 145 bytes/key. Guarantee: for k = 8, min_count <= 1
+// huge pages), plus an 8-byte table slot per 0.53..0.8 keys (figures per optimizer:
+// tests/bench/README.md, "Server store"). Guarantee: for k = 8, min_count <= 1
 // and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key + R(1 + S)
 // floats) for every optimizer and every table load; smaller stores pay up to one partly
 // used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for Adam)
@@ -171,9 +171,8 @@ class ParamStore {
   // `recycle`: a snapshot no longer needed (e.g. the previous checkpoint's, once written);
   // its memory is reused when large enough (new memory is mapped with 1/8 slack for growth,
   // so a recycled snapshot usually fits the next one). Cost: a memcpy of the row arenas
-  // (the hash table is not copied). Measured for 10^6 keys, k = 8, adagrad (80 MB): ~10 ms
-  // into recycled memory; into fresh memory usually 12-20 ms, but the kernel may compact
-  // memory for the huge pages first (seen: 200-450 ms), so a server should recycle.
+  // (the hash table is not copied). Fresh memory may first make the kernel compact memory
+  // for the huge pages, many times the copy's cost, so a server should recycle.
   StoreSnapshot Snapshot(StoreSnapshot recycle = StoreSnapshot()) const;
 
   // The format a snapshot of this store has, and that Restore expects.
