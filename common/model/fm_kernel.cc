@@ -310,8 +310,8 @@ struct Kernel {
     }
   }
 
-  static double ForwardBackward(const ModelBatch& b, const float* params, int k,
-                                std::size_t width, Loss loss, float* grads, float* scores) {
+  static double ForwardBackward(const ModelBatch& b, const float* params, int k, std::size_t width,
+                                Loss loss, float* grads, float* scores) {
     const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);

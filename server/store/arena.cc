@@ -78,8 +78,7 @@ void Arena::Grow() {
   if (chunks_.size() >= kChunksBeforeFaultAhead && !next_.valid()) {
     next_ = std::async(std::launch::async, FaultedChunk);
   }
-  const std::uint64_t first_rows =
-      std::min<std::uint64_t>(rows_per_chunk_, first_bytes_ / stride_);
+  const std::uint64_t first_rows = std::min<std::uint64_t>(rows_per_chunk_, first_bytes_ / stride_);
   const std::uint64_t cap = chunks_.size() == 1
                                 ? first_rows
                                 : static_cast<std::uint64_t>(chunks_.size()) * rows_per_chunk_;

@@ -209,7 +209,8 @@ void ParamStore::Impl::ForKeys(const Key* keys, std::size_t n, Fn&& fn) {
   }
 }
 
-void ParamStore::Impl::Pull(const Key* keys, std::size_t n, bool create, float* out, std::uint32_t* handles) {
+inline void ParamStore::Impl::Pull(const Key* keys, std::size_t n, bool create, float* out,
+                                   std::uint32_t* handles) {
   const std::size_t width = static_cast<std::size_t>(row_width_);
   auto copy = [&](std::size_t j, std::uint32_t idx) {
     if (handles != nullptr) handles[j] = idx;
@@ -238,8 +239,8 @@ void ParamStore::Impl::Pull(const Key* keys, std::size_t n, bool create, float* 
   }
 }
 
-std::size_t ParamStore::Impl::Push(const Key* keys, std::size_t n, const float* grads,
-                 const std::uint32_t* counts) {
+inline std::size_t ParamStore::Impl::Push(const Key* keys, std::size_t n, const float* grads,
+                                          const std::uint32_t* counts) {
   std::size_t rejected = 0;
   ForKeys<true, true>(keys, n, [&](std::size_t j, std::uint32_t idx) {
     rejected += Update(idx, j, grads, counts) ? 0 : 1;
@@ -247,8 +248,8 @@ std::size_t ParamStore::Impl::Push(const Key* keys, std::size_t n, const float* 
   return rejected;
 }
 
-std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::size_t n, const float* grads,
-                     const std::uint32_t* counts) {
+inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::size_t n,
+                                              const float* grads, const std::uint32_t* counts) {
   // Rows are prefetched kAhead keys ahead; a lazily allocated v row (found through its w
   // row, by then usually cached) half as far ahead.
   constexpr std::size_t kAhead = 32;
@@ -287,7 +288,8 @@ std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::size_t n,
   return rejected;
 }
 
-bool ParamStore::Impl::Update(std::uint32_t idx, std::size_t j, const float* grads, const std::uint32_t* counts) {
+inline bool ParamStore::Impl::Update(std::uint32_t idx, std::size_t j, const float* grads,
+                                     const std::uint32_t* counts) {
   const std::size_t width = static_cast<std::size_t>(row_width_);
   const float* g = grads + j * width;
   if (!AllFinite(g, static_cast<int>(width))) return false;
@@ -323,14 +325,14 @@ bool ParamStore::Impl::Update(std::uint32_t idx, std::size_t j, const float* gra
   return true;
 }
 
-void ParamStore::Impl::AllocateTable(std::uint64_t capacity) {
+inline void ParamStore::Impl::AllocateTable(std::uint64_t capacity) {
   slot_bytes_ = RoundUp(capacity * sizeof(std::uint64_t), kPageBytes);
   slots_ = reinterpret_cast<std::uint64_t*>(MapZeroed(slot_bytes_));
   capacity_ = capacity;
   grow_at_ = capacity * 4 / 5;
 }
 
-void ParamStore::Impl::GrowTable() {
+inline void ParamStore::Impl::GrowTable() {
   if (capacity_ >= kMaxCapacity) throw std::length_error("ParamStore: hash table full");
   std::uint64_t* old = slots_;
   const std::uint64_t old_capacity = capacity_;
@@ -346,7 +348,7 @@ void ParamStore::Impl::GrowTable() {
   Unmap(old, old_bytes);
 }
 
-std::uint32_t ParamStore::Impl::FindSlow(Key key, std::uint64_t h, bool create, bool init) {
+inline std::uint32_t ParamStore::Impl::FindSlow(Key key, std::uint64_t h, bool create, bool init) {
   const std::uint32_t fp = Fingerprint(h);
   std::uint64_t pos = Home(fp);
   for (;; pos = Next(pos)) {
@@ -368,7 +370,7 @@ std::uint32_t ParamStore::Impl::FindSlow(Key key, std::uint64_t h, bool create, 
   return idx;
 }
 
-std::uint32_t ParamStore::Impl::CreateRow(Key key, bool init) {
+inline std::uint32_t ParamStore::Impl::CreateRow(Key key, bool init) {
   const std::uint32_t idx = rows_.Add();
   float* r = WRow(idx);
   std::memcpy(r, &key, sizeof(key));
@@ -382,7 +384,7 @@ std::uint32_t ParamStore::Impl::CreateRow(Key key, bool init) {
   return idx;
 }
 
-std::uint32_t ParamStore::Impl::AddV(float* r) {
+inline std::uint32_t ParamStore::Impl::AddV(float* r) {
   const std::uint32_t vi = vrows_.Add();
   Store32(r + vref_, vi + 1);
   float* v = VRow(vi);
@@ -395,6 +397,12 @@ ParamStore::ParamStore(const StoreOptions& options, std::unique_ptr<Optimizer> o
     : impl_(std::make_unique<Impl>(options, std::move(optimizer))) {}
 
 ParamStore::~ParamStore() = default;
+
+std::uint32_t ParamStore::Impl::LookUp(Key key, bool create, bool init) {
+  return FindSlow(key, Hash(key), create, init);
+}
+
+std::uint32_t ParamStore::Impl::GiveV(float* r) { return AddV(r); }
 
 const ModelShape& ParamStore::shape() const { return impl_->shape(); }
 

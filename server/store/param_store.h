@@ -1,6 +1,7 @@
-// ParamStore: one server's shard of the model. Maps a 64-bit key to its parameters
-// (w, v: one row of the model shape's row_width() floats) and their optimizer state, kept in contiguous chunked arenas and found through
-// an open-addressing hash table (linear probing, multiply-shift home slot, growth by 1.5x).
+// ParamStore: one server's shard of the model. Maps a 64-bit key to its parameters (w, v:
+// one row of the model shape's row_width() floats) and their optimizer state, kept in
+// contiguous chunked arenas and found through an open-addressing hash table (linear probing,
+// multiply-shift home slot, growth by 1.5x).
 //
 // Rows are created on first Pull(create=true) or Push. A new row has w = 0 and
 // v = InitialEmbedding(seed, key) (depends only on seed and key, so every sharding and
@@ -15,15 +16,16 @@
 // and Push are O(1) expected per key plus O(k) arithmetic; keys are looked up in sub-batches with
 // prefetching, so long calls are much cheaper per key than calls with a single key.
 //
-// Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats (R = the shape's row width) (the key, w, v and
-// their optimizer state, S = state floats per parameter; + 2 step counters for Adam; padded
-// to a multiple of 64 bytes when that costs <= 1/8 of the row) in 2 MiB chunks (transparent
-// huge pages), plus an 8-byte table slot per 0.53..0.8 keys (figures per optimizer:
-// tests/bench/README.md, "Server store"). Guarantee: for k = 8, min_count <= 1
-// and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key + R(1 + S)
-// floats) for every optimizer and every table load; smaller stores pay up to one partly
-// used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for Adam)
-// and a table slot; its v row (V (1 + S) floats, V = v width) is allocated when it is embedded.
+// Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats, R = the shape's row width
+// (the key, w, v and their optimizer state, S = state floats per parameter; + 2 step
+// counters for Adam; padded to a multiple of 64 bytes when that costs <= 1/8 of the row) in
+// 2 MiB chunks (transparent huge pages), plus an 8-byte table slot per 0.53..0.8 keys
+// (figures per optimizer: tests/bench/README.md, "Server store"). Guarantee: for k = 8,
+// min_count <= 1 and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key +
+// R(1 + S) floats) for every optimizer and every table load; smaller stores pay up to one
+// partly used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for
+// Adam) and a table slot; its v row (V(1 + S) floats, V = the v width) is allocated when it
+// is embedded.
 // At most 2^32 - 1 keys per store.
 //
 // Checkpoints (server/store/checkpoint_shard.h): Snapshot() copies the whole state (parameters,

@@ -61,12 +61,14 @@ class ParamStore::Impl {
 
   const ModelShape& shape() const { return options_.shape; }
 
-  // The hot path (param_store.cc); see ParamStore.
-  void Pull(const Key* keys, std::size_t n, bool create, float* out, std::uint32_t* handles);
-  std::size_t Push(const Key* keys, std::size_t n, const float* grads,
-                   const std::uint32_t* counts);
-  std::size_t PushRows(const std::uint32_t* rows, std::size_t n, const float* grads,
-                       const std::uint32_t* counts);
+  // The hot path; see ParamStore. Its functions are declared inline and defined in
+  // param_store.cc, their only user, so that GCC inlines them into one another there as it
+  // would functions defined in the class.
+  inline void Pull(const Key* keys, std::size_t n, bool create, float* out, std::uint32_t* handles);
+  inline std::size_t Push(const Key* keys, std::size_t n, const float* grads,
+                          const std::uint32_t* counts);
+  inline std::size_t PushRows(const std::uint32_t* rows, std::size_t n, const float* grads,
+                              const std::uint32_t* counts);
 
   // Bulk state in and out (store_state.cc); see ParamStore.
   void Set(Key key, const float* row);
@@ -94,7 +96,8 @@ class ParamStore::Impl {
 
   // One key's optimizer update with gradient row j of grads (see Push); false (nothing
   // changed) if that row has a non-finite value.
-  bool Update(std::uint32_t idx, std::size_t j, const float* grads, const std::uint32_t* counts);
+  inline bool Update(std::uint32_t idx, std::size_t j, const float* grads,
+                     const std::uint32_t* counts);
 
   static std::uint64_t Hash(Key key) { return Mix64(key ^ kTableSalt); }
   static std::uint32_t Fingerprint(std::uint64_t h) { return static_cast<std::uint32_t>(h >> 32); }
@@ -107,9 +110,9 @@ class ParamStore::Impl {
   float* WRow(std::uint32_t i) const { return reinterpret_cast<float*>(rows_.Row(i)); }
   float* VRow(std::uint32_t i) const { return reinterpret_cast<float*>(vrows_.Row(i)); }
 
-  void AllocateTable(std::uint64_t capacity);
+  inline void AllocateTable(std::uint64_t capacity);
   // Grows the table by 1.5x (keeps the load factor in (0.53, 0.8]).
-  void GrowTable();
+  inline void GrowTable();
 
   // Row of the first slot in the probe run whose fingerprint matches (a candidate to verify
   // against the key), or kNoRow if the run ends first (the key is certainly absent).
@@ -123,10 +126,13 @@ class ParamStore::Impl {
 
   // Full lookup comparing keys; creates the row if missing and `create` (initialised if
   // `init`, else zero but for the key).
-  std::uint32_t FindSlow(Key key, std::uint64_t h, bool create, bool init = true);
-  std::uint32_t CreateRow(Key key, bool init);
+  inline std::uint32_t FindSlow(Key key, std::uint64_t h, bool create, bool init = true);
+  inline std::uint32_t CreateRow(Key key, bool init);
   // Gives the (w-)row r its v, initialised; returns the v row's index.
-  std::uint32_t AddV(float* r);
+  inline std::uint32_t AddV(float* r);
+  // FindSlow and AddV out of line, for store_state.cc.
+  std::uint32_t LookUp(Key key, bool create, bool init);
+  std::uint32_t GiveV(float* r);
 
   // Resolves keys[0..n) to row indices (kNoRow when missing and !kCreate) and calls
   // fn(j, index) in order, looking keys up in sub-batches with prefetching. Rows created

@@ -54,7 +54,7 @@ KeyRecord StoreSnapshot::record(std::size_t i) const {
 }
 
 void ParamStore::Impl::Set(Key key, const float* row) {
-  const std::uint32_t idx = FindSlow(key, Hash(key), true);
+  const std::uint32_t idx = LookUp(key, /*create=*/true, /*init=*/true);
   float* r = WRow(idx);
   r[kW] = row[0];
   optimizer_->InitState(r + kW, r + ws_, 1, options_.l2_w);
@@ -72,7 +72,7 @@ void ParamStore::Impl::Set(Key key, const float* row) {
   } else {
     std::uint32_t vref = Load32(r + vref_);
     if (vref == 0 && std::any_of(v_in, v_in + v_width_, [](float x) { return x != 0.0f; })) {
-      vref = AddV(r) + 1;
+      vref = GiveV(r) + 1;
     }
     if (vref == 0) return;  // an unembedded key stays unembedded
     v = VRow(vref - 1);
@@ -86,13 +86,12 @@ bool ParamStore::Impl::Restore(const KeyRecord& rec) {
   const Key key = rec.key;
   const bool bias = key == kBiasKey;
   const bool has_v = rec.v != nullptr && !bias;
-  const std::uint64_t h = Hash(key);
-  std::uint32_t idx = FindSlow(key, h, false);
+  std::uint32_t idx = LookUp(key, /*create=*/false, /*init=*/false);
   const bool created = idx == kNoRow;
   if (!created && lazy_v_ && !has_v && !bias && Load32(WRow(idx) + vref_) != 0) {
     throw std::invalid_argument("ParamStore::Restore: the key has a v but the record has none");
   }
-  if (created) idx = FindSlow(key, h, true, /*init=*/false);
+  if (created) idx = LookUp(key, /*create=*/true, /*init=*/false);
   float* r = WRow(idx);
   const std::size_t v_state_bytes = static_cast<std::size_t>(state_) * v_width_ * sizeof(float);
   r[kW] = rec.w;

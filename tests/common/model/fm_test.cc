@@ -1,8 +1,6 @@
 // FM math through ModelKernel: the O(k*nnz) score against the naive pairwise sum, analytic
 // gradients against finite differences, embedding sums against a naive sum, and
 // numerically safe losses.
-#include "common/model/model_kernel.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +11,7 @@
 
 #include "common/base/error.h"
 #include "common/model/loss.h"
+#include "common/model/model_kernel.h"
 
 namespace fmps {
 namespace {
@@ -99,8 +98,7 @@ TEST_P(FmKTest, GradientsMatchFiniteDifferences) {
     RandomBatch b = MakeBatch(k, 20, 12, 99 + k);
     std::vector<float> grads(b.params.size(), 0.0f);
     std::vector<float> scores(b.labels.size());
-    const double total =
-        ForwardBackward(k, loss, b, grads.data(), scores.data());
+    const double total = ForwardBackward(k, loss, b, grads.data(), scores.data());
     // The loss returned is the sum over rows of the loss of the (naive) score.
     double expected_total = 0.0;
     for (std::size_t r = 0; r < b.labels.size(); ++r) {
@@ -163,7 +161,8 @@ TEST_P(FmKTest, AllOnesFastPathEqualsGeneralPath) {
     std::vector<float> grads_ones(ones.params.size(), 0.0f), grads_mixed = grads_ones;
     std::vector<float> scores_ones(ones.labels.size()), scores_mixed = scores_ones;
     const double total_ones = ForwardBackward(k, loss, ones, grads_ones.data(), scores_ones.data());
-    const double total_mixed = ForwardBackward(k, loss, mixed, grads_mixed.data(), scores_mixed.data());
+    const double total_mixed =
+        ForwardBackward(k, loss, mixed, grads_mixed.data(), scores_mixed.data());
     EXPECT_EQ(total_ones, total_mixed);
     EXPECT_EQ(scores_ones, scores_mixed);
     for (std::size_t p = 0; p < zero_row * width; ++p) {
@@ -218,8 +217,7 @@ TEST_P(FmKTest, LargeTablePrefetchPathEqualsSmallTable) {
   ASSERT_LT(small.params.size() * sizeof(float), std::size_t{1} << 20);
   std::vector<float> grads_big(big.params.size(), 0.0f), grads_small(small.params.size(), 0.0f);
   std::vector<float> scores_big(big.labels.size()), scores_small = scores_big;
-  EXPECT_EQ(ForwardBackward(k, Loss::kLogistic, big, grads_big.data(),
-                              scores_big.data()),
+  EXPECT_EQ(ForwardBackward(k, Loss::kLogistic, big, grads_big.data(), scores_big.data()),
             ForwardBackward(k, Loss::kLogistic, small, grads_small.data(), scores_small.data()));
   EXPECT_EQ(scores_big, scores_small);
   for (std::uint32_t u = 0; u < big_rows; ++u) {

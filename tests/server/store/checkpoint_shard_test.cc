@@ -41,8 +41,12 @@ std::unique_ptr<Optimizer> MakeNamed(OptimizerName name) {
 }
 
 StoreOptions Options(int k, std::uint32_t min_count) {
-  return {
-      .shape = FmShape(k), .init_std = 0.1f, .seed = 17, .min_count = min_count, .l2_w = 0.001f, .l2_v = 0.002f};
+  return {.shape = FmShape(k),
+          .init_std = 0.1f,
+          .seed = 17,
+          .min_count = min_count,
+          .l2_w = 0.001f,
+          .l2_v = 0.002f};
 }
 
 std::vector<std::uint32_t> Bits(const float* p, std::size_t n) {

@@ -90,7 +90,8 @@ TEST(ParamStoreTest, PullCreatesRowsWithInitialValues) {
 TEST(ParamStoreTest, PullCopiesRowsOfEveryWidthExactly) {
   for (int k : {1, 2, 3, 4, 5, 7, 8, 9, 11, 15, 16, 17, 23, 24, 31, 32, 33, 39, 40, 47, 100}) {
     for (std::uint32_t min_count : {0u, 2u}) {
-      const StoreOptions o{.shape = FmShape(k), .init_std = 0.1f, .seed = 5, .min_count = min_count};
+      const StoreOptions o{
+          .shape = FmShape(k), .init_std = 0.1f, .seed = 5, .min_count = min_count};
       ParamStore store(o, MakeNamed(OptimizerName::kAdagrad));
       const int w = store.row_width();
       const Key keys[2] = {11, 12};
@@ -227,7 +228,8 @@ TEST(ParamStoreTest, PushAppliesExactlyOneOptimizerStepPerKey) {
   for (OptimizerName name : kAllOptimizers) {
     SCOPED_TRACE(ToString(name));
     const int k = 4;
-    const StoreOptions o{.shape = FmShape(k), .init_std = 0.1f, .seed = 9, .l2_w = 0.01f, .l2_v = 0.02f};
+    const StoreOptions o{
+        .shape = FmShape(k), .init_std = 0.1f, .seed = 9, .l2_w = 0.01f, .l2_v = 0.02f};
     ParamStore store(o, MakeNamed(name));
     auto opt = MakeNamed(name);
     const int s = opt->state_floats();
@@ -312,7 +314,8 @@ TEST(ParamStoreTest, NonFiniteGradientRowsAreSkippedAndCounted) {
 TEST(ParamStoreTest, PushRowsMatchesPush) {
   for (OptimizerName name : kAllOptimizers) {
     for (std::uint32_t min_count : {0u, 3u}) {
-      const StoreOptions o{.shape = FmShape(5), .init_std = 0.1f, .seed = 3, .min_count = min_count};
+      const StoreOptions o{
+          .shape = FmShape(5), .init_std = 0.1f, .seed = 3, .min_count = min_count};
       ParamStore by_key(o, MakeNamed(name));
       ParamStore by_row(o, MakeNamed(name));
       std::vector<Key> pool = RandomKeys(300, 11);
