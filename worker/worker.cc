@@ -2,10 +2,10 @@
 
 #include <cmath>
 #include <deque>
+#include <stdexcept>
 #include <utility>
 
 #include "common/base/error.h"
-#include "common/model/fm.h"
 #include "common/base/types.h"
 
 namespace fmps {
@@ -18,8 +18,8 @@ void AtomicAdd(std::atomic<double>* a, double d) {
   }
 }
 
-FmBatch View(const PreparedBatch& b) {
-  FmBatch v;
+ModelBatch View(const PreparedBatch& b) {
+  ModelBatch v;
   v.rows = b.block.rows();
   v.labels = b.block.labels.data();
   v.offsets = b.block.offsets.data();
@@ -34,7 +34,14 @@ constexpr int kPrefetchDepth = 2;
 }  // namespace
 
 Worker::Worker(const WorkerOptions& options, KVClient* client)
-    : options_(options), client_(client), divergence_(options.loss) {}
+    : options_(options),
+      client_(client),
+      kernel_(MakeKernel(options.shape, options.loss)),
+      divergence_(options.loss) {
+  if (client->row_width() != options.shape.row_width()) {
+    throw std::invalid_argument("Worker: the KVClient's model shape differs from the worker's");
+  }
+}
 
 void Worker::Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const {
   progress->rows.fetch_add(rows, std::memory_order_relaxed);
@@ -53,9 +60,8 @@ Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float
 }
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
-  grads_.assign(b.keys.size() * (1 + options_.k), 0.0f);
-  const double loss =
-      FmForwardBackward(View(b), params.data(), options_.k, options_.loss, grads_.data(), nullptr);
+  grads_.assign(b.keys.size() * static_cast<std::size_t>(options_.shape.row_width()), 0.0f);
+  const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
   return loss;
 }
@@ -165,7 +171,7 @@ void Worker::Score(ShardReader* reader, std::vector<float>* scores, std::vector<
     client_->Wait(PullFor(*b, /*create=*/false, &params_[0]));
     const std::size_t base = scores->size();
     scores->resize(base + b->block.rows());
-    FmScores(View(*b), params_[0].data(), options_.k, scores->data() + base);
+    kernel_->Scores(View(*b), params_[0].data(), scores->data() + base);
     labels->insert(labels->end(), b->block.labels.begin(), b->block.labels.end());
     prefetcher.Release(b);
   }

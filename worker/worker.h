@@ -18,18 +18,21 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "common/config/config.h"
 #include "common/comm/kv.h"
 #include "common/data/reader.h"
+#include "common/model/model_kernel.h"
+#include "common/model/model_shape.h"
 #include "worker/batch_prefetcher.h"
 #include "worker/divergence.h"
 
 namespace fmps {
 
 struct WorkerOptions {
-  int k = 8;
+  ModelShape shape;  // picks the ModelKernel, once
   Loss loss = Loss::kLogistic;
   int batch_size = 1024;
   Consistency consistency = Consistency::kAsync;
@@ -60,7 +63,8 @@ class Worker {
   // trained batch (empty when the shard is finished). Returns when training may go on.
   using CutHandler = std::function<void(const std::vector<ByteRange>& remaining)>;
 
-  // client must outlive the worker.
+  // client must outlive the worker; its shape must be options.shape (else
+  // std::invalid_argument). Throws ModelError for an invalid shape.
   Worker(const WorkerOptions& options, KVClient* client);
 
   void set_cut_handler(CutHandler handler) { cut_handler_ = std::move(handler); }
@@ -95,6 +99,7 @@ class Worker {
 
   WorkerOptions options_;
   KVClient* client_;
+  std::unique_ptr<const ModelKernel> kernel_;
   CutHandler cut_handler_;
   bool cut_pending_ = false;
   std::int64_t bsp_step_ = 0;

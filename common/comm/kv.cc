@@ -54,7 +54,7 @@ Timestamp KVClient::Pull(const PullRequest& request, std::vector<float>* vals) {
   DataFlags flags;
   flags.set(DataFlag::kCreate, request.create);
   flags.set(DataFlag::kKeepRows, request.keep_rows);
-  vals->resize(keys.size() * options_.row_width);
+  vals->resize(keys.size() * row_width());
   Pending p;
   p.ts = next_ts_++;
   p.vals = vals;
@@ -136,7 +136,7 @@ Timestamp KVClient::Push(const PushRequest& request, std::vector<float>* grads) 
 
 int KVClient::SendSplitPush(const PushRequest& request, std::span<const float> grads,
                             Timestamp ts) {
-  const int width = options_.row_width;
+  const int width = row_width();
   const std::span<const std::uint32_t> counts = request.counts;
   Split(request.keys);
   int sent = 0;
@@ -180,7 +180,7 @@ Message KVClient::Receive(const char* what) {
 }
 
 void KVClient::DeliverPull(Pending* p, Message&& reply) {
-  const int width = options_.row_width;
+  const int width = row_width();
   const int s = reply.sender;
   if (options_.num_servers == 1) {
     if (reply.vals.size() != p->pull_values) {

@@ -5,7 +5,8 @@
 //
 // Contract:
 //  * Keys within one call are unique, in any order. Every key's value row has row_width
-//    floats (w, v[k]). Keys are partitioned across servers by ServerOfKey (common/base/hash.h).
+//    floats (w, v: KVClientOptions::shape). Keys are partitioned across servers by
+//    ServerOfKey (common/base/hash.h).
 //  * Pull resizes *vals to keys.size() * row_width floats and fills them in key order when
 //    Wait(ts) returns; neither the vector nor its data may be touched until then (with one
 //    server the reply's array is swapped in, no copy). The keys are copied before Pull
@@ -35,6 +36,7 @@
 
 #include "common/base/types.h"
 #include "common/comm/transport.h"
+#include "common/model/model_shape.h"
 
 namespace fmps {
 
@@ -42,7 +44,7 @@ using Timestamp = std::uint64_t;
 
 struct KVClientOptions {
   int num_servers = 1;  // servers are endpoints 0 .. num_servers-1
-  int row_width = 9;
+  ModelShape shape;  // the model's: every key's row is shape.row_width() floats
   std::chrono::milliseconds reply_timeout{std::chrono::minutes(10)};
 };
 
@@ -116,7 +118,7 @@ class KVClient {
   const KVStats& stats() const { return stats_; }
   const KVTraffic& traffic() const { return traffic_; }
   int num_servers() const { return options_.num_servers; }
-  int row_width() const { return options_.row_width; }
+  int row_width() const { return options_.shape.row_width(); }
 
  private:
   struct Pending {

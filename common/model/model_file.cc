@@ -7,7 +7,6 @@
 #include <filesystem>
 
 #include "common/base/error.h"
-#include "common/model/fm.h"
 #include "fmps.pb.h"  // generated from common/proto/fmps.proto
 
 namespace fmps {
@@ -29,6 +28,7 @@ Loss LossFromName(const std::string& name, const std::string& path) {
 
 ModelWriter::ModelWriter(const std::string& path, const ModelMeta& meta)
     : path_(path), tmp_path_(path + ".tmp." + std::to_string(getpid())), meta_(meta) {
+  meta.shape.Validate("model " + path);
   file_ = std::fopen(tmp_path_.c_str(), "wb");
   if (file_ == nullptr) throw IoError("cannot write " + tmp_path_ + ": " + Errno());
   if (std::fwrite(kMagic, 1, sizeof(kMagic), file_) != sizeof(kMagic)) {
@@ -36,7 +36,9 @@ ModelWriter::ModelWriter(const std::string& path, const ModelMeta& meta)
   }
   pb::ModelHeader h;
   h.set_version(1);
-  h.set_k(meta.k);
+  h.set_k(static_cast<std::uint32_t>(meta.shape.k));
+  h.set_kind(static_cast<std::uint32_t>(meta.shape.kind));
+  h.set_fields(static_cast<std::uint32_t>(meta.shape.fields));
   h.set_loss(ToString(meta.loss));
   h.set_bias(meta.bias);
   h.set_num_keys(meta.num_keys);
@@ -69,7 +71,7 @@ void ModelWriter::WriteRecord(const std::string& bytes) {
 }
 
 void ModelWriter::Append(std::span<const Key> keys, std::span<const float> params) {
-  const std::size_t width = 1 + meta_.k;
+  const std::size_t width = static_cast<std::size_t>(meta_.shape.row_width());
   if (params.size() != keys.size() * width) {
     throw ModelError("model chunk for " + path_ + " has mismatched sizes");
   }
@@ -155,8 +157,10 @@ FilePtr OpenModel(const std::string& path, ModelMeta* meta) {
   if (h.version() != 1) {
     throw ModelError(path + ": unsupported model version " + std::to_string(h.version()));
   }
-  if (h.k() < 1 || h.k() > 1024) throw ModelError(path + ": bad k in model header");
-  meta->k = static_cast<int>(h.k());
+  meta->shape.kind = ModelKindFromNumber(h.kind(), path);
+  meta->shape.k = static_cast<int>(h.k());
+  meta->shape.fields = static_cast<int>(h.fields());
+  meta->shape.Validate(path);
   meta->loss = LossFromName(h.loss(), path);
   meta->bias = h.bias();
   meta->num_keys = h.num_keys();
@@ -185,7 +189,8 @@ Model Model::Load(const std::string& path) {
   Model m;
   FilePtr f = OpenModel(path, &m.meta_);
   std::string rec;
-  const std::size_t width = 1 + m.meta_.k;
+  const std::size_t width = static_cast<std::size_t>(m.meta_.shape.row_width());
+  m.kernel_ = MakeKernel(m.meta_.shape, m.meta_.loss);
   m.keys_.reserve(m.meta_.num_keys);
   m.table_.assign(2 * width, 0.0f);
   m.table_.reserve((m.meta_.num_keys + 2) * width);
@@ -224,13 +229,13 @@ void Model::Score(const RowBlock& block, std::vector<std::uint32_t>* local, floa
   for (std::size_t i = 0; i < block.nnz(); ++i) {  // kNotFound + 2 wraps to 1: unknown row
     out[i] += 2;
   }
-  FmBatch b;
+  ModelBatch b;
   b.rows = block.rows();
   b.labels = block.labels.data();
   b.offsets = block.offsets.data();
   b.local = local->data();
   b.values = block.values.data();
-  FmScores(b, table_.data(), meta_.k, scores);
+  kernel_->Scores(b, table_.data(), scores);
 }
 
 }  // namespace fmps

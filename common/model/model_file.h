@@ -2,9 +2,9 @@
 //
 // Format (see common/proto/fmps.proto and README): the 8 bytes "FMPSMDL1", then records, each a
 // little-endian uint32 byte length followed by a serialized protobuf message: one
-// ModelHeader (k, loss, bias, number of keys, the `data:` feature settings and csv
+// ModelHeader (model shape, loss, bias, number of keys, the `data:` feature settings and csv
 // standardisation statistics, the training config), then ModelChunk records (raw
-// little-endian keys ascending and (1 + k) floats per key) until one marked last. Chunks
+// little-endian keys ascending and shape.row_width() floats per key) until one marked last. Chunks
 // keep every record far below protobuf's 2 GB limit, so models of any size work.
 //
 // Writing is atomic: the file appears under its name only when complete (temp file,
@@ -24,11 +24,13 @@
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
 #include "common/base/types.h"
+#include "common/model/model_kernel.h"
+#include "common/model/model_shape.h"
 
 namespace fmps {
 
 struct ModelMeta {
-  int k = 8;
+  ModelShape shape;
   Loss loss = Loss::kLogistic;
   float bias = 0.0f;
   std::uint64_t num_keys = 0;
@@ -45,7 +47,7 @@ class ModelWriter {
   ModelWriter(const ModelWriter&) = delete;
   ModelWriter& operator=(const ModelWriter&) = delete;
 
-  // keys ascending (also across calls), params = keys.size() * (1 + k) floats.
+  // keys ascending (also across calls), params = keys.size() * meta.shape.row_width() floats.
   void Append(std::span<const Key> keys, std::span<const float> params);
   // Writes the last record, fsyncs and renames into place. Throws IoError/ModelError
   // (e.g. when the number of keys appended differs from meta.num_keys).
@@ -63,7 +65,8 @@ class ModelWriter {
   std::vector<float> pending_params_;
 };
 
-// A loaded model, ready to score rows. Immutable after load; Score is thread-safe.
+// A loaded model, ready to score rows. Immutable after load; Score is thread-safe. Scores
+// through the ModelKernel of its shape and loss, made once at load.
 class Model {
  public:
   // Reads and validates `path`. Throws IoError / ModelError naming the file.
@@ -72,11 +75,13 @@ class Model {
   static ModelMeta ReadMeta(const std::string& path);
 
   const ModelMeta& meta() const { return meta_; }
-  int k() const { return meta_.k; }
+  const ModelShape& shape() const { return meta_.shape; }
   std::size_t num_keys() const { return keys_.size(); }
   const std::vector<Key>& keys() const { return keys_; }
-  // (w, v[k]) of the i-th key (ascending key order).
-  const float* row(std::size_t i) const { return &table_[(i + 2) * (1 + meta_.k)]; }
+  // The i-th key's row (ascending key order): shape().row_width() floats, w then v.
+  const float* row(std::size_t i) const {
+    return &table_[(i + 2) * static_cast<std::size_t>(meta_.shape.row_width())];
+  }
 
   // Raw scores of every row of `block` into scores[block.rows()]. Unknown keys contribute
   // nothing. `local` is scratch space (resized as needed).
@@ -84,6 +89,7 @@ class Model {
 
  private:
   ModelMeta meta_;
+  std::unique_ptr<const ModelKernel> kernel_;
   std::vector<Key> keys_;
   // Row 0: bias (w0, zeros); row 1: zeros (unknown keys); row 2 + i: key i. Huge pages:
   // scoring reads its rows at random.

@@ -35,7 +35,6 @@ constexpr char kMagic[8] = {'F', 'M', 'P', 'S', 'S', 'H', 'D', '1'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kTargetChunkBytes = std::size_t{8} << 20;  // payload per chunk record
 constexpr std::uint32_t kMaxRecordBytes = 1u << 30;
-constexpr std::uint32_t kMaxK = 1u << 16;
 constexpr std::uint32_t kMaxStateFloats = 64;
 
 std::string ErrnoText(int e) { return std::strerror(e); }
@@ -56,9 +55,19 @@ std::string Cat(const Args&... args) {
   return out;
 }
 
+// The model shape a header records (not validated; CheckHeader does).
+ModelShape ShapeOf(const pb::ShardHeader& h) {
+  return {static_cast<ModelKind>(h.kind()), static_cast<int>(h.k()), static_cast<int>(h.fields())};
+}
+
+// Floats of one v in the header's chunks (k for FM).
+std::size_t VWidth(const pb::ShardHeader& h) {
+  return static_cast<std::size_t>(ShapeOf(h).v_width());
+}
+
 // Payload bytes of one key in a chunk (v counted as present).
 std::size_t KeyBytes(const pb::ShardHeader& h) {
-  const std::size_t k = h.k();
+  const std::size_t k = VWidth(h);
   const std::size_t s = h.state_floats();
   return sizeof(Key) + sizeof(float) * (1 + s) + (h.step_counters() ? 8 : 0) +
          (h.min_count() > 1 ? 4 : 0) + 1 + sizeof(float) * k * (1 + s);
@@ -144,7 +153,7 @@ void Put(std::string* s, std::size_t index, const T& value) {
 void FillChunk(const StoreSnapshot& snap, const pb::ShardHeader& h, std::size_t begin,
                std::size_t end, pb::ShardChunk* c) {
   const std::size_t n = end - begin;
-  const std::size_t k = h.k();
+  const std::size_t k = VWidth(h);
   const std::size_t s = h.state_floats();
   const bool steps = h.step_counters();
   const bool counts = h.min_count() > 1;
@@ -290,7 +299,11 @@ class ShardReader {
 
   void CheckHeader(const pb::ShardHeader& h) const {
     if (h.version() != kVersion) Fail(Cat("unsupported version ", h.version()));
-    if (h.k() < 1 || h.k() > kMaxK) Fail(Cat("bad k ", h.k(), " in header"));
+    try {
+      ShapeOf(h).Validate("header");
+    } catch (const ModelError& e) {
+      Fail(e.what());
+    }
     if (h.state_floats() > kMaxStateFloats) Fail("bad state_floats in header");
   }
 
@@ -299,7 +312,7 @@ class ShardReader {
                            std::uint64_t index) const {
     const std::uint64_t n = c.keys().size() / sizeof(Key);
     const std::uint64_t s = h.state_floats();
-    const std::uint64_t k = h.k();
+    const std::uint64_t k = VWidth(h);
     std::uint64_t m = 0;
     for (const char b : c.has_v()) {
       if (b != 0 && b != 1) Fail(Cat("corrupt chunk ", index, " (has_v)"));
@@ -327,7 +340,7 @@ class ShardReader {
 std::uint64_t ApplyChunk(const pb::ShardHeader& h, const pb::ShardChunk& c, ParamStore* store,
                          const std::function<bool(Key)>& keep) {
   const std::size_t n = c.keys().size() / sizeof(Key);
-  const std::size_t k = h.k();
+  const std::size_t k = VWidth(h);
   const std::size_t s = h.state_floats();
   const bool steps = h.step_counters();
   const bool counts = h.min_count() > 1;
@@ -378,7 +391,9 @@ ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path)
   const StoreFormat& f = snap.format();
   pb::ShardHeader h;
   h.set_version(kVersion);
-  h.set_k(static_cast<std::uint32_t>(f.k));
+  h.set_k(static_cast<std::uint32_t>(f.shape.k));
+  h.set_kind(static_cast<std::uint32_t>(f.shape.kind));
+  h.set_fields(static_cast<std::uint32_t>(f.shape.fields));
   h.set_optimizer(f.optimizer);
   h.set_state_floats(static_cast<std::uint32_t>(f.state_floats));
   h.set_step_counters(f.step_counters);
@@ -441,8 +456,9 @@ std::uint64_t LoadShardFile(const std::string& path, const ShardFileInfo* expect
     reader.Fail(Cat("holds ", h.num_keys(), " keys, expected ", expected->keys));
   }
   const StoreFormat& f = store->format();
-  if (static_cast<int>(h.k()) != f.k) {
-    reader.Fail(Cat("saved with k = ", h.k(), " but the store has k = ", f.k));
+  if (ShapeOf(h) != f.shape) {
+    reader.Fail("saved with model shape " + ShapeOf(h).ToString() + " but the store has " +
+                f.shape.ToString());
   }
   if (h.optimizer() != f.optimizer) {
     reader.Fail("saved with optimizer " + h.optimizer() + " but the store uses " + f.optimizer);

@@ -1,13 +1,13 @@
 // Checkpoint shard files: one server's ParamStore (parameters, optimizer state, Adam step
 // counters, min_count occurrence counts) saved so that training resumes exactly.
 //
-// Format (common/proto/fmps.proto, "checkpoint shards"): the 8 bytes "FMPSSHD1", then records, each
-// a little-endian uint32 byte length and a serialized protobuf message: one ShardHeader (k,
-// optimizer, state floats per parameter, step counters, min_count, key counts, seed), then
-// ShardChunk records of raw little-endian arrays (keys, w, w state, steps, counts, has_v, v,
-// v state), each far below protobuf's 2 GB limit (~8 MiB), and a final ShardChunk with
-// last = true, no keys and the XXH3-64 of every byte before it, so a file checks itself
-// even without an expected checksum.
+// Format (common/proto/fmps.proto, "checkpoint shards"): the 8 bytes "FMPSSHD1", then records,
+// each a little-endian uint32 byte length and a serialized protobuf message: one ShardHeader
+// (model shape, optimizer, state floats per parameter, step counters, min_count, key counts,
+// seed), then ShardChunk records of raw little-endian arrays (keys, w, w state, steps,
+// counts, has_v, v, v state), each far below protobuf's 2 GB limit (~8 MiB), and a final
+// ShardChunk with last = true, no keys and the XXH3-64 of every byte before it, so a file
+// checks itself even without an expected checksum.
 //
 // Thread safety: the functions share no state; concurrent calls on different files (and
 // different stores) are safe.
@@ -50,8 +50,8 @@ ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path)
 // size and checksum against `expected` when given, the self-checksum, every record's
 // structure and key counts. Throws ModelError naming the file and the problem (truncated,
 // corrupt record, checksum mismatch, size mismatch) or the incompatibility with the store
-// (different k, optimizer, state floats or step counters); IoError if it cannot be read. In
-// all these cases the store is unchanged. A different min_count is accepted (see
+// (different model shape, optimizer, state floats or step counters); IoError if it cannot
+// be read. In all these cases the store is unchanged. A different min_count is accepted (see
 // ParamStore::Restore). The file must not change during the call (checkpoint files are
 // immutable once renamed into place).
 // Cost: reads the file twice (the second time usually from the page cache), O(k) per key.

@@ -1,6 +1,7 @@
-// ParamStore: one server's shard of the model. Maps a 64-bit key to its parameters
-// (w, v[k]) and their optimizer state, kept in contiguous chunked arenas and found through
-// an open-addressing hash table (linear probing, multiply-shift home slot, growth by 1.5x).
+// ParamStore: one server's shard of the model. Maps a 64-bit key to its parameters (w, v:
+// one row of the model shape's row_width() floats) and their optimizer state, kept in
+// contiguous chunked arenas and found through an open-addressing hash table (linear probing,
+// multiply-shift home slot, growth by 1.5x).
 //
 // Rows are created on first Pull(create=true) or Push. A new row has w = 0 and
 // v = InitialEmbedding(seed, key) (depends only on seed and key, so every sharding and
@@ -15,15 +16,16 @@
 // and Push are O(1) expected per key plus O(k) arithmetic; keys are looked up in sub-batches with
 // prefetching, so long calls are much cheaper per key than calls with a single key.
 //
-// Memory (MemoryBytes): one row per key of 2 + (1 + k)(1 + S) floats (the key, w, v and
-// their optimizer state, S = state floats per parameter; + 2 step counters for Adam; padded
-// to a multiple of 64 bytes when that costs <= 1/8 of the row) in 2 MiB chunks (transparent
-// huge pages), plus an 8-byte table slot per 0.53..0.8 keys. Measured at k = 8, 10^6 keys:
-// sgd 59, adagrad 97, adam 145, ftrl 145 bytes/key. Guarantee: for k = 8, min_count <= 1
-// and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key + (1 + k)(1 + S)
-// floats) for every optimizer and every table load; smaller stores pay up to one partly
-// used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for Adam)
-// and a table slot; its v row (k (1 + S) floats) is allocated when it is embedded.
+// Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats, R = the shape's row width
+// (the key, w, v and their optimizer state, S = state floats per parameter; + 2 step
+// counters for Adam; padded to a multiple of 64 bytes when that costs <= 1/8 of the row) in
+// 2 MiB chunks (transparent huge pages), plus an 8-byte table slot per 0.53..0.8 keys
+// (figures per optimizer: tests/bench/README.md, "Server store"). Guarantee: for k = 8,
+// min_count <= 1 and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key +
+// R(1 + S) floats) for every optimizer and every table load; smaller stores pay up to one
+// partly used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for
+// Adam) and a table slot; its v row (V(1 + S) floats, V = the v width) is allocated when it
+// is embedded.
 // At most 2^32 - 1 keys per store.
 //
 // Checkpoints (server/store/checkpoint_shard.h): Snapshot() copies the whole state (parameters,
@@ -39,12 +41,14 @@
 #include <vector>
 
 #include "common/base/types.h"
+#include "common/model/model_shape.h"
+#include "server/store/initial_embedding.h"
 #include "server/store/optimizer.h"
 
 namespace fmps {
 
 struct StoreOptions {
-  int k = 8;
+  ModelShape shape;  // gives the row width
   float init_std = 0.01f;
   std::uint64_t seed = 0;
   std::uint32_t min_count = 0;  // 0 or 1: every key gets v at creation
@@ -52,14 +56,11 @@ struct StoreOptions {
   float l2_v = 0.0f;
 };
 
-// Deterministic N(0, std^2) initial embedding of `key`: writes k floats to out.
-void InitialEmbedding(std::uint64_t seed, Key key, int k, float std, float* out);
-
 // What a store's saved state depends on. A snapshot restores exactly into a store with the
-// same k, optimizer, state_floats and step_counters; min_count, seed and init_std may differ
+// same shape, optimizer, state_floats and step_counters; min_count, seed and init_std may differ
 // (see ParamStore::Restore).
 struct StoreFormat {
-  int k = 0;
+  ModelShape shape;
   std::string optimizer;       // sgd, adagrad, adam, ftrl: the optimizer's class name, lower case
   int state_floats = 0;        // optimizer state floats per parameter
   bool step_counters = false;  // two step counters per key (w and v groups; Adam)
@@ -71,14 +72,14 @@ struct StoreFormat {
 // One key's complete state (everything Push reads), as read from a snapshot and given to
 // ParamStore::Restore. Non-owning: the pointers refer to the snapshot or the caller's
 // buffers. Optimizer state is laid out per group as in optimizer.h: w_state[s] is state s
-// of w; v_state[s * k + i] is state s of v[i].
+// of w; v_state[s * V + i] is state s of v[i] (V = the shape's v_width()).
 struct KeyRecord {
   Key key = 0;
   float w = 0.0f;
   const float* w_state = nullptr;  // state_floats floats (may be null when state_floats == 0)
-  const float* v = nullptr;        // k floats, or null: the key has no v (kBiasKey, or not yet
+  const float* v = nullptr;        // V floats, or null: the key has no v (kBiasKey, or not yet
                                    // embedded under min_count > 1)
-  const float* v_state = nullptr;  // state_floats * k floats when v is set
+  const float* v_state = nullptr;  // state_floats * V floats when v is set
   std::uint32_t step_w = 0;        // step counters (0 unless step_counters)
   std::uint32_t step_v = 0;
   std::uint32_t count = 0;  // occurrences pushed so far (kept only while min_count > 1)
@@ -117,13 +118,14 @@ class StoreSnapshot {
 
 class ParamStore {
  public:
+  // Throws ModelError for an invalid options.shape, std::invalid_argument for a null optimizer.
   ParamStore(const StoreOptions& options, std::unique_ptr<Optimizer> optimizer);
   ~ParamStore();
   ParamStore(const ParamStore&) = delete;
   ParamStore& operator=(const ParamStore&) = delete;
 
-  int k() const;
-  int row_width() const { return 1 + k(); }  // floats per key in Pull/Push: w, v[k]
+  const ModelShape& shape() const;
+  int row_width() const { return shape().row_width(); }  // floats per key in Pull/Push: w, v
 
   // A key's row in this store: valid for the store's lifetime (rows are never removed or
   // renumbered; Set, Restore and growth keep them). kNoRowHandle marks a missing key.
@@ -159,21 +161,20 @@ class ParamStore {
   // Sets every part of record.key's state exactly as given (parameters, optimizer state,
   // step counters, occurrence count); creates the key if missing, without initialising it
   // first (checkpoint loading). Returns whether the key was created. The record's state
-  // arrays must match this store's format (k, state_floats). Differences in min_count are
+  // arrays must match this store's format (shape, state_floats). Differences in min_count are
   // tolerated: with min_count <= 1 a record without v (other than kBiasKey's) gets the
   // initial v and fresh v state that creation would give it; with min_count > 1 a record
   // with v embeds the key. kBiasKey never gets a v. Throws std::invalid_argument, changing
   // nothing, if the key already has a v here but the record has none (a v cannot be
-  // removed). Cost: O(1) expected plus O(k (1 + S)) copying; no prefetching (~ a Set).
+  // removed). Cost: O(1) expected plus O(V (1 + S)) copying; no prefetching (~ a Set).
   bool Restore(const KeyRecord& record);
 
   // An independent copy of the whole store (see StoreSnapshot); the store is not modified.
   // `recycle`: a snapshot no longer needed (e.g. the previous checkpoint's, once written);
   // its memory is reused when large enough (new memory is mapped with 1/8 slack for growth,
   // so a recycled snapshot usually fits the next one). Cost: a memcpy of the row arenas
-  // (the hash table is not copied). Measured for 10^6 keys, k = 8, adagrad (80 MB): ~10 ms
-  // into recycled memory; into fresh memory usually 12-20 ms, but the kernel may compact
-  // memory for the huge pages first (seen: 200-450 ms), so a server should recycle.
+  // (the hash table is not copied). Fresh memory may first make the kernel compact memory
+  // for the huge pages, many times the copy's cost, so a server should recycle.
   StoreSnapshot Snapshot(StoreSnapshot recycle = StoreSnapshot()) const;
 
   // The format a snapshot of this store has, and that Restore expects.

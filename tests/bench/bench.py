@@ -169,7 +169,7 @@ def micro(repo, table, reps, quick, outdir, train_file):
         for k in (4, 8, 16, 32):
             name = f"{bm}/{k}"
             tgt = 5e6 if (where == "cache" and k == 8) else None
-            table.add("FM kernel FmForwardBackward (1024 rows x 39 nnz)",
+            table.add("FM kernel ForwardBackward (1024 rows x 39 nnz)",
                       f"k={k}, {tr}-row table", vals(name, "items_per_second"), "rows/s",
                       tgt, ">=" if tgt else None)
     pull = [1e9 / v for v in vals("BM_StorePull", "items_per_second")]

@@ -3,7 +3,7 @@
 //   build/tests/bench/fmps_bench [--benchmark_filter=REGEX] [--benchmark_repetitions=3]
 //
 // Cases (items = rows for FM and readers, keys for the store):
-//   BM_FmCache/k        FmForwardBackward, 1024-row batches of 39 nnz, 4096-row table (in cache)
+//   BM_FmCache/k        ModelKernel::ForwardBackward (FM), 1024-row batches of 39 nnz, 4096-row table (in cache)
 //   BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge pages)
 //   BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per call
 //   BM_StorePushRows    the trainer's push: by the row handles its pull returned
@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "common/config/config.h"
-#include "common/model/fm.h"
+#include "common/model/model_kernel.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
 #include "common/data/synth.h"
@@ -98,7 +98,7 @@ FmFixture& GetFm(int k, std::size_t table_rows) {
   fx = std::make_unique<FmFixture>();
   fx->k = k;
   fx->table_rows = table_rows;
-  const std::size_t width = 1 + static_cast<std::size_t>(k);
+  const std::size_t width = static_cast<std::size_t>(FmShape(k).row_width());
   fx->params = BigBuffer(table_rows * width);
   fx->grads = BigBuffer(table_rows * width);
   std::mt19937_64 rng(42);
@@ -123,12 +123,12 @@ void RunFm(benchmark::State& state, std::size_t table_rows) {
   const int k = static_cast<int>(state.range(0));
   FmFixture& fx = GetFm(k, table_rows);
   std::vector<float> scores(kBatchRows);
+  const std::unique_ptr<ModelKernel> kernel = MakeKernel(FmShape(k), Loss::kLogistic);
   std::size_t b = 0;
   for (auto _ : state) {
-    FmBatch batch{kBatchRows, fx.labels.data(), fx.offsets.data(), fx.local[b].data(),
-                  fx.values.data()};
-    double loss = FmForwardBackward(batch, fx.params.get(), k, Loss::kLogistic, fx.grads.get(),
-                                    scores.data());
+    ModelBatch batch{kBatchRows, fx.labels.data(), fx.offsets.data(), fx.local[b].data(),
+                     fx.values.data()};
+    double loss = kernel->ForwardBackward(batch, fx.params.get(), fx.grads.get(), scores.data());
     benchmark::DoNotOptimize(loss);
     benchmark::ClobberMemory();
     b = (b + 1) % kNumBatches;
@@ -183,11 +183,11 @@ void Fill(ParamStore* store, const std::vector<Key>& keys) {
 // Keeps one store alive at a time (k = 8 or 16).
 StoreFixture& GetStore(int k = 8) {
   static std::unique_ptr<StoreFixture> fx;
-  if (fx && fx->store->k() == k) return *fx;
+  if (fx && fx->store->shape().k == k) return *fx;
   fx.reset();
   fx = std::make_unique<StoreFixture>();
   StoreOptions o;
-  o.k = k;
+  o.shape = FmShape(k);
   fx->store = std::make_unique<ParamStore>(o, MakeOpt(OptimizerName::kAdagrad));
   fx->keys = RandomKeys(kStoreKeys, 7);
   Fill(fx->store.get(), fx->keys);
@@ -307,13 +307,13 @@ void StoreBytes(benchmark::State& state, int k) {
   double bytes_per_key = 0, raw = 0;
   for (auto _ : state) {
     StoreOptions o;
-    o.k = k;
+    o.shape = FmShape(k);
     auto opt = MakeOpt(name);
     const int s = opt->state_floats();
     ParamStore store(o, std::move(opt));
     Fill(&store, keys);
     bytes_per_key = static_cast<double>(store.MemoryBytes()) / static_cast<double>(store.size());
-    raw = 8.0 + 4.0 * (1 + o.k) * (1 + s);
+    raw = 8.0 + 4.0 * o.shape.row_width() * (1 + s);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kStoreKeys));
   state.counters["bytes_per_key"] = bytes_per_key;
@@ -484,7 +484,7 @@ void BM_ServerReplay(benchmark::State& state) {
   std::size_t unique = 0;  // keys over all batches: one pass's pulls and pushes
   for (const auto& keys : batches) unique += keys.size();
   StoreOptions o;
-  o.k = 8;
+  o.shape = FmShape(8);
   ParamStore store(o, MakeOpt(OptimizerName::kAdagrad));
   const std::size_t w = static_cast<std::size_t>(store.row_width());
   std::vector<float> out, grads;

@@ -50,7 +50,7 @@ class PsFixture {
   PsFixture(int servers, int workers, Consistency consistency, int k = 2, float clip = 0.0f)
       : hub_(servers + workers + 1), servers_(servers), workers_(workers) {
     StoreOptions so;
-    so.k = k;
+    so.shape = FmShape(k);
     so.init_std = 0.1f;
     ServerOptions opts;
     opts.num_workers = workers;
@@ -75,7 +75,7 @@ class PsFixture {
     }
     KVClientOptions ko;
     ko.num_servers = servers;
-    ko.row_width = 1 + k;
+    ko.shape = FmShape(k);
     ko.reply_timeout = std::chrono::seconds(20);
     for (int e = servers; e < servers + workers; ++e) {
       client_transports_.push_back(hub_.Connect(e));
@@ -195,7 +195,7 @@ class LoneServer {
       : hub_(2),
         server_transport_(hub_.Connect(0)),
         client_(hub_.Connect(1)),
-        store_(StoreOptions{.k = 1}, MakeSgd(SgdParams{})),
+        store_(StoreOptions{.shape = FmShape(1)}, MakeSgd(SgdParams{})),
         server_(&store_, server_transport_.get(), ServerOptions{}),
         thread_([this] {
           try {

@@ -164,7 +164,7 @@ TEST_F(SynthTrainTest, MinCountLimitsEmbeddings) {
   std::size_t with_v = 0, checked_rare = 0, checked_frequent = 0;
   for (std::size_t i = 0; i < m.num_keys(); ++i) {
     bool nonzero = false;
-    for (int f = 1; f <= m.k(); ++f) nonzero |= m.row(i)[f] != 0.0f;
+    for (int f = 1; f < m.shape().row_width(); ++f) nonzero |= m.row(i)[f] != 0.0f;
     with_v += nonzero;
     const std::uint64_t c = count.at(m.keys()[i]);
     if (2 * c < min_count) {

@@ -30,6 +30,7 @@ namespace {
 using testing::TempDir;
 
 constexpr int kK = 3;
+constexpr int kWidth = FmShape(kK).row_width();  // w, v[kK]
 constexpr float kInitStd = 0.3f;
 constexpr float kLr = 0.1f;
 
@@ -63,7 +64,7 @@ class NaiveFm {
   std::vector<double>& Param(Key key) {
     auto it = p_.find(key);
     if (it != p_.end()) return it->second;
-    std::vector<double> row(1 + kK, 0.0);
+    std::vector<double> row(kWidth, 0.0);
     if (key != kBiasKey) {
       float v[kK];
       InitialEmbedding(0, key, kK, kInitStd, v);
@@ -90,11 +91,11 @@ class NaiveFm {
     std::map<Key, std::vector<double>> grad;
     for (const Row& r : rows) {
       const double g = Sigmoid(Score(r)) - r.label;
-      grad[kBiasKey].resize(1 + kK);
+      grad[kBiasKey].resize(kWidth);
       grad[kBiasKey][0] += g;
       for (const auto& [key, xi] : r.x) {
         auto& gk = grad[key];
-        gk.resize(1 + kK);
+        gk.resize(kWidth);
         gk[0] += g * xi;
         for (int f = 1; f <= kK; ++f) {
           double sum = 0;
@@ -121,7 +122,7 @@ class Cluster {
   Cluster(int servers, int workers, Consistency consistency, float lr = kLr)
       : hub_(servers + workers) {
     StoreOptions so;
-    so.k = kK;
+    so.shape = FmShape(kK);
     so.init_std = kInitStd;
     ServerOptions opts;
     opts.num_workers = workers;
@@ -136,7 +137,7 @@ class Cluster {
     for (int s = 0; s < servers; ++s) threads_.emplace_back([this, s] { servers_[s]->Run(); });
     KVClientOptions ko;
     ko.num_servers = servers;
-    ko.row_width = 1 + kK;
+    ko.shape = FmShape(kK);
     ko.reply_timeout = std::chrono::seconds(30);
     for (int w = 0; w < workers; ++w) {
       transports_.push_back(hub_.Connect(servers + w));
@@ -156,7 +157,7 @@ class Cluster {
   KVClient* client(int w) { return clients_[w].get(); }
   // Parameters of `key` (zeros if absent); valid after Stop().
   std::vector<float> Row(Key key) {
-    std::vector<float> got(1 + kK, 0.0f), one(1 + kK);
+    std::vector<float> got(kWidth, 0.0f), one(kWidth);
     for (auto& store : stores_) {  // a key is on one store; the others read zeros
       store->Pull(&key, 1, /*create=*/false, one.data());
       for (int j = 0; j <= kK; ++j) got[j] += one[j];
@@ -187,7 +188,7 @@ class Cluster {
 
 WorkerOptions Options(Consistency c, int batch_size) {
   WorkerOptions o;
-  o.k = kK;
+  o.shape = FmShape(kK);
   o.batch_size = batch_size;
   o.consistency = c;
   o.max_delay = 1;  // async: each batch pulled after the previous one is applied
@@ -255,7 +256,7 @@ TEST(WorkerTest, AsyncBatchesAreSequentialStepsAndScoreIsTheFmScore) {
   ASSERT_EQ(scores.size(), score_rows.size());
   ASSERT_EQ(labels.size(), score_rows.size());
   NaiveFm zeroed = naive;  // the unseen key scores as all zeros
-  zeroed.Param(12345).assign(1 + kK, 0.0);
+  zeroed.Param(12345).assign(kWidth, 0.0);
   for (std::size_t i = 0; i < score_rows.size(); ++i) {
     EXPECT_NEAR(scores[i], zeroed.Score(score_rows[i]), 1e-5) << "row " << i;
     EXPECT_EQ(labels[i], score_rows[i].label) << "row " << i;
@@ -311,8 +312,8 @@ TEST(WorkerTest, BspSumsThreeWorkersInWorkerOrderWhateverTheArrivalOrder) {
     Cluster cluster(servers, 3, Consistency::kBsp, /*lr=*/1.0f);
     std::vector<Timestamp> pushes(3);
     for (int w = 2; w >= 0; --w) {  // issued (so arriving) in reverse worker order
-      std::vector<float> g(keys.size() * (1 + kK), 0.0f);
-      for (std::size_t i = 0; i < keys.size(); ++i) g[i * (1 + kK)] = grads[i][w];
+      std::vector<float> g(keys.size() * kWidth, 0.0f);
+      for (std::size_t i = 0; i < keys.size(); ++i) g[i * kWidth] = grads[i][w];
       pushes[w] =
           cluster.client(w)->Push({.keys = keys, .bsp = BspStep{.step = 0, .has_data = true}}, &g);
     }

@@ -370,14 +370,15 @@ int Export(int argc, char** argv) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(out_path.c_str(), "wb"),
                                                     &std::fclose);
   if (!f) throw IoError("export: cannot write " + out_path);
-  const int k = model.k();
+  const int k = model.shape().k;
+  const int width = model.shape().row_width();
   std::fprintf(f.get(), "# fmps model: k=%d loss=%s keys=%zu; lines: bias W0, then KEY W V1..V%d\n",
-               k, ToString(model.meta().loss), model.num_keys(), k);
+               k, ToString(model.meta().loss), model.num_keys(), model.shape().v_width());
   std::fprintf(f.get(), "bias %.9g\n", model.meta().bias);
   for (std::size_t i = 0; i < model.num_keys(); ++i) {
     const float* row = model.row(i);
     std::fprintf(f.get(), "%llu", static_cast<unsigned long long>(model.keys()[i]));
-    for (int j = 0; j <= k; ++j) std::fprintf(f.get(), " %.9g", row[j]);
+    for (int j = 0; j < width; ++j) std::fprintf(f.get(), " %.9g", row[j]);
     std::fputc('\n', f.get());
   }
   if (std::fflush(f.get()) != 0) throw IoError("export: cannot write " + out_path);

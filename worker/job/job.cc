@@ -60,9 +60,9 @@ void CheckInitModel(const Config& config) {
   } catch (const Error& e) {
     throw ConfigError(std::string("train.init_model: ") + e.what());
   }
-  if (meta.k != config.model.k) {
-    throw ConfigError("train.init_model: " + path + " has k = " + std::to_string(meta.k) +
-                      " but model.k is " + std::to_string(config.model.k));
+  if (meta.shape != ShapeFromConfig(config.model)) {
+    throw ConfigError("train.init_model: " + path + " has model shape " + meta.shape.ToString() +
+                      " but the config trains " + ShapeFromConfig(config.model).ToString());
   }
   if (meta.loss != config.model.loss) {
     throw ConfigError("train.init_model: " + path + " was trained with loss " +
@@ -78,7 +78,7 @@ void CheckInitModel(const Config& config) {
 std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamStore* store) {
   std::uint64_t set = 0;
   if (ServerOfKey(kBiasKey, num_servers) == server) {
-    std::vector<float> bias(1 + model.k(), 0.0f);
+    std::vector<float> bias(static_cast<std::size_t>(model.shape().row_width()), 0.0f);
     bias[0] = model.meta().bias;
     store->Set(kBiasKey, bias.data());
     ++set;
@@ -93,7 +93,7 @@ std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamSt
 
 StoreOptions MakeStoreOptions(const Config& c) {
   StoreOptions o;
-  o.k = c.model.k;
+  o.shape = ShapeFromConfig(c.model);
   o.init_std = c.model.init_std;
   o.seed = c.train.seed;
   o.min_count = c.model.min_count;
@@ -104,7 +104,7 @@ StoreOptions MakeStoreOptions(const Config& c) {
 
 WorkerOptions MakeWorkerOptions(const Config& c) {
   WorkerOptions o;
-  o.k = c.model.k;
+  o.shape = ShapeFromConfig(c.model);
   o.loss = c.model.loss;
   o.batch_size = c.train.batch_size;
   o.consistency = c.train.consistency;
@@ -116,7 +116,7 @@ WorkerOptions MakeWorkerOptions(const Config& c) {
 KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
   KVClientOptions o;
   o.num_servers = num_servers;
-  o.row_width = 1 + c.model.k;
+  o.shape = ShapeFromConfig(c.model);
   o.reply_timeout = ReplyTimeout(c);
   return o;
 }
@@ -128,7 +128,8 @@ std::chrono::milliseconds ReplyTimeout(const Config& c) {
 
 SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
                                 const FeatureSpec& spec, const std::string& path) {
-  const std::size_t width = 1 + config.model.k;
+  const ModelShape shape = ShapeFromConfig(config.model);
+  const std::size_t width = static_cast<std::size_t>(shape.row_width());
   std::vector<Key> keys;
   std::vector<float> rows;
   SavedModel saved;
@@ -142,7 +143,7 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
   ModelMeta meta;
-  meta.k = config.model.k;
+  meta.shape = shape;
   meta.loss = config.model.loss;
   meta.features = spec;
   meta.config_yaml = ConfigToYaml(config);

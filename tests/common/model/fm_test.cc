@@ -1,7 +1,6 @@
-// FM math: the O(k*nnz) score against the naive pairwise sum, analytic gradients against
-// finite differences, and numerically safe losses.
-#include "common/model/fm.h"
-
+// FM math through ModelKernel: the O(k*nnz) score against the naive pairwise sum, analytic
+// gradients against finite differences, embedding sums against a naive sum, and
+// numerically safe losses.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,7 +9,9 @@
 #include <random>
 #include <vector>
 
+#include "common/base/error.h"
 #include "common/model/loss.h"
+#include "common/model/model_kernel.h"
 
 namespace fmps {
 namespace {
@@ -21,8 +22,8 @@ struct RandomBatch {
   std::vector<std::uint32_t> local;
   std::vector<float> values;
   std::vector<float> params;
-  FmBatch view() const {
-    FmBatch b;
+  ModelBatch view() const {
+    ModelBatch b;
     b.rows = labels.size();
     b.labels = labels.data();
     b.offsets = offsets.data();
@@ -52,6 +53,15 @@ RandomBatch MakeBatch(int k, int rows, int table_rows, std::uint32_t seed) {
   return b;
 }
 
+// The FM kernel of embedding size k through the interface.
+void Scores(int k, const RandomBatch& b, float* scores) {
+  MakeKernel(FmShape(k), Loss::kLogistic)->Scores(b.view(), b.params.data(), scores);
+}
+
+double ForwardBackward(int k, Loss loss, const RandomBatch& b, float* grads, float* scores) {
+  return MakeKernel(FmShape(k), loss)->ForwardBackward(b.view(), b.params.data(), grads, scores);
+}
+
 // y = w0 + sum_i w_i x_i + sum_{i<j} <v_i, v_j> x_i x_j, in double.
 double NaiveScore(const RandomBatch& b, std::size_t r, int k) {
   const int width = 1 + k;
@@ -75,7 +85,7 @@ TEST_P(FmKTest, ScoreEqualsNaivePairwiseSum) {
   const int k = GetParam();
   RandomBatch b = MakeBatch(k, 200, 30, 7 + k);
   std::vector<float> scores(b.labels.size());
-  FmScores(b.view(), b.params.data(), k, scores.data());
+  Scores(k, b, scores.data());
   for (std::size_t r = 0; r < scores.size(); ++r) {
     const double naive = NaiveScore(b, r, k);
     EXPECT_NEAR(scores[r], naive, 1e-4 * (1.0 + std::abs(naive))) << "row " << r;
@@ -88,8 +98,7 @@ TEST_P(FmKTest, GradientsMatchFiniteDifferences) {
     RandomBatch b = MakeBatch(k, 20, 12, 99 + k);
     std::vector<float> grads(b.params.size(), 0.0f);
     std::vector<float> scores(b.labels.size());
-    const double total =
-        FmForwardBackward(b.view(), b.params.data(), k, loss, grads.data(), scores.data());
+    const double total = ForwardBackward(k, loss, b, grads.data(), scores.data());
     // The loss returned is the sum over rows of the loss of the (naive) score.
     double expected_total = 0.0;
     for (std::size_t r = 0; r < b.labels.size(); ++r) {
@@ -151,18 +160,17 @@ TEST_P(FmKTest, AllOnesFastPathEqualsGeneralPath) {
   for (Loss loss : {Loss::kLogistic, Loss::kSquared}) {
     std::vector<float> grads_ones(ones.params.size(), 0.0f), grads_mixed = grads_ones;
     std::vector<float> scores_ones(ones.labels.size()), scores_mixed = scores_ones;
-    const double total_ones = FmForwardBackward(ones.view(), ones.params.data(), k, loss,
-                                                grads_ones.data(), scores_ones.data());
-    const double total_mixed = FmForwardBackward(mixed.view(), mixed.params.data(), k, loss,
-                                                 grads_mixed.data(), scores_mixed.data());
+    const double total_ones = ForwardBackward(k, loss, ones, grads_ones.data(), scores_ones.data());
+    const double total_mixed =
+        ForwardBackward(k, loss, mixed, grads_mixed.data(), scores_mixed.data());
     EXPECT_EQ(total_ones, total_mixed);
     EXPECT_EQ(scores_ones, scores_mixed);
     for (std::size_t p = 0; p < zero_row * width; ++p) {
       ASSERT_EQ(grads_ones[p], grads_mixed[p]) << "param " << p << " loss " << ToString(loss);
     }
     std::vector<float> predicted_ones(ones.labels.size()), predicted_mixed = predicted_ones;
-    FmScores(ones.view(), ones.params.data(), k, predicted_ones.data());
-    FmScores(mixed.view(), mixed.params.data(), k, predicted_mixed.data());
+    Scores(k, ones, predicted_ones.data());
+    Scores(k, mixed, predicted_mixed.data());
     EXPECT_EQ(predicted_ones, scores_ones);
     EXPECT_EQ(predicted_mixed, scores_ones);
   }
@@ -209,10 +217,8 @@ TEST_P(FmKTest, LargeTablePrefetchPathEqualsSmallTable) {
   ASSERT_LT(small.params.size() * sizeof(float), std::size_t{1} << 20);
   std::vector<float> grads_big(big.params.size(), 0.0f), grads_small(small.params.size(), 0.0f);
   std::vector<float> scores_big(big.labels.size()), scores_small = scores_big;
-  EXPECT_EQ(FmForwardBackward(big.view(), big.params.data(), k, Loss::kLogistic, grads_big.data(),
-                              scores_big.data()),
-            FmForwardBackward(small.view(), small.params.data(), k, Loss::kLogistic,
-                              grads_small.data(), scores_small.data()));
+  EXPECT_EQ(ForwardBackward(k, Loss::kLogistic, big, grads_big.data(), scores_big.data()),
+            ForwardBackward(k, Loss::kLogistic, small, grads_small.data(), scores_small.data()));
   EXPECT_EQ(scores_big, scores_small);
   for (std::uint32_t u = 0; u < big_rows; ++u) {
     if (u != 0 && to_small[u] == 0) continue;
@@ -221,7 +227,7 @@ TEST_P(FmKTest, LargeTablePrefetchPathEqualsSmallTable) {
     }
   }
   std::vector<float> predicted(big.labels.size());
-  FmScores(big.view(), big.params.data(), k, predicted.data());
+  Scores(k, big, predicted.data());
   EXPECT_EQ(predicted, scores_small);
   for (std::size_t r = 0; r < predicted.size(); ++r) {
     const double naive = NaiveScore(big, r, k);
@@ -229,7 +235,41 @@ TEST_P(FmKTest, LargeTablePrefetchPathEqualsSmallTable) {
   }
 }
 
+// EmbeddingSums: sums[r * k + f] = sum over row r's non-zeros of v_f x, against a double
+// sum; rows of ones (fast path) and general values, empty rows (all zeros) included.
+TEST_P(FmKTest, EmbeddingSumsEqualNaiveSum) {
+  const int k = GetParam();
+  RandomBatch b = MakeBatch(k, 120, 25, 31 + k);
+  for (std::size_t r = 0; r < b.labels.size(); r += 2) {  // every other row all ones
+    for (std::size_t j = b.offsets[r]; j < b.offsets[r + 1]; ++j) b.values[j] = 1.0f;
+  }
+  const std::size_t kk = static_cast<std::size_t>(k);
+  std::vector<float> sums(b.labels.size() * kk, -1.0f);
+  const auto kernel = MakeKernel(FmShape(k), Loss::kLogistic);
+  EXPECT_EQ(kernel->shape(), FmShape(k));
+  kernel->EmbeddingSums(b.view(), b.params.data(), sums.data());
+  const std::size_t width = 1 + kk;
+  for (std::size_t r = 0; r < b.labels.size(); ++r) {
+    for (std::size_t f = 0; f < kk; ++f) {
+      double naive = 0.0;
+      for (std::size_t j = b.offsets[r]; j < b.offsets[r + 1]; ++j) {
+        naive += static_cast<double>(b.params[b.local[j] * width + 1 + f]) * b.values[j];
+      }
+      EXPECT_NEAR(sums[r * kk + f], naive, 1e-5 * (1.0 + std::abs(naive)))
+          << "row " << r << " factor " << f;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, FmKTest, ::testing::Values(1, 4, 5, 8, 16, 32));
+
+TEST(ModelKernelTest, ReportsShapeAndLossAndRejectsBadShapes) {
+  const auto kernel = MakeKernel(FmShape(6), Loss::kSquared);
+  EXPECT_EQ(kernel->shape(), FmShape(6));
+  EXPECT_EQ(kernel->loss(), Loss::kSquared);
+  EXPECT_THROW(MakeKernel(FmShape(0), Loss::kLogistic), ModelError);
+  EXPECT_THROW(MakeKernel(ModelShape{ModelKind::kFm, 8, 3}, Loss::kLogistic), ModelError);
+}
 
 TEST(LossTest, FiniteForExtremeScores) {
   for (double s : {-1e4, -700.0, -50.0, 0.0, 50.0, 700.0, 1e4}) {
@@ -294,10 +334,10 @@ TEST(LossTest, FmBatchLossFiniteForHugeScores) {
   std::vector<std::size_t> offsets = {0, 1, 2};
   std::vector<std::uint32_t> local = {1, 1};
   std::vector<float> values = {1.0f, -1.0f};
-  FmBatch b{2, labels.data(), offsets.data(), local.data(), values.data()};
+  ModelBatch b{2, labels.data(), offsets.data(), local.data(), values.data()};
   std::vector<float> grads(params.size(), 0.0f);
-  const double total =
-      FmForwardBackward(b, params.data(), k, Loss::kLogistic, grads.data(), nullptr);
+  const double total = MakeKernel(FmShape(k), Loss::kLogistic)
+                           ->ForwardBackward(b, params.data(), grads.data(), nullptr);
   EXPECT_TRUE(std::isfinite(total));
   EXPECT_NEAR(total, 2e4, 1.0);
   for (float g : grads) EXPECT_TRUE(std::isfinite(g));

@@ -10,6 +10,7 @@
 
 #include "common/base/error.h"
 #include "common/base/hash.h"
+#include "fmps.pb.h"
 #include "tests/util/test_util.h"
 
 namespace fmps {
@@ -19,7 +20,7 @@ using testing::TempDir;
 
 ModelMeta MakeMeta(int k, std::uint64_t keys) {
   ModelMeta m;
-  m.k = k;
+  m.shape = FmShape(k);
   m.loss = Loss::kLogistic;
   m.bias = -1.25f;
   m.num_keys = keys;
@@ -57,7 +58,7 @@ TEST(ModelFileTest, RoundTripAcrossChunks) {
   const std::uint64_t n = 150000;  // more than two 65536-key chunks
   WriteModel(path, 3, n);
   Model m = Model::Load(path);
-  EXPECT_EQ(m.k(), 3);
+  EXPECT_EQ(m.shape(), FmShape(3));
   EXPECT_EQ(m.meta().loss, Loss::kLogistic);
   EXPECT_EQ(m.meta().bias, -1.25f);
   ASSERT_EQ(m.num_keys(), n);
@@ -96,6 +97,95 @@ TEST(ModelFileTest, ScoresRowsWithKnownAndUnknownKeys) {
   // -1.25 + 0.5*1 + (-0.25)*2 + <(1,2),(3,-1)> * 1 * 2 = -1.25 + 0.5 - 0.5 + 2 = 0.75
   EXPECT_FLOAT_EQ(scores[0], 0.75f);
   EXPECT_FLOAT_EQ(scores[1], -1.25f);
+}
+
+// A model file assembled record by record: the magic, `header`, one last chunk holding keys
+// 10 and 20 with rows (0.5, 1, 2) and (-0.25, 3, -1) (k = 2).
+std::string HandWrittenModel(const pb::ModelHeader& header) {
+  auto record = [](const std::string& bytes) {
+    const auto n = static_cast<std::uint32_t>(bytes.size());
+    std::string out = {static_cast<char>(n), static_cast<char>(n >> 8), static_cast<char>(n >> 16),
+                       static_cast<char>(n >> 24)};
+    return out + bytes;
+  };
+  const std::vector<Key> keys = {10, 20};
+  const std::vector<float> params = {0.5f, 1.0f, 2.0f, -0.25f, 3.0f, -1.0f};
+  pb::ModelChunk c;
+  c.set_keys(keys.data(), keys.size() * sizeof(Key));
+  c.set_params(params.data(), params.size() * sizeof(float));
+  c.set_last(true);
+  return "FMPSMDL1" + record(header.SerializeAsString()) + record(c.SerializeAsString());
+}
+
+// The header fields every model file has had, without kind and fields.
+pb::ModelHeader HeaderWithoutShape() {
+  pb::ModelHeader h;
+  h.set_version(1);
+  h.set_k(2);
+  h.set_loss("logistic");
+  h.set_bias(-1.25f);
+  h.set_num_keys(2);
+  h.set_data_yaml(DataSectionToYaml(MakeMeta(2, 2).features.data));
+  return h;
+}
+
+TEST(ModelFileTest, FileWithoutKindAndFieldsLoadsAsFm) {
+  TempDir dir;
+  const std::string path = dir.Write("old.fmps", HandWrittenModel(HeaderWithoutShape()));
+  Model m = Model::Load(path);
+  EXPECT_EQ(m.shape(), FmShape(2));
+  EXPECT_EQ(Model::ReadMeta(path).shape, FmShape(2));
+  RowBlock b;
+  b.AddFeature(10, 1.0f);
+  b.AddFeature(20, 2.0f);
+  b.FinishRow(1.0f);
+  std::vector<std::uint32_t> local;
+  float score = 0.0f;
+  m.Score(b, &local, &score);
+  EXPECT_FLOAT_EQ(score, 0.75f);  // as in ScoresRowsWithKnownAndUnknownKeys
+}
+
+TEST(ModelFileTest, WrittenHeaderCarriesTheShape) {
+  TempDir dir;
+  const std::string path = dir.File("m.fmps");
+  WriteModel(path, 5, 3);
+  const std::string bytes = testing::ReadFile(path);
+  const std::uint32_t n = static_cast<unsigned char>(bytes[8]) |
+                          static_cast<unsigned char>(bytes[9]) << 8 |
+                          static_cast<unsigned char>(bytes[10]) << 16;
+  pb::ModelHeader h;
+  ASSERT_TRUE(h.ParseFromString(bytes.substr(12, n)));
+  EXPECT_EQ(h.k(), 5u);
+  EXPECT_EQ(h.kind(), 0u);  // FM
+  EXPECT_EQ(h.fields(), 0u);
+  EXPECT_EQ(Model::Load(path).shape(), FmShape(5));
+}
+
+TEST(ModelFileTest, UnknownKindOrFieldsOnFmAreRejected) {
+  TempDir dir;
+  auto expect_rejected = [&](const pb::ModelHeader& h, const std::string& what) {
+    const std::string path = dir.Write("bad.fmps", HandWrittenModel(h));
+    try {
+      Model::Load(path);
+      ADD_FAILURE() << "accepted " << what;
+    } catch (const ModelError& e) {
+      EXPECT_NE(std::string(e.what()).find("bad.fmps"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  pb::ModelHeader h = HeaderWithoutShape();
+  h.set_kind(7);
+  expect_rejected(h, "unknown model kind 7");
+  h = HeaderWithoutShape();
+  h.set_fields(3);
+  expect_rejected(h, "fields");
+  h = HeaderWithoutShape();
+  h.set_k(0);
+  expect_rejected(h, "bad k");
+  ModelMeta meta = MakeMeta(2, 0);
+  meta.shape.fields = 4;
+  EXPECT_THROW(ModelWriter(dir.File("w.fmps"), meta), ModelError);
+  EXPECT_FALSE(std::filesystem::exists(dir.File("w.fmps")));
 }
 
 TEST(ModelFileTest, DamagedFilesAreRejectedWithTheirName) {

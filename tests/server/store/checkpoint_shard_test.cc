@@ -41,8 +41,12 @@ std::unique_ptr<Optimizer> MakeNamed(OptimizerName name) {
 }
 
 StoreOptions Options(int k, std::uint32_t min_count) {
-  return {
-      .k = k, .init_std = 0.1f, .seed = 17, .min_count = min_count, .l2_w = 0.001f, .l2_v = 0.002f};
+  return {.shape = FmShape(k),
+          .init_std = 0.1f,
+          .seed = 17,
+          .min_count = min_count,
+          .l2_w = 0.001f,
+          .l2_v = 0.002f};
 }
 
 std::vector<std::uint32_t> Bits(const float* p, std::size_t n) {
@@ -59,7 +63,7 @@ struct FullRecord {
 };
 
 std::map<Key, FullRecord> Records(const StoreSnapshot& snap) {
-  const std::size_t k = static_cast<std::size_t>(snap.format().k);
+  const std::size_t k = static_cast<std::size_t>(snap.format().shape.v_width());
   const std::size_t s = static_cast<std::size_t>(snap.format().state_floats);
   std::map<Key, FullRecord> out;
   for (std::size_t i = 0; i < snap.size(); ++i) {
@@ -390,7 +394,7 @@ TEST(CheckpointShardTest, IncompatibleStoresAreRejected) {
   const ShardFileInfo info = WriteShardFile(store->Snapshot(), path);
   {
     ParamStore other_k(Options(4, 0), MakeNamed(OptimizerName::kAdagrad));
-    ExpectRejected(path, &info, &other_k, "k = 8 but the store has k = 4");
+    ExpectRejected(path, &info, &other_k, "saved with model shape fm k=8 but the store has fm k=4");
   }
   {
     ParamStore other_opt(Options(8, 0), MakeNamed(OptimizerName::kAdam));

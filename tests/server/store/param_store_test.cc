@@ -61,9 +61,9 @@ std::vector<Key> RandomKeys(std::size_t n, std::uint64_t seed) {
 }
 
 TEST(ParamStoreTest, PullCreatesRowsWithInitialValues) {
-  StoreOptions o{.k = 4, .init_std = 0.1f, .seed = 7};
+  StoreOptions o{.shape = FmShape(4), .init_std = 0.1f, .seed = 7};
   ParamStore store(o, MakeNamed(OptimizerName::kAdagrad));
-  EXPECT_EQ(store.k(), 4);
+  EXPECT_EQ(store.shape(), FmShape(4));
   EXPECT_EQ(store.row_width(), 5);
   const Key keys[3] = {1, 2, 42};
   std::vector<float> out(15, -1.0f);
@@ -90,7 +90,8 @@ TEST(ParamStoreTest, PullCreatesRowsWithInitialValues) {
 TEST(ParamStoreTest, PullCopiesRowsOfEveryWidthExactly) {
   for (int k : {1, 2, 3, 4, 5, 7, 8, 9, 11, 15, 16, 17, 23, 24, 31, 32, 33, 39, 40, 47, 100}) {
     for (std::uint32_t min_count : {0u, 2u}) {
-      const StoreOptions o{.k = k, .init_std = 0.1f, .seed = 5, .min_count = min_count};
+      const StoreOptions o{
+          .shape = FmShape(k), .init_std = 0.1f, .seed = 5, .min_count = min_count};
       ParamStore store(o, MakeNamed(OptimizerName::kAdagrad));
       const int w = store.row_width();
       const Key keys[2] = {11, 12};
@@ -113,7 +114,7 @@ TEST(ParamStoreTest, PullCopiesRowsOfEveryWidthExactly) {
 }
 
 TEST(ParamStoreTest, RowsDoNotDependOnInsertionOrderOrOtherKeys) {
-  const StoreOptions o{.k = 8, .init_std = 0.05f, .seed = 3};
+  const StoreOptions o{.shape = FmShape(8), .init_std = 0.05f, .seed = 3};
   const std::vector<Key> shared = RandomKeys(3000, 1);
   const std::vector<Key> others = RandomKeys(20000, 2);
   ParamStore a(o, MakeNamed(OptimizerName::kFtrl));
@@ -227,7 +228,8 @@ TEST(ParamStoreTest, PushAppliesExactlyOneOptimizerStepPerKey) {
   for (OptimizerName name : kAllOptimizers) {
     SCOPED_TRACE(ToString(name));
     const int k = 4;
-    const StoreOptions o{.k = k, .init_std = 0.1f, .seed = 9, .l2_w = 0.01f, .l2_v = 0.02f};
+    const StoreOptions o{
+        .shape = FmShape(k), .init_std = 0.1f, .seed = 9, .l2_w = 0.01f, .l2_v = 0.02f};
     ParamStore store(o, MakeNamed(name));
     auto opt = MakeNamed(name);
     const int s = opt->state_floats();
@@ -280,7 +282,7 @@ TEST(ParamStoreTest, PushAppliesExactlyOneOptimizerStepPerKey) {
 }
 
 TEST(ParamStoreTest, NonFiniteGradientRowsAreSkippedAndCounted) {
-  const StoreOptions o{.k = 2, .init_std = 0.1f, .seed = 1, .min_count = 2};
+  const StoreOptions o{.shape = FmShape(2), .init_std = 0.1f, .seed = 1, .min_count = 2};
   ParamStore store(o, MakeOptimizer({.name = OptimizerName::kSgd, .lr = 0.5f}));
   const Key keys[2] = {77, 78};
   const std::vector<float> init = PullOne(store, 77, true);
@@ -312,7 +314,8 @@ TEST(ParamStoreTest, NonFiniteGradientRowsAreSkippedAndCounted) {
 TEST(ParamStoreTest, PushRowsMatchesPush) {
   for (OptimizerName name : kAllOptimizers) {
     for (std::uint32_t min_count : {0u, 3u}) {
-      const StoreOptions o{.k = 5, .init_std = 0.1f, .seed = 3, .min_count = min_count};
+      const StoreOptions o{
+          .shape = FmShape(5), .init_std = 0.1f, .seed = 3, .min_count = min_count};
       ParamStore by_key(o, MakeNamed(name));
       ParamStore by_row(o, MakeNamed(name));
       std::vector<Key> pool = RandomKeys(300, 11);
@@ -348,7 +351,7 @@ TEST(ParamStoreTest, PushRowsMatchesPush) {
 }
 
 TEST(ParamStoreTest, PullWithoutCreateCreatesNothing) {
-  const StoreOptions o{.k = 3, .init_std = 0.1f};
+  const StoreOptions o{.shape = FmShape(3), .init_std = 0.1f};
   ParamStore store(o, MakeNamed(OptimizerName::kAdam));
   const std::size_t empty_bytes = store.MemoryBytes();
   const Key keys[4] = {5, 6, kBiasKey, 8};
@@ -373,7 +376,7 @@ TEST(ParamStoreTest, PullWithoutCreateCreatesNothing) {
 
 TEST(ParamStoreTest, MinCountDelaysEmbeddings) {
   const int k = 4;
-  const StoreOptions o{.k = k, .init_std = 0.1f, .seed = 4, .min_count = 3};
+  const StoreOptions o{.shape = FmShape(k), .init_std = 0.1f, .seed = 4, .min_count = 3};
   ParamStore store(o, MakeOptimizer({.name = OptimizerName::kSgd, .lr = 0.5f}));
   const Key a = 1001;
   const Key b = 2002;
@@ -442,7 +445,7 @@ TEST(ParamStoreTest, AdamStepsAreCountedPerGroup) {
   // it would not.
   const int k = 2;
   const float lr = 0.1f;
-  const StoreOptions o{.k = k, .init_std = 0.1f, .seed = 2, .min_count = 2};
+  const StoreOptions o{.shape = FmShape(k), .init_std = 0.1f, .seed = 2, .min_count = 2};
   ParamStore store(o, MakeOptimizer({.name = OptimizerName::kAdam, .lr = lr}));
   const Key key = 31;
   const float g[3] = {0.5f, 0.25f, -2.0f};
@@ -471,7 +474,7 @@ TEST(ParamStoreTest, AdamStepsAreCountedPerGroup) {
 TEST(ParamStoreTest, BiasKeyIsNeverEmbedded) {
   for (std::uint32_t min_count : {0u, 1u, 2u}) {
     SCOPED_TRACE(min_count);
-    const StoreOptions o{.k = 3, .init_std = 0.1f, .min_count = min_count};
+    const StoreOptions o{.shape = FmShape(3), .init_std = 0.1f, .min_count = min_count};
     ParamStore store(o, MakeOptimizer({.name = OptimizerName::kSgd, .lr = 0.5f}));
     const Key keys[2] = {kBiasKey, 12};
     std::vector<float> out(8);
@@ -499,7 +502,7 @@ TEST(ParamStoreTest, BiasKeyIsNeverEmbedded) {
 TEST(ParamStoreTest, GrowthKeepsEveryKey) {
   const int k = 8;
   const std::size_t n = 1000000;
-  const StoreOptions o{.k = k, .init_std = 0.01f, .seed = 21};
+  const StoreOptions o{.shape = FmShape(k), .init_std = 0.01f, .seed = 21};
   const float lr = 0.25f;  // power of two: w = -lr * g exactly
   ParamStore store(o, MakeOptimizer({.name = OptimizerName::kSgd, .lr = lr}));
   const std::vector<Key> keys = RandomKeys(n, 77);
@@ -537,7 +540,7 @@ TEST(ParamStoreTest, GrowthKeepsEveryKey) {
 }
 
 TEST(ParamStoreTest, ForEachVisitsEachKeyOnce) {
-  const StoreOptions o{.k = 2, .init_std = 0.1f};
+  const StoreOptions o{.shape = FmShape(2), .init_std = 0.1f};
   ParamStore store(o, MakeNamed(OptimizerName::kAdagrad));
   std::vector<Key> keys = RandomKeys(5000, 8);
   keys.push_back(kBiasKey);
@@ -556,7 +559,7 @@ TEST(ParamStoreTest, ForEachVisitsEachKeyOnce) {
 TEST(ParamStoreTest, SetOverwritesRowAndResetsState) {
   // FTRL: after Set, a zero-gradient push keeps the set values (z re-derived from them).
   {
-    const StoreOptions o{.k = 2, .init_std = 0.1f, .l2_w = 0.1f, .l2_v = 0.2f};
+    const StoreOptions o{.shape = FmShape(2), .init_std = 0.1f, .l2_w = 0.1f, .l2_v = 0.2f};
     ParamStore store(o, MakeNamed(OptimizerName::kFtrl));
     const Key key = 5;
     const float g[3] = {1.0f, -2.0f, 0.5f};
@@ -576,7 +579,7 @@ TEST(ParamStoreTest, SetOverwritesRowAndResetsState) {
   }
   // Adam: after Set, the next push is a first step (step counters reset).
   {
-    const StoreOptions o{.k = 2, .init_std = 0.1f};
+    const StoreOptions o{.shape = FmShape(2), .init_std = 0.1f};
     ParamStore store(o, MakeNamed(OptimizerName::kAdam));
     const Key key = 5;
     const float g[3] = {1.0f, -2.0f, 0.5f};
@@ -592,7 +595,7 @@ TEST(ParamStoreTest, SetOverwritesRowAndResetsState) {
   }
   // min_count > 1: Set embeds a key only when its v is non-zero.
   {
-    const StoreOptions o{.k = 2, .init_std = 0.1f, .min_count = 5};
+    const StoreOptions o{.shape = FmShape(2), .init_std = 0.1f, .min_count = 5};
     ParamStore store(o, MakeNamed(OptimizerName::kSgd));
     const float with_v[3] = {1.0f, 2.0f, 3.0f};
     const float without_v[3] = {1.0f, 0.0f, 0.0f};
@@ -623,7 +626,7 @@ TEST(ParamStoreTest, MemoryBoundAndSpeedAtMillionKeys) {
   using Clock = std::chrono::steady_clock;
   for (OptimizerName name : kAllOptimizers) {
     SCOPED_TRACE(ToString(name));
-    const StoreOptions o{.k = k, .init_std = 0.01f};
+    const StoreOptions o{.shape = FmShape(k), .init_std = 0.01f};
     ParamStore store(o, MakeNamed(name));
     const double raw = RawBytesPerKey(k, MakeNamed(name)->state_floats());
     double worst = 0.0;
@@ -662,7 +665,7 @@ TEST(ParamStoreTest, MemoryBoundAndSpeedAtMillionKeys) {
   }
   // min_count > 1 with no key embedded: only the w part of the rows is paid for.
   {
-    const StoreOptions o{.k = k, .init_std = 0.01f, .min_count = 10};
+    const StoreOptions o{.shape = FmShape(k), .init_std = 0.01f, .min_count = 10};
     ParamStore store(o, MakeNamed(OptimizerName::kAdam));
     for (std::size_t base = 0; base < n; base += batch) {
       store.Pull(keys.data() + base, std::min(batch, n - base), true, buf.data());

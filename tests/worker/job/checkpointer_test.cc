@@ -179,7 +179,7 @@ TEST_F(CheckpointerTest, IncompleteCheckpointIsRemoved) {
   InProcHub hub(2);  // endpoint 0: the server; 1: the coordinator
   auto server_transport = hub.Connect(0), coordinator_transport = hub.Connect(1);
   StoreOptions so;
-  so.k = 4;
+  so.shape = FmShape(4);
   ParamStore store(so, MakeSgd({}));
   const Key key = 42;
   std::vector<float> grad(5, 1.0f);

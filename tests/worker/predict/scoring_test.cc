@@ -36,7 +36,7 @@ FeatureSpec Spec(OnError on_error) {
 // Keys 1..50 with (W, V), bias kBias.
 Model SmallModel(const TempDir& dir) {
   ModelMeta meta;
-  meta.k = kK;
+  meta.shape = FmShape(kK);
   meta.bias = kBias;
   meta.num_keys = 50;
   meta.features = Spec(OnError::kFail);

@@ -1,4 +1,4 @@
-#include "common/model/fm.h"
+#include "common/model/fm_kernel.h"
 
 #include <algorithm>
 #include <cstring>
@@ -12,16 +12,13 @@ namespace {
 
 // ForwardBackward scores kBlock rows, then takes their losses, then scatters their
 // gradients, so that the rows' dependency chains (sum over non-zeros -> loss -> scatter) can
-// overlap. On a Zen 3 EPYC blocks of 1, 4, 8 and 16 rows measured alike (out-of-order
-// execution already overlaps them); the blocked loss loop is the place to vectorise the loss.
+// overlap; the blocked loss loop is the place to vectorise the loss.
 constexpr std::size_t kBlock = 8;
 
 // With a parameter table larger than this the parameter (and gradient) rows are prefetched
 // kPrefetchDistance non-zeros ahead: they are cache misses that would otherwise serialise.
-// Measured on a Zen 3 EPYC (512 KB L2, 32 MB L3), k = 8: up to 1.4 MB of parameters (the
-// worker's ~630 KB pulled table included) out-of-order execution hides the L2/L3 latency
-// and the prefetch instructions only cost time (+20-40% per row); from 2.5 MB up they pay
-// (10^7 rows: 2x). Distances of 16 to 64 non-zeros measured alike.
+// Below it out-of-order execution hides the cache latency and prefetching only costs time
+// (tests/bench/README.md, "FM kernel").
 constexpr std::size_t kPrefetchTableBytes = std::size_t{2} << 20;
 constexpr std::size_t kPrefetchDistance = 32;
 
@@ -37,7 +34,7 @@ template <bool kWrite>
 }
 
 // Whether the batch's parameter rows span more than kPrefetchTableBytes.
-inline bool TableIsLarge(const FmBatch& b, std::size_t width) {
+inline bool TableIsLarge(const ModelBatch& b, std::size_t width) {
   const std::size_t begin = b.offsets[0], end = b.offsets[b.rows];
   std::uint32_t top = 0;
   for (std::size_t j = begin; j < end; ++j) top = std::max(top, b.local[j]);
@@ -56,7 +53,7 @@ inline bool AllOnes(const float* __restrict values, std::size_t begin, std::size
 // What the scoring loop prefetches kPrefetchDistance non-zeros ahead.
 enum class Prefetch { kNone, kParams, kParamsAndGrads };
 
-// The batch's arrays as __restrict locals, with k and the row width 1 + k.
+// The batch's arrays as __restrict locals, with k and the shape's row width.
 struct Args {
   const float* __restrict params;
   const std::size_t* __restrict offsets;
@@ -65,6 +62,10 @@ struct Args {
   int k;
   std::size_t width;
 };
+
+inline Args MakeArgs(const ModelBatch& b, const float* params, int k, std::size_t width) {
+  return {params, b.offsets, b.local, b.values, k, width};
+}
 
 // Prefetches the rows of non-zero j (kPf says which).
 template <Prefetch kPf>
@@ -97,6 +98,7 @@ constexpr int kMaxLanes = 4;  // SSE registers only (a 32-byte vector would chan
 // d/dw_i = g x_i, d/dv_i = g x_i (sum - v_i x_i).
 template <int K>
 struct FixedMath {
+  static constexpr int kFixedK = K;
   static constexpr int kLanes = K < kMaxLanes ? K : kMaxLanes;
   static constexpr int kCount = K / kLanes;
   using V = std::conditional_t<kLanes == 8, Float8, Float4>;
@@ -190,6 +192,7 @@ struct FixedMath {
 // The same for any other k, with runtime loops over the factors; the accumulators live in
 // `scratch` (ScratchFloats(k) floats).
 struct DynamicMath {
+  static constexpr int kFixedK = 0;  // k known only at run time
   static std::size_t ScratchFloats(int k) { return 4 * static_cast<std::size_t>(k); }
 
   template <bool kOnes, Prefetch kPf>
@@ -275,8 +278,9 @@ struct Kernel {
                  : Math::template Score<false, Prefetch::kNone>(a, r, sum, scratch, grads);
   }
 
-  static void Scores(const FmBatch& b, const float* params, int k, float* scores) {
-    const Args a{params, b.offsets, b.local, b.values, k, 1 + static_cast<std::size_t>(k)};
+  static void Scores(const ModelBatch& b, const float* params, int k, std::size_t width,
+                     float* scores) {
+    const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
     const bool prefetch = TableIsLarge(b, a.width);
@@ -289,9 +293,26 @@ struct Kernel {
     }
   }
 
-  static double ForwardBackward(const FmBatch& b, const float* params, int k, Loss loss,
-                                float* grads, float* scores) {
-    const Args a{params, b.offsets, b.local, b.values, k, 1 + static_cast<std::size_t>(k)};
+  // Row r's sum_i v_i x_i into sums[r * k ...]. A plain loop of its own: sharing Score's
+  // code would change how GCC inlines Score into the training loop.
+  static void EmbeddingSums(const ModelBatch& b, const float* params, int k, std::size_t width,
+                            float* sums) {
+    const Args a = MakeArgs(b, params, k, width);
+    const std::size_t kk = static_cast<std::size_t>(k);
+    for (std::size_t r = 0; r < b.rows; ++r) {
+      float* __restrict out = sums + r * kk;
+      std::fill(out, out + kk, 0.0f);
+      for (std::size_t j = a.offsets[r]; j < a.offsets[r + 1]; ++j) {
+        const float* __restrict v = a.params + a.local[j] * a.width + 1;
+        const float x = a.values[j];
+        for (std::size_t f = 0; f < kk; ++f) out[f] += v[f] * x;
+      }
+    }
+  }
+
+  static double ForwardBackward(const ModelBatch& b, const float* params, int k, std::size_t width,
+                                Loss loss, float* grads, float* scores) {
+    const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
     const bool prefetch = TableIsLarge(b, a.width);
@@ -326,36 +347,55 @@ struct Kernel {
   }
 };
 
+// The ModelKernel of one Math: the switch on k happened when it was made.
+template <class Math>
+class FmKernel final : public ModelKernel {
+ public:
+  FmKernel(const ModelShape& shape, Loss loss) : shape_(shape), loss_(loss) {}
+
+  const ModelShape& shape() const override { return shape_; }
+  Loss loss() const override { return loss_; }
+
+  void Scores(const ModelBatch& batch, const float* params, float* scores) const override {
+    Kernel<Math>::Scores(batch, params, k(), width(), scores);
+  }
+
+  double ForwardBackward(const ModelBatch& batch, const float* params, float* grads,
+                         float* scores) const override {
+    return Kernel<Math>::ForwardBackward(batch, params, k(), width(), loss_, grads, scores);
+  }
+
+  void EmbeddingSums(const ModelBatch& batch, const float* params, float* sums) const override {
+    Kernel<Math>::EmbeddingSums(batch, params, k(), width(), sums);
+  }
+
+ private:
+  // k and the row width: compile-time constants for a FixedMath (the loops then index rows
+  // by a constant stride), else the shape's.
+  int k() const { return Math::kFixedK > 0 ? Math::kFixedK : shape_.k; }
+  std::size_t width() const {
+    constexpr ModelShape kFixed = FmShape(Math::kFixedK);
+    return static_cast<std::size_t>(Math::kFixedK > 0 ? kFixed.row_width() : shape_.row_width());
+  }
+
+  ModelShape shape_;
+  Loss loss_;
+};
+
 }  // namespace
 
-void FmScores(const FmBatch& batch, const float* params, int k, float* scores) {
-  switch (k) {
+std::unique_ptr<ModelKernel> MakeFmKernel(const ModelShape& shape, Loss loss) {
+  switch (shape.k) {
     case 4:
-      return Kernel<FixedMath<4>>::Scores(batch, params, k, scores);
+      return std::make_unique<FmKernel<FixedMath<4>>>(shape, loss);
     case 8:
-      return Kernel<FixedMath<8>>::Scores(batch, params, k, scores);
+      return std::make_unique<FmKernel<FixedMath<8>>>(shape, loss);
     case 16:
-      return Kernel<FixedMath<16>>::Scores(batch, params, k, scores);
+      return std::make_unique<FmKernel<FixedMath<16>>>(shape, loss);
     case 32:
-      return Kernel<FixedMath<32>>::Scores(batch, params, k, scores);
+      return std::make_unique<FmKernel<FixedMath<32>>>(shape, loss);
     default:
-      return Kernel<DynamicMath>::Scores(batch, params, k, scores);
-  }
-}
-
-double FmForwardBackward(const FmBatch& batch, const float* params, int k, Loss loss, float* grads,
-                         float* scores) {
-  switch (k) {
-    case 4:
-      return Kernel<FixedMath<4>>::ForwardBackward(batch, params, k, loss, grads, scores);
-    case 8:
-      return Kernel<FixedMath<8>>::ForwardBackward(batch, params, k, loss, grads, scores);
-    case 16:
-      return Kernel<FixedMath<16>>::ForwardBackward(batch, params, k, loss, grads, scores);
-    case 32:
-      return Kernel<FixedMath<32>>::ForwardBackward(batch, params, k, loss, grads, scores);
-    default:
-      return Kernel<DynamicMath>::ForwardBackward(batch, params, k, loss, grads, scores);
+      return std::make_unique<FmKernel<DynamicMath>>(shape, loss);
   }
 }
 

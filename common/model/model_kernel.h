@@ -1,0 +1,61 @@
+// ModelKernel: the model math on a minibatch, behind one interface chosen once per job
+// (MakeKernel) from the ModelShape and the loss. One virtual call per batch; the per-row and
+// per-non-zero loops are specialised inside each implementation.
+//
+// A batch refers to parameters through local indices into a table of rows pulled from the
+// servers: row u is params[u * shape.row_width() ...] = (w_u, v_u[0..v_width)). Row 0 is the
+// bias: its w is w0 (its v is unused). Gradients use the same layout.
+//
+// FM (ModelKind::kFm), O(k * nnz):
+//   y(x) = w0 + sum_i w_i x_i + 1/2 sum_f [ (sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2 ].
+//
+// Adding a kind: a class implementing ModelKernel (its own file) and one case in MakeKernel
+// (model_kernel.cc), besides the ModelKind value (model_shape.h).
+//
+// Thread safety: a kernel is immutable; its methods may run concurrently on distinct
+// outputs. Each call allocates only O(v_width) scratch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "common/config/config.h"
+#include "common/model/model_shape.h"
+
+namespace fmps {
+
+struct ModelBatch {
+  std::size_t rows = 0;
+  const float* labels = nullptr;         // rows
+  const std::size_t* offsets = nullptr;  // rows + 1
+  const std::uint32_t* local = nullptr;  // nnz local row indices (never 0: that is the bias)
+  const float* values = nullptr;         // nnz
+};
+
+class ModelKernel {
+ public:
+  virtual ~ModelKernel() = default;
+
+  virtual const ModelShape& shape() const = 0;
+  virtual Loss loss() const = 0;
+
+  // Writes the raw score of each row into scores[rows].
+  virtual void Scores(const ModelBatch& batch, const float* params, float* scores) const = 0;
+
+  // Scores every row, adds d(sum of losses)/d(param) into grads (same layout as params; the
+  // caller zeroes it first; the bias gradient goes to grads[0]; it must not overlap params)
+  // and returns the sum of the rows' losses. If `scores` is non-null the raw scores are
+  // written there too.
+  virtual double ForwardBackward(const ModelBatch& batch, const float* params, float* grads,
+                                 float* scores) const = 0;
+
+  // Per-row embedding sums: sums[r * v_width + f] = sum over row r's non-zeros i of
+  // v_if x_i (rows * shape().v_width() floats; the bias row takes no part).
+  virtual void EmbeddingSums(const ModelBatch& batch, const float* params, float* sums) const = 0;
+};
+
+// The kernel for `shape` (validated: throws ModelError for an invalid shape) and `loss`.
+std::unique_ptr<ModelKernel> MakeKernel(const ModelShape& shape, Loss loss);
+
+}  // namespace fmps
