@@ -120,15 +120,8 @@ void InProcCollectives::Broadcast(std::string* bytes) {
   *bytes = std::move(all[0]);
 }
 
-void InProcCollectives::Barrier() { group_->Exchange(rank_, std::string(), false); }
-
 void InProcCollectives::PostProgress(std::span<const double> counters) {
   group_->Post(rank_, counters);
 }
-
-std::vector<double> InProcCollectives::LatestProgress() { return group_->Latest(); }
-
-// In-process posts are visible at once: only the synchronisation remains.
-void InProcCollectives::FinishProgress() { Barrier(); }
 
 }  // namespace fmps

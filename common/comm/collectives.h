@@ -87,7 +87,7 @@ class InProcCollectiveGroup {
   std::condition_variable cv_;
   std::vector<std::string> slots_;
   int arrived_ = 0;
-  int leaving_ = 0;       // ranks still to read the completed exchange
+  int leaving_ = 0;        // ranks still to read the completed exchange
   bool draining_ = false;  // a completed exchange is being read
   std::string abort_reason_;
   std::mutex progress_mu_;
@@ -101,15 +101,16 @@ class InProcCollectives : public Collectives {
 
   int rank() const override { return rank_; }
   int size() const override { return group_->size(); }
+  void Barrier() override { group_->Exchange(rank_, std::string(), false); }
   std::vector<double> Gather(std::span<const double> mine) override;
   std::vector<float> GatherV(std::span<const float> mine) override;
   std::vector<std::string> GatherBytes(const std::string& mine) override;
   void AllReduce(std::span<std::uint64_t> values, ReduceOp op) override;
   void Broadcast(std::string* bytes) override;
-  void Barrier() override;
   void PostProgress(std::span<const double> counters) override;
-  std::vector<double> LatestProgress() override;
-  void FinishProgress() override;
+  std::vector<double> LatestProgress() override { return group_->Latest(); }
+  // In-process posts are visible at once: only the synchronisation remains.
+  void FinishProgress() override { Barrier(); }
 
  private:
   InProcCollectiveGroup* group_;

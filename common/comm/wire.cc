@@ -11,14 +11,10 @@
 #include <xxhash.h>
 
 #include "common/base/error.h"
+#include "common/base/raw_arrays.h"
 #include "fmps.pb.h"
 
 namespace fmps {
-
-static_assert(std::endian::native == std::endian::little,
-              "the wire format copies little-endian arrays verbatim");
-static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4);
-static_assert(sizeof(Key) == 8);
 
 namespace {
 

@@ -260,13 +260,6 @@ std::vector<ConfigField> MakeTable() {
   return all;
 }
 
-constexpr std::string_view kFormatNames[] = {"libsvm", "libffm", "criteo", "csv"};
-constexpr std::string_view kTransformNames[] = {"standardize", "log_bucket", "none"};
-constexpr std::string_view kOnErrorNames[] = {"skip", "fail"};
-constexpr std::string_view kLossNames[] = {"logistic", "squared"};
-constexpr std::string_view kOptimizerNames[] = {"sgd", "adagrad", "adam", "ftrl"};
-constexpr std::string_view kConsistencyNames[] = {"async", "bsp"};
-
 template <typename E>
 const char* NameOf(E v) {
   const std::span<const std::string_view> names = EnumNames<E>();
@@ -275,31 +268,6 @@ const char* NameOf(E v) {
 }
 
 }  // namespace
-
-template <>
-std::span<const std::string_view> EnumNames<DataFormat>() {
-  return kFormatNames;
-}
-template <>
-std::span<const std::string_view> EnumNames<NumericTransform>() {
-  return kTransformNames;
-}
-template <>
-std::span<const std::string_view> EnumNames<OnError>() {
-  return kOnErrorNames;
-}
-template <>
-std::span<const std::string_view> EnumNames<Loss>() {
-  return kLossNames;
-}
-template <>
-std::span<const std::string_view> EnumNames<OptimizerName>() {
-  return kOptimizerNames;
-}
-template <>
-std::span<const std::string_view> EnumNames<Consistency>() {
-  return kConsistencyNames;
-}
 
 const char* ToString(DataFormat v) { return NameOf(v); }
 const char* ToString(NumericTransform v) { return NameOf(v); }

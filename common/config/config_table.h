@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -116,19 +117,24 @@ bool FieldApplies(const ConfigField& field, const Config& config);
 std::string FieldValueText(const ConfigField& field, const Config& config);
 
 // The YAML names of an enum's values, indexed by the value ("libsvm", "libffm", ...).
+namespace enum_names {
+inline constexpr std::string_view kDataFormat[] = {"libsvm", "libffm", "criteo", "csv"};
+inline constexpr std::string_view kTransform[] = {"standardize", "log_bucket", "none"};
+inline constexpr std::string_view kOnError[] = {"skip", "fail"};
+inline constexpr std::string_view kLoss[] = {"logistic", "squared"};
+inline constexpr std::string_view kOptimizer[] = {"sgd", "adagrad", "adam", "ftrl"};
+inline constexpr std::string_view kConsistency[] = {"async", "bsp"};
+}  // namespace enum_names
+
 template <typename E>
-std::span<const std::string_view> EnumNames();
-template <>
-std::span<const std::string_view> EnumNames<DataFormat>();
-template <>
-std::span<const std::string_view> EnumNames<NumericTransform>();
-template <>
-std::span<const std::string_view> EnumNames<OnError>();
-template <>
-std::span<const std::string_view> EnumNames<Loss>();
-template <>
-std::span<const std::string_view> EnumNames<OptimizerName>();
-template <>
-std::span<const std::string_view> EnumNames<Consistency>();
+std::span<const std::string_view> EnumNames() {
+  using namespace enum_names;  // NOLINT(google-build-using-namespace): the table above
+  if constexpr (std::is_same_v<E, DataFormat>) return kDataFormat;
+  if constexpr (std::is_same_v<E, NumericTransform>) return kTransform;
+  if constexpr (std::is_same_v<E, OnError>) return kOnError;
+  if constexpr (std::is_same_v<E, Loss>) return kLoss;
+  if constexpr (std::is_same_v<E, OptimizerName>) return kOptimizer;
+  if constexpr (std::is_same_v<E, Consistency>) return kConsistency;
+}
 
 }  // namespace fmps

@@ -20,14 +20,10 @@
 #include <xxhash.h>
 
 #include "common/base/error.h"
+#include "common/base/raw_arrays.h"
 #include "fmps.pb.h"  // generated from common/proto/fmps.proto
 
 namespace fmps {
-
-static_assert(std::endian::native == std::endian::little,
-              "shard files hold little-endian arrays copied verbatim");
-static_assert(std::numeric_limits<float>::is_iec559 && sizeof(float) == 4);
-static_assert(sizeof(Key) == 8);
 
 namespace {
 

@@ -8,8 +8,8 @@
 #include "common/base/error.h"
 #include "common/base/hash.h"
 #include "common/base/log.h"
-#include "common/model/model_file.h"
 #include "common/base/types.h"
+#include "common/model/model_file.h"
 
 namespace fmps {
 
@@ -92,10 +92,8 @@ std::uint64_t WarmStart(const Model& model, int server, int num_servers, ParamSt
 }
 
 StoreOptions MakeStoreOptions(const Config& c) {
-  StoreOptions o;
-  o.shape = ShapeFromConfig(c.model);
-  o.init_std = c.model.init_std;
-  o.seed = c.train.seed;
+  StoreOptions o{.shape = ShapeFromConfig(c.model), .init_std = c.model.init_std};
+  o.seed = c.train.seed;  // the initial embeddings depend on (seed, key) only
   o.min_count = c.model.min_count;
   o.l2_w = c.model.l2_w;
   o.l2_v = c.model.l2_v;
@@ -103,14 +101,12 @@ StoreOptions MakeStoreOptions(const Config& c) {
 }
 
 WorkerOptions MakeWorkerOptions(const Config& c) {
-  WorkerOptions o;
-  o.shape = ShapeFromConfig(c.model);
-  o.loss = c.model.loss;
-  o.batch_size = c.train.batch_size;
-  o.consistency = c.train.consistency;
-  o.max_delay = c.train.max_delay;
-  o.send_counts = c.model.min_count > 1;
-  return o;
+  return {.shape = ShapeFromConfig(c.model),
+          .loss = c.model.loss,
+          .batch_size = c.train.batch_size,
+          .consistency = c.train.consistency,
+          .max_delay = c.train.max_delay,
+          .send_counts = c.model.min_count > 1};
 }
 
 KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
