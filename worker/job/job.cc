@@ -184,12 +184,6 @@ ServerStats CollectServerStats(ControlChannel* control, int num_servers) {
   return sum;
 }
 
-void AddTraffic(const KVTraffic& worker, KVTraffic* sum) {
-  sum->push_messages += worker.push_messages;
-  sum->push_keys += worker.push_keys;
-  sum->max_in_flight = std::max(sum->max_in_flight, worker.max_in_flight);
-}
-
 namespace {
 double BytesPerKey(const SavedModel& m) {
   return m.stored_keys == 0 ? 0.0 : static_cast<double>(m.server_bytes) / m.stored_keys;

@@ -69,9 +69,6 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
 // TransportError after the channel's timeout.
 ServerStats CollectServerStats(ControlChannel* control, int num_servers);
 
-// Adds one worker's traffic to *sum (max_in_flight: the largest).
-void AddTraffic(const KVTraffic& worker, KVTraffic* sum);
-
 // Totals of a finished job, for summary.json.
 struct JobTotals {
   std::uint64_t rows_trained = 0;
