@@ -184,8 +184,9 @@ class PredictOutput {
 
   // What happens to the output when predict stops early.
   std::string Fate() const {
-    if (path_.empty()) return "the lines before it are on standard output";
-    return direct_ ? "the lines before it are in " + final_path_ : final_path_ + " not written";
+    if (path_.empty()) return "standard output may hold lines for rows before it";
+    return direct_ ? final_path_ + " may hold lines for rows before it"
+                   : final_path_ + " not written";
   }
 
  private:
