@@ -33,7 +33,8 @@ std::string Errno() { return std::strerror(errno); }
 // The --data of predict/eval as a regular file the reader can range over. A regular file
 // (also /dev/stdin redirected from one) is read in place; "-" (standard input) or any other
 // non-regular file (a pipe, a FIFO) is first copied into a temporary file under $TMPDIR
-// (default /tmp), removed on destruction: the reader needs the total size up front.
+// (default /tmp), removed on destruction: the reader needs the total size up front. Errors
+// thrown by the reader name the copy; Shown() puts the user's name back.
 class InputFile {
  public:
   InputFile(const std::string& command, const std::string& path)
@@ -70,8 +71,9 @@ class InputFile {
  private:
   void Spool(const std::string& command, const std::string& path) {
     const char* dir = std::getenv("TMPDIR");
-    std::string name =
-        std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/fmps-input-XXXXXX";
+    // Named after the input: the reader's "(row skipped)" warnings name this copy.
+    std::string name = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") +
+                       (path == "-" ? "/fmps-stdin-XXXXXX" : "/fmps-input-XXXXXX");
     const int fd = mkstemp(name.data());
     if (fd < 0)
       throw IoError(command + ": cannot create a temporary file " + name + ": " + Errno());

@@ -107,6 +107,12 @@ TEST(UserSeesTest, DashIsStandardInputAndOutput) {
   EXPECT_EQ(out, expected);
   EXPECT_EQ(RunCommand(predict + " --data /dev/stdin < " + data + " 2>/dev/null", &out), 0);
   EXPECT_EQ(out, expected);
+  EXPECT_EQ(RunCommand("cat " + data + " | " + predict + " --data /dev/stdin 2>/dev/null", &out),
+            0);
+  EXPECT_EQ(out, expected);
+  // An error in piped input names standard input, not the temporary copy.
+  EXPECT_EQ(RunCommand("printf '1 3:1\\n1 3:x\\n' | " + predict + " --data -", &out), 1);
+  EXPECT_NE(out.find("standard input:2:"), std::string::npos) << out;
 
   std::string eval_file, eval_stdin;
   const std::string eval = FmpsBinary() + " eval --model " + model;
