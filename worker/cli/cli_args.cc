@@ -20,7 +20,7 @@ Trains the model CONFIG.yaml describes and writes model.fmps, metrics.jsonl and
 summary.json into output.dir; prints one final line (test metrics, rows/s, model path).
   --set KEY=VALUE  override a dotted config key, e.g. --set optimizer.lr=0.05 (repeatable;
                    the value is parsed as YAML)
-  --resume         continue from the checkpoint in output.dir
+  --resume         continue from the newest complete checkpoint (afresh without one)
 Without mpirun: single-node mode (cluster.local_servers server threads and
 cluster.local_workers worker threads in one process). Under mpirun: one rank per server
 or worker. Every config key: fmps check --explain.

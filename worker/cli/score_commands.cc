@@ -221,7 +221,7 @@ std::string NoRowScored(const InputFile& in, const ScoringStats& stats) {
   std::string msg = "eval: no row scored in " + in.shown() + ": ";
   if (stats.bad_rows.count == 0) return msg + "it has no data rows";
   msg += "every one of its " + std::to_string(stats.bad_rows.count) +
-         " rows is malformed (wrong --format or data.csv?)";
+         " rows is malformed (eval needs labeled rows in the model's format, or --format's)";
   if (!stats.bad_rows.first.empty()) msg += "; first: " + in.Shown(stats.bad_rows.first[0]);
   return msg;
 }
