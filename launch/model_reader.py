@@ -1,8 +1,8 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Example: read an fmps model.fmps in Python and score libsvm rows with it.
 
 Usage:
-  python3 launch/model_reader.py PB_DIR MODEL.fmps DATA.libsvm [--limit N]
+  /usr/bin/python3 launch/model_reader.py PB_DIR MODEL.fmps DATA.libsvm [--limit N]
 
 PB_DIR holds fmps_pb2.py, generated from common/proto/fmps.proto (launch/setup.sh does this):
   protoc -Icommon/proto --python_out=build/python common/proto/fmps.proto
@@ -14,8 +14,13 @@ keys absent from the model contribute nothing. Only libsvm models with hash_bits
 are the feature ids) are handled: this is an example of the file format, not a second
 implementation of fmps's readers and hashing.
 
-Needs Debian's python3-protobuf. If the python3 running it lacks google.protobuf (e.g. a
-pyenv python3 ahead of Debian's on PATH), it re-runs itself once with /usr/bin/python3.
+Needs google.protobuf: run it with Debian's python3 (/usr/bin/python3) and python3-protobuf.
+Without google.protobuf it stops with one line saying so.
+
+As a module (put launch/ on sys.path):
+  model = model_reader.load_model(PB_DIR, "model.fmps")
+  for p in model_reader.predict_rows(model, model_reader.libsvm_rows("data.libsvm")): ...
+Errors raise ModelReaderError (main() prints it on one line and exits 1).
 """
 
 import argparse
@@ -26,23 +31,26 @@ import re
 import struct
 import sys
 
-from debian_python import reexec_with_system_python
-
 MAGIC = b"FMPSMDL1"
 
 
+class ModelReaderError(Exception):
+    """A model or data file this reader cannot use, or a missing module; one line."""
+
+
 def fail(message):
-    print(f"model_reader: {message}", file=sys.stderr)
-    sys.exit(1)
+    raise ModelReaderError(message)
 
 
 def import_pb(pb_dir):
+    """The fmps_pb2 module generated into pb_dir."""
     try:
         import google.protobuf  # noqa: F401
     except ImportError:
-        reexec_with_system_python()
-        fail("google.protobuf is not installed (Debian: apt-get install python3-protobuf)")
-    sys.path.insert(0, pb_dir)
+        fail(f"google.protobuf is not installed for {sys.executable}; run this with Debian's "
+             "/usr/bin/python3 and python3-protobuf (apt-get install python3-protobuf)")
+    if pb_dir not in sys.path:
+        sys.path.insert(0, pb_dir)
     try:
         import fmps_pb2
     except ImportError as e:
@@ -147,7 +155,23 @@ class Model:
         return e / (1.0 + e)
 
 
-def libsvm_rows(path, limit):
+def load_model(pb_dir, path):
+    """Reads model file `path` with the fmps_pb2 module of pb_dir; returns a Model."""
+    pb = import_pb(pb_dir)
+    from google.protobuf.message import DecodeError
+    try:
+        return Model(pb, path)
+    except DecodeError:
+        fail(f"{path}: corrupt model record")
+
+
+def predict_rows(model, rows):
+    """Yields model.predict(model.score(features)) for each row of features."""
+    for features in rows:
+        yield model.predict(model.score(features))
+
+
+def libsvm_rows(path, limit=None):
     """Yields the features of each non-blank row: [(id, value), ...]."""
     done = 0
     with open(path, "r", encoding="utf-8-sig") as f:
@@ -178,20 +202,20 @@ def main():
     args = parser.parse_args()
     if args.limit is not None and args.limit < 0:
         parser.error("--limit must be >= 0")
-    pb = import_pb(args.pb_dir)
-    from google.protobuf.message import DecodeError
     try:
-        model = Model(pb, args.model)
+        model = load_model(args.pb_dir, args.model)
         out = sys.stdout
-        for features in libsvm_rows(args.data, args.limit):
-            out.write(f"{model.predict(model.score(features)):.7g}\n")
+        for p in predict_rows(model, libsvm_rows(args.data, args.limit)):
+            out.write(f"{p:.7g}\n")
         out.flush()
-    except DecodeError:
-        fail(f"{args.model}: corrupt model record")
+    except ModelReaderError as e:
+        print(f"model_reader: {e}", file=sys.stderr)
+        sys.exit(1)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # e.g. | head
     except OSError as e:
-        fail(str(e))
+        print(f"model_reader: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages fmps needs (only those missing; needs root or sudo), builds
-# fmps in Release into ./build and generates the Python protobuf modules into build/python
-# (for launch/model_reader.py). Idempotent: a second run installs nothing and
-# rebuilds only what changed.
+# fmps in Release into ./build, installs the binary as /usr/local/bin/fmps (on PATH) and
+# generates the Python protobuf modules into build/python (for launch/model_reader.py).
+# Idempotent: a second run installs no package and rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,12 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
+# fmps on PATH: /usr/local/bin/fmps (FMPS_PREFIX=DIR installs into DIR/bin instead).
+prefix="${FMPS_PREFIX:-/usr/local}"
+sudo=""
+if [ ! -w "$prefix" ] && [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+$sudo cmake --install build --prefix "$prefix" >/dev/null
+echo "setup: installed $prefix/bin/fmps" >&2
 
 # Python modules for reading model files (launch/model_reader.py).
 mkdir -p build/python

@@ -54,7 +54,12 @@ bool CriteoParser::Parse(std::string_view line, RowBlock* block, std::string* re
   const char* p = line.data();
   const char* const end = p + line.size();
   float y = 0.0f;
-  for (std::uint32_t col = 0;; ++col) {
+  std::uint32_t col = 0;
+  if (labels_optional_ && std::count(p, end, '\t') == kCriteoColumns - 2) {
+    y = std::numeric_limits<float>::quiet_NaN();
+    col = 1;  // the first cell is I1
+  }
+  for (;; ++col) {
     const char* q = static_cast<const char*>(std::memchr(p, '\t', end - p));
     if (q == nullptr) q = end;
     std::string_view cell(p, q - p);

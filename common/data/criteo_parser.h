@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/data/reader.h"
 #include "common/data/row_block.h"
 
 namespace fmps::data_internal {
@@ -24,7 +25,12 @@ void AddLogBucketFeature(std::uint32_t column, double v, std::uint32_t field, in
 
 class CriteoParser {
  public:
-  CriteoParser(int hash_bits, bool logistic) : hash_bits_(hash_bits), logistic_(logistic) {}
+  // LabelPolicy::kOptional: a line of exactly 39 cells has no label (label NaN); its first
+  // cell is I1.
+  CriteoParser(int hash_bits, bool logistic, LabelPolicy labels)
+      : hash_bits_(hash_bits),
+        logistic_(logistic),
+        labels_optional_(labels == LabelPolicy::kOptional) {}
 
   // Appends one row to *block and returns true, or returns false with *reason set and
   // possibly some non-zeros of the row appended (the caller abandons the row).
@@ -33,6 +39,7 @@ class CriteoParser {
  private:
   int hash_bits_;
   bool logistic_;
+  bool labels_optional_;
 };
 
 }  // namespace fmps::data_internal

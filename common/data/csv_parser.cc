@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/base/error.h"
 #include "common/base/hash.h"
@@ -112,13 +113,13 @@ std::uint32_t FieldOfCsvColumn(const CsvSpec& csv, const CsvColumn& c) {
 
 // Throws ConfigError unless every configured column is in `header`.
 void CheckColumnsPresent(const CsvSpec& csv, const std::vector<std::string>& header,
-                         std::string_view file) {
+                         std::string_view file, LabelPolicy labels) {
   auto check_present = [&](const std::string& key, const std::string& name) {
     if (std::find(header.begin(), header.end(), name) == header.end()) {
       throw ConfigError(key + ": column '" + name + "' is not present" + InFile(file));
     }
   };
-  check_present("data.csv.label", csv.label);
+  if (labels == LabelPolicy::kRequired) check_present("data.csv.label", csv.label);
   for (const auto& n : csv.numeric) check_present("data.csv.numeric", n);
   for (const auto& n : csv.categorical) check_present("data.csv.categorical", n);
   for (const auto& n : csv.ignore) check_present("data.csv.ignore", n);
@@ -169,9 +170,9 @@ bool SplitCsv(std::string_view line, char delim, std::vector<std::string_view>* 
 }
 
 std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std::string>& header,
-                                       std::string_view file) {
+                                       std::string_view file, LabelPolicy labels) {
   if (csv.label.empty()) throw ConfigError("data.csv.label: required for format csv");
-  CheckColumnsPresent(csv, header, file);
+  CheckColumnsPresent(csv, header, file, labels);
   std::vector<CsvColumn> columns(header.size());
   for (std::size_t i = 0; i < header.size(); ++i) {
     CsvColumn& c = columns[i];
@@ -199,7 +200,8 @@ CsvParser::CsvParser(const FeatureSpec& spec, const std::vector<std::string>& he
       logistic_(spec.loss == Loss::kLogistic),
       delim_(spec.data.csv.delimiter),
       transform_(spec.data.csv.transform),
-      columns_(BuildCsvColumns(spec.data.csv, header, file)) {
+      columns_(BuildCsvColumns(spec.data.csv, header, file, spec.labels)),
+      has_label_(std::find(header.begin(), header.end(), spec.data.csv.label) != header.end()) {
   if (transform_ == NumericTransform::kStandardize) {
     for (const auto& name : spec.data.csv.numeric) {
       auto it = std::find_if(spec.numeric_stats.begin(), spec.numeric_stats.end(),
@@ -256,7 +258,7 @@ bool CsvParser::Parse(std::string_view line, RowBlock* block, std::string* reaso
     AppendUint(reason, cells_.size());
     return false;
   }
-  float y = 0.0f;
+  float y = has_label_ ? 0.0f : std::numeric_limits<float>::quiet_NaN();
   for (std::size_t i = 0; i < cells_.size(); ++i) {
     const CsvColumn& c = columns_[i];
     const std::string_view cell = cells_[i];

@@ -23,11 +23,8 @@
 
 #include "common/base/types.h"
 #include "common/config/config.h"
+#include "common/data/reader.h"
 #include "common/data/row_block.h"
-
-namespace fmps {
-struct FeatureSpec;
-}
 
 namespace fmps::data_internal {
 
@@ -50,10 +47,10 @@ struct CsvColumn {
 };
 
 // Maps a csv header to column roles. Throws ConfigError on any mismatch with `csv` (no
-// label, a configured column missing, a column without a role or with two), naming `file`
-// (or "the csv header" when empty).
+// label column under LabelPolicy::kRequired, a configured feature column missing, a column
+// without a role or with two), naming `file` (or "the csv header" when empty).
 std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std::string>& header,
-                                       std::string_view file);
+                                       std::string_view file, LabelPolicy labels);
 
 // The header cells of a csv file (BOM and '\r' stripped). Throws IoError if it cannot be
 // read, ConfigError if it is empty or malformed.
@@ -61,8 +58,9 @@ std::vector<std::string> ReadCsvHeader(const std::string& path, char delim);
 
 class CsvParser {
  public:
-  // Columns of `header` (see BuildCsvColumns). Under transform standardize every numeric
-  // column needs its statistics in spec.numeric_stats (ConfigError otherwise).
+  // Columns of `header` (see BuildCsvColumns, with spec.labels). Under transform
+  // standardize every numeric column needs its statistics in spec.numeric_stats
+  // (ConfigError otherwise).
   CsvParser(const FeatureSpec& spec, const std::vector<std::string>& header, std::string_view file);
 
   // Appends one row to *block and returns true, or returns false with *reason set and
@@ -78,6 +76,7 @@ class CsvParser {
   char delim_;
   NumericTransform transform_;
   std::vector<CsvColumn> columns_;
+  bool has_label_;                       // false: the header lacks the label (label NaN)
   std::vector<std::string_view> cells_;  // scratch
   std::string unescaped_;                // scratch
 };

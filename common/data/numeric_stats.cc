@@ -20,7 +20,8 @@ std::vector<std::vector<int>> NumericIndexOfColumns(const CsvSpec& csv,
   std::vector<std::vector<int>> stat_of(files.size());
   for (std::size_t f = 0; f < files.size(); ++f) {
     const std::vector<std::string> header = data_internal::ReadCsvHeader(files[f], csv.delimiter);
-    for (const CsvColumn& c : data_internal::BuildCsvColumns(csv, header, files[f])) {
+    for (const CsvColumn& c :
+         data_internal::BuildCsvColumns(csv, header, files[f], LabelPolicy::kRequired)) {
       int idx = -1;
       if (c.role == CsvRole::kNumeric) {
         idx = static_cast<int>(std::find(csv.numeric.begin(), csv.numeric.end(), c.name) -

@@ -43,12 +43,22 @@ struct NumericStat {
   double std = 1.0;
 };
 
+// Whether rows must carry a label. Training and eval read with kRequired (a row without one
+// is malformed). kOptional is for scoring data that has no labels (`fmps predict`); a row
+// read without a label gets label NaN. What counts as "without a label", per format:
+//   libsvm / libffm: per row, the first token contains ':' (it is a feature);
+//   criteo: per row, exactly 39 tab-separated cells (I1..I13, C1..C26); 40 or fewer than 39
+//     cells keep the first cell as the label, as under kRequired;
+//   csv: per file, the header lacks the data.csv.label column.
+enum class LabelPolicy : std::uint8_t { kRequired, kOptional };
+
 // Everything needed to turn raw rows into keys: stored in model files so that predict/eval
-// reproduce training's features exactly.
+// reproduce training's features exactly (all but `labels`, which the reader's user sets).
 struct FeatureSpec {
   DataConfig data;                         // format, hash_bits, csv roles, on_error
   Loss loss = Loss::kLogistic;             // decides which labels are valid
   std::vector<NumericStat> numeric_stats;  // csv + standardize: one per numeric column
+  LabelPolicy labels = LabelPolicy::kRequired;
 };
 
 // The log-bucketing of counts used by the Criteo winners: v > 2 -> floor(ln(v)^2), else

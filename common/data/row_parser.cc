@@ -5,8 +5,8 @@ namespace fmps::data_internal {
 RowParser::RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
                      std::string_view file)
     : format_(spec.data.format),
-      sparse_(spec.data.hash_bits, spec.loss == Loss::kLogistic),
-      criteo_(spec.data.hash_bits, spec.loss == Loss::kLogistic) {
+      sparse_(spec.data.hash_bits, spec.loss == Loss::kLogistic, spec.labels),
+      criteo_(spec.data.hash_bits, spec.loss == Loss::kLogistic, spec.labels) {
   if (format_ == DataFormat::kCsv) csv_.emplace(spec, header, file);
 }
 

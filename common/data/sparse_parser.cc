@@ -1,5 +1,7 @@
 #include "common/data/sparse_parser.h"
 
+#include <limits>
+
 #include "common/base/hash.h"
 #include "common/base/parse_number.h"
 #include "common/data/parse_text.h"
@@ -44,9 +46,12 @@ bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::stri
   const char* const end = p + line.size();
   while (p != end && IsSep(*p)) ++p;
   const char* q = TokenEnd(p, end);
-  float y;
-  if (!ParseSparseLabel({p, static_cast<std::size_t>(q - p)}, &y, reason)) return false;
-  p = q;
+  float y = std::numeric_limits<float>::quiet_NaN();
+  const std::string_view first(p, static_cast<std::size_t>(q - p));
+  if (!labels_optional_ || first.find(':') == std::string_view::npos) {
+    if (!ParseSparseLabel(first, &y, reason)) return false;
+    p = q;
+  }
   int feature = 0;
   for (;;) {
     while (p != end && IsSep(*p)) ++p;

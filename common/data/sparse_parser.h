@@ -14,13 +14,18 @@
 #include <string>
 #include <string_view>
 
+#include "common/data/reader.h"
 #include "common/data/row_block.h"
 
 namespace fmps::data_internal {
 
 class SparseParser {
  public:
-  SparseParser(int hash_bits, bool logistic) : hash_bits_(hash_bits), logistic_(logistic) {}
+  // LabelPolicy::kOptional: a row whose first token contains ':' has no label (label NaN).
+  SparseParser(int hash_bits, bool logistic, LabelPolicy labels)
+      : hash_bits_(hash_bits),
+        logistic_(logistic),
+        labels_optional_(labels == LabelPolicy::kOptional) {}
 
   // Each appends one row to *block and returns true, or returns false with *reason set and
   // possibly some non-zeros of the row appended (the caller abandons the row).
@@ -38,6 +43,7 @@ class SparseParser {
 
   int hash_bits_;
   bool logistic_;
+  bool labels_optional_;
 };
 
 }  // namespace fmps::data_internal

@@ -28,7 +28,8 @@
 #include "common/data/synth.h"
 #include "worker/job/local_trainer.h"
 #include "worker/job/mpi_trainer.h"
-#include "worker/predict/scoring.h"
+#include "worker/cli/cli_args.h"
+#include "worker/cli/score_commands.h"
 
 #ifndef FMPS_VERSION
 #define FMPS_VERSION "0.0.0"
@@ -48,8 +49,10 @@ usage:
                [--k K] [--seed S] [--format libsvm|libffm|criteo|csv]
   fmps predict --model PATH --data FILE [--format F] [--out FILE] [--threads N]
   fmps eval    --model PATH --data FILE [--format F] [--threads N]
-                                                       prints JSON: rows, logloss, auc
+                                     prints JSON: rows, logloss and auc (logistic loss)
+                                     or mse and rmse (squared loss)
   fmps export  --model PATH --out FILE.txt             readable text dump
+  fmps COMMAND --help                                  usage of one command
   fmps --help | --version
 
 KEY in --set is a dotted config path, e.g. --set optimizer.lr=0.05.
@@ -57,86 +60,13 @@ Without mpirun, `fmps train` runs single-node mode: cluster.local_servers server
 and cluster.local_workers worker threads in one process.
 predict and eval stream FILE and score it on N threads (default: all cores); predict
 writes one prediction per input row, in input order, and --out appears only when complete.
+A FILE of - is standard input (--data) or standard output (--out).
 )";
 
-// Options of the form --name value (or --name=value); positional arguments kept in order.
-struct Args {
-  std::vector<std::string> positional;
-  std::multimap<std::string, std::string> options;
-  std::vector<std::string> flags;
-
-  std::string Get(const std::string& name, const std::string& fallback = "") const {
-    auto it = options.find(name);
-    return it == options.end() ? fallback : it->second;
-  }
-  std::string Require(const std::string& command, const std::string& name) const {
-    auto it = options.find(name);
-    if (it == options.end()) throw ConfigError(command + ": --" + name + " is required");
-    return it->second;
-  }
-  bool Has(const std::string& flag) const {
-    for (const auto& f : flags) {
-      if (f == flag) return true;
-    }
-    return false;
-  }
-};
-
-Args ParseArgs(int argc, char** argv, int first, const std::string& command,
-               const std::vector<std::string>& value_options,
-               const std::vector<std::string>& flag_options) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg.rfind("--", 0) != 0 || arg == "--") {
-      a.positional.push_back(arg);
-      continue;
-    }
-    std::string name = arg.substr(2);
-    std::string value;
-    bool has_value = false;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      has_value = true;
-    }
-    bool is_value = false, is_flag = false;
-    for (const auto& o : value_options) is_value |= (o == name);
-    for (const auto& f : flag_options) is_flag |= (f == name);
-    if (is_flag && !has_value) {
-      a.flags.push_back(name);
-    } else if (is_value) {
-      if (!has_value) {
-        if (i + 1 >= argc) throw ConfigError(command + ": --" + name + " needs a value");
-        value = argv[++i];
-      }
-      a.options.emplace(name, value);
-    } else {
-      throw ConfigError(command + ": unknown option --" + name + " (see fmps --help)");
-    }
-  }
-  return a;
-}
-
-std::uint64_t ParseUint(const std::string& command, const std::string& name,
-                        const std::string& text) {
-  std::uint64_t v = 0;
-  auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (r.ec != std::errc() || r.ptr != text.data() + text.size()) {
-    throw ConfigError(command + ": --" + name + " must be a non-negative integer, got '" + text +
-                      "'");
-  }
-  return v;
-}
-
-DataFormat ParseFormat(const std::string& command, const std::string& text) {
-  for (DataFormat f :
-       {DataFormat::kLibsvm, DataFormat::kLibffm, DataFormat::kCriteo, DataFormat::kCsv}) {
-    if (text == ToString(f)) return f;
-  }
-  throw ConfigError(command + ": --format must be libsvm, libffm, criteo or csv, got '" + text +
-                    "'");
-}
+using cli::Args;
+using cli::ParseArgs;
+using cli::ParseFormat;
+using cli::ParseUint;
 
 std::vector<std::string> Overrides(const Args& a) {
   std::vector<std::string> sets;
@@ -219,172 +149,6 @@ int Synth(int argc, char** argv) {
   return 0;
 }
 
-// Feature settings for reading `--data` with a model: the model's, with an optional
-// --format override.
-FeatureSpec SpecFor(const Model& model, const Args& a, const std::string& command,
-                    OnError on_error) {
-  FeatureSpec spec = model.meta().features;
-  if (std::string f = a.Get("format"); !f.empty()) spec.data.format = ParseFormat(command, f);
-  spec.data.on_error = on_error;
-  return spec;
-}
-
-// --threads N of predict/eval: scorer threads, default all cores.
-int ThreadsOption(const std::string& command, const Args& a) {
-  const std::string text = a.Get("threads");
-  if (text.empty()) return DefaultScoringThreads();
-  const std::uint64_t n = ParseUint(command, "threads", text);
-  if (n < 1 || n > 4096) {
-    throw ConfigError(command + ": --threads must be between 1 and 4096, got '" + text + "'");
-  }
-  return static_cast<int>(n);
-}
-
-// Where predict writes: stdout, or --out. A regular file (new or existing) is written as a
-// temp file next to it and renamed into place by Commit(), so a failed predict leaves no
-// partial output; an existing non-regular target (/dev/null, a FIFO) is written directly.
-class PredictOutput {
- public:
-  explicit PredictOutput(const std::string& path) : path_(path) {
-    if (path.empty()) {
-      out_ = stdout;
-      return;
-    }
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::file_status st = fs::status(path, ec);
-    std::string target = path;
-    if (fs::exists(st) && !fs::is_regular_file(st)) {
-      direct_ = true;
-    } else if (fs::is_symlink(fs::symlink_status(path, ec))) {
-      target = fs::canonical(path, ec).string();  // replace the link's file, not the link
-      if (ec) target = path;
-    }
-    final_path_ = target;
-    open_path_ = direct_ ? target : target + ".tmp." + std::to_string(getpid());
-    file_ = std::fopen(open_path_.c_str(), "wb");
-    if (file_ == nullptr) throw IoError("predict: cannot write " + open_path_ + ": " + Errno());
-    out_ = file_;
-  }
-  ~PredictOutput() {
-    if (file_ != nullptr) {
-      std::fclose(file_);
-      if (!direct_) std::remove(open_path_.c_str());
-    }
-  }
-  PredictOutput(const PredictOutput&) = delete;
-  PredictOutput& operator=(const PredictOutput&) = delete;
-
-  void Write(std::string_view bytes) {
-    if (std::fwrite(bytes.data(), 1, bytes.size(), out_) != bytes.size()) WriteFailed();
-  }
-
-  // Flushes; for a file, syncs and renames it into place.
-  void Commit() {
-    if (std::fflush(out_) != 0) WriteFailed();
-    if (file_ == nullptr) return;
-    if (!direct_ && fsync(fileno(file_)) != 0) WriteFailed();
-    std::FILE* f = file_;
-    file_ = nullptr;
-    if (std::fclose(f) != 0) {
-      const std::string err = Errno();
-      if (!direct_) std::remove(open_path_.c_str());
-      throw IoError("predict: cannot write " + open_path_ + ": " + err);
-    }
-    if (!direct_ && std::rename(open_path_.c_str(), final_path_.c_str()) != 0) {
-      const std::string err = Errno();
-      std::remove(open_path_.c_str());
-      throw IoError("predict: cannot rename " + open_path_ + " to " + final_path_ + ": " + err);
-    }
-  }
-
- private:
-  static std::string Errno() { return std::strerror(errno); }
-  [[noreturn]] void WriteFailed() const {
-    throw IoError("predict: cannot write " + (path_.empty() ? std::string("stdout") : open_path_) +
-                  ": " + Errno());
-  }
-
-  std::string path_;        // as given; "" = stdout
-  std::string final_path_;  // where the output ends up
-  std::string open_path_;   // what is being written
-  bool direct_ = false;     // writing final_path_ itself
-  std::FILE* file_ = nullptr;
-  std::FILE* out_ = nullptr;
-};
-
-int Predict(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "predict", {"model", "data", "format", "out", "threads"}, {});
-  const int threads = ThreadsOption("predict", a);
-  Model model = Model::Load(a.Require("predict", "model"));
-  // Fail on bad rows: skipping one would misalign the output with the input lines.
-  FeatureSpec spec = SpecFor(model, a, "predict", OnError::kFail);
-  const std::string data = a.Require("predict", "data");
-  PredictOutput out(a.Get("out"));
-  ScoringOptions options;
-  options.threads = threads;
-  const Loss loss = model.meta().loss;
-  options.format = [loss](std::span<const float> scores, std::string* text) {
-    char tmp[32];
-    for (float s : scores) {  // as printf's %.7g, several times faster
-      const std::to_chars_result r = std::to_chars(tmp, tmp + sizeof(tmp) - 1, Prediction(loss, s),
-                                                   std::chars_format::general, 7);
-      *r.ptr = '\n';
-      text->append(tmp, static_cast<std::size_t>(r.ptr + 1 - tmp));
-    }
-  };
-  ScoreFile(model, spec, data, options, [&](const ScoredRows& rows) { out.Write(rows.text); });
-  out.Commit();
-  return 0;
-}
-
-int Eval(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "eval", {"model", "data", "format", "threads"}, {});
-  const int threads = ThreadsOption("eval", a);
-  Model model = Model::Load(a.Require("eval", "model"));
-  FeatureSpec spec = SpecFor(model, a, "eval", model.meta().features.data.on_error);
-  // Exact AUC needs every score: only (score, label) pairs are kept, not the rows.
-  std::vector<float> scores, labels;
-  const ScoringStats stats = ScoreFile(model, spec, a.Require("eval", "data"), threads,
-                                       [&](std::span<const float> s, std::span<const float> y) {
-                                         scores.insert(scores.end(), s.begin(), s.end());
-                                         labels.insert(labels.end(), y.begin(), y.end());
-                                       });
-  EvalResult r = Evaluate(model.meta().loss, scores, labels);
-  JsonObject j;
-  j.Add("rows", r.rows).Add("logloss", r.logloss);
-  if (model.meta().loss == Loss::kLogistic) {
-    j.Add("auc", r.auc);
-  } else {
-    j.Add("rmse", r.rmse);
-  }
-  j.Add("bad_rows", stats.bad_rows.count);
-  std::cout << j.str() << "\n";
-  return 0;
-}
-
-int Export(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "export", {"model", "out"}, {});
-  Model model = Model::Load(a.Require("export", "model"));
-  const std::string out_path = a.Require("export", "out");
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(out_path.c_str(), "wb"),
-                                                    &std::fclose);
-  if (!f) throw IoError("export: cannot write " + out_path);
-  const int k = model.shape().k;
-  const int width = model.shape().row_width();
-  std::fprintf(f.get(), "# fmps model: k=%d loss=%s keys=%zu; lines: bias W0, then KEY W V1..V%d\n",
-               k, ToString(model.meta().loss), model.num_keys(), model.shape().v_width());
-  std::fprintf(f.get(), "bias %.9g\n", model.meta().bias);
-  for (std::size_t i = 0; i < model.num_keys(); ++i) {
-    const float* row = model.row(i);
-    std::fprintf(f.get(), "%llu", static_cast<unsigned long long>(model.keys()[i]));
-    for (int j = 0; j < width; ++j) std::fprintf(f.get(), " %.9g", row[j]);
-    std::fputc('\n', f.get());
-  }
-  if (std::fflush(f.get()) != 0) throw IoError("export: cannot write " + out_path);
-  return 0;
-}
-
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -401,12 +165,17 @@ int RunCli(int argc, char** argv) {
     std::printf("fmps %s\n", FMPS_VERSION);
     return 0;
   }
+  if (const char* usage = cli::CommandUsage(command);
+      usage != nullptr && cli::WantsHelp(argc, argv, 2)) {
+    std::fputs(usage, stdout);
+    return 0;
+  }
   if (command == "train") return Train(argc, argv);
   if (command == "check") return Check(argc, argv);
   if (command == "synth") return Synth(argc, argv);
-  if (command == "predict") return Predict(argc, argv);
-  if (command == "eval") return Eval(argc, argv);
-  if (command == "export") return Export(argc, argv);
+  if (command == "predict") return cli::Predict(argc, argv);
+  if (command == "eval") return cli::Eval(argc, argv);
+  if (command == "export") return cli::Export(argc, argv);
   throw ConfigError("unknown command '" + command + "' (see fmps --help)");
 }
 

@@ -3,7 +3,9 @@
 #   1. a small libsvm data set (fmps synth), a tiny model trained in single-node mode;
 #   2. fmps predict and the Python reader score the same 500 test rows: every probability
 #      agrees within 1e-5 (absolute); the same for a squared-loss model's scores;
-#   3. --limit N prints N lines; a hashed model is refused with a message naming hash_bits 0.
+#   3. --limit N prints N lines; a hashed model is refused with a message naming hash_bits 0;
+#   4. it runs as is from standard input; 5. another script can import it (read the model,
+#      score rows); 6. without google.protobuf it fails with one line naming python3-protobuf.
 # Prints "SKIP: ..." and exits 0 when python3-protobuf (or protoc) is unavailable.
 #
 # Usage: bash tests/worker/cli/model_reader_test.sh path/to/fmps        (exit 0 = pass)
@@ -21,10 +23,10 @@ reader="$repo/launch/model_reader.py"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-# model_reader.py re-runs itself with /usr/bin/python3 when the python3 on PATH lacks
-# google.protobuf, so protobuf counts as present if either python has it.
+# model_reader.py runs under the python that starts it: Debian's /usr/bin/python3 (with
+# python3-protobuf) when there is one, else the first python3 on PATH that has protobuf.
 python=""
-for p in python3 /usr/bin/python3; do
+for p in /usr/bin/python3 python3; do
   if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import google.protobuf' >/dev/null 2>&1; then
     python="$p"
     break
@@ -108,4 +110,34 @@ if "$python" "$reader" "$tmp/python" "$tmp/run_hashed/model.fmps" "$tmp/d/test.l
 fi
 grep -q "hash_bits 0" "$tmp/err" || die "unclear message for a hashed model: $(cat "$tmp/err")"
 echo "ok: hashed model refused: $(cat "$tmp/err")"
+
+# 4. Run from standard input, as is.
+"$python" - "$tmp/python" "$model" "$tmp/d/test.libsvm" <"$reader" >"$tmp/py_stdin.txt" ||
+  die "model_reader.py run from standard input failed"
+cmp -s "$tmp/py_stdin.txt" "$tmp/py.txt" || die "model_reader.py from standard input differs"
+echo "ok: runs from standard input"
+
+# 5. Imported by another script, from another directory: read the model, score rows.
+(cd "$tmp" && "$python" - "$repo/launch" "$tmp/python" "$model" "$tmp/d/test.libsvm" \
+  >"$tmp/py_import.txt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import model_reader
+model = model_reader.load_model(sys.argv[2], sys.argv[3])
+for p in model_reader.predict_rows(model, model_reader.libsvm_rows(sys.argv[4])):
+    print(f"{p:.7g}")
+PY
+) || die "importing model_reader failed"
+cmp -s "$tmp/py_import.txt" "$tmp/py.txt" || die "model_reader imported gives other predictions"
+echo "ok: importable"
+
+# 6. Without google.protobuf: one clear line, exit 1.
+if "$python" -c 'import sys; sys.modules["google"] = None; sys.argv = sys.argv[1:]
+exec(compile(open(sys.argv[0]).read(), sys.argv[0], "exec"))' \
+  "$reader" "$tmp/python" "$model" "$tmp/d/test.libsvm" >/dev/null 2>"$tmp/err"; then
+  die "model_reader.py ran without google.protobuf"
+fi
+[ "$(wc -l <"$tmp/err")" -eq 1 ] || die "not one line without protobuf: $(cat "$tmp/err")"
+grep -q "python3-protobuf" "$tmp/err" || die "unclear message without protobuf: $(cat "$tmp/err")"
+echo "ok: without protobuf: $(cat "$tmp/err")"
 echo "PASS"

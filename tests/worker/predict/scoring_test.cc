@@ -177,5 +177,42 @@ TEST(ScoreFileTest, MalformedRowStopsWithFileAndLine) {
   }
 }
 
+// LabelPolicy::kOptional (what predict uses): rows with and without a label mix in one file,
+// every row is scored, a row without one gets label NaN; kRequired refuses such a row.
+TEST(ScoreFileTest, OptionalLabelsScoreRowsWithoutOne) {
+  TempDir dir;
+  const Model model = SmallModel(dir);
+  std::string text;
+  const std::vector<Row> rows = MakeRows(100, &text);
+  std::string mixed;
+  int line = 0;
+  for (std::size_t at = 0; at < text.size(); ++line) {
+    const std::size_t end = text.find('\n', at);
+    const std::string row = text.substr(at, end - at);
+    mixed += (line % 2 == 1 ? row.substr(row.find(' ') + 1) : row) + "\n";
+    at = end + 1;
+  }
+  const std::string path = dir.Write("mixed.libsvm", mixed);
+  FeatureSpec spec = Spec(OnError::kFail);
+  spec.labels = LabelPolicy::kOptional;
+  std::vector<float> scores, labels;
+  ScoreFile(model, spec, path, 3, [&](std::span<const float> s, std::span<const float> y) {
+    scores.insert(scores.end(), s.begin(), s.end());
+    labels.insert(labels.end(), y.begin(), y.end());
+  });
+  ASSERT_EQ(scores.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_NEAR(scores[i], NaiveScore(rows[i]), 1e-5) << "row " << i + 1;
+    if (i % 2 == 1) {
+      EXPECT_TRUE(std::isnan(labels[i])) << "row " << i + 1;
+    } else {
+      EXPECT_EQ(labels[i], rows[i].label) << "row " << i + 1;
+    }
+  }
+  EXPECT_THROW(ScoreFile(model, Spec(OnError::kFail), path, 1,
+                         [](std::span<const float>, std::span<const float>) {}),
+               DataError);
+}
+
 }  // namespace
 }  // namespace fmps
