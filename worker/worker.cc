@@ -33,6 +33,16 @@ constexpr int kPrefetchDepth = 2;
 
 }  // namespace
 
+void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
+  for (const std::uint32_t c : counts) {
+    if (c > 1) {
+      const float inv = 1.0f / static_cast<float>(c);
+      for (int j = 0; j < width; ++j) grads[j] *= inv;
+    }
+    grads += width;
+  }
+}
+
 Worker::Worker(const WorkerOptions& options, KVClient* client)
     : options_(options),
       client_(client),
@@ -63,6 +73,7 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   grads_.assign(b.keys.size() * static_cast<std::size_t>(options_.shape.row_width()), 0.0f);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
+  if (options_.key_mean) DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
   return loss;
 }
 
@@ -93,7 +104,7 @@ void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
 
 void Worker::TrainAsync(ShardReader* reader, Progress* progress,
                         const std::function<void()>& hook) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, options_.send_counts);
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
   std::deque<Timestamp> pushes;  // unacknowledged, oldest first
   // Waits for the oldest pushes until at most `limit` remain in flight.
   auto settle = [&](int limit) {
@@ -138,7 +149,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
 }
 
 void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, options_.send_counts);
+  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
   PreparedBatch empty;  // what an exhausted worker pushes: no keys
   while (true) {
     PreparedBatch* b = prefetcher.Next();

@@ -3,7 +3,8 @@
 //
 // Per minibatch: a BatchPrefetcher thread reads the rows and deduplicates their keys ahead
 // of time; the worker pulls the unique keys, computes loss and gradients in O(k * nnz) and
-// pushes the gradients (with occurrence counts when min_count > 1).
+// pushes the gradients (with occurrence counts when min_count > 1), summed over the batch's
+// rows or, with key_mean, averaged per key over the rows holding it.
 //  * async: at most max_delay batches are in flight (pulled but not yet acknowledged as
 //    applied); with max_delay >= 2 the pull of the next batch overlaps the computation of
 //    the current one (so it misses that one batch's update). Since each server applies a
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "common/config/config.h"
@@ -38,7 +40,14 @@ struct WorkerOptions {
   Consistency consistency = Consistency::kAsync;
   int max_delay = 4;
   bool send_counts = false;  // min_count > 1
+  // Push each key's gradient divided by its occurrence count in the batch (the bias: by the
+  // number of rows), i.e. a mean per key instead of a sum (optimizer.gradient: key_mean).
+  bool key_mean = false;
 };
+
+// The key_mean scaling: divides key u's `width` gradients (grads[u * width ...]) by
+// counts[u] when it is above 1. O(counts.size() * width); no allocation.
+void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads);
 
 // One worker's live counters, updated after every batch, readable from other threads.
 struct Progress {
@@ -94,6 +103,8 @@ class Worker {
   // Publishes a finished batch to *progress.
   void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 
+  // Whether batches need their keys' occurrence counts (send_counts or key_mean).
+  bool counted() const { return options_.send_counts || options_.key_mean; }
   // Runs the cut handler (if any) and clears the pending cut.
   void Cut(const std::vector<ByteRange>& remaining);
 

@@ -20,6 +20,8 @@ enum class OnError { kSkip, kFail };
 enum class Loss { kLogistic, kSquared };
 enum class OptimizerName { kSgd, kAdagrad, kAdam, kFtrl };
 enum class Consistency { kAsync, kBsp };
+enum class Normalize { kNone, kInstance };
+enum class GradientScale { kSum, kKeyMean };
 
 // Role of each csv column. Every header column must have exactly one role.
 struct CsvSpec {
@@ -38,6 +40,8 @@ struct DataConfig {
   int hash_bits = 0;                        // 0..64; 0 keeps numeric ids as given
   CsvSpec csv;
   OnError on_error = OnError::kSkip;
+  // kInstance: every row's values are scaled to unit L2 norm when read (train, test, predict)
+  Normalize normalize = Normalize::kNone;
 };
 
 struct ModelConfig {
@@ -60,6 +64,11 @@ struct OptimizerConfig {
   // >= 0; when > 0 the servers clamp every gradient element to [-clip, clip] before the
   // optimizer update (any optimizer); 0 = off
   float clip_gradient = 0.0f;
+  // kKeyMean: a worker pushes, per key, the mean of the gradients of the batch's occurrences
+  // of the key (the sum divided by its count; the bias: by the rows); kSum: the sum over the
+  // batch's rows
+  GradientScale gradient = GradientScale::kKeyMean;
+  float initial_accumulator = 0.0f;  // adagrad only, >= 0: the sum of squares starts here
 };
 
 struct TrainConfig {
@@ -106,7 +115,8 @@ struct Config {
 //
 // A key that the rest of the config would make ineffective is an error rather than silently
 // ignored: data.csv unless data.format is csv; optimizer.beta1/beta2 unless adam, eps unless
-// adagrad or adam, l1/ftrl_beta unless ftrl; train.max_delay unless async. Within csv
+// adagrad or adam, initial_accumulator unless adagrad, l1/ftrl_beta unless ftrl;
+// train.max_delay unless async. Within csv
 // roles, a column may be named only once. An override whose value is empty sets the empty
 // string.
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides);
@@ -153,6 +163,8 @@ const char* ToString(OnError v);
 const char* ToString(Loss v);
 const char* ToString(OptimizerName v);
 const char* ToString(Consistency v);
+const char* ToString(Normalize v);
+const char* ToString(GradientScale v);
 
 // Expands paths and globs (glob(3)); each pattern must match at least one regular file.
 // Result keeps pattern order, matches of one glob sorted. `key` names the config key in

@@ -19,6 +19,7 @@ constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 constexpr std::int64_t kUint32Max = std::numeric_limits<std::uint32_t>::max();
 
 bool IsAdam(const Config& c) { return c.optimizer.name == OptimizerName::kAdam; }
+bool IsAdagrad(const Config& c) { return c.optimizer.name == OptimizerName::kAdagrad; }
 bool IsAdagradOrAdam(const Config& c) {
   return c.optimizer.name == OptimizerName::kAdagrad || IsAdam(c);
 }
@@ -28,6 +29,7 @@ bool IsCsv(const Config& c) { return c.data.format == DataFormat::kCsv; }
 bool HasCheckpointDir(const Config& c) { return !c.checkpoint.dir.empty(); }
 
 const Condition kAdamOnly{"to optimizer.name: adam", IsAdam, "optimizer.name"};
+const Condition kAdagradOnly{"to optimizer.name: adagrad", IsAdagrad, "optimizer.name"};
 const Condition kAdagradOrAdamOnly{"to optimizer.name: adagrad or adam", IsAdagradOrAdam,
                                    "optimizer.name"};
 const Condition kFtrlOnly{"to optimizer.name: ftrl", IsFtrl, "optimizer.name"};
@@ -108,6 +110,11 @@ std::vector<ConfigField> DataTailFields() {
       {.key = "data.on_error",
        .kind = EnumField<OnError>{FMPS_AT(data.on_error)},
        .meaning = "skip: count malformed rows, report the first few; fail: stop at the first"},
+      {.key = "data.normalize",
+       .kind = EnumField<Normalize>{FMPS_AT(data.normalize)},
+       .meaning = "instance: scale each row's values to unit L2 norm as it is read (train, test, "
+                  "predict)",
+       .digest = true},
   };
 }
 
@@ -178,6 +185,16 @@ std::vector<ConfigField> OptimizerFields() {
       {.key = "optimizer.clip_gradient",
        .kind = RealField<float>{FMPS_AT(optimizer.clip_gradient), kNonNegative},
        .meaning = "servers clamp each gradient element to [-clip, clip] first; 0 = off",
+       .digest = true},
+      {.key = "optimizer.gradient",
+       .kind = EnumField<GradientScale>{FMPS_AT(optimizer.gradient)},
+       .meaning = "key_mean: push each key's batch gradient divided by its count in the batch "
+                  "(bias: by the rows); sum: the sum over the batch's rows",
+       .digest = true},
+      {.key = "optimizer.initial_accumulator",
+       .kind = RealField<float>{FMPS_AT(optimizer.initial_accumulator), kNonNegative},
+       .meaning = "AdaGrad's starting sum of squared gradients (0: the first step is lr*sign(g))",
+       .applies = &kAdagradOnly,
        .digest = true},
   };
 }
@@ -275,6 +292,8 @@ const char* ToString(OnError v) { return NameOf(v); }
 const char* ToString(Loss v) { return NameOf(v); }
 const char* ToString(OptimizerName v) { return NameOf(v); }
 const char* ToString(Consistency v) { return NameOf(v); }
+const char* ToString(Normalize v) { return NameOf(v); }
+const char* ToString(GradientScale v) { return NameOf(v); }
 
 std::span<const ConfigField> ConfigFields() {
   static const std::vector<ConfigField> table = MakeTable();

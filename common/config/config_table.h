@@ -85,7 +85,8 @@ using FieldKind =
     std::variant<IntField<int>, IntField<std::uint32_t>, Uint64Field, RealField<float>,
                  RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
                  EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
-                 EnumField<OptimizerName>, EnumField<Consistency>>;
+                 EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
+                 EnumField<GradientScale>>;
 
 enum class Presence {
   kOptional,
@@ -124,6 +125,8 @@ inline constexpr std::string_view kOnError[] = {"skip", "fail"};
 inline constexpr std::string_view kLoss[] = {"logistic", "squared"};
 inline constexpr std::string_view kOptimizer[] = {"sgd", "adagrad", "adam", "ftrl"};
 inline constexpr std::string_view kConsistency[] = {"async", "bsp"};
+inline constexpr std::string_view kNormalize[] = {"none", "instance"};
+inline constexpr std::string_view kGradientScale[] = {"sum", "key_mean"};
 }  // namespace enum_names
 
 template <typename E>
@@ -135,6 +138,8 @@ std::span<const std::string_view> EnumNames() {
   if constexpr (std::is_same_v<E, Loss>) return kLoss;
   if constexpr (std::is_same_v<E, OptimizerName>) return kOptimizer;
   if constexpr (std::is_same_v<E, Consistency>) return kConsistency;
+  if constexpr (std::is_same_v<E, Normalize>) return kNormalize;
+  if constexpr (std::is_same_v<E, GradientScale>) return kGradientScale;
 }
 
 }  // namespace fmps

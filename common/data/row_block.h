@@ -13,6 +13,7 @@
 // AddFeature does too, one built by pushing to keys/values directly may leave fields empty.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -51,6 +52,17 @@ struct RowBlock {
   void FinishRow(float label) {
     labels.push_back(label);
     offsets.push_back(keys.size());
+  }
+  // Scales the values of the last finished row to unit L2 norm (a row of zeros, or one
+  // without features, is left as it is). O(row's non-zeros).
+  void NormalizeLastRow() {
+    const std::size_t begin = offsets[offsets.size() - 2];
+    const std::size_t end = offsets.back();
+    double sum = 0.0;
+    for (std::size_t i = begin; i < end; ++i) sum += static_cast<double>(values[i]) * values[i];
+    if (sum == 0.0) return;
+    const double inv = 1.0 / std::sqrt(sum);
+    for (std::size_t i = begin; i < end; ++i) values[i] = static_cast<float>(values[i] * inv);
   }
   // Drops the non-zeros added since the last FinishRow (used when a row turns out malformed).
   void AbandonRow() {

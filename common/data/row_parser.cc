@@ -5,6 +5,7 @@ namespace fmps::data_internal {
 RowParser::RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
                      std::string_view file)
     : format_(spec.data.format),
+      normalize_(spec.data.normalize == Normalize::kInstance),
       sparse_(spec.data.hash_bits, spec.loss == Loss::kLogistic, spec.labels),
       criteo_(spec.data.hash_bits, spec.loss == Loss::kLogistic, spec.labels) {
   if (format_ == DataFormat::kCsv) csv_.emplace(spec, header, file);
@@ -26,7 +27,11 @@ bool RowParser::Parse(std::string_view line, RowBlock* block, std::string* reaso
       ok = csv_->Parse(line, block, reason);
       break;
   }
-  if (!ok) block->AbandonRow();
+  if (!ok) {
+    block->AbandonRow();
+  } else if (normalize_) {
+    block->NormalizeLastRow();
+  }
   return ok;
 }
 

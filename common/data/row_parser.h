@@ -26,12 +26,14 @@ class RowParser {
   RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
             std::string_view file);
 
-  // On success appends one row (label, keys, values, fields) and returns true; on failure
+  // On success appends one row (label, keys, values, fields; the values scaled to unit L2
+  // norm under data.normalize: instance) and returns true; on failure
   // leaves *block unchanged, sets *reason and returns false.
   bool Parse(std::string_view line, RowBlock* block, std::string* reason);
 
  private:
   DataFormat format_;
+  bool normalize_;  // data.normalize: instance
   SparseParser sparse_;
   CriteoParser criteo_;
   std::optional<CsvParser> csv_;  // csv only

@@ -77,13 +77,14 @@ class Sgd final : public Optimizer {
 
 class Adagrad final : public Optimizer {
  public:
-  explicit Adagrad(const AdagradParams& p) : lr_(p.lr), eps_(p.eps) {}
+  explicit Adagrad(const AdagradParams& p)
+      : lr_(p.lr), eps_(p.eps), initial_accumulator_(p.initial_accumulator) {}
 
   const char* name() const override { return "adagrad"; }
   int state_floats() const override { return AdagradParams::kStateFloats; }
 
   void InitState(const float* /*param*/, float* state, int n, float /*l2*/) const override {
-    std::fill(state, state + n, 0.0f);
+    std::fill(state, state + n, initial_accumulator_);
   }
 
   void Update(float* param, float* state, const float* grad, int n, float l2,
@@ -103,6 +104,7 @@ class Adagrad final : public Optimizer {
  private:
   float lr_;
   float eps_;
+  float initial_accumulator_;
 };
 
 // b^t for any 32-bit t as a product of four table entries (b^(t0 + 2^8 t1 + 2^16 t2 +
@@ -251,7 +253,9 @@ std::unique_ptr<Optimizer> MakeOptimizer(const OptimizerConfig& config) {
     case OptimizerName::kSgd:
       return MakeSgd({.lr = config.lr});
     case OptimizerName::kAdagrad:
-      return MakeAdagrad({.lr = config.lr, .eps = config.eps});
+      return MakeAdagrad({.lr = config.lr,
+                          .eps = config.eps,
+                          .initial_accumulator = config.initial_accumulator});
     case OptimizerName::kAdam:
       return MakeAdam(
           {.lr = config.lr, .beta1 = config.beta1, .beta2 = config.beta2, .eps = config.eps});

@@ -31,6 +31,9 @@ struct AdagradParams {
   static constexpr int kStateFloats = 1;  // sum of squared gradients
   float lr = OptimizerConfig{}.lr;
   float eps = OptimizerConfig{}.eps;
+  // The sum of squared gradients of a new parameter: its first step is
+  // lr * g / (sqrt(initial_accumulator + g^2) + eps), so 0 moves it by lr whatever g.
+  float initial_accumulator = OptimizerConfig{}.initial_accumulator;
 };
 
 struct AdamParams {
@@ -65,8 +68,9 @@ class Optimizer {
   virtual bool uses_step() const { return false; }
 
   // Initialises the state of a new group whose parameters are already set (FTRL derives z
-  // so that the closed form with this `l2` reproduces the initial parameters; others zero
-  // the state).
+  // so that the closed form with this `l2` reproduces the initial parameters; AdaGrad sets
+  // its sums to initial_accumulator; others zero the
+  // state).
   virtual void InitState(const float* param, float* state, int n, float l2) const = 0;
 
   // One update of a group of n parameters with gradient `grad`. `step` is the group's step

@@ -325,5 +325,24 @@ TEST(WorkerTest, BspSumsThreeWorkersInWorkerOrderWhateverTheArrivalOrder) {
   }
 }
 
+// optimizer.gradient: key_mean divides each key's summed gradient by its count in the batch
+// (the bias: by the rows), as counted by Deduplicate.
+TEST(DivideByCountsTest, MeanPerKeyByHand) {
+  PreparedBatch b;
+  // Rows: {5, 6}, {5}, {5, 7}: key 5 in 3 rows, 6 and 7 in one each.
+  for (const auto& row : std::vector<std::vector<Key>>{{5, 6}, {5}, {5, 7}}) {
+    for (const Key k : row) b.block.AddFeature(k, 1.0f);
+    b.block.FinishRow(1.0f);
+  }
+  KeyIndex index;
+  b.Deduplicate(&index);
+  ASSERT_EQ(b.keys, (std::vector<Key>{kBiasKey, 5, 6, 7}));
+  ASSERT_EQ(b.counts, (std::vector<std::uint32_t>{3, 3, 1, 1}));
+  const int width = 2;  // w and k = 1
+  std::vector<float> g = {3, 6, 9, 1.5f, 2, 4, -1, 8};
+  DivideByCounts(b.counts, width, g.data());
+  EXPECT_EQ(g, (std::vector<float>{1, 2, 3, 0.5f, 2, 4, -1, 8}));
+}
+
 }  // namespace
 }  // namespace fmps

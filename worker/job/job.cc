@@ -106,7 +106,8 @@ WorkerOptions MakeWorkerOptions(const Config& c) {
           .batch_size = c.train.batch_size,
           .consistency = c.train.consistency,
           .max_delay = c.train.max_delay,
-          .send_counts = c.model.min_count > 1};
+          .send_counts = c.model.min_count > 1,
+          .key_mean = c.optimizer.gradient == GradientScale::kKeyMean};
 }
 
 KVClientOptions MakeKVOptions(const Config& c, int num_servers) {

@@ -37,6 +37,7 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(data.csv.delimiter)
   FMPS_SAME(data.csv.transform)
   FMPS_SAME(data.on_error)
+  FMPS_SAME(data.normalize)
   FMPS_SAME(model.k)
   FMPS_SAME(model.loss)
   FMPS_SAME(model.init_std)
@@ -51,6 +52,8 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(optimizer.eps)
   FMPS_SAME(optimizer.l1)
   FMPS_SAME(optimizer.ftrl_beta)
+  FMPS_SAME(optimizer.gradient)
+  FMPS_SAME(optimizer.initial_accumulator)
   FMPS_SAME(train.epochs)
   FMPS_SAME(train.batch_size)
   FMPS_SAME(train.consistency)
@@ -135,6 +138,7 @@ data:
     delimiter: "\t"
     transform: log_bucket
   on_error: fail
+  normalize: instance
 model:
   k: 16
   loss: squared
@@ -149,6 +153,7 @@ optimizer:
   beta2: 0.99
   eps: 1e-7
   clip_gradient: 2.5
+  gradient: sum
 train:
   epochs: 3
   batch_size: 512
@@ -176,6 +181,8 @@ output:
   EXPECT_EQ(c.model.l2_w, 1e-6f);
   EXPECT_EQ(c.optimizer.eps, 1e-7f);
   EXPECT_EQ(c.optimizer.clip_gradient, 2.5f);
+  EXPECT_EQ(c.optimizer.gradient, GradientScale::kSum);
+  EXPECT_EQ(c.data.normalize, Normalize::kInstance);
   EXPECT_EQ(c.train.seed, 18446744073709551615ull);
   EXPECT_EQ(c.output.dir, "out/run 1");
 
@@ -466,8 +473,23 @@ TEST(ConfigTest, CrossKeyRules) {
             "exp.yaml:5:3: checkpoint.every_seconds applies only with checkpoint.dir set (no "
             "checkpoints are written without it)");
   EXPECT_EQ(Parse(base + "train:\n  init_model: m.fmps\n").train.init_model, "m.fmps");
+  EXPECT_NE(ErrorOf(base + "optimizer: {name: sgd, initial_accumulator: 1}")
+                .find("optimizer.initial_accumulator applies only to optimizer.name: adagrad"),
+            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(base + "optimizer: {initial_accumulator: -1}").find("optimizer.initial_accumulator"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf(base + "optimizer: {gradient: mean}").find("key_mean"), std::string::npos);
+  EXPECT_NE(ErrorOf("data: {train: a, format: libsvm, normalize: l2}").find("instance"),
+            std::string::npos);
   // The allowed combinations parse.
   EXPECT_EQ(Parse(base + "optimizer: {name: adam, beta1: 0.5, eps: 1e-6}").optimizer.beta1, 0.5f);
+  EXPECT_EQ(Parse(base + "optimizer: {initial_accumulator: 0.5}").optimizer.initial_accumulator,
+            0.5f);
+  EXPECT_EQ(Parse(base + "optimizer: {name: sgd, gradient: sum}").optimizer.gradient,
+            GradientScale::kSum);
+  EXPECT_EQ(Parse("data: {train: a, format: libsvm, normalize: instance}").data.normalize,
+            Normalize::kInstance);
   EXPECT_EQ(Parse(base + "optimizer: {name: ftrl, l1: 2}").optimizer.l1, 2.0f);
   EXPECT_EQ(Parse(base + "train: {max_delay: 3}").train.max_delay, 3);
   EXPECT_EQ(Parse(base + "checkpoint: {dir: ''}").checkpoint.dir, "");
@@ -702,6 +724,7 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(data.csv.delimiter, ";", csv, label),
       FMPS_PROBE(data.csv.transform, "none", csv, label),
       FMPS_PROBE(data.on_error, "fail"),
+      FMPS_PROBE(data.normalize, "instance"),
       FMPS_PROBE(model.k, "16"),
       FMPS_PROBE(model.loss, "squared"),
       FMPS_PROBE(model.init_std, "0.5"),
@@ -716,6 +739,8 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(optimizer.l1, "0.5", "optimizer.name=ftrl"),
       FMPS_PROBE(optimizer.ftrl_beta, "2", "optimizer.name=ftrl"),
       FMPS_PROBE(optimizer.clip_gradient, "4"),
+      FMPS_PROBE(optimizer.gradient, "sum"),
+      FMPS_PROBE(optimizer.initial_accumulator, "0.5"),
       FMPS_PROBE(train.epochs, "3"),
       FMPS_PROBE(train.batch_size, "64"),
       FMPS_PROBE(train.consistency, "bsp"),
@@ -782,11 +807,28 @@ TEST(ConfigTableTest, DigestAndKeySettingFields) {
       "data.format",          "data.hash_bits",  "data.csv.label",     "data.csv.numeric",
       "data.csv.categorical", "data.csv.ignore", "data.csv.delimiter", "data.csv.transform"};
   std::set<std::string> expected = data_keys;
-  for (const char* key :
-       {"data.train", "model.k", "model.loss", "model.init_std", "model.l2_w", "model.l2_v",
-        "model.min_count", "optimizer.name", "optimizer.lr", "optimizer.beta1", "optimizer.beta2",
-        "optimizer.eps", "optimizer.l1", "optimizer.ftrl_beta", "optimizer.clip_gradient",
-        "train.batch_size", "train.consistency", "train.max_delay", "train.seed"}) {
+  for (const char* key : {"data.train",
+                          "data.normalize",
+                          "model.k",
+                          "model.loss",
+                          "model.init_std",
+                          "model.l2_w",
+                          "model.l2_v",
+                          "model.min_count",
+                          "optimizer.name",
+                          "optimizer.lr",
+                          "optimizer.beta1",
+                          "optimizer.beta2",
+                          "optimizer.eps",
+                          "optimizer.l1",
+                          "optimizer.ftrl_beta",
+                          "optimizer.clip_gradient",
+                          "optimizer.gradient",
+                          "optimizer.initial_accumulator",
+                          "train.batch_size",
+                          "train.consistency",
+                          "train.max_delay",
+                          "train.seed"}) {
     expected.insert(key);
   }
   EXPECT_EQ(digest, expected);

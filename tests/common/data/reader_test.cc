@@ -47,6 +47,29 @@ TEST(ReaderTest, LibsvmParsesLabelsKeysAndValues) {
   EXPECT_NE(KeyFromId(3, 20), 3u);  // hashing really applied above
 }
 
+// data.normalize: instance scales each row to unit L2 norm (3-4-5: 0.6, 0.8); a row without
+// features stays empty; the other rows of the block are untouched.
+TEST(ReaderTest, NormalizeInstanceScalesRowsToUnitNorm) {
+  TempDir dir;
+  const std::string path = dir.Write("a.txt", "1 3:3 10:-4\n0\n1 5:0.5\n0 1:1 2:1 3:1 4:1\n");
+  FeatureSpec spec = Spec(DataFormat::kLibsvm, 0);
+  spec.data.normalize = Normalize::kInstance;
+  RowBlock b = ReadAll(spec, {path});
+  ASSERT_EQ(b.rows(), 4u);
+  EXPECT_EQ(RowFeatures(b, 0), (std::vector<Feature>{{3, 0.6f}, {10, -0.8f}}));
+  EXPECT_TRUE(RowFeatures(b, 1).empty());
+  EXPECT_EQ(RowFeatures(b, 2), (std::vector<Feature>{{5, 1.0f}}));
+  EXPECT_EQ(RowFeatures(b, 3), (std::vector<Feature>{{1, 0.5f}, {2, 0.5f}, {3, 0.5f}, {4, 0.5f}}));
+  // LineParser (predict's path) applies it too, to the new row only.
+  LineParser parser(spec, {});
+  RowBlock c;
+  c.AddFeature(7, 7.0f);
+  c.FinishRow(1.0f);
+  ASSERT_TRUE(parser.Parse("1 1:6 2:8", &c, nullptr));
+  EXPECT_EQ(RowFeatures(c, 0), (std::vector<Feature>{{7, 7.0f}}));
+  EXPECT_EQ(RowFeatures(c, 1), (std::vector<Feature>{{1, 0.6f}, {2, 0.8f}}));
+}
+
 TEST(ReaderTest, SquaredLossAcceptsRealLabels) {
   TempDir dir;
   const std::string path = dir.Write("a.txt", "2.5 1:1\n-7 2:1\n1e2 3:1\n");

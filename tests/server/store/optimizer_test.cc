@@ -52,6 +52,25 @@ TEST(AdagradTest, TwoStepsByHand) {
   EXPECT_NEAR(p, 0.3552786f, 1e-6);
 }
 
+// With an initial accumulator h0 the first step is lr * g / sqrt(h0 + g^2), not lr.
+TEST(AdagradTest, InitialAccumulatorByHand) {
+  auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f, .initial_accumulator = 1.0f});
+  float p[2] = {0.5f, -0.5f};
+  float h[2] = {123.0f, 123.0f};
+  opt->InitState(p, h, 2, 0.0f);
+  EXPECT_EQ(h[0], 1.0f);
+  EXPECT_EQ(h[1], 1.0f);
+  std::uint32_t step = 0;
+  // g = 0.2: h = 1.04, p = 0.5 - 0.1 * 0.2 / sqrt(1.04) = 0.5 - 0.0196116 = 0.4803884.
+  // g = 3:   h = 10,   p = -0.5 - 0.1 * 3 / sqrt(10) = -0.5 - 0.0948683 = -0.5948683.
+  const float g[2] = {0.2f, 3.0f};
+  opt->Update(p, h, g, 2, 0.0f, &step);
+  EXPECT_NEAR(h[0], 1.04f, 1e-6);
+  EXPECT_NEAR(h[1], 10.0f, 1e-6);
+  EXPECT_NEAR(p[0], 0.4803884f, 1e-6);
+  EXPECT_NEAR(p[1], -0.5948683f, 1e-6);
+}
+
 TEST(AdamTest, TwoStepsByHand) {
   auto opt = MakeAdam({.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f});
   EXPECT_EQ(opt->state_floats(), 2);

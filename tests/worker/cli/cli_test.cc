@@ -173,6 +173,45 @@ TEST(CliTest, SynthTrainPredictEvalExport) {
   EXPECT_EQ(fields.size(), 1u + 1u + 4u);
 }
 
+// data.normalize: instance is recorded in model.fmps and applied by eval: eval of the trained
+// model gives the training run's final test metrics, and a copy of the test file with every
+// value tripled (the same rows after normalization) gives exactly the same ones.
+TEST(CliTest, EvalAppliesTheModelsInstanceNormalization) {
+  TempDir dir;
+  std::string out;
+  ASSERT_EQ(RunCommand(FmpsBinary() + " synth --out " + dir.File("d") +
+                           " --rows 20000 --test-rows 2000 --fields 6 --vocab 300 --k 4 --seed 3",
+                       &out),
+            0)
+      << out;
+  std::string tripled;
+  for (std::string line : Lines(ReadFile(dir.File("d/test.libsvm")))) {
+    for (std::size_t at = line.find(":1"); at != std::string::npos; at = line.find(":1", at)) {
+      line[at + 1] = '3';  // synth writes every value as 1
+    }
+    tripled += line + "\n";
+  }
+  const std::string test3 = dir.Write("test3.libsvm", tripled);
+  const std::string cfg =
+      dir.Write("exp.yaml", "data:\n  train: " + dir.File("d/train.libsvm") +
+                                "\n  test: " + dir.File("d/test.libsvm") +
+                                "\n  format: libsvm\n  normalize: instance\nmodel:\n  k: 4\n"
+                                "output:\n  dir: " +
+                                dir.File("run") + "\n");
+  ASSERT_EQ(RunCommand(FmpsBinary() + " train " + cfg, &out), 0) << out;
+  const std::string summary = ReadFile(dir.File("run/summary.json"));
+  EXPECT_NE(ReadFile(dir.File("run/config.yaml")).find("normalize: instance"), std::string::npos);
+  std::string orig, scaled;
+  const std::string eval = FmpsBinary() + " eval --model " + dir.File("run/model.fmps");
+  ASSERT_EQ(RunCommand(eval + " --data " + dir.File("d/test.libsvm") + " 2>/dev/null", &orig), 0)
+      << orig;
+  ASSERT_EQ(RunCommand(eval + " --data " + test3 + " 2>/dev/null", &scaled), 0) << scaled;
+  EXPECT_NEAR(JsonNumber(orig, "logloss"), JsonNumber(summary, "test_logloss"), 1e-6);
+  EXPECT_NEAR(JsonNumber(orig, "auc"), JsonNumber(summary, "test_auc"), 1e-6);
+  EXPECT_NEAR(JsonNumber(scaled, "logloss"), JsonNumber(orig, "logloss"), 1e-6);
+  EXPECT_EQ(JsonNumber(scaled, "auc"), JsonNumber(orig, "auc"));
+}
+
 TEST(CliTest, TrainErrorsAreOneLineAndNonZero) {
   TempDir dir;
   std::string cfg =

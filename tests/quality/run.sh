@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# fmps training-quality sweep: the one entry command.
+#
+#   bash tests/quality/run.sh [--quick] [quality.py options...]
+#
+# Builds Release into build/ (launch/setup.sh), then trains single-node on each public data
+# set of ../shared/data (a9a, agaricus, w6a, heart_scale, the xLearn Criteo sample, the raw
+# Criteo TSV sample, MovieLens ratings with squared loss) over the grid sgd/adagrad/ftrl at
+# lr 0.01, 0.05, 0.1, 0.2 and adam at lr 0.001, 0.01, each at batch_size 1, 32, 1024, 4096
+# (--quick: 32 and 1024, half the epochs), plus once with the default config. Prints per set
+# the default's metric, the best of the sweep (each run at its best test epoch), the default's
+# gap to it, the divergence count and the xLearn reference; the same as JSON in
+# runs/quality/quality-TAG.json. Sets without a test file are split (every 5th row from row 4
+# is test) into runs/quality/data. Not a pass/fail test. Options: see quality.py --help.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+args=()
+for a in "$@"; do
+  case "$a" in
+    --quick) args+=(--grid quick --epochs-scale 0.5) ;;
+    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    *) args+=("$a") ;;
+  esac
+done
+bash launch/setup.sh
+python3 "$repo/tests/quality/quality.py" --repo "$repo" "${args[@]}"
