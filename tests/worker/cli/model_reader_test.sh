@@ -3,7 +3,9 @@
 #   1. a small libsvm data set (fmps synth), a tiny model trained in single-node mode;
 #   2. fmps predict and the Python reader score the same 500 test rows: every probability
 #      agrees within 1e-5 (absolute); the same for a squared-loss model's scores;
-#   3. --limit N prints N lines; a hashed model is refused with a message naming hash_bits 0.
+#   3. --limit N prints N lines; a hashed model is refused with a message naming hash_bits 0;
+#   4. a damaged copy of the model (one byte of a parameter changed) is refused in one line
+#      naming the file (the file's checksum).
 # Prints "SKIP: ..." and exits 0 when python3-protobuf (or protoc) is unavailable.
 #
 # Usage: bash tests/worker/cli/model_reader_test.sh path/to/fmps        (exit 0 = pass)
@@ -108,4 +110,18 @@ if "$python" "$reader" "$tmp/python" "$tmp/run_hashed/model.fmps" "$tmp/d/test.l
 fi
 grep -q "hash_bits 0" "$tmp/err" || die "unclear message for a hashed model: $(cat "$tmp/err")"
 echo "ok: hashed model refused: $(cat "$tmp/err")"
+
+# 4. A damaged model: one byte of the last parameter (the final record is 15 bytes).
+size=$(stat -c %s "$model")
+cp "$model" "$tmp/damaged.fmps"
+printf '\x5a' | dd of="$tmp/damaged.fmps" bs=1 seek=$((size - 20)) conv=notrunc status=none
+cmp -s "$model" "$tmp/damaged.fmps" && die "the damaged copy is identical"
+if "$python" "$reader" "$tmp/python" "$tmp/damaged.fmps" "$tmp/d/test.libsvm" \
+  >/dev/null 2>"$tmp/err"; then
+  die "model_reader.py accepted a damaged model"
+fi
+[ "$(wc -l <"$tmp/err")" -eq 1 ] || die "not one line for a damaged model: $(cat "$tmp/err")"
+grep -q "$tmp/damaged.fmps: damaged model file" "$tmp/err" ||
+  die "unclear message for a damaged model: $(cat "$tmp/err")"
+echo "ok: damaged model refused: $(cat "$tmp/err")"
 echo "PASS"
