@@ -91,12 +91,72 @@ def yaml_scalar(data_yaml, key):
     return m.group(1) if m else None
 
 
+def xxh3_state():
+    """A running XXH3-64 hash: the python xxhash module, else libxxhash (fmps's own dependency)
+    through ctypes. Returns (update(bytes), digest() -> int)."""
+    try:
+        import xxhash
+        h = xxhash.xxh3_64()
+        return h.update, h.intdigest
+    except ImportError:
+        pass
+    import ctypes
+    import ctypes.util
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+    except OSError:
+        fail("cannot verify model checksums: needs libxxhash (Debian: apt-get install libxxhash0)")
+    lib.XXH3_createState.restype = ctypes.c_void_p
+    lib.XXH3_64bits_reset.argtypes = [ctypes.c_void_p]
+    lib.XXH3_64bits_update.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.XXH3_64bits_digest.argtypes = [ctypes.c_void_p]
+    lib.XXH3_64bits_digest.restype = ctypes.c_uint64
+    state = lib.XXH3_createState()
+    lib.XXH3_64bits_reset(state)
+    return (lambda data: lib.XXH3_64bits_update(state, data, len(data)),
+            lambda: lib.XXH3_64bits_digest(state))
+
+
+def verify_checksum(pb, path):
+    """Refuses a damaged model file: from version 2 its final record (no keys, last = true)
+    carries the XXH3-64 of every byte before it and nothing follows. Version-1 files (written
+    before the checksum) are accepted with a warning, as fmps does."""
+    update, digest = xxh3_state()
+    update(MAGIC)
+    version = None
+    chunk = pb.ModelChunk()
+    recs = records(path)
+    for body in recs:
+        before = digest()
+        update(struct.pack("<I", len(body)))
+        update(body)
+        if version is None:
+            header = pb.ModelHeader()
+            header.ParseFromString(body)
+            version = header.version
+            continue
+        chunk.ParseFromString(body)
+        if not chunk.last:
+            continue
+        if version == 1 and chunk.checksum == 0:
+            print(f"model_reader: warning: {path}: model file written before model files carried "
+                  "a checksum (version 1): loaded without verification", file=sys.stderr)
+            return
+        if chunk.keys or chunk.checksum != before or chunk.SerializeToString() != body:
+            fail(f"{path}: damaged model file (checksum mismatch)")
+        if next(recs, None) is not None:
+            fail(f"{path}: damaged model file (bytes after the final record)")
+        return
+    fail(f"{path}: truncated model file (no final record)")
+
+
 class Model:
     def __init__(self, pb, path):
+        verify_checksum(pb, path)
         recs = records(path)
         header = pb.ModelHeader()
         header.ParseFromString(next(recs, b""))
-        if header.version != 1:
+        if header.version not in (1, 2):
             fail(f"{path}: unsupported model version {header.version}")
         fmt = yaml_scalar(header.data_yaml, "format")
         hash_bits = yaml_scalar(header.data_yaml, "hash_bits")

@@ -5,7 +5,9 @@
 // ModelHeader (model shape, loss, bias, number of keys, the `data:` feature settings and csv
 // standardisation statistics, the training config), then ModelChunk records (raw
 // little-endian keys ascending and shape.row_width() floats per key) until one marked last. Chunks
-// keep every record far below protobuf's 2 GB limit, so models of any size work.
+// keep every record far below protobuf's 2 GB limit, so models of any size work. The final
+// record (version 2) holds no keys and carries the XXH3-64 of every byte before it: Load
+// refuses a damaged file. Version-1 files (written before the checksum) load with a warning.
 //
 // Writing is atomic: the file appears under its name only when complete (temp file,
 // fsync, rename), so a crash never leaves a partial model.fmps.
@@ -27,7 +29,13 @@
 #include "common/model/model_kernel.h"
 #include "common/model/model_shape.h"
 
+struct XXH3_state_s;  // xxhash's running hash (XXH3_state_t)
+
 namespace fmps {
+
+namespace pb {
+class ModelChunk;
+}
 
 struct ModelMeta {
   ModelShape shape;
@@ -54,10 +62,13 @@ class ModelWriter {
   void Finish();
 
  private:
+  static void FreeHashState(XXH3_state_s* state);
+  void Write(const void* data, std::size_t n);  // through the running checksum
   void WriteRecord(const std::string& bytes);
   std::string path_;
   std::string tmp_path_;
   ModelMeta meta_;
+  std::unique_ptr<XXH3_state_s, void (*)(XXH3_state_s*)> hash_;  // of every byte written
   std::FILE* file_ = nullptr;
   std::uint64_t written_keys_ = 0;
   Key last_key_ = 0;
@@ -69,9 +80,14 @@ class ModelWriter {
 // through the ModelKernel of its shape and loss, made once at load.
 class Model {
  public:
-  // Reads and validates `path`. Throws IoError / ModelError naming the file.
+  // Reads and validates `path` in one streaming pass: structure, key counts, strictly
+  // ascending keys, the checksum of a version-2 file (a version-1 file, written before the
+  // checksum, loads with a warning on stderr). Throws IoError / ModelError whose one-line
+  // message starts with the file name. Allocates only for what the file's bytes back (a header
+  // announcing more keys than the file can hold is refused first).
   static Model Load(const std::string& path);
-  // Reads and validates only the header of `path` (cheap, for checks before work).
+  // Reads and validates only the header of `path` (cheap, for checks before work; the
+  // checksum is verified by Load).
   static ModelMeta ReadMeta(const std::string& path);
 
   const ModelMeta& meta() const { return meta_; }
@@ -88,6 +104,7 @@ class Model {
   void Score(const RowBlock& block, std::vector<std::uint32_t>* local, float* scores) const;
 
  private:
+  void AppendChunk(const pb::ModelChunk& c, const std::string& path, std::uint64_t index);
   ModelMeta meta_;
   std::unique_ptr<const ModelKernel> kernel_;
   std::vector<Key> keys_;

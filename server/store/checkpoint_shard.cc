@@ -16,6 +16,7 @@
 #include <string>
 #include <type_traits>
 
+#include <google/protobuf/stubs/logging.h>
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
@@ -233,7 +234,10 @@ class ShardReader {
     if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) Fail("not a checkpoint shard (bad magic)");
     if (!ReadRecord()) Fail("truncated (no header)");
     pb::ShardHeader h;
-    if (!h.ParseFromString(rec_)) Fail("corrupt header record");
+    {
+      google::protobuf::LogSilencer quiet;  // a damaged string field: our one-line error only
+      if (!h.ParseFromString(rec_)) Fail("corrupt header record");
+    }
     CheckHeader(h);
     std::uint64_t keys = 0;
     std::uint64_t embedded = 0;

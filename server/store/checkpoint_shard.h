@@ -54,6 +54,9 @@ ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path)
 // be read. In all these cases the store is unchanged. A different min_count is accepted (see
 // ParamStore::Restore). The file must not change during the call (checkpoint files are
 // immutable once renamed into place).
+// Allocation is bounded by the file: a record whose length passes the end of the file is
+// refused before its buffer is allocated, and header counts are only compared, never used to
+// size anything (crafted headers are fuzzed: tests/fuzz, target shard).
 // Cost: reads the file twice (the second time usually from the page cache), O(k) per key.
 std::uint64_t LoadShardFile(const std::string& path, const ShardFileInfo* expected,
                             ParamStore* store, const std::function<bool(Key)>& keep);

@@ -1,5 +1,7 @@
 // Replays every saved fuzzer input (tests/fuzz/regressions/<target>/*: inputs that once
-// crashed a target or broke one of its checks) through the same target bodies the fuzzers
+// crashed a target or broke one of its checks; for the model and shard targets also small
+// real files and crafted ones from tests/fuzz/file_seeds.cc: huge key counts, wrong k,
+// truncated chunks) through the same target bodies the fuzzers
 // run (tests/fuzz/fuzz_targets.h), and runs the reader targets on the first lines of the
 // real data sets under several option bytes. A failing input aborts this test with the
 // sanitizer's or the check's report; the input's path is printed first.

@@ -24,17 +24,10 @@
 #include "common/config/config.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace fmps::fuzz {
 namespace {
-
-// A violated invariant: report and abort (a crash for libFuzzer, a failure for ctest).
-[[noreturn]] void CheckFailed(const char* what, const char* file, int line) {
-  std::fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", what, file, line);
-  std::abort();
-}
-#define FUZZ_CHECK(cond) \
-  if (!(cond)) ::fmps::fuzz::CheckFailed(#cond, __FILE__, __LINE__)
 
 // Reads fixed-size values off the front of the input; past the end it yields zeros.
 class Cursor {
@@ -58,31 +51,6 @@ class Cursor {
 
 // ---------------------------------------------------------------------------------------
 // Data-format parsers
-
-// The fuzz bytes as a regular file in the temp directory, removed on destruction.
-class ScratchFile {
- public:
-  ScratchFile(const std::uint8_t* data, std::size_t size) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "fmps_fuzz_XXXXXX").string();
-    const int fd = ::mkstemp(tmpl.data());
-    FUZZ_CHECK(fd >= 0);
-    path_ = tmpl;
-    std::size_t done = 0;
-    while (done < size) {
-      const ssize_t n = ::write(fd, data + done, size - done);
-      FUZZ_CHECK(n > 0);
-      done += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-  }
-  ~ScratchFile() { ::unlink(path_.c_str()); }
-  ScratchFile(const ScratchFile&) = delete;
-  ScratchFile& operator=(const ScratchFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The csv header cells of `text` (first line, BOM and '\r' stripped, RFC 4180 quotes), or
 // nullopt if it is not a well-formed header. Only used to give the reader roles matching
@@ -535,6 +503,7 @@ int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
 constexpr FuzzTarget kTargets[] = {
     {"libsvm", FuzzLibsvm}, {"libffm", FuzzLibffm}, {"criteo", FuzzCriteo},
     {"csv", FuzzCsv},       {"config", FuzzConfig}, {"wire", FuzzWire},
+    {"model", FuzzModelFile}, {"shard", FuzzShardFile},
 };
 
 }  // namespace

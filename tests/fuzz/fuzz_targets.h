@@ -42,6 +42,20 @@ int FuzzConfig(const std::uint8_t* data, std::size_t size);
 // the original message and a flipped one must be rejected.
 int FuzzWire(const std::uint8_t* data, std::size_t size);
 
+// The model file loader (Model::Load). The bytes after the first are the file; when the first
+// byte is odd a valid final record (no keys, the XXH3-64 of those bytes) is appended, so that
+// crafted headers and chunks get past the checksum. Only ModelError (its message starting
+// with the file's path) and IoError may escape; a loaded model has the announced number of
+// keys, strictly ascending, and written again (ModelWriter) loads back bit-identical.
+int FuzzModelFile(const std::uint8_t* data, std::size_t size);
+
+// The checkpoint shard loader (LoadShardFile), file bytes and final record as in
+// FuzzModelFile; the first byte also chooses the store loaded into (see StoreFor in
+// file_fuzz_targets.cc). Only ModelError (naming the file) and IoError may escape, and then
+// the store must be unchanged (empty); a restored store saved again loads into a fresh store
+// with the same number of keys.
+int FuzzShardFile(const std::uint8_t* data, std::size_t size);
+
 // Target name (as in tests/fuzz/<name>_fuzz.cc and tests/fuzz/regressions/<name>/) and body.
 struct FuzzTarget {
   const char* name;

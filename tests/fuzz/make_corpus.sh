@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the seed corpus of the fuzz targets into OUT_DIR/<target>/ (run by tests/fuzz/run.sh;
 # nothing here is checked in): the first lines of the real data sets in ../shared/data behind
-# a few option bytes (see fuzz_targets.h), the example configs of configs/, and encoded wire
-# messages written by the wire_seeds tool.
-# Usage: tests/fuzz/make_corpus.sh OUT_DIR WIRE_SEEDS_BINARY
+# a few option bytes (see fuzz_targets.h), the example configs of configs/, encoded wire
+# messages written by the wire_seeds tool, model files and checkpoint shards (real and
+# crafted) written by the file_seeds tool.
+# Usage: tests/fuzz/make_corpus.sh OUT_DIR WIRE_SEEDS_BINARY FILE_SEEDS_BINARY
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1
 wire_seeds=$2
+file_seeds=$3
 data=../shared/data
 rm -rf "$out"
 mkdir -p "$out"/{libsvm,libffm,criteo,csv,config,wire}
@@ -59,6 +61,7 @@ output: {dir: out}
 YAML
 
 "$wire_seeds" "$out/wire"
-for t in libsvm libffm criteo csv config wire; do
+"$file_seeds" "$out"
+for t in libsvm libffm criteo csv config wire model shard; do
   echo "make_corpus: $t: $(ls "$out/$t" | wc -l) seeds" >&2
 done

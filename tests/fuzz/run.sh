@@ -10,13 +10,14 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-if [ "${#targets[@]}" -eq 0 ]; then targets=(libsvm libffm criteo csv config wire); fi
+if [ "${#targets[@]}" -eq 0 ]; then targets=(libsvm libffm criteo csv config wire model shard); fi
 build=build-fuzz
 
 cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DFMPS_FUZZ=ON \
   >/dev/null
 cmake --build "$build" -j"$(nproc)"
-bash tests/fuzz/make_corpus.sh "$build/corpus/seeds" "$build/tests/fuzz/wire_seeds"
+bash tests/fuzz/make_corpus.sh "$build/corpus/seeds" "$build/tests/fuzz/wire_seeds" \
+  "$build/tests/fuzz/file_seeds"
 
 failed=0
 summary=()

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -161,7 +162,9 @@ TEST(ModelFileTest, WrittenHeaderCarriesTheShape) {
   EXPECT_EQ(Model::Load(path).shape(), FmShape(5));
 }
 
-TEST(ModelFileTest, UnknownKindOrFieldsOnFmAreRejected) {
+// Also crafted headers: a huge key count is refused before anything is allocated for it, a
+// k that does not match the chunks is a clear error naming the shape.
+TEST(ModelFileTest, UnknownKindOrFieldsOnFmAndCraftedCountsAreRejected) {
   TempDir dir;
   auto expect_rejected = [&](const pb::ModelHeader& h, const std::string& what) {
     const std::string path = dir.Write("bad.fmps", HandWrittenModel(h));
@@ -169,11 +172,20 @@ TEST(ModelFileTest, UnknownKindOrFieldsOnFmAreRejected) {
       Model::Load(path);
       ADD_FAILURE() << "accepted " << what;
     } catch (const ModelError& e) {
-      EXPECT_NE(std::string(e.what()).find("bad.fmps"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind(path + ": ", 0), 0u) << e.what();
       EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
     }
   };
   pb::ModelHeader h = HeaderWithoutShape();
+  h.set_num_keys(std::uint64_t{1} << 60);
+  expect_rejected(h, "header announces 1152921504606846976 keys, more than its");
+  h = HeaderWithoutShape();
+  h.set_k(3);  // the chunk holds k = 2 rows
+  expect_rejected(h, "needs 16 parameter bytes per 8-byte key");
+  h = HeaderWithoutShape();
+  h.set_version(3);
+  expect_rejected(h, "unsupported model version 3");
+  h = HeaderWithoutShape();
   h.set_kind(7);
   expect_rejected(h, "unknown model kind 7");
   h = HeaderWithoutShape();
@@ -210,6 +222,79 @@ TEST(ModelFileTest, DamagedFilesAreRejectedWithTheirName) {
   flipped[9] ^= 0x7f;  // inside the first record's length
   expect_model_error(flipped, "a corrupt record length");
   EXPECT_THROW(Model::Load(dir.File("missing.fmps")), IoError);
+}
+
+// Issue 16 item 7: 200 copies of a model, each with 1-8 random bytes changed past the magic:
+// every copy must be refused (before the checksum, most loaded silently).
+TEST(ModelFileTest, EveryRandomlyDamagedCopyIsRefused) {
+  TempDir dir;
+  const std::string path = dir.File("m.fmps");
+  WriteModel(path, 4, 3000);
+  const std::string good = testing::ReadFile(path);
+  std::mt19937_64 rng(16);
+  int refused = 0;
+  for (int copy = 0; copy < 200; ++copy) {
+    std::string bad = good;
+    const int changes = std::uniform_int_distribution<int>(1, 8)(rng);
+    for (int i = 0; i < changes; ++i) {
+      const std::size_t at = std::uniform_int_distribution<std::size_t>(8, bad.size() - 1)(rng);
+      bad[at] = static_cast<char>(bad[at] ^ std::uniform_int_distribution<int>(1, 255)(rng));
+    }
+    const std::string name = "copy-" + std::to_string(copy) + ".fmps";
+    try {
+      Model::Load(dir.Write(name, bad));
+      ADD_FAILURE() << "damaged copy " << copy << " (" << changes << " bytes) loaded";
+    } catch (const ModelError& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(dir.File(name) + ": ", 0), 0u) << e.what();
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+      ++refused;
+    }
+  }
+  EXPECT_EQ(refused, 200);
+}
+
+// The same through the binary: `fmps predict` refuses a damaged model in one line naming it.
+TEST(ModelFileTest, PredictRefusesADamagedModel) {
+  TempDir dir;
+  const std::string path = dir.File("m.fmps");
+  ModelMeta meta = MakeMeta(2, 3);
+  meta.features = FeatureSpec{};
+  meta.features.data.format = DataFormat::kLibsvm;
+  {
+    ModelWriter w(path, meta);
+    const std::vector<Key> keys = {1, 2, 3};
+    const std::vector<float> params(9, 0.25f);
+    w.Append(keys, params);
+    w.Finish();
+  }
+  const std::string data = dir.Write("d.libsvm", "1 1:1 2:1\n0 3:1\n");
+  std::string out;
+  const std::string predict = testing::FmpsBinary() + " predict --data " + data + " --out " +
+                              dir.File("p.txt") + " --model ";
+  ASSERT_EQ(testing::RunCommand(predict + path + " 2>&1", &out), 0) << out;
+  std::string bytes = testing::ReadFile(path);
+  bytes[bytes.size() - 20] ^= 0x10;  // one bit of the last parameter
+  const std::string bad = dir.Write("damaged.fmps", bytes);
+  EXPECT_NE(testing::RunCommand(predict + bad + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(testing::Lines(out).size(), 1u) << out;
+  EXPECT_NE(out.find(bad + ": damaged model file (checksum mismatch)"), std::string::npos) << out;
+}
+
+// Files written before the checksum (version 1) still load, with a warning naming the file.
+TEST(ModelFileTest, Version1FileLoadsWithAWarning) {
+  TempDir dir;
+  const std::string path = dir.Write("old.fmps", HandWrittenModel(HeaderWithoutShape()));
+  ::testing::internal::CaptureStderr();
+  Model m = Model::Load(path);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(m.num_keys(), 2u);
+  EXPECT_NE(err.find(path + ": model file written before model files carried a checksum"),
+            std::string::npos)
+      << err;
+  // A version-2 file must carry its checksum: the same records under version 2 are refused.
+  pb::ModelHeader h = HeaderWithoutShape();
+  h.set_version(2);
+  EXPECT_THROW(Model::Load(dir.Write("v2.fmps", HandWrittenModel(h))), ModelError);
 }
 
 TEST(ModelFileTest, UnfinishedWriterLeavesNothing) {

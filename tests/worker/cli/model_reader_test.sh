@@ -6,6 +6,9 @@
 #   3. --limit N prints N lines; a hashed model is refused with a message naming hash_bits 0;
 #   4. it runs as is from standard input; 5. another script can import it (read the model,
 #      score rows); 6. without google.protobuf it fails with one line naming python3-protobuf.
+#   7. a damaged copy of the model (one byte of a parameter changed) is refused in one line
+#      naming the file (the file's checksum); a version-1 file (written before the checksum:
+#      no final keyless record) is scored by both, each warning that it is unverified.
 # Prints "SKIP: ..." and exits 0 when python3-protobuf (or protoc) is unavailable.
 #
 # Usage: bash tests/worker/cli/model_reader_test.sh path/to/fmps        (exit 0 = pass)
@@ -140,4 +143,51 @@ fi
 [ "$(wc -l <"$tmp/err")" -eq 1 ] || die "not one line without protobuf: $(cat "$tmp/err")"
 grep -q "python3-protobuf" "$tmp/err" || die "unclear message without protobuf: $(cat "$tmp/err")"
 echo "ok: without protobuf: $(cat "$tmp/err")"
+
+# 7. A damaged model: one byte of the last parameter (the final record is 15 bytes).
+size=$(stat -c %s "$model")
+cp "$model" "$tmp/damaged.fmps"
+printf '\x5a' | dd of="$tmp/damaged.fmps" bs=1 seek=$((size - 20)) conv=notrunc status=none
+cmp -s "$model" "$tmp/damaged.fmps" && die "the damaged copy is identical"
+if "$python" "$reader" "$tmp/python" "$tmp/damaged.fmps" "$tmp/d/test.libsvm" \
+  >/dev/null 2>"$tmp/err"; then
+  die "model_reader.py accepted a damaged model"
+fi
+[ "$(wc -l <"$tmp/err")" -eq 1 ] || die "not one line for a damaged model: $(cat "$tmp/err")"
+grep -q "$tmp/damaged.fmps: damaged model file" "$tmp/err" ||
+  die "unclear message for a damaged model: $(cat "$tmp/err")"
+echo "ok: damaged model refused: $(cat "$tmp/err")"
+
+# The model rewritten as a version-1 file: the last chunk with keys marked last, no checksum.
+"$python" - "$tmp/python" "$model" "$tmp/v1.fmps" <<'PY'
+import struct, sys
+sys.path.insert(0, sys.argv[1])
+import fmps_pb2
+data = open(sys.argv[2], "rb").read()
+recs, at = [], 8
+while at < len(data):
+    (n,) = struct.unpack_from("<I", data, at)
+    recs.append(data[at + 4:at + 4 + n])
+    at += 4 + n
+header = fmps_pb2.ModelHeader()
+header.ParseFromString(recs[0])
+header.version = 1
+chunk = fmps_pb2.ModelChunk()
+chunk.ParseFromString(recs[-2])
+chunk.last = True
+out = [header.SerializeToString()] + recs[1:-2] + [chunk.SerializeToString()]
+with open(sys.argv[3], "wb") as f:
+    f.write(b"FMPSMDL1" + b"".join(struct.pack("<I", len(r)) + r for r in out))
+PY
+"$fmps" predict --model "$tmp/v1.fmps" --data "$tmp/d/test.libsvm" --out "$tmp/fmps_v1.txt" \
+  2>"$tmp/err" || die "fmps predict refused a version-1 model: $(cat "$tmp/err")"
+grep -q "$tmp/v1.fmps: model file written before model files carried a checksum" "$tmp/err" ||
+  die "fmps predict did not warn about a version-1 model: $(cat "$tmp/err")"
+cmp -s "$tmp/fmps.txt" "$tmp/fmps_v1.txt" || die "version-1 model scores differ"
+"$python" "$reader" "$tmp/python" "$tmp/v1.fmps" "$tmp/d/test.libsvm" >"$tmp/py_v1.txt" \
+  2>"$tmp/err" || die "model_reader.py refused a version-1 model: $(cat "$tmp/err")"
+grep -q "warning: $tmp/v1.fmps: model file written before" "$tmp/err" ||
+  die "model_reader.py did not warn about a version-1 model: $(cat "$tmp/err")"
+cmp -s "$tmp/py.txt" "$tmp/py_v1.txt" || die "version-1 model scores differ (Python)"
+echo "ok: version-1 model loaded with warnings"
 echo "PASS"
