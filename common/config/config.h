@@ -38,6 +38,9 @@ struct DataConfig {
   int hash_bits = 0;                        // 0..64; 0 keeps numeric ids as given
   CsvSpec csv;
   OnError on_error = OnError::kSkip;
+  // [0, 1]: the job fails when malformed (skipped) training rows exceed this share of the
+  // rows read in the first epoch (checked at its end).
+  double max_bad_fraction = 0.1;
 };
 
 struct ModelConfig {

@@ -15,16 +15,17 @@
 namespace fmps {
 
 std::string FinalLine(Loss loss, const TrainSummary& s) {
-  char line[1024];
-  const auto rows = static_cast<unsigned long long>(s.rows_trained);
-  if (loss == Loss::kLogistic) {
-    std::snprintf(line, sizeof(line), "test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f",
-                  s.test_logloss, s.test_auc, rows, s.rows_per_s);
-  } else {
-    std::snprintf(line, sizeof(line), "test_rmse %.6f rows %llu rows_per_s %.0f", s.test_rmse, rows,
-                  s.rows_per_s);
+  char line[1024] = "";
+  if (s.tested && loss == Loss::kLogistic) {
+    std::snprintf(line, sizeof(line), "test_logloss %.6f test_auc %.6f ", s.test_logloss,
+                  s.test_auc);
+  } else if (s.tested) {
+    std::snprintf(line, sizeof(line), "test_rmse %.6f ", s.test_rmse);
   }
-  return std::string(line) + " model " + s.model_path;
+  std::string text = line;
+  std::snprintf(line, sizeof(line), "rows %llu rows_per_s %.0f",
+                static_cast<unsigned long long>(s.rows_trained), s.rows_per_s);
+  return text + line + " model " + s.model_path;
 }
 
 namespace {
@@ -86,6 +87,7 @@ class TrainingJob {
   void OnCut(const std::vector<ByteRange>& remaining);
   void SettleShardDone(int epoch);
   Counters GatherEpochCounters();
+  void SettleEpochRows(const Counters& sum, const BadRowStats& sample);
   Counters ReportProgress(const std::vector<double>& all, bool end);
   void CheckpointEpochEnd(int epoch);
   void EvaluateEpoch(int epoch);
@@ -132,6 +134,7 @@ TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
     totals_.workers = coll_.size();
     totals_.servers = ctx_.num_servers;
     totals_.mode = ctx_.mode;
+    totals_.tested = ctx_.test != nullptr;
     totals_.model_path = ctx_.out->ModelPath();
     totals_.last_eval.logloss = totals_.last_eval.auc = totals_.last_eval.rmse =
         std::numeric_limits<double>::quiet_NaN();
@@ -229,11 +232,22 @@ Counters TrainingJob::GatherEpochCounters() {
     if (!s.empty() && sample.first.empty()) sample.first.push_back(s);
   }
   sample.count = static_cast<std::uint64_t>(sum.bad_rows);
-  if (reader_ == ctx_.train) {  // a resumed remainder may legitimately be empty
-    CheckEpochTrainedRows(static_cast<std::uint64_t>(sum.rows - before_.rows), sample.count,
-                          sample);
-  }
+  SettleEpochRows(sum, sample);
   return sum;
+}
+
+// Root, at an epoch's end: the checks of its rows (none trained; too many malformed, on the
+// first full pass over data.train: the readers count bad rows cumulatively) and what
+// summary.json reports of them.
+void TrainingJob::SettleEpochRows(const Counters& sum, const BadRowStats& sample) {
+  const auto rows = static_cast<std::uint64_t>(sum.rows - before_.rows);
+  totals_.last_train_loss = rows == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                      : (sum.loss - before_.loss) / static_cast<double>(rows);
+  if (reader_ != ctx_.train) return;  // a resumed remainder may legitimately be empty
+  CheckEpochTrainedRows(rows, sample.count, sample);
+  if (totals_.train_bad.read != 0) return;
+  totals_.train_bad = {.bad = sample.count, .read = rows + sample.count};
+  CheckBadRowShare(config_, totals_.train_bad, sample);
 }
 
 // Root: a progress event from every worker's counters; returns their sum.
@@ -309,6 +323,7 @@ TrainSummary TrainingJob::FinishOnRoot() {
   s.rows_trained = totals_.rows_trained;
   s.wall_s = totals_.wall_seconds;
   s.rows_per_s = totals_.rows_trained / std::max(1e-9, totals_.train_seconds);
+  s.tested = totals_.tested;
   s.test_logloss = totals_.last_eval.logloss;
   s.test_auc = totals_.last_eval.auc;
   s.test_rmse = totals_.last_eval.rmse;
