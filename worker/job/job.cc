@@ -223,10 +223,11 @@ void AddTestMetrics(Loss loss, const EvalResult& eval, JsonObject* j) {
 JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedModel& model) {
   JsonObject j;
   j.Add("rows_trained", t.rows_trained)
+      .Add("rows_this_run", t.rows_this_run)
       .Add("epochs", config.train.epochs)
       .Add("wall_s", t.wall_seconds)
       .Add("train_s", t.train_seconds)
-      .Add("rows_per_s", t.rows_trained / std::max(1e-9, t.train_seconds))
+      .Add("rows_per_s", t.rows_this_run / std::max(1e-9, t.train_seconds))
       .Add("train_logloss", t.last_train_loss);
   if (t.tested) AddTestMetrics(config.model.loss, t.last_eval, &j);
   j.Add("workers", t.workers)
@@ -264,9 +265,14 @@ void LogJobEnd(const JobTotals& t, const SavedModel& model) {
     std::snprintf(bad, sizeof(bad), "; %llu malformed training rows skipped per epoch (%.2f%%)",
                   static_cast<unsigned long long>(t.train_bad.bad), 100.0 * t.train_bad.fraction());
   }
-  std::snprintf(line, sizeof(line), "done: %llu rows in %.2f s (%.0f rows/s while training)%s; %s",
-                static_cast<unsigned long long>(t.rows_trained), t.wall_seconds,
-                t.rows_trained / std::max(1e-9, t.train_seconds), bad, t.model_path.c_str());
+  char run[64] = "";
+  if (t.rows_this_run != t.rows_trained) {
+    std::snprintf(run, sizeof(run), " (%llu by this run)",
+                  static_cast<unsigned long long>(t.rows_this_run));
+  }
+  std::snprintf(line, sizeof(line), "done: %llu rows%s in %.2f s (%.0f rows/s while training)%s; %s",
+                static_cast<unsigned long long>(t.rows_trained), run, t.wall_seconds,
+                t.rows_this_run / std::max(1e-9, t.train_seconds), bad, t.model_path.c_str());
   Log(line);
 }
 

@@ -86,8 +86,9 @@ void AddTraffic(const KVTraffic& worker, KVTraffic* sum);
 
 // Totals of a finished job, for summary.json.
 struct JobTotals {
-  std::uint64_t rows_trained = 0;
-  double train_seconds = 0.0;
+  std::uint64_t rows_trained = 0;   // by the whole job, before a resume too
+  std::uint64_t rows_this_run = 0;  // by this run (since this process started)
+  double train_seconds = 0.0;       // of this run, as wall_seconds: rates are this run's
   double wall_seconds = 0.0;
   double loss_sum = 0.0;
   // Mean training loss of the last epoch's rows (of this run's part of it after a mid-epoch

@@ -30,6 +30,13 @@ std::string FinalLine(Loss loss, const TrainSummary& s) {
 
 namespace {
 
+RunStart RunStartOf(const ResumePoint& p) {
+  return {.resumed = p.manifest.has_value(),
+          .epoch = p.first_epoch,
+          .mid_epoch = p.mid_epoch,
+          .rows = static_cast<std::uint64_t>(p.rows_base)};
+}
+
 // The worker side of the checkpoint handshake with the coordinator (endpoint
 // `coordinator`, worker 0). Quiesced at a batch boundary: report the position and wait
 // until training may go on.
@@ -140,6 +147,7 @@ TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
         std::numeric_limits<double>::quiet_NaN();
   }
   worker_.set_cut_handler([this](const std::vector<ByteRange>& remaining) { OnCut(remaining); });
+  if (root()) ctx_.out->Begin(RunStartOf(*ctx_.start));
 }
 
 std::optional<TrainSummary> TrainingJob::Run() {
@@ -265,7 +273,7 @@ Counters TrainingJob::ReportProgress(const std::vector<double>& all, bool end) {
     r.workers.push_back(c.kv());
   }
   r.fraction = end || epoch_bytes_ == 0 ? 1.0 : sum.bytes / static_cast<double>(epoch_bytes_);
-  r.rows = static_cast<std::uint64_t>(sum.rows);
+  r.rows = static_cast<std::uint64_t>(ctx_.start->rows_base + sum.rows);
   const double epoch_rows = sum.rows - before_.rows;
   r.rows_per_s = epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_);
   r.train_loss = epoch_rows == 0 ? 0.0 : (sum.loss - before_.loss) / epoch_rows;
@@ -290,7 +298,7 @@ void TrainingJob::EvaluateEpoch(int epoch) {
   if (root()) {
     totals_.last_eval = fmps::Evaluate(config_.model.loss, all_scores, all_labels);
     const double epoch_rows = after_.rows - before_.rows;
-    ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(after_.rows),
+    ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows),
                          epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_),
                          epoch_rows == 0 ? 0.0 : (after_.loss - before_.loss) / epoch_rows,
                          totals_.last_eval);
@@ -315,6 +323,7 @@ TrainSummary TrainingJob::FinishOnRoot() {
   totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
   ShutdownServers(control_, ctx_.num_servers);
   totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);
+  totals_.rows_this_run = static_cast<std::uint64_t>(after_.rows);
   totals_.loss_sum = ctx_.start->loss_base + after_.loss;
   totals_.wall_seconds = ctx_.out->Elapsed();
   ctx_.out->Summary(MakeSummary(config_, totals_, saved));
@@ -322,7 +331,7 @@ TrainSummary TrainingJob::FinishOnRoot() {
   TrainSummary s;
   s.rows_trained = totals_.rows_trained;
   s.wall_s = totals_.wall_seconds;
-  s.rows_per_s = totals_.rows_trained / std::max(1e-9, totals_.train_seconds);
+  s.rows_per_s = totals_.rows_this_run / std::max(1e-9, totals_.train_seconds);
   s.tested = totals_.tested;
   s.test_logloss = totals_.last_eval.logloss;
   s.test_auc = totals_.last_eval.auc;
