@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "common/base/log.h"
+#include "worker/job/interrupt.h"
 #include "worker/worker.h"
 
 namespace fmps {
@@ -91,6 +93,7 @@ class TrainingJob {
   ShardReader* EpochReader(int epoch) const;
   void TrainOneEpoch(int epoch);
   void AfterBatch();
+  void CheckStop();
   void OnCut(const std::vector<ByteRange>& remaining);
   void SettleShardDone(int epoch);
   Counters GatherEpochCounters();
@@ -118,6 +121,7 @@ class TrainingJob {
   Counters before_;   // root: job-wide counters at the epoch's start
   Counters after_;    // root: ... at its end (exact)
   JobTotals totals_;  // root
+  bool stop_cut_ = false;  // root: the cut before stopping on SIGTERM was requested
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -198,12 +202,30 @@ void TrainingJob::AfterBatch() {
     ckpt_->Poll();
     if (ckpt_->Due()) ckpt_->Request();
   }
+  if (root()) CheckStop();
   const Clock::time_point now = Clock::now();
   if (now < next_post_) return;
   next_post_ = now + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(config_.train.progress_seconds));
   coll_.PostProgress(Counters::From(progress_, *reader_).span());
   if (root()) ReportProgress(coll_.LatestProgress(), false);
+}
+
+// Root, after every batch: stops the job on SIGINT/SIGTERM (interrupt.h). With checkpoints,
+// SIGTERM first requests a cut and stops once it is complete (the other workers, quiesced
+// at their batch boundaries by the cut, then see the job aborted).
+void TrainingJob::CheckStop() {
+  const int signal = StopSignal();
+  if (signal == 0) return;
+  if (signal != SIGTERM || !checkpoints()) throw Interrupted(signal, false);
+  if (!stop_cut_) {
+    ckpt_->Request();  // no-op when a periodic cut is already under way: that one serves
+    stop_cut_ = true;
+    return;
+  }
+  if (ckpt_->requested()) return;  // the cut is not made yet
+  ckpt_->Drain();
+  throw Interrupted(signal, true);
 }
 
 void TrainingJob::OnCut(const std::vector<ByteRange>& remaining) {
