@@ -42,6 +42,9 @@ struct DataConfig {
   OnError on_error = OnError::kSkip;
   // kInstance: every row's values are scaled to unit L2 norm when read (train, test, predict)
   Normalize normalize = Normalize::kNone;
+  // [0, 1]: the job fails when malformed (skipped) training rows exceed this share of the
+  // rows read in the first epoch (checked at its end).
+  double max_bad_fraction = 0.1;
 };
 
 struct ModelConfig {

@@ -15,6 +15,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr RealRange kNonNegative{0.0, true, kInf, false, ">= 0"};
 constexpr RealRange kPositive{0.0, false, kInf, false, "> 0"};
 constexpr RealRange kUnitOpen{0.0, true, 1.0, false, "in [0, 1)"};
+constexpr RealRange kUnitClosed{0.0, true, 1.0, true, "in [0, 1]"};
 constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
 constexpr std::int64_t kUint32Max = std::numeric_limits<std::uint32_t>::max();
 
@@ -115,6 +116,10 @@ std::vector<ConfigField> DataTailFields() {
        .meaning = "instance: scale each row's values to unit L2 norm as it is read (train, test, "
                   "predict)",
        .digest = true},
+      {.key = "data.max_bad_fraction",
+       .kind = RealField<double>{FMPS_AT(data.max_bad_fraction), kUnitClosed},
+       .meaning = "fail the job when more than this share of the training rows is malformed "
+                  "(skipped); 1 never fails"},
   };
 }
 

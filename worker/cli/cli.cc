@@ -26,6 +26,7 @@
 #include "common/comm/mpi/mpi_transport.h"
 #include "common/data/reader.h"
 #include "common/data/synth.h"
+#include "worker/job/interrupt.h"
 #include "worker/job/local_trainer.h"
 #include "worker/job/mpi_trainer.h"
 #include "worker/cli/cli_args.h"
@@ -103,6 +104,7 @@ int Train(int argc, char** argv) {
     return code;
   }
   Config config = LoadFromArgs("train", a);
+  InstallStopSignals();  // single-node mode: SIGINT/SIGTERM stop the job cleanly
   TrainSummary s = TrainLocal(config, resume);
   std::printf("%s\n", FinalLine(config.model.loss, s).c_str());
   return 0;

@@ -7,6 +7,7 @@
 
 #include "common/base/error.h"
 #include "worker/cli/cli.h"
+#include "worker/job/interrupt.h"
 
 int main(int argc, char** argv) {
   // Per-minibatch message arrays (~0.1-1 MB) stay on the heap instead of fresh mmap()s.
@@ -14,6 +15,9 @@ int main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   try {
     return fmps::RunCli(argc, argv);
+  } catch (const fmps::Interrupted& e) {
+    std::fprintf(stderr, "fmps: %s\n", e.what());
+    return e.exit_status();
   } catch (const fmps::ConfigError& e) {
     std::fprintf(stderr, "fmps: error: %s\n", e.what());
     return 2;

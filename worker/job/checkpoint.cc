@@ -26,6 +26,11 @@ constexpr const char* kManifest = "MANIFEST";
 
 std::uint64_t Bits(double d) { return std::bit_cast<std::uint64_t>(d); }
 double Double(std::uint64_t u) { return std::bit_cast<double>(u); }
+// "rows" is an integer; manifests written before held the bits of a double there, which for
+// any count >= 1 are >= the bits of 1.0 (4.6e18, more rows than any job trains).
+double RowsFromManifest(std::uint64_t v) {
+  return v >= Bits(1.0) ? Double(v) : static_cast<double>(v);
+}
 
 // XXH3-64 of a whole file; nullopt if it cannot be read.
 std::optional<std::uint64_t> FileChecksum(const std::string& path) {
@@ -51,7 +56,9 @@ std::string ManifestToYaml(const Manifest& m) {
   out << YAML::Key << "config_digest" << YAML::Value << m.config_digest;
   out << YAML::Key << "epoch" << YAML::Value << m.epoch;
   out << YAML::Key << "epoch_done" << YAML::Value << m.epoch_done;
-  out << YAML::Key << "rows" << YAML::Value << Bits(m.rows);
+  // rows trained: a readable integer; the loss sum stays a double's bit pattern, so a
+  // resume continues it exactly.
+  out << YAML::Key << "rows" << YAML::Value << static_cast<std::uint64_t>(m.rows);
   out << YAML::Key << "loss" << YAML::Value << Bits(m.loss);
   out << YAML::Key << "train_bytes" << YAML::Value << m.train_bytes;
   out << YAML::Key << "shards" << YAML::Value << YAML::BeginSeq;
@@ -81,7 +88,7 @@ Manifest ManifestFromYaml(const std::string& text) {
   m.config_digest = n["config_digest"].as<std::string>();
   m.epoch = n["epoch"].as<int>();
   m.epoch_done = n["epoch_done"].as<bool>();
-  m.rows = Double(n["rows"].as<std::uint64_t>());
+  m.rows = RowsFromManifest(n["rows"].as<std::uint64_t>());
   m.loss = Double(n["loss"].as<std::uint64_t>());
   m.train_bytes = n["train_bytes"].as<std::uint64_t>();
   for (const auto& s : n["shards"]) {

@@ -51,6 +51,20 @@ void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
   throw DataError(msg);
 }
 
+void CheckBadRowShare(const Config& config, const BadRowShare& share, const BadRowStats& local_bad) {
+  if (share.fraction() <= config.data.max_bad_fraction) return;
+  char msg[160];
+  std::snprintf(msg, sizeof(msg),
+                "data.train: %llu of %llu rows (%.1f%%) are malformed, more than "
+                "data.max_bad_fraction %g allows",
+                static_cast<unsigned long long>(share.bad),
+                static_cast<unsigned long long>(share.read), 100.0 * share.fraction(),
+                config.data.max_bad_fraction);
+  std::string text = msg;
+  if (!local_bad.first.empty()) text += "; the first bad row: " + local_bad.first.front();
+  throw DataError(text);
+}
+
 void CheckInitModel(const Config& config) {
   const std::string& path = config.train.init_model;
   if (path.empty()) return;
@@ -189,24 +203,29 @@ namespace {
 double BytesPerKey(const SavedModel& m) {
   return m.stored_keys == 0 ? 0.0 : static_cast<double>(m.server_bytes) / m.stored_keys;
 }
+
+// The test set's metrics (only when data.test is set: nothing unmeasured is reported).
+void AddTestMetrics(Loss loss, const EvalResult& eval, JsonObject* j) {
+  if (loss == Loss::kLogistic) {
+    j->Add("test_logloss", eval.logloss).Add("test_auc", eval.auc);
+  } else {
+    j->Add("test_rmse", eval.rmse);
+  }
+  j->Add("test_rows", eval.rows);
+}
 }  // namespace
 
 JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedModel& model) {
   JsonObject j;
   j.Add("rows_trained", t.rows_trained)
+      .Add("rows_this_run", t.rows_this_run)
       .Add("epochs", config.train.epochs)
       .Add("wall_s", t.wall_seconds)
       .Add("train_s", t.train_seconds)
-      .Add("rows_per_s", t.rows_trained / std::max(1e-9, t.train_seconds))
-      .Add("train_logloss", t.rows_trained == 0 ? 0.0 : t.loss_sum / t.rows_trained)
-      .Add("test_logloss", t.last_eval.logloss);
-  if (config.model.loss == Loss::kLogistic) {
-    j.Add("test_auc", t.last_eval.auc);
-  } else {
-    j.Add("test_rmse", t.last_eval.rmse);
-  }
-  j.Add("test_rows", t.last_eval.rows)
-      .Add("workers", t.workers)
+      .Add("rows_per_s", t.rows_this_run / std::max(1e-9, t.train_seconds))
+      .Add("train_logloss", t.last_train_loss);
+  if (t.tested) AddTestMetrics(config.model.loss, t.last_eval, &j);
+  j.Add("workers", t.workers)
       .Add("servers", t.servers)
       .Add("mode", t.mode)
       .Add("num_keys", model.num_keys)
@@ -225,7 +244,7 @@ JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedMode
 }
 
 void LogJobEnd(const JobTotals& t, const SavedModel& model) {
-  char line[256];
+  char line[512];
   if (t.server_stats.rejected_rows != 0) {
     std::snprintf(line, sizeof(line),
                   "warning: the servers rejected %llu gradient row(s) with a non-finite value "
@@ -234,11 +253,21 @@ void LogJobEnd(const JobTotals& t, const SavedModel& model) {
     Log(line);
   }
   std::snprintf(line, sizeof(line), "server memory: %.1f bytes per key (%llu keys)",
-                BytesPerKey(model), static_cast<unsigned long long>(model.stored_keys));
+                BytesPerKey(model), static_cast<unsigned long long>(model.num_keys));
   Log(line);
-  std::snprintf(line, sizeof(line), "done: %llu rows in %.2f s (%.0f rows/s while training); %s",
-                static_cast<unsigned long long>(t.rows_trained), t.wall_seconds,
-                t.rows_trained / std::max(1e-9, t.train_seconds), t.model_path.c_str());
+  char bad[96] = "";
+  if (t.train_bad.bad != 0) {
+    std::snprintf(bad, sizeof(bad), "; %llu malformed training rows skipped per epoch (%.2f%%)",
+                  static_cast<unsigned long long>(t.train_bad.bad), 100.0 * t.train_bad.fraction());
+  }
+  char run[64] = "";
+  if (t.rows_this_run != t.rows_trained) {
+    std::snprintf(run, sizeof(run), " (%llu by this run)",
+                  static_cast<unsigned long long>(t.rows_this_run));
+  }
+  std::snprintf(line, sizeof(line), "done: %llu rows%s in %.2f s (%.0f rows/s while training)%s; %s",
+                static_cast<unsigned long long>(t.rows_trained), run, t.wall_seconds,
+                t.rows_this_run / std::max(1e-9, t.train_seconds), bad, t.model_path.c_str());
   Log(line);
 }
 

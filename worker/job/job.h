@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,17 @@ JobInputs PrepareInputs(const Config& config);
 // the job's count; local_bad: a reader's reports, the first of which the message quotes.
 void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
                            const BadRowStats& local_bad);
+
+// Malformed rows of one full epoch over data.train.
+struct BadRowShare {
+  std::uint64_t bad = 0;   // skipped
+  std::uint64_t read = 0;  // trained + skipped
+  double fraction() const { return read == 0 ? 0.0 : static_cast<double>(bad) / read; }
+};
+
+// Throws DataError when share.fraction() exceeds data.max_bad_fraction, naming the key, the
+// count, the share and the first bad row (`local_bad`'s first report).
+void CheckBadRowShare(const Config& config, const BadRowShare& share, const BadRowStats& local_bad);
 
 // Checks train.init_model (when set) before any work: readable, and with the k, loss and
 // feature settings (format, hashing, csv roles) of `config`, so its keys mean the same.
@@ -71,11 +83,17 @@ ServerStats CollectServerStats(ControlChannel* control, int num_servers);
 
 // Totals of a finished job, for summary.json.
 struct JobTotals {
-  std::uint64_t rows_trained = 0;
-  double train_seconds = 0.0;
+  std::uint64_t rows_trained = 0;   // by the whole job, before a resume too
+  std::uint64_t rows_this_run = 0;  // by this run (since this process started)
+  double train_seconds = 0.0;       // of this run, as wall_seconds: rates are this run's
   double wall_seconds = 0.0;
   double loss_sum = 0.0;
+  // Mean training loss of the last epoch's rows (of this run's part of it after a mid-epoch
+  // resume), as its progress line shows; NaN until an epoch ended.
+  double last_train_loss = std::numeric_limits<double>::quiet_NaN();
   std::uint64_t bad_rows = 0;
+  BadRowShare train_bad;  // malformed training rows of a full epoch
+  bool tested = false;    // data.test is set: last_eval holds its metrics
   EvalResult last_eval;
   int workers = 0;
   int servers = 0;

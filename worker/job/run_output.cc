@@ -51,8 +51,25 @@ RunOutput::RunOutput(const Config& config)
     throw IoError("output.dir: cannot write '" + model + "': a non-file of that name exists");
   }
   WriteFileAtomic(dir_ + "/config.yaml", ConfigToYaml(config));
-  metrics_.open(dir_ + "/metrics.jsonl", std::ios::out | std::ios::trunc);
+  // Opened without truncation: Begin decides whether a previous run's curve stays.
+  metrics_.open(dir_ + "/metrics.jsonl", std::ios::out | std::ios::app);
   if (!metrics_) throw IoError("output.dir: cannot write " + dir_ + "/metrics.jsonl");
+}
+
+void RunOutput::Begin(const RunStart& start) {
+  if (!start.resumed) {
+    metrics_.close();
+    metrics_.open(dir_ + "/metrics.jsonl", std::ios::out | std::ios::trunc);
+    if (!metrics_) throw IoError("output.dir: cannot write " + dir_ + "/metrics.jsonl");
+    return;
+  }
+  JsonObject e;
+  e.Add("event", "resume")
+      .Add("time_s", Elapsed())
+      .Add("epoch", start.epoch)
+      .Add("mid_epoch", start.mid_epoch ? 1 : 0)
+      .Add("rows", start.rows);
+  Event(e);
 }
 
 double RunOutput::Elapsed() const {

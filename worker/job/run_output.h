@@ -21,10 +21,19 @@ struct ProgressReport {
   int epoch = 0;
   int epochs = 0;
   double fraction = 0.0;         // of the epoch's bytes
-  std::uint64_t rows = 0;        // trained so far in the whole job
+  std::uint64_t rows = 0;        // trained so far in the whole job (before a resume too)
   double rows_per_s = 0.0;       // this epoch, whole job
   double train_loss = 0.0;       // mean training loss this epoch
   std::vector<KVStats> workers;  // cumulative, one per worker
+};
+
+// Where a run starts: afresh, or resumed from a checkpoint (then metrics.jsonl keeps the
+// curve before it and gets a "resume" event).
+struct RunStart {
+  bool resumed = false;
+  int epoch = 1;             // the first epoch this run trains
+  bool mid_epoch = false;    // it continues an epoch cut by the checkpoint
+  std::uint64_t rows = 0;    // rows trained before this run
 };
 
 class RunOutput {
@@ -32,6 +41,10 @@ class RunOutput {
   // Creates output.dir (and parents) and writes config.yaml. Throws IoError naming the
   // directory if it cannot be created or written, or if model.fmps there is not a file.
   explicit RunOutput(const Config& config);
+
+  // Starts metrics.jsonl: truncates it for a fresh run; appends a "resume" event (epoch,
+  // mid_epoch, rows) to it for a resumed one. Call once, before any other event.
+  void Begin(const RunStart& start);
 
   // Seconds since construction.
   double Elapsed() const;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -10,24 +11,33 @@
 #include <vector>
 
 #include "common/base/log.h"
+#include "worker/job/interrupt.h"
 #include "worker/worker.h"
 
 namespace fmps {
 
 std::string FinalLine(Loss loss, const TrainSummary& s) {
-  char line[1024];
-  const auto rows = static_cast<unsigned long long>(s.rows_trained);
-  if (loss == Loss::kLogistic) {
-    std::snprintf(line, sizeof(line), "test_logloss %.6f test_auc %.6f rows %llu rows_per_s %.0f",
-                  s.test_logloss, s.test_auc, rows, s.rows_per_s);
-  } else {
-    std::snprintf(line, sizeof(line), "test_rmse %.6f rows %llu rows_per_s %.0f", s.test_rmse, rows,
-                  s.rows_per_s);
+  char line[1024] = "";
+  if (s.tested && loss == Loss::kLogistic) {
+    std::snprintf(line, sizeof(line), "test_logloss %.6f test_auc %.6f ", s.test_logloss,
+                  s.test_auc);
+  } else if (s.tested) {
+    std::snprintf(line, sizeof(line), "test_rmse %.6f ", s.test_rmse);
   }
-  return std::string(line) + " model " + s.model_path;
+  std::string text = line;
+  std::snprintf(line, sizeof(line), "rows %llu rows_per_s %.0f",
+                static_cast<unsigned long long>(s.rows_trained), s.rows_per_s);
+  return text + line + " model " + s.model_path;
 }
 
 namespace {
+
+RunStart RunStartOf(const ResumePoint& p) {
+  return {.resumed = p.manifest.has_value(),
+          .epoch = p.first_epoch,
+          .mid_epoch = p.mid_epoch,
+          .rows = static_cast<std::uint64_t>(p.rows_base)};
+}
 
 // The worker side of the checkpoint handshake with the coordinator (endpoint
 // `coordinator`, worker 0). Quiesced at a batch boundary: report the position and wait
@@ -83,9 +93,11 @@ class TrainingJob {
   ShardReader* EpochReader(int epoch) const;
   void TrainOneEpoch(int epoch);
   void AfterBatch();
+  void CheckStop();
   void OnCut(const std::vector<ByteRange>& remaining);
   void SettleShardDone(int epoch);
   Counters GatherEpochCounters();
+  void SettleEpochRows(const Counters& sum, const BadRowStats& sample);
   Counters ReportProgress(const std::vector<double>& all, bool end);
   void CheckpointEpochEnd(int epoch);
   void EvaluateEpoch(int epoch);
@@ -109,6 +121,7 @@ class TrainingJob {
   Counters before_;   // root: job-wide counters at the epoch's start
   Counters after_;    // root: ... at its end (exact)
   JobTotals totals_;  // root
+  bool stop_cut_ = false;  // root: the cut before stopping on SIGTERM was requested
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -132,11 +145,13 @@ TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
     totals_.workers = coll_.size();
     totals_.servers = ctx_.num_servers;
     totals_.mode = ctx_.mode;
+    totals_.tested = ctx_.test != nullptr;
     totals_.model_path = ctx_.out->ModelPath();
     totals_.last_eval.logloss = totals_.last_eval.auc = totals_.last_eval.rmse =
         std::numeric_limits<double>::quiet_NaN();
   }
   worker_.set_cut_handler([this](const std::vector<ByteRange>& remaining) { OnCut(remaining); });
+  if (root()) ctx_.out->Begin(RunStartOf(*ctx_.start));
 }
 
 std::optional<TrainSummary> TrainingJob::Run() {
@@ -187,12 +202,30 @@ void TrainingJob::AfterBatch() {
     ckpt_->Poll();
     if (ckpt_->Due()) ckpt_->Request();
   }
+  if (root()) CheckStop();
   const Clock::time_point now = Clock::now();
   if (now < next_post_) return;
   next_post_ = now + std::chrono::duration_cast<Clock::duration>(
                          std::chrono::duration<double>(config_.train.progress_seconds));
   coll_.PostProgress(Counters::From(progress_, *reader_).span());
   if (root()) ReportProgress(coll_.LatestProgress(), false);
+}
+
+// Root, after every batch: stops the job on SIGINT/SIGTERM (interrupt.h). With checkpoints,
+// SIGTERM first requests a cut and stops once it is complete (the other workers, quiesced
+// at their batch boundaries by the cut, then see the job aborted).
+void TrainingJob::CheckStop() {
+  const int signal = StopSignal();
+  if (signal == 0) return;
+  if (signal != SIGTERM || !checkpoints()) throw Interrupted(signal, false);
+  if (!stop_cut_) {
+    ckpt_->Request();  // no-op when a periodic cut is already under way: that one serves
+    stop_cut_ = true;
+    return;
+  }
+  if (ckpt_->requested()) return;  // the cut is not made yet
+  ckpt_->Drain();
+  throw Interrupted(signal, true);
 }
 
 void TrainingJob::OnCut(const std::vector<ByteRange>& remaining) {
@@ -229,11 +262,22 @@ Counters TrainingJob::GatherEpochCounters() {
     if (!s.empty() && sample.first.empty()) sample.first.push_back(s);
   }
   sample.count = static_cast<std::uint64_t>(sum.bad_rows);
-  if (reader_ == ctx_.train) {  // a resumed remainder may legitimately be empty
-    CheckEpochTrainedRows(static_cast<std::uint64_t>(sum.rows - before_.rows), sample.count,
-                          sample);
-  }
+  SettleEpochRows(sum, sample);
   return sum;
+}
+
+// Root, at an epoch's end: the checks of its rows (none trained; too many malformed, on the
+// first full pass over data.train: the readers count bad rows cumulatively) and what
+// summary.json reports of them.
+void TrainingJob::SettleEpochRows(const Counters& sum, const BadRowStats& sample) {
+  const auto rows = static_cast<std::uint64_t>(sum.rows - before_.rows);
+  totals_.last_train_loss = rows == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                      : (sum.loss - before_.loss) / static_cast<double>(rows);
+  if (reader_ != ctx_.train) return;  // a resumed remainder may legitimately be empty
+  CheckEpochTrainedRows(rows, sample.count, sample);
+  if (totals_.train_bad.read != 0) return;
+  totals_.train_bad = {.bad = sample.count, .read = rows + sample.count};
+  CheckBadRowShare(config_, totals_.train_bad, sample);
 }
 
 // Root: a progress event from every worker's counters; returns their sum.
@@ -251,7 +295,7 @@ Counters TrainingJob::ReportProgress(const std::vector<double>& all, bool end) {
     r.workers.push_back(c.kv());
   }
   r.fraction = end || epoch_bytes_ == 0 ? 1.0 : sum.bytes / static_cast<double>(epoch_bytes_);
-  r.rows = static_cast<std::uint64_t>(sum.rows);
+  r.rows = static_cast<std::uint64_t>(ctx_.start->rows_base + sum.rows);
   const double epoch_rows = sum.rows - before_.rows;
   r.rows_per_s = epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_);
   r.train_loss = epoch_rows == 0 ? 0.0 : (sum.loss - before_.loss) / epoch_rows;
@@ -276,7 +320,7 @@ void TrainingJob::EvaluateEpoch(int epoch) {
   if (root()) {
     totals_.last_eval = fmps::Evaluate(config_.model.loss, all_scores, all_labels);
     const double epoch_rows = after_.rows - before_.rows;
-    ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(after_.rows),
+    ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows),
                          epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_),
                          epoch_rows == 0 ? 0.0 : (after_.loss - before_.loss) / epoch_rows,
                          totals_.last_eval);
@@ -301,6 +345,7 @@ TrainSummary TrainingJob::FinishOnRoot() {
   totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
   ShutdownServers(control_, ctx_.num_servers);
   totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);
+  totals_.rows_this_run = static_cast<std::uint64_t>(after_.rows);
   totals_.loss_sum = ctx_.start->loss_base + after_.loss;
   totals_.wall_seconds = ctx_.out->Elapsed();
   ctx_.out->Summary(MakeSummary(config_, totals_, saved));
@@ -308,7 +353,8 @@ TrainSummary TrainingJob::FinishOnRoot() {
   TrainSummary s;
   s.rows_trained = totals_.rows_trained;
   s.wall_s = totals_.wall_seconds;
-  s.rows_per_s = totals_.rows_trained / std::max(1e-9, totals_.train_seconds);
+  s.rows_per_s = totals_.rows_this_run / std::max(1e-9, totals_.train_seconds);
+  s.tested = totals_.tested;
   s.test_logloss = totals_.last_eval.logloss;
   s.test_auc = totals_.last_eval.auc;
   s.test_rmse = totals_.last_eval.rmse;

@@ -31,6 +31,7 @@ struct TrainSummary {
   std::uint64_t rows_trained = 0;
   double wall_s = 0.0;
   double rows_per_s = 0.0;
+  bool tested = false;  // data.test is set; the test_ members hold its metrics
   double test_logloss = 0.0;
   double test_auc = 0.0;
   double test_rmse = 0.0;
@@ -41,7 +42,8 @@ struct TrainSummary {
 
 // The final stdout line (without newline), the same in both modes: logistic loss
 // "test_logloss L test_auc A rows N rows_per_s R model PATH", squared loss
-// "test_rmse E rows N rows_per_s R model PATH".
+// "test_rmse E rows N rows_per_s R model PATH". Without data.test the test metrics are left
+// out: "rows N rows_per_s R model PATH".
 std::string FinalLine(Loss loss, const TrainSummary& summary);
 
 // Everything one worker needs to run its part of the job. Pointers are borrowed.

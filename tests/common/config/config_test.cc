@@ -725,6 +725,7 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(data.csv.transform, "none", csv, label),
       FMPS_PROBE(data.on_error, "fail"),
       FMPS_PROBE(data.normalize, "instance"),
+      FMPS_PROBE(data.max_bad_fraction, "0.25"),
       FMPS_PROBE(model.k, "16"),
       FMPS_PROBE(model.loss, "squared"),
       FMPS_PROBE(model.init_std, "0.5"),

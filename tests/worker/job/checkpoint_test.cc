@@ -303,8 +303,10 @@ TEST_F(CheckpointTest, CheckpointerCompletesACutWithAServerAndAWorker) {
   Server server(&store, server_transport.get(), options);
   std::thread server_thread([&] { server.Run(); });
   ControlChannel worker(worker_transport.get(), std::chrono::seconds(20));
+  WorkerReport report = SampleReport();
+  report.rows = 3;  // a count: the manifest stores rows as an integer
   std::thread worker_thread([&] {
-    ReportCutReady(&worker, 2, SampleReport());
+    ReportCutReady(&worker, 2, report);
     AwaitCutResume(&worker);
   });
   ControlChannel control(coordinator_transport.get(), std::chrono::seconds(20));
@@ -329,7 +331,7 @@ TEST_F(CheckpointTest, CheckpointerCompletesACutWithAServerAndAWorker) {
   ASSERT_TRUE(m.has_value());
   EXPECT_EQ(m->epoch, 2);
   EXPECT_FALSE(m->epoch_done);
-  EXPECT_DOUBLE_EQ(m->rows, 1.0 + SampleReport().rows);
+  EXPECT_DOUBLE_EQ(m->rows, 1.0 + report.rows);
   EXPECT_DOUBLE_EQ(m->loss, 0.5 + SampleReport().loss);
   ASSERT_EQ(m->shards.size(), 1u);
   EXPECT_EQ(m->shards[0].keys, 1u);
