@@ -45,9 +45,8 @@ void AddLogBucketFeature(std::uint32_t column, double v, std::uint32_t field, in
                          RowBlock* block) {
   char buf[24];
   auto res = std::to_chars(buf, buf + sizeof(buf), LogBucket(v));
-  block->AddFeature(
-      KeyFromToken(column, {buf, static_cast<std::size_t>(res.ptr - buf)}, hash_bits), 1.0f,
-      field);
+  block->AddFeature(KeyFromToken(column, {buf, static_cast<std::size_t>(res.ptr - buf)}, hash_bits),
+                    1.0f, field);
 }
 
 bool CriteoParser::Parse(std::string_view line, RowBlock* block, std::string* reason) const {
@@ -55,7 +54,7 @@ bool CriteoParser::Parse(std::string_view line, RowBlock* block, std::string* re
   const char* const end = p + line.size();
   float y = 0.0f;
   std::uint32_t col = 0;
-  if (labels_optional_ && std::count(p, end, '\t') == kCriteoColumns - 2) {
+  if (rules_.labels_optional && std::count(p, end, '\t') == kCriteoColumns - 2) {
     y = std::numeric_limits<float>::quiet_NaN();
     col = 1;  // the first cell is I1
   }
@@ -65,7 +64,7 @@ bool CriteoParser::Parse(std::string_view line, RowBlock* block, std::string* re
     std::string_view cell(p, q - p);
     if (col >= kCriteoColumns) return TooManyColumns(q, end, reason);
     if (col == 0) {
-      if (!ParseLabel(cell, logistic_, &y, reason)) return false;
+      if (!ParseLabel(cell, rules_.logistic, &y, reason)) return false;
     } else if (!cell.empty()) {
       if (col <= kCriteoInts) {
         double v;
@@ -75,9 +74,9 @@ bool CriteoParser::Parse(std::string_view line, RowBlock* block, std::string* re
           AppendUint(reason, col);
           return false;
         }
-        AddLogBucketFeature(col, v, col - 1, hash_bits_, block);
+        AddLogBucketFeature(col, v, col - 1, rules_.hash_bits, block);
       } else {
-        block->AddFeature(KeyFromToken(col, cell, hash_bits_), 1.0f, col - 1);
+        block->AddFeature(KeyFromToken(col, cell, rules_.hash_bits), 1.0f, col - 1);
       }
     }
     if (q == end) break;

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/data/parse_text.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
 
@@ -27,19 +28,14 @@ class CriteoParser {
  public:
   // LabelPolicy::kOptional: a line of exactly 39 cells has no label (label NaN); its first
   // cell is I1.
-  CriteoParser(int hash_bits, bool logistic, LabelPolicy labels)
-      : hash_bits_(hash_bits),
-        logistic_(logistic),
-        labels_optional_(labels == LabelPolicy::kOptional) {}
+  explicit CriteoParser(const RowRules& rules) : rules_(rules) {}
 
   // Appends one row to *block and returns true, or returns false with *reason set and
   // possibly some non-zeros of the row appended (the caller abandons the row).
   bool Parse(std::string_view line, RowBlock* block, std::string* reason) const;
 
  private:
-  int hash_bits_;
-  bool logistic_;
-  bool labels_optional_;
+  RowRules rules_;
 };
 
 }  // namespace fmps::data_internal

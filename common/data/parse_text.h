@@ -17,6 +17,15 @@
 
 namespace fmps::data_internal {
 
+// How a row parser reads labels and keys, from the FeatureSpec: hashing of ids and
+// columns, the label set (0/1 or -1/+1 for logistic loss, any real for squared), and
+// whether a row may come without a label (LabelPolicy::kOptional: predict only).
+struct RowRules {
+  int hash_bits = 0;
+  bool logistic = true;
+  bool labels_optional = false;
+};
+
 using internal::NumStatus;
 
 // Readable bytes a parser may load after a line's end (8-byte loads, see ScanU64Padded).
@@ -27,9 +36,7 @@ inline constexpr float kFloatMax = std::numeric_limits<float>::max();
 // Feature separators of libsvm / libffm lines.
 inline bool IsSep(char c) { return c == ' ' || c == '\t'; }
 
-inline bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
+inline bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
 
 // True when the line holds only IsSpace bytes (or nothing).
 bool IsBlank(std::string_view line);

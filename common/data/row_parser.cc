@@ -2,12 +2,20 @@
 
 namespace fmps::data_internal {
 
+namespace {
+RowRules RulesOf(const FeatureSpec& spec) {
+  return {.hash_bits = spec.data.hash_bits,
+          .logistic = spec.loss == Loss::kLogistic,
+          .labels_optional = spec.labels == LabelPolicy::kOptional};
+}
+}  // namespace
+
 RowParser::RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
                      std::string_view file)
     : format_(spec.data.format),
       normalize_(spec.data.normalize == Normalize::kInstance),
-      sparse_(spec.data.hash_bits, spec.loss == Loss::kLogistic, spec.labels),
-      criteo_(spec.data.hash_bits, spec.loss == Loss::kLogistic, spec.labels) {
+      sparse_(RulesOf(spec)),
+      criteo_(RulesOf(spec)) {
   if (format_ == DataFormat::kCsv) csv_.emplace(spec, header, file);
 }
 

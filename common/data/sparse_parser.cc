@@ -11,7 +11,7 @@ namespace fmps::data_internal {
 // The label of a libsvm / libffm line; a first token that looks like a feature means the
 // label is missing.
 bool SparseParser::ParseSparseLabel(std::string_view tok, float* y, std::string* reason) const {
-  if (ParseLabel(tok, logistic_, y, reason)) return true;
+  if (ParseLabel(tok, rules_.logistic, y, reason)) return true;
   if (tok.find(':') != std::string_view::npos) {
     reason->assign("missing label (first token ");
     AppendQuoted(reason, tok);
@@ -48,7 +48,7 @@ bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::stri
   const char* q = TokenEnd(p, end);
   float y = std::numeric_limits<float>::quiet_NaN();
   const std::string_view first(p, static_cast<std::size_t>(q - p));
-  if (!labels_optional_ || first.find(':') == std::string_view::npos) {
+  if (!rules_.labels_optional || first.find(':') == std::string_view::npos) {
     if (!ParseSparseLabel(first, &y, reason)) return false;
     p = q;
   }
@@ -83,7 +83,7 @@ bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::stri
     }
     p = r;
     if (v != 0.0f) {
-      block->AddFeature(KeyFromId(id, hash_bits_), v, static_cast<std::uint32_t>(field));
+      block->AddFeature(KeyFromId(id, rules_.hash_bits), v, static_cast<std::uint32_t>(field));
     }
   }
   block->FinishRow(y);

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/data/parse_text.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
 
@@ -22,10 +23,7 @@ namespace fmps::data_internal {
 class SparseParser {
  public:
   // LabelPolicy::kOptional: a row whose first token contains ':' has no label (label NaN).
-  SparseParser(int hash_bits, bool logistic, LabelPolicy labels)
-      : hash_bits_(hash_bits),
-        logistic_(logistic),
-        labels_optional_(labels == LabelPolicy::kOptional) {}
+  explicit SparseParser(const RowRules& rules) : rules_(rules) {}
 
   // Each appends one row to *block and returns true, or returns false with *reason set and
   // possibly some non-zeros of the row appended (the caller abandons the row).
@@ -37,13 +35,11 @@ class SparseParser {
   bool ParseSparse(std::string_view line, RowBlock* block, std::string* reason) const;
   bool ParseSparseLabel(std::string_view tok, float* y, std::string* reason) const;
   // Rejects raw id 2^64-1 (the bias key) when ids are kept as given.
-  bool IdInRange(std::uint64_t id) const { return hash_bits_ != 0 || id != kBiasKey; }
+  bool IdInRange(std::uint64_t id) const { return rules_.hash_bits != 0 || id != kBiasKey; }
   bool IdError(const char* tok, const char* end, int feature, std::string* reason) const;
   bool FfmError(const char* tok, const char* end, int feature, std::string* reason) const;
 
-  int hash_bits_;
-  bool logistic_;
-  bool labels_optional_;
+  RowRules rules_;
 };
 
 }  // namespace fmps::data_internal
