@@ -13,6 +13,7 @@
 #include "common/comm/mpi/mpi_transport.h"
 #include "common/data/reader.h"
 #include "worker/job/checkpoint.h"
+#include "worker/job/interrupt.h"
 #include "worker/job/job.h"
 #include "worker/job/job_server.h"
 #include "worker/job/run_output.h"
@@ -158,6 +159,12 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   try {
     if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
     RunRank(s, rank, size, kv, workers);
+  } catch (const Interrupted& e) {
+    // Only the root worker acts on SIGINT/SIGTERM (interrupt.h); the servers and the other
+    // workers keep going until this aborts them all, after the final checkpoint if any.
+    // mpirun then exits with 128 + signal (after its own MPI_ABORT banner).
+    std::fprintf(stderr, "fmps: %s\n", e.what());
+    MpiAbort(e.exit_status());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank, RoleName(rank, servers).c_str(),
                  e.what());
