@@ -1,5 +1,5 @@
 // SIGTERM and SIGINT in MPI mode (1 server + 2 workers, bsp), through mpirun: the signal
-// reaches every rank (as SLURM's --signal or srun deliver it), no rank dies on it, the root
+// reaches every rank (as srun and SLURM's --signal deliver it), no rank dies on it, the root
 // worker prints one line and mpirun exits with 128 + signal; with checkpoint.dir set
 // SIGTERM first writes a final checkpoint that `--resume` under mpirun continues from
 // without losing anything (the same model as an uninterrupted run).
@@ -10,8 +10,9 @@
 #include <string>
 
 #include "common/model/model_file.h"
-#include "worker/job/interrupt.h"
+#include "tests/util/signal_job.h"
 #include "tests/util/test_util.h"
+#include "worker/job/interrupt.h"
 
 namespace fmps {
 namespace {
@@ -19,10 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 using testing::FmpsBinary;
 using testing::JsonNumber;
-using testing::Lines;
 using testing::ReadFile;
 using testing::RunCommand;
-using testing::TempDir;
 
 constexpr int kRows = 200000;
 
@@ -32,67 +31,25 @@ std::string Mpirun() {
          FmpsBinary();
 }
 
-class MpiSignalTest : public ::testing::Test {
+class MpiSignalTest : public testing::SignalJobTest {
  protected:
-  void SetUp() override {
-    std::string out;
-    ASSERT_EQ(RunCommand(FmpsBinary() + " synth --out " + dir_.File("data") + " --rows " +
-                             std::to_string(kRows) + " --test-rows 1000 --vocab 5000 --seed 9",
-                         &out),
-              0)
-        << out;
-  }
-  // A bsp job of 2 epochs (1 server) writing into dir/`run`, checkpoints in dir/ckpt if `ckpt`.
+  MpiSignalTest() : SignalJobTest(kRows) {}
+  // A bsp job of 2 epochs with 1 server rank (and so 2 worker ranks).
   std::string Config(const std::string& run, bool ckpt) const {
-    std::string yaml = "data:\n  train: " + dir_.File("data/train.libsvm") +
-                       "\n  format: libsvm\nmodel:\n  k: 4\ntrain:\n  epochs: 2\n"
-                       "  batch_size: 128\n  consistency: bsp\n  progress_seconds: 0.05\n"
-                       "cluster:\n  servers: 1\noutput:\n  dir: " +
-                       dir_.File(run) + "\n";
-    if (ckpt) yaml += "checkpoint:\n  dir: " + dir_.File("ckpt") + "\n  every_seconds: 1000\n";
-    return dir_.Write(run + ".yaml", yaml);
+    return SignalJobTest::Config(run, ckpt, 2, "  servers: 1\n");
   }
-  // Starts `mpirun fmps train cfg`, sends `signal` to every rank (mpirun's children) once
-  // the first progress line is out, and returns mpirun's exit status; stderr goes to
-  // dir/stderr.txt.
+  // Sends `signal` to every rank: mpirun's children.
   int TrainAndSignal(const std::string& cfg, const std::string& signal) const {
-    const std::string err = dir_.File("stderr.txt");
-    std::string cmd = "(";
-    cmd += Mpirun();
-    cmd += " train " + cfg + " >/dev/null 2>" + err;
-    cmd += " & pid=$!; i=0; while ! grep -q 'epoch 1/' " + err;
-    cmd += " 2>/dev/null && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done; pkill -";
-    cmd += signal + " -P $pid; wait $pid; echo status $?)";
-    std::string out;
-    RunCommand(cmd, &out);
-    const std::size_t at = out.rfind("status ");
-    return at == std::string::npos ? -1 : std::stoi(out.substr(at + 7));
+    return SignalJobTest::TrainAndSignal(Mpirun() + " train " + cfg,
+                                         "pkill -" + signal + " -P $pid");
   }
-  // No temp file anywhere under `path`, and every checkpoint has its MANIFEST.
-  static void ExpectNothingIncomplete(const std::string& path) {
-    for (const auto& e : fs::recursive_directory_iterator(path)) {
-      EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
-      if (e.is_directory() && e.path().filename().string().rfind("ckpt-", 0) == 0) {
-        EXPECT_TRUE(fs::exists(e.path() / "MANIFEST")) << e.path();
-      }
-    }
-  }
-  int CountStderrLines(const std::string& prefix, std::string* last) const {
-    int count = 0;
-    for (const std::string& l : Lines(ReadFile(dir_.File("stderr.txt")))) {
-      if (l.rfind(prefix, 0) == 0) ++count, *last = l;
-    }
-    return count;
-  }
-  TempDir dir_;
 };
 
 TEST_F(MpiSignalTest, SigtermWritesACheckpointAndResumeLosesNothing) {
   const std::string cfg = Config("run", true);
-  EXPECT_EQ(TrainAndSignal(cfg, "TERM"), 143) << ReadFile(dir_.File("stderr.txt"));
+  EXPECT_EQ(TrainAndSignal(cfg, "TERM"), 143) << Stderr();
   std::string line;
-  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGTERM", &line), 1)
-      << ReadFile(dir_.File("stderr.txt"));
+  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGTERM", &line), 1) << Stderr();
   EXPECT_NE(line.find("a final checkpoint was written"), std::string::npos) << line;
   EXPECT_FALSE(fs::exists(dir_.File("run/model.fmps")));
   ExpectNothingIncomplete(dir_.path());
@@ -109,10 +66,9 @@ TEST_F(MpiSignalTest, SigtermWritesACheckpointAndResumeLosesNothing) {
 }
 
 TEST_F(MpiSignalTest, SigintWithoutCheckpointsLeavesNoOutput) {
-  EXPECT_EQ(TrainAndSignal(Config("run", false), "INT"), 130) << ReadFile(dir_.File("stderr.txt"));
+  EXPECT_EQ(TrainAndSignal(Config("run", false), "INT"), 130) << Stderr();
   std::string line;
-  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGINT", &line), 1)
-      << ReadFile(dir_.File("stderr.txt"));
+  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGINT", &line), 1) << Stderr();
   EXPECT_FALSE(fs::exists(dir_.File("run/model.fmps")));
   ExpectNothingIncomplete(dir_.path());
 }
