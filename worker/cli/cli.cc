@@ -93,6 +93,9 @@ bool UnderMpiWithPeers() {
 int Train(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "train", {"set"}, {"resume"});
   const bool resume = a.Has("resume");
+  // SIGINT/SIGTERM stop the job cleanly (interrupt.h); under MPI every rank installs them,
+  // so that none dies on the signal mpirun or SLURM delivers, and the root worker acts.
+  InstallStopSignals();
   if (UnderMpiWithPeers()) {
     // MPI mode: the config is loaded inside, so that a bad one is reported once.
     if (a.positional.size() != 1) {
@@ -104,7 +107,6 @@ int Train(int argc, char** argv) {
     return code;
   }
   Config config = LoadFromArgs("train", a);
-  InstallStopSignals();  // single-node mode: SIGINT/SIGTERM stop the job cleanly
   TrainSummary s = TrainLocal(config, resume);
   std::printf("%s\n", FinalLine(config.model.loss, s).c_str());
   return 0;

@@ -517,7 +517,10 @@ void Checkpointer::Prune() {
   if (oldest_kept == 0) return;
   for (const auto& [seq, path] : list) {
     if (seq >= oldest_kept) continue;
+    // The MANIFEST first: a job killed mid-prune (a signal, MPI_Abort) never leaves a
+    // MANIFEST naming a shard that is gone.
     std::error_code ec;
+    fs::remove(path + "/" + kManifest, ec);
     fs::remove_all(path, ec);
   }
 }

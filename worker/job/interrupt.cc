@@ -10,11 +10,19 @@ volatile std::sig_atomic_t g_stop_signal = 0;
 
 extern "C" void OnStopSignal(int signal) { g_stop_signal = signal; }
 
-std::string Message(int signal, bool checkpointed) {
+std::string Message(int signal, FinalCheckpoint final_checkpoint) {
   std::string m = std::string("interrupted by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM");
-  m += checkpointed ? "; a final checkpoint was written (continue with --resume)"
-                    : "; no model written";
-  return m;
+  switch (final_checkpoint) {
+    case FinalCheckpoint::kWritten:
+      return m + "; a final checkpoint was written (continue with --resume)";
+    case FinalCheckpoint::kTimedOut:
+      return m + "; no final checkpoint was written (the cut did not complete within " +
+             std::to_string(static_cast<int>(kStopCheckpointSeconds)) +
+             " s; --resume continues from the newest complete checkpoint)";
+    case FinalCheckpoint::kNone:
+      break;
+  }
+  return m + "; no model written";
 }
 }  // namespace
 
@@ -29,7 +37,7 @@ void InstallStopSignals() {
 
 int StopSignal() { return g_stop_signal; }
 
-Interrupted::Interrupted(int signal, bool checkpointed)
-    : Error(Message(signal, checkpointed)), signal_(signal) {}
+Interrupted::Interrupted(int signal, FinalCheckpoint final_checkpoint)
+    : Error(Message(signal, final_checkpoint)), signal_(signal) {}
 
 }  // namespace fmps

@@ -13,6 +13,7 @@
 #include "common/comm/mpi/mpi_transport.h"
 #include "common/data/reader.h"
 #include "worker/job/checkpoint.h"
+#include "worker/job/interrupt.h"
 #include "worker/job/job.h"
 #include "worker/job/job_server.h"
 #include "worker/job/run_output.h"
@@ -62,8 +63,18 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
   ctx.resumed = resumed.get();
   ctx.out = s.out.get();
   ctx.checkpointer = &checkpointer;
-  const std::optional<TrainSummary> summary =
-      RunWorkerJob(ctx, collectives, {.kv = &client, .control = &control});
+  std::optional<TrainSummary> summary;
+  try {
+    summary = RunWorkerJob(ctx, collectives, {.kv = &client, .control = &control});
+  } catch (const Interrupted& e) {
+    // Only the root worker acts on SIGINT/SIGTERM (interrupt.h); the servers and the other
+    // workers keep going until this aborts them all, after the final checkpoint if any.
+    // Aborting here, before the checkpointer is destroyed, leaves a cut that timed out to
+    // the servers still writing it (a directory without MANIFEST, which --resume skips).
+    // mpirun then exits with 128 + signal (after its own MPI_ABORT banner).
+    std::fprintf(stderr, "fmps: %s\n", e.what());
+    MpiAbort(e.exit_status());
+  }
   if (summary) std::printf("%s\n", FinalLine(s.config.model.loss, *summary).c_str());
 }
 

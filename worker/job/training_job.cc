@@ -122,6 +122,7 @@ class TrainingJob {
   Counters after_;    // root: ... at its end (exact)
   JobTotals totals_;  // root
   bool stop_cut_ = false;  // root: the cut before stopping on SIGTERM was requested
+  Clock::time_point stop_deadline_;  // root: past it, stop without that cut
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -217,15 +218,20 @@ void TrainingJob::AfterBatch() {
 void TrainingJob::CheckStop() {
   const int signal = StopSignal();
   if (signal == 0) return;
-  if (signal != SIGTERM || !checkpoints()) throw Interrupted(signal, false);
+  if (signal != SIGTERM || !checkpoints()) throw Interrupted(signal, FinalCheckpoint::kNone);
   if (!stop_cut_) {
     ckpt_->Request();  // no-op when a periodic cut is already under way: that one serves
     stop_cut_ = true;
+    stop_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(kStopCheckpointSeconds));
     return;
   }
-  if (ckpt_->requested()) return;  // the cut is not made yet
+  if (ckpt_->requested()) {  // the cut is not made yet
+    if (Clock::now() < stop_deadline_) return;
+    throw Interrupted(signal, FinalCheckpoint::kTimedOut);
+  }
   ckpt_->Drain();
-  throw Interrupted(signal, true);
+  throw Interrupted(signal, FinalCheckpoint::kWritten);
 }
 
 void TrainingJob::OnCut(const std::vector<ByteRange>& remaining) {
