@@ -1,14 +1,18 @@
 #include "worker/job/interrupt.h"
 
+#include <atomic>
 #include <csignal>
 
 namespace fmps {
 
 namespace {
-// Set by the handler, read by the coordinating worker. sig_atomic_t: async-signal safe.
-volatile std::sig_atomic_t g_stop_signal = 0;
+// Set by the handler, read by the coordinating worker thread. A lock-free atomic is safe to
+// store from a signal handler and to read from another thread (a volatile sig_atomic_t is
+// only the former).
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
-extern "C" void OnStopSignal(int signal) { g_stop_signal = signal; }
+extern "C" void OnStopSignal(int signal) { g_stop_signal.store(signal, std::memory_order_relaxed); }
 
 std::string Message(int signal, FinalCheckpoint final_checkpoint) {
   std::string m = std::string("interrupted by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM");
@@ -35,7 +39,7 @@ void InstallStopSignals() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
-int StopSignal() { return g_stop_signal; }
+int StopSignal() { return g_stop_signal.load(std::memory_order_relaxed); }
 
 Interrupted::Interrupted(int signal, FinalCheckpoint final_checkpoint)
     : Error(Message(signal, final_checkpoint)), signal_(signal) {}
