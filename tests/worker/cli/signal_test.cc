@@ -4,21 +4,15 @@
 // without losing anything (bsp: the same model as an uninterrupted run).
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <string>
 
-#include "common/model/model_file.h"
 #include "tests/util/signal_job.h"
 #include "tests/util/test_util.h"
 
 namespace fmps {
 namespace {
 
-namespace fs = std::filesystem;
 using testing::FmpsBinary;
-using testing::JsonNumber;
-using testing::ReadFile;
-using testing::RunCommand;
 
 constexpr int kRows = 300000;
 
@@ -29,38 +23,16 @@ class SignalTest : public testing::SignalJobTest {
   std::string Config(const std::string& run, bool ckpt) const {
     return SignalJobTest::Config(run, ckpt, 3, "  local_workers: 2\n");
   }
-  int TrainAndSignal(const std::string& cfg, const std::string& signal) const {
-    return SignalJobTest::TrainAndSignal(FmpsBinary() + " train " + cfg,
-                                         "kill -" + signal + " $pid");
-  }
+  const Launch launch_{FmpsBinary(), "kill -", " $pid", 3};
 };
 
 TEST_F(SignalTest, SigtermWritesACheckpointAndResumeLosesNothing) {
-  const std::string cfg = Config("run", true);
-  EXPECT_EQ(TrainAndSignal(cfg, "TERM"), 143) << Stderr();
-  std::string line;
-  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGTERM", &line), 1) << Stderr();
-  EXPECT_NE(line.find("checkpoint"), std::string::npos) << line;
-  EXPECT_FALSE(fs::exists(dir_.File("run/model.fmps")));
-  ExpectNothingIncomplete(dir_.path());
-  int checkpoints = 0;
-  for (const auto& e : fs::directory_iterator(dir_.File("ckpt"))) checkpoints += e.is_directory();
-  EXPECT_GE(checkpoints, 1);
-  std::string out;
-  ASSERT_EQ(RunCommand(FmpsBinary() + " train " + cfg + " --resume", &out), 0) << out;
-  EXPECT_EQ(JsonNumber(ReadFile(dir_.File("run/summary.json")), "rows_trained"), 3.0 * kRows);
-  ASSERT_EQ(RunCommand(FmpsBinary() + " train " + Config("plain", false), &out), 0) << out;
-  EXPECT_LE(testing::MaxAbsDiff(Model::Load(dir_.File("plain/model.fmps")),
-                                Model::Load(dir_.File("run/model.fmps"))),
-            1e-5);
+  ExpectSigtermCheckpointsAndResumeLosesNothing(launch_, Config("run", true),
+                                                Config("plain", false));
 }
 
 TEST_F(SignalTest, SigintWithoutCheckpointsLeavesNoOutput) {
-  EXPECT_EQ(TrainAndSignal(Config("run", false), "INT"), 130) << Stderr();
-  std::string line;
-  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGINT", &line), 1) << Stderr();
-  EXPECT_FALSE(fs::exists(dir_.File("run/model.fmps")));
-  ExpectNothingIncomplete(dir_.path());
+  ExpectSigintLeavesNoOutput(launch_, Config("run", false));
 }
 
 }  // namespace

@@ -6,10 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <filesystem>
 #include <string>
 
-#include "common/model/model_file.h"
 #include "tests/util/signal_job.h"
 #include "tests/util/test_util.h"
 #include "worker/job/interrupt.h"
@@ -17,11 +15,7 @@
 namespace fmps {
 namespace {
 
-namespace fs = std::filesystem;
 using testing::FmpsBinary;
-using testing::JsonNumber;
-using testing::ReadFile;
-using testing::RunCommand;
 
 constexpr int kRows = 200000;
 
@@ -38,39 +32,17 @@ class MpiSignalTest : public testing::SignalJobTest {
   std::string Config(const std::string& run, bool ckpt) const {
     return SignalJobTest::Config(run, ckpt, 2, "  servers: 1\n");
   }
-  // Sends `signal` to every rank: mpirun's children.
-  int TrainAndSignal(const std::string& cfg, const std::string& signal) const {
-    return SignalJobTest::TrainAndSignal(Mpirun() + " train " + cfg,
-                                         "pkill -" + signal + " -P $pid");
-  }
+  // The signal goes to every rank: mpirun's children.
+  const Launch launch_{Mpirun(), "pkill -", " -P $pid", 2};
 };
 
 TEST_F(MpiSignalTest, SigtermWritesACheckpointAndResumeLosesNothing) {
-  const std::string cfg = Config("run", true);
-  EXPECT_EQ(TrainAndSignal(cfg, "TERM"), 143) << Stderr();
-  std::string line;
-  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGTERM", &line), 1) << Stderr();
-  EXPECT_NE(line.find("a final checkpoint was written"), std::string::npos) << line;
-  EXPECT_FALSE(fs::exists(dir_.File("run/model.fmps")));
-  ExpectNothingIncomplete(dir_.path());
-  int checkpoints = 0;
-  for (const auto& e : fs::directory_iterator(dir_.File("ckpt"))) checkpoints += e.is_directory();
-  EXPECT_GE(checkpoints, 1);
-  std::string out;
-  ASSERT_EQ(RunCommand(Mpirun() + " train " + cfg + " --resume", &out), 0) << out;
-  EXPECT_EQ(JsonNumber(ReadFile(dir_.File("run/summary.json")), "rows_trained"), 2.0 * kRows);
-  ASSERT_EQ(RunCommand(Mpirun() + " train " + Config("plain", false), &out), 0) << out;
-  EXPECT_LE(testing::MaxAbsDiff(Model::Load(dir_.File("plain/model.fmps")),
-                                Model::Load(dir_.File("run/model.fmps"))),
-            1e-5);
+  ExpectSigtermCheckpointsAndResumeLosesNothing(launch_, Config("run", true),
+                                                Config("plain", false));
 }
 
 TEST_F(MpiSignalTest, SigintWithoutCheckpointsLeavesNoOutput) {
-  EXPECT_EQ(TrainAndSignal(Config("run", false), "INT"), 130) << Stderr();
-  std::string line;
-  EXPECT_EQ(CountStderrLines("fmps: interrupted by SIGINT", &line), 1) << Stderr();
-  EXPECT_FALSE(fs::exists(dir_.File("run/model.fmps")));
-  ExpectNothingIncomplete(dir_.path());
+  ExpectSigintLeavesNoOutput(launch_, Config("run", false));
 }
 
 // The final checkpoint's time bound: past it the job stops without one and says so.
