@@ -23,8 +23,8 @@
 #include <span>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/comm/kv.h"
+#include "common/config/config.h"
 #include "common/data/reader.h"
 #include "common/model/model_kernel.h"
 #include "common/model/model_shape.h"

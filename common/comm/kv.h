@@ -44,7 +44,7 @@ using Timestamp = std::uint64_t;
 
 struct KVClientOptions {
   int num_servers = 1;  // servers are endpoints 0 .. num_servers-1
-  ModelShape shape;  // the model's: every key's row is shape.row_width() floats
+  ModelShape shape;     // the model's: every key's row is shape.row_width() floats
   std::chrono::milliseconds reply_timeout{std::chrono::minutes(10)};
 };
 

@@ -36,8 +36,7 @@ std::string RangeText(const ByteRange& r);
 // Checks that the non-empty `ranges` are sorted and disjoint and that begin <= end; returns
 // them without the empty ones and with touching ones merged. Throws ConfigError naming `what`
 // otherwise. O(number of ranges).
-std::vector<ByteRange> NormalizeRanges(const std::vector<ByteRange>& ranges,
-                                       std::string_view what);
+std::vector<ByteRange> NormalizeRanges(const std::vector<ByteRange>& ranges, std::string_view what);
 
 class LineSource {
  public:

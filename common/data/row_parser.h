@@ -23,8 +23,7 @@ class RowParser {
  public:
   // `header` is the csv header (csv only; ignored otherwise); `file` names it in errors.
   // Throws ConfigError as CsvParser does.
-  RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
-            std::string_view file);
+  RowParser(const FeatureSpec& spec, const std::vector<std::string>& header, std::string_view file);
 
   // On success appends one row (label, keys, values, fields; the values scaled to unit L2
   // norm under data.normalize: instance) and returns true; on failure

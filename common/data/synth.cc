@@ -10,9 +10,9 @@
 #include "common/base/error.h"
 #include "common/base/hash.h"
 #include "common/base/json.h"
+#include "common/data/reader.h"
 #include "common/model/loss.h"
 #include "common/model/metrics.h"
-#include "common/data/reader.h"
 
 namespace fmps {
 namespace {

@@ -163,9 +163,7 @@ class ModelReader {
   ModelReader(const ModelReader&) = delete;
   ModelReader& operator=(const ModelReader&) = delete;
 
-  [[noreturn]] void Fail(const std::string& what) const {
-    throw ModelError(path_ + ": " + what);
-  }
+  [[noreturn]] void Fail(const std::string& what) const { throw ModelError(path_ + ": " + what); }
   const std::string& path() const { return path_; }
   std::uint64_t size() const { return size_; }
   std::uint64_t remaining() const { return size_ - offset_; }
@@ -220,8 +218,8 @@ std::uint32_t ReadHeader(ModelReader* r, const std::string& path, ModelMeta* met
     if (!h.ParseFromString(rec)) r->Fail("damaged model file (corrupt header)");
   }
   if (h.version() != kVersion && h.version() != 1) {
-    r->Fail("unsupported model version " + std::to_string(h.version()) + " (this fmps reads 1 and " +
-            std::to_string(kVersion) + ")");
+    r->Fail("unsupported model version " + std::to_string(h.version()) +
+            " (this fmps reads 1 and " + std::to_string(kVersion) + ")");
   }
   meta->shape.kind = ModelKindFromNumber(h.kind(), path);
   meta->shape.k = static_cast<int>(h.k());
@@ -248,7 +246,8 @@ std::uint32_t ReadHeader(ModelReader* r, const std::string& path, ModelMeta* met
 void CheckFinalRecord(ModelReader* r, std::uint32_t version, const pb::ModelChunk& c,
                       const std::string& rec, std::uint64_t before) {
   if (version == 1 && c.checksum() == 0) {
-    Warn(r->path() + ": model file written before model files carried a checksum (version 1): "
+    Warn(r->path() +
+         ": model file written before model files carried a checksum (version 1): "
          "loaded without verification");
     return;
   }

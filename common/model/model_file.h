@@ -20,12 +20,12 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/huge_pages.h"
 #include "common/base/key_index.h"
+#include "common/base/types.h"
+#include "common/config/config.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
-#include "common/base/types.h"
 #include "common/model/model_kernel.h"
 #include "common/model/model_shape.h"
 

@@ -1,6 +1,7 @@
 #include "server/store/checkpoint_shard.h"
 
 #include <fcntl.h>
+#include <google/protobuf/stubs/logging.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,8 +16,6 @@
 #include <memory>
 #include <string>
 #include <type_traits>
-
-#include <google/protobuf/stubs/logging.h>
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 

@@ -253,9 +253,8 @@ std::unique_ptr<Optimizer> MakeOptimizer(const OptimizerConfig& config) {
     case OptimizerName::kSgd:
       return MakeSgd({.lr = config.lr});
     case OptimizerName::kAdagrad:
-      return MakeAdagrad({.lr = config.lr,
-                          .eps = config.eps,
-                          .initial_accumulator = config.initial_accumulator});
+      return MakeAdagrad(
+          {.lr = config.lr, .eps = config.eps, .initial_accumulator = config.initial_accumulator});
     case OptimizerName::kAdam:
       return MakeAdam(
           {.lr = config.lr, .beta1 = config.beta1, .beta2 = config.beta2, .eps = config.eps});

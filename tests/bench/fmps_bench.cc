@@ -3,10 +3,10 @@
 //   build/tests/bench/fmps_bench [--benchmark_filter=REGEX] [--benchmark_repetitions=3]
 //
 // Cases (items = rows for FM and readers, keys for the store):
-//   BM_FmCache/k        ModelKernel::ForwardBackward (FM), 1024-row batches of 39 nnz, 4096-row table (in cache)
-//   BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge pages)
-//   BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per call
-//   BM_StorePushRows    the trainer's push: by the row handles its pull returned
+//   BM_FmCache/k        ModelKernel::ForwardBackward (FM), 1024-row batches of 39 nnz, 4096-row
+//   table (in cache) BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge
+//   pages) BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per
+//   call BM_StorePushRows    the trainer's push: by the row handles its pull returned
 //   BM_StorePullK16/BM_StorePushRowsK16  the same two at k = 16 (capacity model's k)
 //   BM_MemFloorRead/Write  random 80-byte rows of a 10^6-row huge-page arena, read / updated
 //                       with the store's prefetching: the memory floor under Pull / Push
@@ -38,12 +38,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/types.h"
 #include "common/config/config.h"
-#include "common/model/model_kernel.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
 #include "common/data/synth.h"
-#include "common/base/types.h"
+#include "common/model/model_kernel.h"
 #include "server/store/optimizer.h"
 #include "server/store/param_store.h"
 #include "worker/batch_prefetcher.h"

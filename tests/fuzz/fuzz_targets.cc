@@ -138,8 +138,7 @@ void Drain(ShardReader* reader, std::size_t batch, ReadResult* out) {
 
 bool SameRows(const RowBlock& a, const RowBlock& b) {
   return a.labels == b.labels && a.offsets == b.offsets && a.keys == b.keys &&
-         a.fields == b.fields &&
-         a.values.size() == b.values.size() &&
+         a.fields == b.fields && a.values.size() == b.values.size() &&
          (a.values.empty() ||
           std::memcmp(a.values.data(), b.values.data(), a.values.size() * sizeof(float)) == 0);
 }
@@ -501,8 +500,8 @@ int FuzzWireImpl(const std::uint8_t* data, std::size_t size) {
 }
 
 constexpr FuzzTarget kTargets[] = {
-    {"libsvm", FuzzLibsvm}, {"libffm", FuzzLibffm}, {"criteo", FuzzCriteo},
-    {"csv", FuzzCsv},       {"config", FuzzConfig}, {"wire", FuzzWire},
+    {"libsvm", FuzzLibsvm},   {"libffm", FuzzLibffm},   {"criteo", FuzzCriteo},
+    {"csv", FuzzCsv},         {"config", FuzzConfig},   {"wire", FuzzWire},
     {"model", FuzzModelFile}, {"shard", FuzzShardFile},
 };
 

@@ -84,7 +84,8 @@ double MaxAbsDiff(const Model& a, const Model& b) {
   if (a.keys() != b.keys()) return INFINITY;
   double d = std::abs(a.meta().bias - b.meta().bias);
   for (std::size_t i = 0; i < a.num_keys(); ++i) {
-    for (int j = 0; j < a.shape().row_width(); ++j) d = std::max<double>(d, std::abs(a.row(i)[j] - b.row(i)[j]));
+    for (int j = 0; j < a.shape().row_width(); ++j)
+      d = std::max<double>(d, std::abs(a.row(i)[j] - b.row(i)[j]));
   }
   return d;
 }

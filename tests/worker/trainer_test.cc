@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
-#include "common/model/model_file.h"
+#include "common/config/config.h"
 #include "common/data/reader.h"
 #include "common/data/synth.h"
+#include "common/model/model_file.h"
 #include "tests/util/test_util.h"
 #include "worker/job/local_trainer.h"
 
@@ -245,7 +245,9 @@ TEST_F(SynthTrainTest, EveryOptimizerLearnsWithClipping) {
     TempDir a, b;
     const std::string name = opt;
     const std::string sets = "train.epochs=1;optimizer.name=" + name + ";optimizer.lr=" +
-                             (name == "sgd" ? "0.1" : name == "adam" ? "0.005" : "0.05") +
+                             (name == "sgd"    ? "0.1"
+                              : name == "adam" ? "0.005"
+                                               : "0.05") +
                              ";train.consistency=bsp;cluster.local_workers=1";
     TrainLocal(MakeConfig(a.path(), sets));
     // A bound below the per-key mean gradients' largest elements, so that it bites.

@@ -17,20 +17,20 @@
 #include <system_error>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
 #include "common/base/json.h"
+#include "common/comm/mpi/mpi_transport.h"
+#include "common/config/config.h"
+#include "common/data/reader.h"
+#include "common/data/synth.h"
 #include "common/model/loss.h"
 #include "common/model/metrics.h"
 #include "common/model/model_file.h"
-#include "common/comm/mpi/mpi_transport.h"
-#include "common/data/reader.h"
-#include "common/data/synth.h"
+#include "worker/cli/cli_args.h"
+#include "worker/cli/score_commands.h"
 #include "worker/job/interrupt.h"
 #include "worker/job/local_trainer.h"
 #include "worker/job/mpi_trainer.h"
-#include "worker/cli/cli_args.h"
-#include "worker/cli/score_commands.h"
 
 #ifndef FMPS_VERSION
 #define FMPS_VERSION "0.0.0"

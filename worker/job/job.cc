@@ -51,7 +51,8 @@ void CheckEpochTrainedRows(std::uint64_t epoch_rows, std::uint64_t bad_rows,
   throw DataError(msg);
 }
 
-void CheckBadRowShare(const Config& config, const BadRowShare& share, const BadRowStats& local_bad) {
+void CheckBadRowShare(const Config& config, const BadRowShare& share,
+                      const BadRowStats& local_bad) {
   if (share.fraction() <= config.data.max_bad_fraction) return;
   char msg[160];
   std::snprintf(msg, sizeof(msg),
@@ -265,7 +266,8 @@ void LogJobEnd(const JobTotals& t, const SavedModel& model) {
     std::snprintf(run, sizeof(run), " (%llu by this run)",
                   static_cast<unsigned long long>(t.rows_this_run));
   }
-  std::snprintf(line, sizeof(line), "done: %llu rows%s in %.2f s (%.0f rows/s while training)%s; %s",
+  std::snprintf(line, sizeof(line),
+                "done: %llu rows%s in %.2f s (%.0f rows/s while training)%s; %s",
                 static_cast<unsigned long long>(t.rows_trained), run, t.wall_seconds,
                 t.rows_this_run / std::max(1e-9, t.train_seconds), bad, t.model_path.c_str());
   Log(line);

@@ -8,15 +8,15 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/json.h"
 #include "common/comm/control.h"
 #include "common/comm/kv.h"
+#include "common/config/config.h"
+#include "common/data/reader.h"
 #include "common/model/metrics.h"
 #include "common/model/model_file.h"
-#include "common/data/reader.h"
-#include "server/store/param_store.h"
 #include "server/server.h"
+#include "server/store/param_store.h"
 #include "worker/worker.h"
 
 namespace fmps {

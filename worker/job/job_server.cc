@@ -19,15 +19,15 @@ ServerOptions MakeServerOptions(const Config& config, const JobTopology& topolog
   return o;
 }
 
-JobServer MakeJobServer(const Config& config, const ResumePoint& start,
-                        const JobTopology& topology, int index, Transport* transport) {
+JobServer MakeJobServer(const Config& config, const ResumePoint& start, const JobTopology& topology,
+                        int index, Transport* transport) {
   JobServer s;
   s.store = std::make_unique<ParamStore>(MakeStoreOptions(config), MakeOptimizer(config.optimizer));
   if (start.manifest) {
     LoadCheckpoint(*start.manifest, index, topology.num_servers, s.store.get());
   } else if (!config.train.init_model.empty()) {
-    const std::uint64_t loaded = WarmStart(Model::Load(config.train.init_model), index,
-                                           topology.num_servers, s.store.get());
+    const std::uint64_t loaded =
+        WarmStart(Model::Load(config.train.init_model), index, topology.num_servers, s.store.get());
     Log("server " + std::to_string(index) + ": warm start with " + std::to_string(loaded) +
         " keys from " + config.train.init_model);
   }

@@ -30,7 +30,7 @@ ServerOptions MakeServerOptions(const Config& config, const JobTopology& topolog
 
 // Builds server `index`: a fresh store, then the keys it owns from start.manifest (if any)
 // or else from train.init_model (if set; logged). Throws ModelError/IoError on a bad file.
-JobServer MakeJobServer(const Config& config, const ResumePoint& start,
-                        const JobTopology& topology, int index, Transport* transport);
+JobServer MakeJobServer(const Config& config, const ResumePoint& start, const JobTopology& topology,
+                        int index, Transport* transport);
 
 }  // namespace fmps

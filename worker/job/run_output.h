@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "common/config/config.h"
 #include "common/base/json.h"
 #include "common/comm/kv.h"
+#include "common/config/config.h"
 #include "common/model/metrics.h"
 
 namespace fmps {
@@ -31,9 +31,9 @@ struct ProgressReport {
 // curve before it and gets a "resume" event).
 struct RunStart {
   bool resumed = false;
-  int epoch = 1;             // the first epoch this run trains
-  bool mid_epoch = false;    // it continues an epoch cut by the checkpoint
-  std::uint64_t rows = 0;    // rows trained before this run
+  int epoch = 1;           // the first epoch this run trains
+  bool mid_epoch = false;  // it continues an epoch cut by the checkpoint
+  std::uint64_t rows = 0;  // rows trained before this run
 };
 
 class RunOutput {

@@ -117,11 +117,11 @@ class TrainingJob {
   ShardReader* reader_ = nullptr;  // this epoch's training reader
   std::uint64_t epoch_bytes_ = 0;  // of every worker's shard
   Clock::time_point next_post_;
-  double t0_ = 0.0;   // root: output clock at the epoch's start
-  Counters before_;   // root: job-wide counters at the epoch's start
-  Counters after_;    // root: ... at its end (exact)
-  JobTotals totals_;  // root
-  bool stop_cut_ = false;  // root: the cut before stopping on SIGTERM was requested
+  double t0_ = 0.0;                  // root: output clock at the epoch's start
+  Counters before_;                  // root: job-wide counters at the epoch's start
+  Counters after_;                   // root: ... at its end (exact)
+  JobTotals totals_;                 // root
+  bool stop_cut_ = false;            // root: the cut before stopping on SIGTERM was requested
   Clock::time_point stop_deadline_;  // root: past it, stop without that cut
 };
 

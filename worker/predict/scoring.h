@@ -21,8 +21,8 @@
 #include <string>
 #include <string_view>
 
-#include "common/model/model_file.h"
 #include "common/data/reader.h"
+#include "common/model/model_file.h"
 
 namespace fmps {
 

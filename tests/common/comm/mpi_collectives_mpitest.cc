@@ -2,8 +2,6 @@
 // operation over MPI_COMM_WORLD, variable-length gathers with an empty rank, progress posts
 // settled by FinishProgress, and the collectives of a sub-communicator (the worker ranks of
 // a job whose rank 0 is a server).
-#include "common/comm/mpi/mpi_collectives.h"
-
 #include <gtest/gtest.h>
 #include <mpi.h>
 
@@ -11,6 +9,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "common/comm/mpi/mpi_collectives.h"
 
 namespace fmps {
 namespace {

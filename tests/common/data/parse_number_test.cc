@@ -1,5 +1,7 @@
 // The number parsing of the readers (common/base/parse_number.h) and LogBucket.
 
+#include "common/base/parse_number.h"
+
 #include <gtest/gtest.h>
 
 #include <charconv>
@@ -7,7 +9,6 @@
 #include <random>
 #include <string>
 
-#include "common/base/parse_number.h"
 #include "common/data/reader.h"
 #include "tests/common/data/reader_test_util.h"
 

@@ -38,7 +38,6 @@ std::string RangesText(const std::vector<ByteRange>& ranges) {
   return out;
 }
 
-
 // A row as a comparable value, for multiset comparisons.
 using RowValue = std::pair<float, std::vector<std::tuple<Key, float, std::uint32_t>>>;
 std::vector<RowValue> SortedRows(const RowBlock& b) {

@@ -1,5 +1,7 @@
 // Reader formats, fields, bad rows and line numbers.
 
+#include "common/data/reader.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +14,6 @@
 
 #include "common/base/error.h"
 #include "common/base/hash.h"
-#include "common/data/reader.h"
 #include "tests/common/data/reader_test_util.h"
 
 namespace fmps {
@@ -138,7 +139,6 @@ TEST(ReaderTest, CriteoParsesIntegersAsBucketsAndCategoricals) {
     EXPECT_TRUE(RowFields(b, 2).empty());
   }
 }
-
 
 TEST(ReaderTest, CsvColumnIdentityComesFromNamesNotPositions) {
   TempDir dir;
@@ -444,9 +444,9 @@ TEST(ReaderTest, BadFieldIdIsABadRowNamingFileAndLine) {
   EXPECT_EQ(b.rows(), 2u);
   EXPECT_EQ(b.fields, (std::vector<std::uint32_t>{0, 5}));
   EXPECT_EQ(bad.count, 2u);
-  EXPECT_EQ(bad.first, (std::vector<std::string>{
-                           path + ":2: bad field id '4294967295:2:1' in feature 1",
-                           path + ":3: bad field id '99999999999:4:1' in feature 2"}));
+  EXPECT_EQ(bad.first,
+            (std::vector<std::string>{path + ":2: bad field id '4294967295:2:1' in feature 1",
+                                      path + ":3: bad field id '99999999999:4:1' in feature 2"}));
   EXPECT_EQ(FailModeError(Spec(DataFormat::kLibffm), path),
             path + ":2: bad field id '4294967295:2:1' in feature 1");
 }

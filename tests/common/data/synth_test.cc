@@ -7,8 +7,8 @@
 #include <cmath>
 #include <string>
 
-#include "common/config/config.h"
 #include "common/base/error.h"
+#include "common/config/config.h"
 #include "common/data/reader.h"
 #include "tests/util/test_util.h"
 #include "worker/job/local_trainer.h"

@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/model/model_file.h"
 #include "common/data/synth.h"
+#include "common/model/model_file.h"
 #include "tests/util/test_util.h"
 
 namespace fmps {
@@ -104,7 +104,8 @@ TEST_F(MpiTrainTest, AsyncOneServerTwoWorkersMatchesSingleNode) {
 }
 
 // The final line's field names (every other word) and values by name.
-std::map<std::string, std::string> Fields(const std::string& line, std::vector<std::string>* names) {
+std::map<std::string, std::string> Fields(const std::string& line,
+                                          std::vector<std::string>* names) {
   std::istringstream in(line);
   std::map<std::string, std::string> fields;
   std::string name, value;

@@ -47,8 +47,8 @@ TEST(ResumeReportTest, ResumedRunAppendsAndCountsItsOwnRows) {
   std::size_t chosen = all.size();
   for (std::size_t i = 0; i < all.size() && chosen == all.size(); ++i) {
     const std::string m = ReadFile(all[i] + "/MANIFEST");
-    if (m.find("epoch: 2\n") != std::string::npos && m.find("epoch_done: false") != std::string::npos &&
-        m.find("[[") != std::string::npos) {
+    if (m.find("epoch: 2\n") != std::string::npos &&
+        m.find("epoch_done: false") != std::string::npos && m.find("[[") != std::string::npos) {
       chosen = i;
     }
   }

@@ -104,8 +104,9 @@ TEST(RunReportTest, MalformedRowsAreStatedAndBounded) {
   }
   const std::string data = dir.Write("train.libsvm", rows);
   const std::string cfg = dir.Write(
-      "exp.yaml", "data:\n  train: " + data + "\n  format: libsvm\nmodel:\n  k: 2\noutput:\n  dir: " +
-                      dir.File("run") + "\n");
+      "exp.yaml", "data:\n  train: " + data +
+                      "\n  format: libsvm\nmodel:\n  k: 2\noutput:\n  dir: " + dir.File("run") +
+                      "\n");
   std::string out;
   EXPECT_EQ(RunCommand(FmpsBinary() + " train " + cfg, &out), 1) << out;
   EXPECT_NE(out.find("data.max_bad_fraction"), std::string::npos) << out;

@@ -16,8 +16,8 @@ namespace fmps::testing {
 inline std::string ExpectSummaryMetricIsTheModels(const TempDir& dir) {
   const std::string summary = ReadFile(dir.File("run/summary.json"));
   std::string eval;
-  EXPECT_EQ(RunCommand(FmpsBinary() + " eval --model " + dir.File("run/model.fmps") +
-                           " --data " + dir.File("data/test.libsvm") + " 2>/dev/null",
+  EXPECT_EQ(RunCommand(FmpsBinary() + " eval --model " + dir.File("run/model.fmps") + " --data " +
+                           dir.File("data/test.libsvm") + " 2>/dev/null",
                        &eval),
             0)
       << eval;
