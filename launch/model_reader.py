@@ -120,7 +120,8 @@ def xxh3_state():
 def verify_checksum(pb, path):
     """Refuses a damaged model file: from version 2 its final record (no keys, last = true)
     carries the XXH3-64 of every byte before it and nothing follows. Version-1 files (written
-    before the checksum) are accepted with a warning, as fmps does."""
+    before the checksum) are accepted with a warning, as fmps does. This reads the file once
+    more before Model parses it: simple, and cheap for an example script."""
     update, digest = xxh3_state()
     update(MAGIC)
     version = None
