@@ -14,7 +14,11 @@ packages=(
   libyaml-cpp-dev
   libgtest-dev libgmock-dev
   libxxhash-dev
+  libbenchmark-dev
+  libfaiss-dev
+  pybind11-dev python3-pybind11 python3-dev
   python3 python3-matplotlib python3-protobuf
+  python3-numpy python3-scipy python3-sklearn python3-pytest
 )
 missing=()
 for p in "${packages[@]}"; do
