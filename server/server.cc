@@ -145,7 +145,13 @@ bool Server::HandleControl(const ControlMessage& m) {
       HandleStats(m.sender);
       return true;
     case pb::Control::kDumpRequest:
-      HandleDump(m.sender);
+      HandleDump(m.sender, false);
+      return true;
+    case pb::Control::kDumpBestRequest:
+      HandleDump(m.sender, has_best_);
+      return true;
+    case pb::Control::kKeepBest:
+      HandleKeepBest(m.sender);
       return true;
     case pb::Control::kShutdown:
       return false;
@@ -329,16 +335,40 @@ void Server::ApplyBspStep() {
   ++step_;
 }
 
-void Server::HandleDump(int requester) {
+void Server::SetBest(StoreSnapshot best) {
+  best_ = std::move(best);
+  has_best_ = true;
+}
+
+void Server::HandleKeepBest(int requester) {
+  best_ = store_->Snapshot(std::move(best_));
+  has_best_ = true;
+  pb::Control ack;
+  ack.mutable_best_kept();
+  ReplyControl(requester, std::move(ack));
+}
+
+void Server::HandleDump(int requester, bool best) {
   const std::size_t width = store_->row_width();
   std::vector<Key> keys;
   std::vector<float> rows;
-  keys.reserve(store_->size());
-  rows.reserve(store_->size() * width);
-  store_->ForEach([&](Key key, const float* row) {
-    keys.push_back(key);
-    rows.insert(rows.end(), row, row + width);
-  });
+  if (best) {
+    keys.reserve(best_.size());
+    rows.assign(best_.size() * width, 0.0f);
+    for (std::size_t i = 0; i < best_.size(); ++i) {
+      const KeyRecord r = best_.record(i);
+      keys.push_back(r.key);
+      rows[i * width] = r.w;
+      if (r.v != nullptr) std::copy(r.v, r.v + (width - 1), &rows[i * width + 1]);
+    }
+  } else {
+    keys.reserve(store_->size());
+    rows.reserve(store_->size() * width);
+    store_->ForEach([&](Key key, const float* row) {
+      keys.push_back(key);
+      rows.insert(rows.end(), row, row + width);
+    });
+  }
   std::vector<std::uint32_t> order(keys.size());
   std::iota(order.begin(), order.end(), 0u);
   std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });

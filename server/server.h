@@ -17,6 +17,10 @@
 // Control: CutRequest makes every later push reply carry kCut (so workers quiesce at their
 // next batch boundary); Snapshot copies the store in memory (the only pause), replies
 // SnapshotAck, and a background thread writes the shard, reported by ShardWritten.
+// KeepBest copies the store in memory as the best model so far (early stopping; replaced by
+// the next KeepBest), replies BestKept; DumpBestRequest dumps that copy (the store when none
+// was kept) as DumpRequest dumps the store. The copy costs the store's row memory once more
+// (no hash table), for the job's lifetime.
 // StatsRequest -> Stats (the counters below, with the process's peak resident memory), so a
 // job can check that every push a worker sent was applied exactly once. DumpRequest ->
 // kDumpChunk data messages, then DumpDone. Shutdown ends Run. Any other message (a reply
@@ -89,13 +93,17 @@ class Server {
 
   const ServerStats& stats() const { return stats_; }
 
+  // Sets the best model kept (a resumed job's, restored from its best checkpoint). Before Run.
+  void SetBest(StoreSnapshot best);
+
  private:
   void HandleData(Message&& m);
   // Returns false on Shutdown.
   bool HandleControl(const ControlMessage& m);
   void HandlePull(Message&& m);
   void HandlePush(Message&& m);
-  void HandleDump(int requester);
+  void HandleDump(int requester, bool best);
+  void HandleKeepBest(int requester);
   void ApplyBspStep();
   void HandleSnapshot(int requester, std::uint64_t seq);
   void HandleStats(int requester);
@@ -149,6 +157,9 @@ class Server {
   ShardFileInfo written_;
   int write_requester_ = -1;
   std::uint64_t write_seq_ = 0;
+  // early stopping: the best model kept (KeepBest)
+  StoreSnapshot best_;
+  bool has_best_ = false;
 };
 
 }  // namespace fmps

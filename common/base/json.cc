@@ -54,6 +54,23 @@ JsonObject& JsonObject::Add(std::string_view key, double v) {
   return *this;
 }
 
+JsonObject& JsonObject::AddArray(std::string_view key, std::span<const double> values) {
+  Key(key);
+  body_ += "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i != 0) body_ += ",";
+    if (!std::isfinite(values[i])) {
+      body_ += "null";
+      continue;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.10g", values[i]);
+    body_ += buf;
+  }
+  body_ += "]";
+  return *this;
+}
+
 JsonObject& JsonObject::Add(std::string_view key, std::int64_t v) {
   Key(key);
   body_ += std::to_string(v);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,8 @@ class JsonObject {
   JsonObject& Add(std::string_view key, const std::string& v) {
     return Add(key, std::string_view(v));
   }
+  // An array of numbers (non-finite ones as null).
+  JsonObject& AddArray(std::string_view key, std::span<const double> values);
   // The object, e.g. {"a":1,"b":"x"}.
   std::string str() const { return "{" + body_ + "}"; }
 

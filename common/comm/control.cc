@@ -78,10 +78,15 @@ void CheckDumpChunk(const Message& m, int num_servers, std::size_t row_width) {
 
 std::uint64_t DumpServers(
     ControlChannel* control, int num_servers, int row_width,
-    const std::function<void(int, std::span<const Key>, std::span<const float>)>& sink) {
+    const std::function<void(int, std::span<const Key>, std::span<const float>)>& sink,
+    DumpOf what) {
   for (int s = 0; s < num_servers; ++s) {
     pb::Control m;
-    m.mutable_dump_request();
+    if (what == DumpOf::kBest) {
+      m.mutable_dump_best_request();
+    } else {
+      m.mutable_dump_request();
+    }
     control->Send(s, std::move(m));
   }
   std::vector<bool> done(num_servers, false);

@@ -58,8 +58,12 @@ void ShutdownServers(ControlChannel* control, int num_servers);
 // row_width floats) until its DumpDone. Control messages of other types that arrive
 // meanwhile are kept in `control`. The endpoint must have no data request in flight (an
 // unexpected data message throws TransportError). Returns the bytes all stores use.
+// Which parameters DumpServers streams: the stores', or the best model each server kept
+// (pb::Control keep_best; a server that kept none dumps its store).
+enum class DumpOf { kStore, kBest };
 std::uint64_t DumpServers(
     ControlChannel* control, int num_servers, int row_width,
-    const std::function<void(int server, std::span<const Key>, std::span<const float>)>& sink);
+    const std::function<void(int server, std::span<const Key>, std::span<const float>)>& sink,
+    DumpOf what = DumpOf::kStore);
 
 }  // namespace fmps

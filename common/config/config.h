@@ -22,6 +22,7 @@ enum class OptimizerName { kSgd, kAdagrad, kAdam, kFtrl };
 enum class Consistency { kAsync, kBsp };
 enum class Normalize { kNone, kInstance };
 enum class GradientScale { kSum, kKeyMean };
+enum class EarlyStopMetric { kNone, kAuto, kAuc, kLogloss, kRmse };
 
 // Role of each csv column. Every header column must have exactly one role.
 struct CsvSpec {
@@ -45,6 +46,11 @@ struct DataConfig {
   // [0, 1]: the job fails when malformed (skipped) training rows exceed this share of the
   // rows read in the first epoch (checked at its end).
   double max_bad_fraction = 0.1;
+  // Validation (early stopping): files evaluated at each epoch end, or, when none are given,
+  // the training rows whose row hash falls in [0, valid_fraction) (held out: never trained
+  // on; see HoldOut in worker/job/job.h). valid_fraction 0: no held-out rows.
+  std::vector<std::string> valid;  // paths or globs; may be empty
+  double valid_fraction = 0.0;     // in [0, 1)
 };
 
 struct ModelConfig {
@@ -74,6 +80,14 @@ struct OptimizerConfig {
   float initial_accumulator = 0.0f;  // adagrad only, >= 0: the sum of squares starts here
 };
 
+// train.early_stop: judged on the validation rows (data.valid / data.valid_fraction) at each
+// epoch end; the model written is the best epoch's. metric none: off.
+struct EarlyStopConfig {
+  EarlyStopMetric metric = EarlyStopMetric::kNone;  // auto: auc (logistic) or rmse (squared)
+  int patience = 3;       // >= 1: epochs without an improvement before training stops
+  double min_delta = 0.0;  // >= 0: the least change that counts as an improvement
+};
+
 struct TrainConfig {
   int epochs = 1;         // >= 1
   int batch_size = 1024;  // >= 1
@@ -82,6 +96,7 @@ struct TrainConfig {
   std::uint64_t seed = 0;
   double progress_seconds = 5.0;  // > 0; interval of progress lines and metrics events
   std::string init_model;         // warm start from this model.fmps ("" = none)
+  EarlyStopConfig early_stop;
 };
 
 struct ClusterConfig {
@@ -168,6 +183,7 @@ const char* ToString(OptimizerName v);
 const char* ToString(Consistency v);
 const char* ToString(Normalize v);
 const char* ToString(GradientScale v);
+const char* ToString(EarlyStopMetric v);
 
 // Expands paths and globs (glob(3)); each pattern must match at least one regular file.
 // Result keeps pattern order, matches of one glob sorted. `key` names the config key in

@@ -234,6 +234,7 @@ Config ParseConfig(const std::string& yaml_text, const std::string& name,
   Config c;
   c.output.dir = DefaultOutputDir(name);
   TableReader(ctx, root, ConfigFields(), /*require_train=*/true).Read(&c);
+  CheckValidationKeys(c);
   return c;
 }
 

@@ -3,6 +3,9 @@
 #include "common/config/config_table.h"
 
 #include <limits>
+#include <string>
+
+#include "common/base/error.h"
 
 namespace fmps {
 namespace {
@@ -271,12 +274,47 @@ std::vector<ConfigField> RunFields() {
   };
 }
 
+// Validation and early stopping (data.valid, data.valid_fraction, train.early_stop).
+bool EarlyStopOn(const Config& c) { return c.train.early_stop.metric != EarlyStopMetric::kNone; }
+const Condition kEarlyStopOn{"with train.early_stop.metric other than none", EarlyStopOn,
+                             "train.early_stop.metric"};
+
+std::vector<ConfigField> ValidationFields() {
+  return {
+      {.key = "data.valid",
+       .kind = ListField{FMPS_AT(data.valid), "path or glob"},
+       .meaning = "validation files, evaluated at each epoch end (train.early_stop judges them)"},
+      {.key = "data.valid_fraction",
+       .kind = RealField<double>{FMPS_AT(data.valid_fraction), kUnitOpen},
+       .meaning = "without data.valid: hold out the training rows whose row hash falls in this "
+                  "fraction (never trained on) as the validation rows; 0: none",
+       .digest = true},
+  };
+}
+
+std::vector<ConfigField> EarlyStopFields() {
+  return {
+      {.key = "train.early_stop.metric",
+       .kind = EnumField<EarlyStopMetric>{FMPS_AT(train.early_stop.metric)},
+       .meaning = "validation metric that picks the best epoch (auto: auc for logistic, rmse for "
+                  "squared); the model written is the best epoch's; none: off"},
+      {.key = "train.early_stop.patience",
+       .kind = IntField<int>{FMPS_AT(train.early_stop.patience), 1, 1000000},
+       .meaning = "stop after this many epochs without an improvement of the metric",
+       .applies = &kEarlyStopOn},
+      {.key = "train.early_stop.min_delta",
+       .kind = RealField<double>{FMPS_AT(train.early_stop.min_delta), kNonNegative},
+       .meaning = "the least change of the metric that counts as an improvement",
+       .applies = &kEarlyStopOn},
+  };
+}
+
 #undef FMPS_AT
 
 std::vector<ConfigField> MakeTable() {
   std::vector<ConfigField> all;
-  for (auto part : {DataFields, CsvFields, DataTailFields, ModelFields, OptimizerFields,
-                    TrainFields, RunFields}) {
+  for (auto part : {DataFields, CsvFields, DataTailFields, ValidationFields, ModelFields,
+                    OptimizerFields, TrainFields, EarlyStopFields, RunFields}) {
     for (ConfigField& f : part()) all.push_back(f);
   }
   return all;
@@ -299,6 +337,30 @@ const char* ToString(OptimizerName v) { return NameOf(v); }
 const char* ToString(Consistency v) { return NameOf(v); }
 const char* ToString(Normalize v) { return NameOf(v); }
 const char* ToString(GradientScale v) { return NameOf(v); }
+const char* ToString(EarlyStopMetric v) { return NameOf(v); }
+
+void CheckValidationKeys(const Config& c) {
+  const bool has_files = !c.data.valid.empty();
+  if (has_files && c.data.valid_fraction > 0.0) {
+    throw ConfigError(
+        "data.valid_fraction: give either data.valid (validation files) or "
+        "data.valid_fraction (held-out training rows), not both");
+  }
+  const EarlyStopMetric m = c.train.early_stop.metric;
+  if (m == EarlyStopMetric::kNone) return;
+  if (!has_files && c.data.valid_fraction == 0.0) {
+    throw ConfigError(std::string("train.early_stop.metric: ") + ToString(m) +
+                      " needs validation rows: set data.valid (files) or data.valid_fraction "
+                      "(0 < fraction < 1 of the training rows held out)");
+  }
+  const bool logistic = c.model.loss == Loss::kLogistic;
+  if ((m == EarlyStopMetric::kRmse && logistic) ||
+      ((m == EarlyStopMetric::kAuc || m == EarlyStopMetric::kLogloss) && !logistic)) {
+    throw ConfigError(std::string("train.early_stop.metric: ") + ToString(m) +
+                      " is not measured for model.loss " + ToString(c.model.loss) +
+                      (logistic ? " (use auc, logloss or auto)" : " (use rmse or auto)"));
+  }
+}
 
 std::span<const ConfigField> ConfigFields() {
   static const std::vector<ConfigField> table = MakeTable();

@@ -86,7 +86,7 @@ using FieldKind =
                  RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
                  EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
                  EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
-                 EnumField<GradientScale>>;
+                 EnumField<GradientScale>, EnumField<EarlyStopMetric>>;
 
 enum class Presence {
   kOptional,
@@ -117,6 +117,10 @@ bool FieldApplies(const ConfigField& field, const Config& config);
 // The field's value as YAML text as the dump writes it ("8", "0.05", "[a, b]", "\",\"").
 std::string FieldValueText(const ConfigField& field, const Config& config);
 
+// The checks across keys that the table's conditions cannot express: the validation keys
+// (data.valid, data.valid_fraction) and train.early_stop. Throws ConfigError naming the key.
+void CheckValidationKeys(const Config& config);
+
 // The YAML names of an enum's values, indexed by the value ("libsvm", "libffm", ...).
 namespace enum_names {
 inline constexpr std::string_view kDataFormat[] = {"libsvm", "libffm", "criteo", "csv"};
@@ -127,6 +131,7 @@ inline constexpr std::string_view kOptimizer[] = {"sgd", "adagrad", "adam", "ftr
 inline constexpr std::string_view kConsistency[] = {"async", "bsp"};
 inline constexpr std::string_view kNormalize[] = {"none", "instance"};
 inline constexpr std::string_view kGradientScale[] = {"sum", "key_mean"};
+inline constexpr std::string_view kEarlyStopMetric[] = {"none", "auto", "auc", "logloss", "rmse"};
 }  // namespace enum_names
 
 template <typename E>
@@ -140,6 +145,7 @@ std::span<const std::string_view> EnumNames() {
   if constexpr (std::is_same_v<E, Consistency>) return kConsistency;
   if constexpr (std::is_same_v<E, Normalize>) return kNormalize;
   if constexpr (std::is_same_v<E, GradientScale>) return kGradientScale;
+  if constexpr (std::is_same_v<E, EarlyStopMetric>) return kEarlyStopMetric;
 }
 
 }  // namespace fmps

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/base/error.h"
+#include "common/base/hash.h"
 #include "common/base/log.h"
 #include "common/data/csv_parser.h"
 #include "common/data/line_source.h"
@@ -34,6 +35,7 @@ class ShardReader::Impl {
     while (rows < max_rows && source_.Next(&line)) {
       if (csv_ && source_.line_offset() == 0) continue;  // the file's header
       if (line.empty() || (IsSpace(line[0]) && IsBlank(line))) continue;
+      if (!all_rows_ && !subset_.Keeps(RowHashUnit(line))) continue;
       RowParser& parser = parsers_[csv_ ? source_.file_index() : 0];
       if (parser.Parse(line, block, &reason_)) {
         ++rows;
@@ -46,6 +48,10 @@ class ShardReader::Impl {
   }
 
   void Rewind() { source_.Rewind(); }
+  void SetSubset(const RowSubset& subset) {
+    subset_ = subset;
+    all_rows_ = subset.all();
+  }
   std::uint64_t rows_read() const { return rows_read_; }
   std::uint64_t bytes_in_shard() const { return source_.range_bytes(); }
   std::uint64_t bytes_consumed() const { return source_.consumed(); }
@@ -79,6 +85,8 @@ class ShardReader::Impl {
   bool csv_ = false;
   std::vector<RowParser> parsers_;  // csv: one per file (headers may differ); else one
   std::string reason_;
+  RowSubset subset_;
+  bool all_rows_ = true;
   std::uint64_t rows_read_ = 0;
   BadRowStats bad_;
 };
@@ -94,6 +102,12 @@ std::size_t ShardReader::Read(std::size_t max_rows, RowBlock* block) {
   return impl_->Read(max_rows, block);
 }
 void ShardReader::Rewind() { impl_->Rewind(); }
+void ShardReader::SetSubset(const RowSubset& subset) { impl_->SetSubset(subset); }
+
+double RowHashUnit(std::string_view line) {
+  line = data_internal::StripLineEnd(line);
+  return static_cast<double>(HashToken(0x524f57u, line) >> 11) * 0x1.0p-53;
+}
 std::vector<ByteRange> ShardReader::Remaining() const {
   std::vector<ByteRange> out;
   impl_->Remaining(&out);

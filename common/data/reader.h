@@ -103,6 +103,24 @@ ByteRange ShardRange(std::uint64_t total_bytes, int shard, int num_shards);
 // begin > end.
 std::vector<std::vector<ByteRange>> SplitRanges(const std::vector<ByteRange>& ranges, int n);
 
+// A subset of the rows of a file list chosen by each row's own text, so that every reader,
+// whatever its shard, byte ranges or worker count, agrees on it (validation hold-out and
+// cross-validation folds, worker/job/job.h). A row's position is RowHashUnit(its line) in
+// [0, 1); the subset is the rows whose position lies in [lo, hi) (inside) or outside it. The
+// intervals [i/K, (i+1)/K) for i = 0..K-1, computed as i / double(K), partition [0, 1): each
+// row lies in exactly one of them. Identical lines share a position.
+struct RowSubset {
+  double lo = 0.0;
+  double hi = 1.0;
+  bool inside = true;
+  bool all() const { return inside && lo <= 0.0 && hi >= 1.0; }
+  bool Keeps(double position) const { return (position >= lo && position < hi) == inside; }
+};
+
+// A line's position in [0, 1): the top 53 bits of the XXH3 hash of its text (without the line
+// terminator or a trailing '\r'). O(line length).
+double RowHashUnit(std::string_view line);
+
 class ShardReader {
  public:
   // Opens shard `shard` (0-based) of `num_shards` of `files`: the single range
@@ -122,6 +140,11 @@ class ShardReader {
   // Appends up to `max_rows` good rows to *block (which is not cleared). Returns the number
   // appended; 0 means the shard is exhausted. Throws DataError under on_error: fail.
   std::size_t Read(std::size_t max_rows, RowBlock* block);
+
+  // Yields only the rows of `subset` from the next Read on (default: every row). Rows left
+  // out are neither returned nor counted (good or bad). Cost: one hash of each line's text
+  // unless subset.all().
+  void SetSubset(const RowSubset& subset);
 
   // Starts the shard again from its first row, at the first range (next epoch). Bad-row
   // stats are kept.

@@ -77,6 +77,16 @@ std::string ManifestToYaml(const Manifest& m) {
     out << YAML::EndSeq;
   }
   out << YAML::EndSeq;
+  if (!m.validation.history.empty()) {
+    const ValidationRecord& v = m.validation;
+    out << YAML::Key << "validation" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "best_epoch" << YAML::Value << v.best_epoch;
+    out << YAML::Key << "best_value" << YAML::Value << Bits(v.best_value);
+    out << YAML::Key << "best_seq" << YAML::Value << v.best_seq;
+    out << YAML::Key << "history" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (double h : v.history) out << Bits(h);
+    out << YAML::EndSeq << YAML::EndMap;
+  }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }
@@ -105,6 +115,12 @@ Manifest ManifestFromYaml(const std::string& text) {
     m.workers.push_back(std::move(ranges));
   }
   if (m.shards.empty() || m.workers.empty()) throw YAML::Exception(YAML::Mark(), "incomplete");
+  if (const YAML::Node v = n["validation"]) {
+    m.validation.best_epoch = v["best_epoch"].as<int>();
+    m.validation.best_value = Double(v["best_value"].as<std::uint64_t>());
+    m.validation.best_seq = v["best_seq"].as<std::uint64_t>();
+    for (const auto& h : v["history"]) m.validation.history.push_back(Double(h.as<std::uint64_t>()));
+  }
   return m;
 }
 
@@ -325,7 +341,8 @@ Checkpointer::Checkpointer(const Config& config, ControlChannel* control,
       loss_base_(options.loss_base),
       enabled_(!config.checkpoint.dir.empty()),
       last_(std::chrono::steady_clock::now()),
-      done_(options.num_workers) {}
+      done_(options.num_workers),
+      validation_(options.validation) {}
 
 Checkpointer::~Checkpointer() {
   if (!enabled_) return;
@@ -455,6 +472,8 @@ void Checkpointer::Cut(int epoch, bool epoch_done, const std::optional<WorkerRep
     p.manifest.workers.push_back(epoch_done ? std::vector<ByteRange>{} : r->remaining);
   }
   p.manifest.shards.resize(num_servers_);
+  if (epoch_done && validation_.best_epoch == epoch) validation_.best_seq = seq;
+  p.manifest.validation = validation_;
   pending_.push_back(std::move(p));
   if (epoch_done) done_.assign(num_workers_, std::nullopt);
 }
@@ -501,6 +520,12 @@ void Checkpointer::Drain() {
   }
 }
 
+void Checkpointer::SetValidation(const ValidationRecord& record) {
+  const std::uint64_t seq = record.best_epoch == validation_.best_epoch ? validation_.best_seq : 0;
+  validation_ = record;
+  validation_.best_seq = seq;
+}
+
 void Checkpointer::Prune() {
   // Keep the newest `keep` complete checkpoints; delete everything older than the oldest
   // kept one (complete or not). Newer incomplete ones may still be in progress.
@@ -516,7 +541,7 @@ void Checkpointer::Prune() {
   }
   if (oldest_kept == 0) return;
   for (const auto& [seq, path] : list) {
-    if (seq >= oldest_kept) continue;
+    if (seq >= oldest_kept || seq == validation_.best_seq) continue;
     // The MANIFEST first: a job killed mid-prune (a signal, MPI_Abort) never leaves a
     // MANIFEST naming a shard that is gone.
     std::error_code ec;

@@ -59,6 +59,17 @@ void AwaitCutResume(ControlChannel* control);
 void ReportShardDone(ControlChannel* control, int coordinator, int epoch,
                      const WorkerReport& report);
 
+// The validation state of a job with validation rows (worker/job/early_stop.h): each epoch's
+// metric and the best epoch. best_seq is the checkpoint holding the best epoch's parameters
+// (its epoch-end checkpoint; 0: none written yet); the Checkpointer never prunes it, so a
+// resumed job restores the best model into the servers from it (job_server.h).
+struct ValidationRecord {
+  int best_epoch = 0;  // 0: none yet
+  double best_value = 0.0;
+  std::uint64_t best_seq = 0;
+  std::vector<double> history;  // history[e - 1]: the metric of epoch e
+};
+
 struct Manifest {
   std::uint64_t seq = 0;
   std::string config_digest;  // see ConfigDigest
@@ -69,6 +80,7 @@ struct Manifest {
   std::uint64_t train_bytes = 0;                // total size of the training files (sanity check)
   std::vector<ShardFileInfo> shards;            // path relative to the checkpoint dir
   std::vector<std::vector<ByteRange>> workers;  // remaining ranges per worker
+  ValidationRecord validation = {};             // as of the last finished epoch
 };
 
 // Newest complete checkpoint in `dir` (nullopt if none). Checkpoints whose manifest is
@@ -118,6 +130,7 @@ struct CheckpointerOptions {
   std::uint64_t train_bytes = 0;  // total size of the training files (in the manifest)
   double rows_base = 0.0;         // counters of the job before a resume
   double loss_base = 0.0;
+  ValidationRecord validation = {};  // of a resumed job (its best checkpoint is kept)
 };
 
 class Checkpointer {
@@ -153,6 +166,11 @@ class Checkpointer {
   // Waits until every started checkpoint is complete (end of job).
   void Drain();
 
+  // The validation state the next manifests record. When record.best_epoch is the epoch of
+  // the next epoch-end Cut, that checkpoint becomes the best one (best_seq); an unchanged
+  // best epoch keeps its best_seq. The best checkpoint is never pruned.
+  void SetValidation(const ValidationRecord& record);
+
  private:
   struct PendingCheckpoint {
     Manifest manifest;
@@ -186,6 +204,7 @@ class Checkpointer {
   std::chrono::steady_clock::time_point last_;
   std::vector<std::optional<WorkerReport>> done_;  // ShardDone seen this epoch, per worker
   std::vector<PendingCheckpoint> pending_;
+  ValidationRecord validation_;
 };
 
 }  // namespace fmps

@@ -1,6 +1,7 @@
 #include "worker/job/job.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <numeric>
@@ -13,10 +14,39 @@
 
 namespace fmps {
 
+std::optional<RowSubset> HeldOutOf(const Config& config) {
+  if (config.data.valid_fraction <= 0.0) return std::nullopt;
+  return RowSubset{.lo = 0.0, .hi = config.data.valid_fraction, .inside = true};
+}
+
+RowSubset CrossValidationFold(int fold, int folds) {
+  const double hi = fold + 1 == folds ? 1.0 : (fold + 1) / static_cast<double>(folds);
+  return RowSubset{.lo = fold / static_cast<double>(folds), .hi = hi, .inside = true};
+}
+
+std::unique_ptr<ShardReader> OpenValidReader(const JobInputs& in, int w, int num_workers) {
+  if (!in.valid_files.empty()) {
+    return std::make_unique<ShardReader>(in.spec, in.valid_files, w, num_workers);
+  }
+  if (!in.held_out) return nullptr;
+  auto r = std::make_unique<ShardReader>(in.spec, in.train_files, w, num_workers);
+  r->SetSubset(*in.held_out);
+  return r;
+}
+
+void SkipHeldOut(const JobInputs& in, ShardReader* train) {
+  if (!in.held_out || in.valid_files.size() != 0) return;
+  RowSubset rest = *in.held_out;
+  rest.inside = false;
+  train->SetSubset(rest);
+}
+
 JobInputs PrepareInputs(const Config& config) {
   JobInputs in;
   in.train_files = ExpandPaths(config.data.train, "data.train");
   if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
+  if (!config.data.valid.empty()) in.valid_files = ExpandPaths(config.data.valid, "data.valid");
+  in.held_out = HeldOutOf(config);
   auto require_data = [](const std::vector<std::string>& files, const char* key) {
     if (TotalBytes(files) != 0) return;
     std::string msg = key;
@@ -28,6 +58,7 @@ JobInputs PrepareInputs(const Config& config) {
   };
   require_data(in.train_files, "data.train");
   if (!in.test_files.empty()) require_data(in.test_files, "data.test");
+  if (!in.valid_files.empty()) require_data(in.valid_files, "data.valid");
   in.spec.data = config.data;
   in.spec.loss = config.model.loss;
   if (config.data.format == DataFormat::kCsv &&
@@ -139,7 +170,7 @@ std::chrono::milliseconds ReplyTimeout(const Config& c) {
 }
 
 SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
-                                const FeatureSpec& spec, const std::string& path) {
+                                const FeatureSpec& spec, const std::string& path, DumpOf what) {
   const ModelShape shape = ShapeFromConfig(config.model);
   const std::size_t width = static_cast<std::size_t>(shape.row_width());
   std::vector<Key> keys;
@@ -149,7 +180,8 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
                                    [&](int, std::span<const Key> ks, std::span<const float> vs) {
                                      keys.insert(keys.end(), ks.begin(), ks.end());
                                      rows.insert(rows.end(), vs.begin(), vs.end());
-                                   });
+                                   },
+                                   what);
   saved.stored_keys = keys.size();
   std::vector<std::size_t> order(keys.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
@@ -214,6 +246,20 @@ void AddTestMetrics(Loss loss, const EvalResult& eval, JsonObject* j) {
   }
   j->Add("test_rows", eval.rows);
 }
+
+// The validation figures (only with validation rows).
+void AddValidation(const JobTotals& t, JsonObject* j) {
+  if (t.valid_metric.empty()) return;
+  const ValidationRecord& v = t.validation;
+  j->Add("valid_metric", t.valid_metric)
+      .AddArray("valid_history", v.history)
+      .Add("best_epoch", v.best_epoch)
+      .Add("best_valid", v.best_epoch == 0 ? std::nan("") : v.best_value)
+      .Add("model_epoch", t.best_model && v.best_epoch != 0
+                              ? v.best_epoch
+                              : static_cast<int>(v.history.size()))
+      .Add("stopped_epoch", t.stopped_epoch);
+}
 }  // namespace
 
 JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedModel& model) {
@@ -226,6 +272,7 @@ JsonObject MakeSummary(const Config& config, const JobTotals& t, const SavedMode
       .Add("rows_per_s", t.rows_this_run / std::max(1e-9, t.train_seconds))
       .Add("train_logloss", t.last_train_loss);
   if (t.tested) AddTestMetrics(config.model.loss, t.last_eval, &j);
+  AddValidation(t, &j);
   j.Add("workers", t.workers)
       .Add("servers", t.servers)
       .Add("mode", t.mode)

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "common/model/model_file.h"
 #include "server/server.h"
 #include "server/store/param_store.h"
+#include "worker/job/checkpoint.h"
 #include "worker/worker.h"
 
 namespace fmps {
@@ -24,8 +27,23 @@ namespace fmps {
 struct JobInputs {
   std::vector<std::string> train_files;
   std::vector<std::string> test_files;
+  std::vector<std::string> valid_files;  // data.valid
+  // The validation rows held out of data.train (data.valid_fraction, or a cross-validation
+  // fold): its readers yield them, the training readers the other rows. nullopt: none.
+  std::optional<RowSubset> held_out;
   FeatureSpec spec;  // includes csv standardisation statistics from a first pass
 };
+
+// The rows data.valid_fraction f holds out: positions [0, f) (RowHashUnit); nullopt for 0.
+std::optional<RowSubset> HeldOutOf(const Config& config);
+// Cross-validation fold `fold` of `folds`: positions [fold/folds, (fold+1)/folds).
+RowSubset CrossValidationFold(int fold, int folds);
+
+// Worker w of W's reader of the validation rows: its shard of data.valid, or of the rows
+// inputs.held_out keeps from data.train; null when there are none.
+std::unique_ptr<ShardReader> OpenValidReader(const JobInputs& inputs, int w, int num_workers);
+// Makes a reader of data.train skip the held-out validation rows (no-op without any).
+void SkipHeldOut(const JobInputs& inputs, ShardReader* train);
 
 // Expands data.train/test (ConfigError if nothing matches or the files hold no byte at all)
 // and runs the csv first pass.
@@ -73,8 +91,10 @@ struct SavedModel {
 // Dumps the shards of servers 0 .. num_servers-1 through `control` (DumpServers: its
 // endpoint may have no data request in flight), merges them in key order and writes the
 // model file atomically to `path`.
+// `what`: the servers' stores, or the best model they kept (early stopping).
 SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
-                                const FeatureSpec& spec, const std::string& path);
+                                const FeatureSpec& spec, const std::string& path,
+                                DumpOf what = DumpOf::kStore);
 
 // Asks servers 0 .. num_servers-1 for their ServerStats (StatsRequest) and waits for their
 // Stats. Returns the sum over servers, except peak_rss_bytes: the largest. Blocking; throws
@@ -102,6 +122,13 @@ struct JobTotals {
   // Push accounting of this run (since this process started, so a resumed job counts only
   // its own part): every push was applied exactly once iff pushes_received == pushes_sent
   // and push_keys_applied + push_rows_rejected == push_keys_sent.
+  // Validation (data.valid / data.valid_fraction): the metric's name ("" without validation
+  // rows), each epoch's value and the best epoch; whether the model written is the best
+  // epoch's (early stopping) and the epoch training stopped early after (0: it did not).
+  std::string valid_metric;
+  ValidationRecord validation;
+  bool best_model = false;
+  int stopped_epoch = 0;
   KVTraffic worker_traffic;  // summed over workers
   ServerStats server_stats;  // summed over servers
 };

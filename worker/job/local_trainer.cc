@@ -59,7 +59,7 @@ class ErrorSink {
 // Every worker's readers, opened before any work so that a missing or malformed file fails
 // first. After a mid-epoch resume, `resumed` reads what remained at the checkpoint.
 struct WorkerReaders {
-  std::vector<std::unique_ptr<ShardReader>> train, test, resumed;
+  std::vector<std::unique_ptr<ShardReader>> train, test, valid, resumed;
 };
 
 WorkerReaders OpenReaders(const JobInputs& inputs, const ResumePoint& start, int num_workers) {
@@ -67,6 +67,8 @@ WorkerReaders OpenReaders(const JobInputs& inputs, const ResumePoint& start, int
   for (int w = 0; w < num_workers; ++w) {
     r.train.push_back(
         std::make_unique<ShardReader>(inputs.spec, inputs.train_files, w, num_workers));
+    SkipHeldOut(inputs, r.train.back().get());
+    if (auto valid = OpenValidReader(inputs, w, num_workers)) r.valid.push_back(std::move(valid));
     if (!inputs.test_files.empty()) {
       r.test.push_back(
           std::make_unique<ShardReader>(inputs.spec, inputs.test_files, w, num_workers));
@@ -74,6 +76,7 @@ WorkerReaders OpenReaders(const JobInputs& inputs, const ResumePoint& start, int
     if (start.mid_epoch) {
       r.resumed.push_back(std::make_unique<ShardReader>(
           inputs.spec, inputs.train_files, ResumeRanges(*start.manifest, w, num_workers)));
+      SkipHeldOut(inputs, r.resumed.back().get());
     }
   }
   return r;
@@ -121,6 +124,7 @@ TrainSummary TrainLocal(const Config& config, bool resume) {
         ctx.mode = "single-node";
         ctx.train = readers.train[w].get();
         ctx.test = readers.test.empty() ? nullptr : readers.test[w].get();
+        ctx.valid = readers.valid.empty() ? nullptr : readers.valid[w].get();
         ctx.resumed = readers.resumed.empty() ? nullptr : readers.resumed[w].get();
         ctx.out = w == 0 ? &out : nullptr;
         ctx.checkpointer = w == 0 ? &checkpointer : nullptr;

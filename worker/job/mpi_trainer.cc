@@ -30,6 +30,7 @@ struct Setup {
   JobInputs inputs;
   std::unique_ptr<ShardReader> train;
   std::unique_ptr<ShardReader> test;
+  std::unique_ptr<ShardReader> valid;
   std::unique_ptr<RunOutput> out;
 };
 
@@ -47,6 +48,7 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
     resumed =
         std::make_unique<ShardReader>(s.inputs.spec, s.inputs.train_files,
                                       ResumeRanges(*s.start.manifest, index, collectives.size()));
+    SkipHeldOut(s.inputs, resumed.get());
   }
   KVClient client(transport, MakeKVOptions(s.config, num_servers));
   ControlChannel control(transport, ReplyTimeout(s.config));
@@ -60,6 +62,7 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
   ctx.mode = "mpi";
   ctx.train = s.train.get();
   ctx.test = s.test.get();
+  ctx.valid = s.valid.get();
   ctx.resumed = resumed.get();
   ctx.out = s.out.get();
   ctx.checkpointer = &checkpointer;
@@ -97,6 +100,8 @@ void PrepareRank(const std::string& config_path, const std::vector<std::string>&
   const int w = rank - servers, workers = size - servers;
   s->inputs = PrepareInputs(s->config);
   s->train = std::make_unique<ShardReader>(s->inputs.spec, s->inputs.train_files, w, workers);
+  SkipHeldOut(s->inputs, s->train.get());
+  s->valid = OpenValidReader(s->inputs, w, workers);
   if (!s->inputs.test_files.empty()) {
     s->test = std::make_unique<ShardReader>(s->inputs.spec, s->inputs.test_files, w, workers);
   }

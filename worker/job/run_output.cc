@@ -116,6 +116,26 @@ void RunOutput::Progress(const ProgressReport& r) {
   Event(e);
 }
 
+void RunOutput::Validation(int epoch, const char* metric, const EvalResult& valid, double value,
+                           int best_epoch, bool stop) {
+  char line[256];
+  std::snprintf(line, sizeof(line), "epoch %d  valid rows %llu  valid %s %.5f  best epoch %d%s",
+                epoch, static_cast<unsigned long long>(valid.rows), metric, value, best_epoch,
+                stop ? "  (early stop)" : "");
+  Log(line);
+  JsonObject e;
+  e.Add("event", "valid")
+      .Add("time_s", Elapsed())
+      .Add("epoch", epoch)
+      .Add("valid_rows", valid.rows)
+      .Add("metric", metric)
+      .Add("value", value)
+      .Add("valid_logloss", valid.logloss)
+      .Add("best_epoch", best_epoch)
+      .Add("stop", stop ? "yes" : "no");
+  Event(e);
+}
+
 void RunOutput::Evaluation(int epoch, std::uint64_t rows, double rows_per_s, double train_loss,
                            const EvalResult& test) {
   char line[256];

@@ -55,6 +55,10 @@ class RunOutput {
   // An evaluation event (test metrics) at the end of `epoch`.
   void Evaluation(int epoch, std::uint64_t rows, double rows_per_s, double train_loss,
                   const EvalResult& test);
+  // A validation event at the end of `epoch`: the metric `metric` ("auc", ...) of the
+  // validation rows, the best epoch so far and whether training stops early here.
+  void Validation(int epoch, const char* metric, const EvalResult& valid, double value,
+                  int best_epoch, bool stop);
   // Writes summary.json (atomically) from the given object.
   void Summary(const JsonObject& summary);
 

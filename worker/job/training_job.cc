@@ -8,9 +8,11 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "common/base/log.h"
+#include "worker/job/early_stop.h"
 #include "worker/job/interrupt.h"
 #include "worker/worker.h"
 
@@ -100,7 +102,12 @@ class TrainingJob {
   void SettleEpochRows(const Counters& sum, const BadRowStats& sample);
   Counters ReportProgress(const std::vector<double>& all, bool end);
   void CheckpointEpochEnd(int epoch);
+  EvalResult ScoreAll(ShardReader* reader);
   void EvaluateEpoch(int epoch);
+  bool ValidateEpoch(int epoch);
+  void KeepBestOnServers();
+  bool StoppedBefore(int epoch) const;
+  void SettleBestModel();
   void CollectTraffic();
   TrainSummary FinishOnRoot();
 
@@ -123,6 +130,8 @@ class TrainingJob {
   JobTotals totals_;                 // root
   bool stop_cut_ = false;            // root: the cut before stopping on SIGTERM was requested
   Clock::time_point stop_deadline_;  // root: past it, stop without that cut
+  std::optional<EarlyStopper> stopper_;         // root, with validation rows
+  std::vector<std::pair<int, EvalResult>> tests_;  // root: test metrics per epoch (this run)
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -142,6 +151,11 @@ TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
     o.train_bytes = ctx_.train_bytes;
     o.rows_base = ctx_.start->rows_base;
     o.loss_base = ctx_.start->loss_base;
+    if (ctx_.valid != nullptr) {
+      stopper_.emplace(config_, ctx_.start->manifest ? ctx_.start->manifest->validation
+                                                     : ValidationRecord());
+      o.validation = stopper_->record();
+    }
     ckpt_ = &ctx_.checkpointer->emplace(config_, control_, o);
     totals_.workers = coll_.size();
     totals_.servers = ctx_.num_servers;
@@ -160,8 +174,12 @@ std::optional<TrainSummary> TrainingJob::Run() {
   coll_.AllReduce(bytes, ReduceOp::kSum);
   epoch_bytes_ = bytes[0];
   for (int epoch = ctx_.start->first_epoch; epoch <= config_.train.epochs; ++epoch) {
+    if (StoppedBefore(epoch)) break;
     TrainOneEpoch(epoch);
+    const bool stop = ctx_.valid != nullptr && ValidateEpoch(epoch);
+    if (root()) CheckpointEpochEnd(epoch);
     if (ctx_.test != nullptr) EvaluateEpoch(epoch);
+    if (stop) break;
   }
   CollectTraffic();
   if (!root()) return std::nullopt;
@@ -193,7 +211,6 @@ void TrainingJob::TrainOneEpoch(int epoch) {
   after_ = sum;
   totals_.train_seconds += ctx_.out->Elapsed() - t0_;
   if (epoch == 1) totals_.bad_rows += static_cast<std::uint64_t>(sum.bad_rows);
-  CheckpointEpochEnd(epoch);
 }
 
 // After every batch (bsp: step). Per batch only the root's checkpoint polling (when
@@ -314,23 +331,85 @@ void TrainingJob::CheckpointEpochEnd(int epoch) {
   ckpt_->Cut(epoch, /*epoch_done=*/true, ReportOf(progress_, true, {}));
 }
 
-// Scores this worker's test shard; the root computes the exact metrics of all of them.
-void TrainingJob::EvaluateEpoch(int epoch) {
+// Every worker scores its shard of `reader`; the root gets the exact metrics of all of them
+// (the other workers an empty result).
+EvalResult TrainingJob::ScoreAll(ShardReader* reader) {
   std::vector<float> scores, labels;
-  ctx_.test->Rewind();
-  worker_.Score(ctx_.test, &scores, &labels);
+  reader->Rewind();
+  worker_.Score(reader, &scores, &labels);
   const std::vector<float> all_scores = coll_.GatherV(scores);
   const std::vector<float> all_labels = coll_.GatherV(labels);
+  return root() ? fmps::Evaluate(config_.model.loss, all_scores, all_labels) : EvalResult();
+}
+
+// Scores this worker's test shard; the root computes the exact metrics of all of them.
+void TrainingJob::EvaluateEpoch(int epoch) {
+  const EvalResult eval = ScoreAll(ctx_.test);
   std::array<std::uint64_t, 1> bad = {ctx_.test->bad_rows().count};
   if (epoch == 1) coll_.AllReduce(bad, ReduceOp::kSum);
   if (root()) {
-    totals_.last_eval = fmps::Evaluate(config_.model.loss, all_scores, all_labels);
+    totals_.last_eval = eval;
+    tests_.emplace_back(epoch, totals_.last_eval);
     const double epoch_rows = after_.rows - before_.rows;
     ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows),
                          epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_),
                          epoch_rows == 0 ? 0.0 : (after_.loss - before_.loss) / epoch_rows,
                          totals_.last_eval);
     if (epoch == 1) totals_.bad_rows += bad[0];
+  }
+}
+
+// Every worker scores its validation rows; the root computes the metric, records it, has the
+// servers keep a new best model (early stopping) and decides whether to stop, which every
+// worker learns. Returns whether training stops after this epoch.
+bool TrainingJob::ValidateEpoch(int epoch) {
+  const EvalResult r = ScoreAll(ctx_.valid);
+  std::string decision;
+  if (root()) {
+    const double value = MetricValue(stopper_->metric(), r);
+    if (stopper_->Record(epoch, value) && stopper_->enabled()) KeepBestOnServers();
+    const bool stop = stopper_->ShouldStop(epoch) && epoch < config_.train.epochs;
+    ctx_.out->Validation(epoch, MetricName(stopper_->metric()), r, value,
+                         stopper_->record().best_epoch, stop);
+    ckpt_->SetValidation(stopper_->record());
+    if (stop) totals_.stopped_epoch = epoch;
+    decision = stop ? "stop" : "go";
+  }
+  coll_.Broadcast(&decision);
+  return decision == "stop";
+}
+
+// Root: every server copies its store as the best model (no data request is in flight).
+void TrainingJob::KeepBestOnServers() {
+  pb::Control keep;
+  keep.mutable_keep_best();
+  for (int s = 0; s < ctx_.num_servers; ++s) control_->Send(s, keep);
+  for (int s = 0; s < ctx_.num_servers; ++s) {
+    control_->WaitFor(pb::Control::kBestKept, "best model copy",
+                      [s](const ControlMessage& m) { return m.sender == s; });
+  }
+}
+
+// A resumed job whose record says it had already stopped early trains no more epochs. Every
+// worker reads the same manifest, so all agree.
+bool TrainingJob::StoppedBefore(int epoch) const {
+  if (epoch != ctx_.start->first_epoch || ctx_.valid == nullptr || !ctx_.start->manifest) {
+    return false;
+  }
+  EarlyStopper replay(config_, ctx_.start->manifest->validation);
+  return replay.ShouldStop(epoch - 1);
+}
+
+// Root, at the end: what summary.json and the final line report of validation, and whether
+// the model written is the best epoch's (its test metrics, when measured in this run).
+void TrainingJob::SettleBestModel() {
+  if (!stopper_) return;
+  totals_.valid_metric = MetricName(stopper_->metric());
+  totals_.validation = stopper_->record();
+  totals_.best_model = stopper_->enabled() && totals_.validation.best_epoch != 0;
+  if (!totals_.best_model) return;
+  for (const auto& [epoch, eval] : tests_) {
+    if (epoch == totals_.validation.best_epoch) totals_.last_eval = eval;
   }
 }
 
@@ -346,8 +425,10 @@ void TrainingJob::CollectTraffic() {
 
 TrainSummary TrainingJob::FinishOnRoot() {
   ckpt_->Drain();
-  const SavedModel saved = SaveModelFromServers(control_, ctx_.num_servers, config_,
-                                                ctx_.inputs->spec, ctx_.out->ModelPath());
+  SettleBestModel();
+  const SavedModel saved =
+      SaveModelFromServers(control_, ctx_.num_servers, config_, ctx_.inputs->spec,
+                           ctx_.out->ModelPath(), totals_.best_model ? DumpOf::kBest : DumpOf::kStore);
   totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
   ShutdownServers(control_, ctx_.num_servers);
   totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);
@@ -367,6 +448,10 @@ TrainSummary TrainingJob::FinishOnRoot() {
   s.num_keys = saved.num_keys;
   s.bad_rows = totals_.bad_rows;
   s.model_path = totals_.model_path;
+  s.valid_metric = totals_.valid_metric;
+  s.best_epoch = totals_.validation.best_epoch;
+  s.best_valid = s.best_epoch == 0 ? std::numeric_limits<double>::quiet_NaN()
+                                   : totals_.validation.best_value;
   return s;
 }
 

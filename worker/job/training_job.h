@@ -9,6 +9,13 @@
 // root polls checkpoints after each batch), exact end-of-epoch counters gathered to the
 // root, the empty-epoch check, evaluation on the test set (scores gathered to the root for
 // exact AUC), and an end-of-epoch checkpoint.
+//
+// With validation rows (JobContext::valid), before the epoch-end checkpoint: the validation
+// metric (scores gathered to the root, early_stop.h). With train.early_stop, a new best
+// epoch makes every server keep a copy of its store (KeepBest), the root broadcasts whether
+// to stop, and the model written at the end is the best epoch's (DumpBestRequest). The
+// epoch-end checkpoint's manifest carries the validation record, and the checkpoint of the
+// best epoch is never pruned, so a resumed job restores the best model too.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +45,11 @@ struct TrainSummary {
   std::uint64_t num_keys = 0;
   std::uint64_t bad_rows = 0;
   std::string model_path;
+  // With validation rows (data.valid / data.valid_fraction): the metric's name, the best
+  // epoch and its value (what `fmps cv` reports per fold); "" / 0 / NaN without.
+  std::string valid_metric;
+  int best_epoch = 0;
+  double best_valid = 0.0;
 };
 
 // The final stdout line (without newline), the same in both modes: logistic loss
@@ -56,6 +68,11 @@ struct JobContext {
   const char* mode = "";           // "single-node" | "mpi" (summary.json)
   ShardReader* train = nullptr;    // this worker's shard of data.train
   ShardReader* test = nullptr;     // its shard of data.test, or null without one
+  // Its share of the validation rows (evaluated at each epoch end; train.early_stop judges
+  // them), or null without any. Every worker of a job has one, or none does: a shard of
+  // data.valid, of the held-out training rows (OpenValidReader, job.h), or any reader of
+  // labelled rows the caller builds (an in-memory eval set) with the job's FeatureSpec.
+  ShardReader* valid = nullptr;
   ShardReader* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
   RunOutput* out = nullptr;        // root only: the run's output files
   // Root only: where the root's Checkpointer lives. Its destructor removes the checkpoints

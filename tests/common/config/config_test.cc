@@ -69,6 +69,11 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(checkpoint.keep)
   FMPS_SAME(train.init_model)
   FMPS_SAME(output.dir)
+  FMPS_SAME(data.valid)
+  FMPS_SAME(data.valid_fraction)
+  FMPS_SAME(train.early_stop.metric)
+  FMPS_SAME(train.early_stop.patience)
+  FMPS_SAME(train.early_stop.min_delta)
 #undef FMPS_SAME
   return ::testing::AssertionSuccess();
 }
@@ -726,6 +731,8 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(data.on_error, "fail"),
       FMPS_PROBE(data.normalize, "instance"),
       FMPS_PROBE(data.max_bad_fraction, "0.25"),
+      FMPS_PROBE(data.valid, "[v1.txt, v2.txt]"),
+      FMPS_PROBE(data.valid_fraction, "0.25"),
       FMPS_PROBE(model.k, "16"),
       FMPS_PROBE(model.loss, "squared"),
       FMPS_PROBE(model.init_std, "0.5"),
@@ -749,6 +756,11 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(train.seed, "18446744073709551615"),
       FMPS_PROBE(train.progress_seconds, "0.5"),
       FMPS_PROBE(train.init_model, "m.fmps"),
+      FMPS_PROBE(train.early_stop.metric, "logloss", "data.valid_fraction=0.1"),
+      FMPS_PROBE(train.early_stop.patience, "7", "data.valid_fraction=0.1",
+                 "train.early_stop.metric=auto"),
+      FMPS_PROBE(train.early_stop.min_delta, "0.5", "data.valid_fraction=0.1",
+                 "train.early_stop.metric=auto"),
       FMPS_PROBE(cluster.servers, "3"),
       FMPS_PROBE(cluster.local_servers, "4"),
       FMPS_PROBE(cluster.local_workers, "5"),
@@ -810,6 +822,7 @@ TEST(ConfigTableTest, DigestAndKeySettingFields) {
   std::set<std::string> expected = data_keys;
   for (const char* key : {"data.train",
                           "data.normalize",
+                          "data.valid_fraction",
                           "model.k",
                           "model.loss",
                           "model.init_std",
