@@ -139,6 +139,11 @@ struct Config {
 // string.
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides);
 
+// LoadConfig for `fmps cv`, whose folds provide the validation rows: data.valid and
+// data.valid_fraction must be absent (ConfigError naming them), and train.early_stop needs
+// no other validation source.
+Config LoadConfigForFolds(const std::string& path, const std::vector<std::string>& overrides);
+
 // Same, from YAML text; `name` is used in messages and for the default output.dir.
 Config ParseConfig(const std::string& yaml_text, const std::string& name,
                    const std::vector<std::string>& overrides);

@@ -223,10 +223,9 @@ std::string ReadFileText(const std::string& path) {
   return text;
 }
 
-}  // namespace
-
-Config ParseConfig(const std::string& yaml_text, const std::string& name,
-                   const std::vector<std::string>& overrides) {
+// ParseConfig, with the validation keys checked for `source`.
+Config ParseConfigFor(const std::string& yaml_text, const std::string& name,
+                      const std::vector<std::string>& overrides, ValidationSource source) {
   Context ctx(name.empty() ? "config" : name);
   const std::vector<std::string_view> top = ChildNames(ConfigFields(), "");
   const YAML::Node root = LoadDocument(ctx, yaml_text, top);
@@ -234,12 +233,23 @@ Config ParseConfig(const std::string& yaml_text, const std::string& name,
   Config c;
   c.output.dir = DefaultOutputDir(name);
   TableReader(ctx, root, ConfigFields(), /*require_train=*/true).Read(&c);
-  CheckValidationKeys(c);
+  CheckValidationKeys(c, source);
   return c;
+}
+
+}  // namespace
+
+Config ParseConfig(const std::string& yaml_text, const std::string& name,
+                   const std::vector<std::string>& overrides) {
+  return ParseConfigFor(yaml_text, name, overrides, ValidationSource::kConfig);
 }
 
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
   return ParseConfig(ReadFileText(path), path, overrides);
+}
+
+Config LoadConfigForFolds(const std::string& path, const std::vector<std::string>& overrides) {
+  return ParseConfigFor(ReadFileText(path), path, overrides, ValidationSource::kFolds);
 }
 
 DataConfig ParseDataSection(const std::string& yaml_text) {

@@ -339,8 +339,13 @@ const char* ToString(Normalize v) { return NameOf(v); }
 const char* ToString(GradientScale v) { return NameOf(v); }
 const char* ToString(EarlyStopMetric v) { return NameOf(v); }
 
-void CheckValidationKeys(const Config& c) {
+void CheckValidationKeys(const Config& c, ValidationSource source) {
   const bool has_files = !c.data.valid.empty();
+  if (source == ValidationSource::kFolds && (has_files || c.data.valid_fraction > 0.0)) {
+    throw ConfigError(std::string(has_files ? "data.valid" : "data.valid_fraction") +
+                      ": fmps cv holds out each fold's rows as the validation rows; remove this "
+                      "key");
+  }
   if (has_files && c.data.valid_fraction > 0.0) {
     throw ConfigError(
         "data.valid_fraction: give either data.valid (validation files) or "
@@ -348,7 +353,7 @@ void CheckValidationKeys(const Config& c) {
   }
   const EarlyStopMetric m = c.train.early_stop.metric;
   if (m == EarlyStopMetric::kNone) return;
-  if (!has_files && c.data.valid_fraction == 0.0) {
+  if (!has_files && c.data.valid_fraction == 0.0 && source == ValidationSource::kConfig) {
     throw ConfigError(std::string("train.early_stop.metric: ") + ToString(m) +
                       " needs validation rows: set data.valid (files) or data.valid_fraction "
                       "(0 < fraction < 1 of the training rows held out)");

@@ -27,6 +27,7 @@
 #include "common/model/metrics.h"
 #include "common/model/model_file.h"
 #include "worker/cli/cli_args.h"
+#include "worker/cli/cv_command.h"
 #include "worker/cli/score_commands.h"
 #include "worker/job/interrupt.h"
 #include "worker/job/local_trainer.h"
@@ -53,6 +54,7 @@ usage:
                                      prints JSON: rows, logloss and auc (logistic loss)
                                      or mse and rmse (squared loss)
   fmps export  --model PATH --out FILE.txt             readable text dump
+  fmps cv      CONFIG.yaml --folds K [--set KEY=VALUE]...   K-fold cross-validation
   fmps COMMAND --help                                  usage of one command
   fmps --help | --version
 
@@ -69,11 +71,7 @@ using cli::ParseArgs;
 using cli::ParseFormat;
 using cli::ParseUint;
 
-std::vector<std::string> Overrides(const Args& a) {
-  std::vector<std::string> sets;
-  for (auto [it, end] = a.options.equal_range("set"); it != end; ++it) sets.push_back(it->second);
-  return sets;
-}
+using cli::Overrides;
 
 Config LoadFromArgs(const std::string& command, const Args& a) {
   if (a.positional.size() != 1) {
@@ -82,13 +80,7 @@ Config LoadFromArgs(const std::string& command, const Args& a) {
   return LoadConfig(a.positional[0], Overrides(a));
 }
 
-bool UnderMpiWithPeers() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
-    const char* v = std::getenv(var);
-    if (v != nullptr && std::atoi(v) > 1) return true;
-  }
-  return false;
-}
+using cli::UnderMpiWithPeers;
 
 int Train(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "train", {"set"}, {"resume"});
@@ -180,6 +172,7 @@ int RunCli(int argc, char** argv) {
   if (command == "predict") return cli::Predict(argc, argv);
   if (command == "eval") return cli::Eval(argc, argv);
   if (command == "export") return cli::Export(argc, argv);
+  if (command == "cv") return cli::CrossValidate(argc, argv);
   throw ConfigError("unknown command '" + command + "' (see fmps --help)");
 }
 

@@ -1,6 +1,7 @@
 #include "worker/cli/cli_args.h"
 
 #include <charconv>
+#include <cstdlib>
 #include <system_error>
 
 #include "common/base/error.h"
@@ -24,6 +25,18 @@ summary.json into output.dir; prints one final line (test metrics, rows/s, model
 Without mpirun: single-node mode (cluster.local_servers server threads and
 cluster.local_workers worker threads in one process). Under mpirun: one rank per server
 or worker. Every config key: fmps check --explain.
+)"},
+    {"cv", R"(usage: fmps cv CONFIG.yaml --folds K [--set KEY=VALUE]...
+
+K-fold cross-validation over the training rows: fold f (0-based) holds out the rows whose
+row hash lies in [f/K, (f+1)/K) (a hash of the row's text: every row is in exactly one
+fold, whatever the sharding). Each fold trains with CONFIG.yaml and early stopping
+(train.early_stop as given, metric auto if none) judged on its held-out rows, into
+output.dir/fold-<f>. Prints each fold's best validation metric and the mean +- sample
+standard deviation; writes output.dir/cv.json. Under mpirun the folds run one after
+another in the same job. CONFIG.yaml must not set data.valid or data.valid_fraction.
+  --folds K        2..1000
+  --set KEY=VALUE  override a dotted config key (repeatable), as for fmps train
 )"},
     {"check", R"(usage: fmps check CONFIG.yaml [--set KEY=VALUE]...
        fmps check --explain
@@ -144,6 +157,20 @@ DataFormat ParseFormat(const std::string& command, const std::string& text) {
   }
   throw ConfigError(command + ": --format must be libsvm, libffm, criteo or csv, got '" + text +
                     "'");
+}
+
+std::vector<std::string> Overrides(const Args& a) {
+  std::vector<std::string> sets;
+  for (auto [it, end] = a.options.equal_range("set"); it != end; ++it) sets.push_back(it->second);
+  return sets;
+}
+
+bool UnderMpiWithPeers() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"}) {
+    const char* v = std::getenv(var);
+    if (v != nullptr && std::atoi(v) > 1) return true;
+  }
+  return false;
 }
 
 const char* CommandUsage(std::string_view command) {

@@ -41,6 +41,12 @@ DataFormat ParseFormat(const std::string& command, const std::string& text);
 // for an unknown command.
 const char* CommandUsage(std::string_view command);
 
+// The values of every --set option, in order.
+std::vector<std::string> Overrides(const Args& a);
+
+// True when started by mpirun (or another launcher) with more than one rank.
+bool UnderMpiWithPeers();
+
 // True when argv[first..] contains --help or -h.
 bool WantsHelp(int argc, char** argv, int first);
 

@@ -41,12 +41,13 @@ void SkipHeldOut(const JobInputs& in, ShardReader* train) {
   train->SetSubset(rest);
 }
 
-JobInputs PrepareInputs(const Config& config) {
+JobInputs PrepareInputs(const Config& config, const JobRequest& request) {
   JobInputs in;
   in.train_files = ExpandPaths(config.data.train, "data.train");
   if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
   if (!config.data.valid.empty()) in.valid_files = ExpandPaths(config.data.valid, "data.valid");
-  in.held_out = HeldOutOf(config);
+  in.held_out = request.fold >= 0 ? CrossValidationFold(request.fold, request.folds)
+                                  : HeldOutOf(config);
   auto require_data = [](const std::vector<std::string>& files, const char* key) {
     if (TotalBytes(files) != 0) return;
     std::string msg = key;

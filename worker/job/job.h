@@ -45,9 +45,18 @@ std::unique_ptr<ShardReader> OpenValidReader(const JobInputs& inputs, int w, int
 // Makes a reader of data.train skip the held-out validation rows (no-op without any).
 void SkipHeldOut(const JobInputs& inputs, ShardReader* train);
 
+// What a job is asked to do beyond its config: resume, or train one cross-validation fold
+// (`fmps cv`: fold >= 0 of `folds`; then the fold's rows, CrossValidationFold, are the
+// validation rows held out of data.train instead of data.valid_fraction's).
+struct JobRequest {
+  bool resume = false;
+  int fold = -1;
+  int folds = 0;
+};
+
 // Expands data.train/test (ConfigError if nothing matches or the files hold no byte at all)
 // and runs the csv first pass.
-JobInputs PrepareInputs(const Config& config);
+JobInputs PrepareInputs(const Config& config, const JobRequest& request = {});
 
 // Throws DataError when a whole epoch over data.train (not a resumed remainder) trained no
 // row, i.e. every row was malformed and skipped: an empty model is never written. bad_rows:

@@ -85,11 +85,15 @@ WorkerReaders OpenReaders(const JobInputs& inputs, const ResumePoint& start, int
 }  // namespace
 
 TrainSummary TrainLocal(const Config& config, bool resume) {
+  return TrainLocal(config, JobRequest{.resume = resume});
+}
+
+TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
   const JobTopology topology{config.cluster.local_servers, config.cluster.local_workers};
-  const JobInputs inputs = PrepareInputs(config);
+  const JobInputs inputs = PrepareInputs(config, request);
   CheckInitModel(config);
   const std::uint64_t train_bytes = TotalBytes(inputs.train_files);
-  const ResumePoint start = FindResume(config, resume, train_bytes);
+  const ResumePoint start = FindResume(config, request.resume, train_bytes);
   WorkerReaders readers = OpenReaders(inputs, start, topology.num_workers);
   RunOutput out(config);
   Log("single-node mode: " + std::to_string(topology.num_servers) + " server thread(s), " +

@@ -15,5 +15,7 @@ namespace fmps {
 // Runs the whole training job described by `config` and writes its outputs. With `resume`,
 // starts from the newest complete checkpoint in checkpoint.dir (if any).
 TrainSummary TrainLocal(const Config& config, bool resume = false);
+// The same for any JobRequest (a resume, a cross-validation fold).
+TrainSummary TrainLocal(const Config& config, const JobRequest& request);
 
 }  // namespace fmps

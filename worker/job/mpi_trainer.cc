@@ -32,6 +32,8 @@ struct Setup {
   std::unique_ptr<ShardReader> test;
   std::unique_ptr<ShardReader> valid;
   std::unique_ptr<RunOutput> out;
+  JobRequest request;
+  std::optional<TrainSummary> summary;  // the root worker's, after the job
 };
 
 std::string RoleName(int rank, int servers) {
@@ -78,13 +80,14 @@ void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_serv
     std::fprintf(stderr, "fmps: %s\n", e.what());
     MpiAbort(e.exit_status());
   }
-  if (summary) std::printf("%s\n", FinalLine(s.config.model.loss, *summary).c_str());
+  s.summary = std::move(summary);
 }
 
 // Phase 1 on one rank: loads and checks what this rank will need. Throws on a problem.
 void PrepareRank(const std::string& config_path, const std::vector<std::string>& overrides,
-                 bool resume, int rank, int size, Setup* s) {
-  s->config = LoadConfig(config_path, overrides);
+                 int rank, int size, Setup* s) {
+  s->config = s->request.fold >= 0 ? LoadConfigForFolds(config_path, overrides)
+                                   : LoadConfig(config_path, overrides);
   const int servers = s->config.cluster.servers;
   CheckInitModel(s->config);
   if (servers >= size) {
@@ -95,10 +98,10 @@ void PrepareRank(const std::string& config_path, const std::vector<std::string>&
   }
   s->train_bytes = TotalBytes(ExpandPaths(s->config.data.train, "data.train"));
   // Rank 0 chooses the checkpoint (verifying shards); the others read its manifest later.
-  if (rank == 0) s->start = FindResume(s->config, resume, s->train_bytes);
+  if (rank == 0) s->start = FindResume(s->config, s->request.resume, s->train_bytes);
   if (rank < servers) return;
   const int w = rank - servers, workers = size - servers;
-  s->inputs = PrepareInputs(s->config);
+  s->inputs = PrepareInputs(s->config, s->request);
   s->train = std::make_unique<ShardReader>(s->inputs.spec, s->inputs.train_files, w, workers);
   SkipHeldOut(s->inputs, s->train.get());
   s->valid = OpenValidReader(s->inputs, w, workers);
@@ -111,11 +114,11 @@ void PrepareRank(const std::string& config_path, const std::vector<std::string>&
 // Phase 1 on every rank: each validates; the lowest failing rank reports its error once.
 // Returns the status every rank then exits with (0: all ranks are ready).
 int ValidateOnEveryRank(const std::string& config_path, const std::vector<std::string>& overrides,
-                        bool resume, int rank, int size, Setup* s) {
+                        int rank, int size, Setup* s) {
   std::string error;
   int code = 0;
   try {
-    PrepareRank(config_path, overrides, resume, rank, size, s);
+    PrepareRank(config_path, overrides, rank, size, s);
   } catch (const ConfigError& e) {
     error = e.what();
     code = 2;
@@ -154,11 +157,20 @@ void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
 
 int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
              bool resume) {
+  std::optional<TrainSummary> summary;
+  const int code = TrainMpi(config_path, overrides, JobRequest{.resume = resume}, &summary);
+  if (summary) std::printf("%s\n", FinalLine(summary->loss, *summary).c_str());
+  return code;
+}
+
+int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
+             const JobRequest& request, std::optional<TrainSummary>* summary) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   Setup s;
-  if (const int code = ValidateOnEveryRank(config_path, overrides, resume, rank, size, &s)) {
+  s.request = request;
+  if (const int code = ValidateOnEveryRank(config_path, overrides, rank, size, &s)) {
     return code;
   }
   // Every rank learns the checkpoint rank 0 chose (0: none).
@@ -181,6 +193,7 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   }
   MPI_Comm_free(&workers);
   MPI_Comm_free(&kv);
+  if (summary != nullptr) *summary = std::move(s.summary);
   return 0;
 }
 

@@ -11,6 +11,9 @@
 // whole job (MPI_Abort), so no rank is left waiting.
 #pragma once
 
+#include <optional>
+#include "worker/job/training_job.h"
+
 #include <string>
 #include <vector>
 
@@ -21,5 +24,10 @@ namespace fmps {
 // With `resume`, starts from the newest complete checkpoint in checkpoint.dir (if any).
 int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
              bool resume);
+// The same for any JobRequest (a resume, a cross-validation fold); the root worker rank also
+// gets the job's summary in *summary (when not null; other ranks leave it unset) and prints
+// no final line.
+int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
+             const JobRequest& request, std::optional<TrainSummary>* summary);
 
 }  // namespace fmps

@@ -438,6 +438,7 @@ TrainSummary TrainingJob::FinishOnRoot() {
   ctx_.out->Summary(MakeSummary(config_, totals_, saved));
   LogJobEnd(totals_, saved);
   TrainSummary s;
+  s.loss = config_.model.loss;
   s.rows_trained = totals_.rows_trained;
   s.wall_s = totals_.wall_seconds;
   s.rows_per_s = totals_.rows_this_run / std::max(1e-9, totals_.train_seconds);

@@ -35,6 +35,7 @@ namespace fmps {
 
 // What a finished job reports (the root's view).
 struct TrainSummary {
+  Loss loss = Loss::kLogistic;  // model.loss
   std::uint64_t rows_trained = 0;
   double wall_s = 0.0;
   double rows_per_s = 0.0;
