@@ -85,7 +85,10 @@ std::string ManifestToYaml(const Manifest& m) {
     out << YAML::Key << "best_seq" << YAML::Value << v.best_seq;
     out << YAML::Key << "history" << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (double h : v.history) out << Bits(h);
-    out << YAML::EndSeq << YAML::EndMap;
+    out << YAML::EndSeq;
+    out << YAML::Key << "best_test" << YAML::Value << YAML::Flow << YAML::BeginSeq
+        << v.best_test_rows << Bits(v.best_test_logloss) << Bits(v.best_test_auc)
+        << Bits(v.best_test_rmse) << YAML::EndSeq << YAML::EndMap;
   }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
@@ -120,6 +123,11 @@ Manifest ManifestFromYaml(const std::string& text) {
     m.validation.best_value = Double(v["best_value"].as<std::uint64_t>());
     m.validation.best_seq = v["best_seq"].as<std::uint64_t>();
     for (const auto& h : v["history"]) m.validation.history.push_back(Double(h.as<std::uint64_t>()));
+    const YAML::Node t = v["best_test"];
+    m.validation.best_test_rows = t[0].as<std::uint64_t>();
+    m.validation.best_test_logloss = Double(t[1].as<std::uint64_t>());
+    m.validation.best_test_auc = Double(t[2].as<std::uint64_t>());
+    m.validation.best_test_rmse = Double(t[3].as<std::uint64_t>());
   }
   return m;
 }

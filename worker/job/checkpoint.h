@@ -68,6 +68,12 @@ struct ValidationRecord {
   double best_value = 0.0;
   std::uint64_t best_seq = 0;
   std::vector<double> history;  // history[e - 1]: the metric of epoch e
+  // The best epoch's test metrics (with data.test; best_test_rows 0: not measured), so that
+  // a resumed job reports those of the model it writes.
+  std::uint64_t best_test_rows = 0;
+  double best_test_logloss = 0.0;
+  double best_test_auc = 0.0;
+  double best_test_rmse = 0.0;
 };
 
 struct Manifest {

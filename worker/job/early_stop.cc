@@ -45,6 +45,22 @@ bool EarlyStopper::Record(int epoch, double value) {
   return true;
 }
 
+void EarlyStopper::RecordTest(int epoch, const EvalResult& test) {
+  if (epoch != record_.best_epoch) return;
+  record_.best_test_rows = test.rows;
+  record_.best_test_logloss = test.logloss;
+  record_.best_test_auc = test.auc;
+  record_.best_test_rmse = test.rmse;
+}
+
+std::optional<EvalResult> EarlyStopper::BestTest() const {
+  if (record_.best_epoch == 0 || record_.best_test_rows == 0) return std::nullopt;
+  return EvalResult{.rows = record_.best_test_rows,
+                    .logloss = record_.best_test_logloss,
+                    .auc = record_.best_test_auc,
+                    .rmse = record_.best_test_rmse};
+}
+
 bool EarlyStopper::ShouldStop(int epoch) const {
   return enabled_ && record_.best_epoch > 0 && epoch - record_.best_epoch >= patience_;
 }

@@ -7,6 +7,8 @@
 // Thread safety: none (the root worker's thread). Cost: O(1) per epoch.
 #pragma once
 
+#include <optional>
+
 #include "common/config/config.h"
 #include "common/model/metrics.h"
 #include "worker/job/checkpoint.h"
@@ -30,6 +32,10 @@ class EarlyStopper {
   bool Record(int epoch, double value);
   // Early stopping is on and `epoch` is patience epochs past the best one.
   bool ShouldStop(int epoch) const;
+  // The test metrics of `epoch`: kept when it is the best epoch.
+  void RecordTest(int epoch, const EvalResult& test);
+  // The best epoch's test metrics, if measured (in this run or before a resume).
+  std::optional<EvalResult> BestTest() const;
 
   bool enabled() const { return enabled_; }
   EarlyStopMetric metric() const { return metric_; }

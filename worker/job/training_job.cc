@@ -131,7 +131,6 @@ class TrainingJob {
   bool stop_cut_ = false;            // root: the cut before stopping on SIGTERM was requested
   Clock::time_point stop_deadline_;  // root: past it, stop without that cut
   std::optional<EarlyStopper> stopper_;         // root, with validation rows
-  std::vector<std::pair<int, EvalResult>> tests_;  // root: test metrics per epoch (this run)
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -177,8 +176,8 @@ std::optional<TrainSummary> TrainingJob::Run() {
     if (StoppedBefore(epoch)) break;
     TrainOneEpoch(epoch);
     const bool stop = ctx_.valid != nullptr && ValidateEpoch(epoch);
-    if (root()) CheckpointEpochEnd(epoch);
     if (ctx_.test != nullptr) EvaluateEpoch(epoch);
+    if (root()) CheckpointEpochEnd(epoch);
     if (stop) break;
   }
   CollectTraffic();
@@ -328,6 +327,7 @@ Counters TrainingJob::ReportProgress(const std::vector<double>& all, bool end) {
 
 void TrainingJob::CheckpointEpochEnd(int epoch) {
   if (!checkpoints()) return;
+  if (stopper_) ckpt_->SetValidation(stopper_->record());
   ckpt_->Cut(epoch, /*epoch_done=*/true, ReportOf(progress_, true, {}));
 }
 
@@ -349,7 +349,7 @@ void TrainingJob::EvaluateEpoch(int epoch) {
   if (epoch == 1) coll_.AllReduce(bad, ReduceOp::kSum);
   if (root()) {
     totals_.last_eval = eval;
-    tests_.emplace_back(epoch, totals_.last_eval);
+    if (stopper_) stopper_->RecordTest(epoch, eval);
     const double epoch_rows = after_.rows - before_.rows;
     ctx_.out->Evaluation(epoch, static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows),
                          epoch_rows / std::max(1e-9, ctx_.out->Elapsed() - t0_),
@@ -371,7 +371,6 @@ bool TrainingJob::ValidateEpoch(int epoch) {
     const bool stop = stopper_->ShouldStop(epoch) && epoch < config_.train.epochs;
     ctx_.out->Validation(epoch, MetricName(stopper_->metric()), r, value,
                          stopper_->record().best_epoch, stop);
-    ckpt_->SetValidation(stopper_->record());
     if (stop) totals_.stopped_epoch = epoch;
     decision = stop ? "stop" : "go";
   }
@@ -408,9 +407,7 @@ void TrainingJob::SettleBestModel() {
   totals_.validation = stopper_->record();
   totals_.best_model = stopper_->enabled() && totals_.validation.best_epoch != 0;
   if (!totals_.best_model) return;
-  for (const auto& [epoch, eval] : tests_) {
-    if (epoch == totals_.validation.best_epoch) totals_.last_eval = eval;
-  }
+  if (const std::optional<EvalResult> best = stopper_->BestTest()) totals_.last_eval = *best;
 }
 
 // Push accounting: every worker's traffic, summed (in-flight peak: the largest).

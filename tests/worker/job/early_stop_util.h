@@ -52,7 +52,7 @@ inline double EvalLogloss(const std::string& model, const std::string& data) {
   return testing::JsonNumber(out, "logloss");
 }
 
-// The run in `dir` reports the golden history, best and stopping epoch, and its model.fmps is
+// The run in `dir` (whose data.test is `valid_path` as well) reports the golden history, best and stopping epoch, and its model.fmps is
 // epoch 4's: its logloss on the validation file is the one recorded for epoch 4.
 inline void ExpectGoldenRun(const testing::TempDir& dir, const std::string& valid_path) {
   const std::string summary = testing::ReadFile(dir.File("summary.json"));
@@ -61,6 +61,8 @@ inline void ExpectGoldenRun(const testing::TempDir& dir, const std::string& vali
   EXPECT_EQ(testing::JsonNumber(summary, "stopped_epoch"), kStoppedEpoch) << summary;
   EXPECT_EQ(testing::JsonNumber(summary, "model_epoch"), kBestEpoch) << summary;
   EXPECT_EQ(testing::JsonNumber(summary, "rows_trained"), 20000.0 * kStoppedEpoch) << summary;
+  // The validation file is the test file too: the summary's test metrics are the model's.
+  EXPECT_NEAR(testing::JsonNumber(summary, "test_logloss"), kValidLoglosses[kBestEpoch - 1], 1e-7);
   const double model = EvalLogloss(dir.File("model.fmps"), valid_path);
   EXPECT_NEAR(model, kValidLoglosses[kBestEpoch - 1], 1e-7);
   EXPECT_GT(std::abs(model - kValidLoglosses[kStoppedEpoch - 1]), 1e-4);
