@@ -29,7 +29,10 @@ struct JobServer {
 ServerOptions MakeServerOptions(const Config& config, const JobTopology& topology, int index);
 
 // Builds server `index`: a fresh store, then the keys it owns from start.manifest (if any)
-// or else from train.init_model (if set; logged). Throws ModelError/IoError on a bad file.
+// or else from train.init_model (if set; logged). Otherwise, for squared loss, the server
+// owning the bias starts it at the mean label of the first 10^5 training rows (read once,
+// labels only). After a resume with an early-stopping record, the server also gets the best
+// epoch's parameters (Server::SetBest). Throws ModelError/IoError on a bad file.
 JobServer MakeJobServer(const Config& config, const ResumePoint& start, const JobTopology& topology,
                         int index, Transport* transport);
 
