@@ -5,7 +5,8 @@
 #
 # Builds Release into build/ (launch/setup.sh), then trains single-node on each public data
 # set of ../shared/data (a9a, agaricus, w6a, heart_scale, the xLearn Criteo sample, the raw
-# Criteo TSV sample, MovieLens ratings with squared loss) over the grid sgd/adagrad/ftrl at
+# Criteo TSV sample, MovieLens ratings with squared loss, and `synth`: planted-FM data from
+# fmps synth, whose ref column is its Bayes logloss and AUC) over the grid sgd/adagrad/ftrl at
 # lr 0.01, 0.05, 0.1, 0.2 and adam at lr 0.001, 0.01, each at batch_size 1, 32, 1024, 4096
 # (--quick: 32 and 1024, half the epochs), plus once with the default config. Prints per set
 # the default's metric, the best of the sweep (each run at its best test epoch), the default's
@@ -19,7 +20,7 @@ args=()
 for a in "$@"; do
   case "$a" in
     --quick) args+=(--grid quick --epochs-scale 0.5) ;;
-    -h|--help) sed -n 2,14p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) args+=("$a") ;;
   esac
 done
