@@ -2,7 +2,12 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
 #include <memory>
 #include <optional>
 
@@ -11,6 +16,7 @@
 #include "common/comm/kv.h"
 #include "common/comm/mpi/mpi_collectives.h"
 #include "common/comm/mpi/mpi_transport.h"
+#include "common/comm/mpi/peer_probe.h"
 #include "common/data/reader.h"
 #include "worker/job/checkpoint.h"
 #include "worker/job/interrupt.h"
@@ -145,6 +151,30 @@ void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
   transport->Flush(ReplyTimeout(s.config));
 }
 
+// After a timeout: probes every rank and, when some do not answer, returns the one line
+// naming them and their hosts (empty when all answer). The rank that waited longest for a
+// peer is not known, so every failing worker rank may report; the lowest answering worker
+// reports at once and the others wait 3 s each (more than Open MPI takes to kill them after
+// the first report's MPI_Abort: SIGTERM, which fmps only notes, then SIGKILL after
+// odls_base_sigkill_timeout, 1 s), so the user sees one line.
+std::string ReportUnreachable(PeerProbe& probe, const std::vector<std::string>& hosts, int rank,
+                              int servers, const std::string& error) {
+  const std::vector<int> gone = probe.Unanswered(std::chrono::milliseconds(1000));
+  if (gone.empty()) return "";
+  std::string names;
+  for (int r : gone) {
+    names += (names.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + " (" +
+             RoleName(r, servers) + ") on host " + hosts[r];
+  }
+  int earlier_reporters = 0;  // answering worker ranks below this one
+  for (int r = servers; r < rank; ++r) {
+    earlier_reporters += std::find(gone.begin(), gone.end(), r) == gone.end() ? 1 : 0;
+  }
+  if (rank >= servers) std::this_thread::sleep_for(std::chrono::seconds(3) * earlier_reporters);
+  return names + (gone.size() == 1 ? " does" : " do") + " not answer (probed for 1 s after rank " +
+         std::to_string(rank) + " (" + RoleName(rank, servers) + ") failed: " + error + ")";
+}
+
 }  // namespace
 
 int TrainMpi(const std::string& config_path, const std::vector<std::string>& overrides,
@@ -166,9 +196,21 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   MPI_Comm kv = MPI_COMM_NULL;       // every rank: the KV transport's private channel
   MPI_Comm_split(MPI_COMM_WORLD, rank < servers ? 0 : 1, rank, &workers);
   MPI_Comm_dup(MPI_COMM_WORLD, &kv);
+  PeerProbe probe(MPI_COMM_WORLD);
+  const std::vector<std::string> hosts = GatherHostNames(MPI_COMM_WORLD);
   try {
     if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
     RunRank(s, rank, size, kv, workers);
+  } catch (const TransportError& e) {
+    // A timeout or a broken peer: name the ranks that no longer answer, if any.
+    const std::string unreachable = ReportUnreachable(probe, hosts, rank, servers, e.what());
+    if (unreachable.empty()) {
+      std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank,
+                   RoleName(rank, servers).c_str(), e.what());
+    } else {
+      std::fprintf(stderr, "fmps: error: %s\n", unreachable.c_str());
+    }
+    MpiAbort(1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank, RoleName(rank, servers).c_str(),
                  e.what());
