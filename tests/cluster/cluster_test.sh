@@ -137,6 +137,44 @@ dead_link() {
   echo "ok: no orted left (${waited} s after the resumed job)"
 }
 
+# json_field FILE KEY: a number of a one-line JSON object; json_at FILE KEY I: element I of an
+# array of numbers.
+json_field() { grep -o "\"$2\":[0-9.e+-]*" "$1" | head -1 | cut -d: -f2; }
+json_at() { grep -o "\"$2\":\[[0-9,]*\]" "$1" | cut -d[ -f2 | tr -d ']' | cut -d, -f"$(($3 + 1))"; }
+veth_bytes() {
+  echo $(( $(ip netns exec "$run-head" cat /sys/class/net/vh$1/statistics/rx_bytes) +
+           $(ip netns exec "$run-head" cat /sys/class/net/vh$1/statistics/tx_bytes) ))
+}
+
+# The capacity model's wire bytes per row (tests/bench/README.md: per batch of u unique keys
+# and one server, pull 8u + reply 4(1+k)u + push 4(1+k)u + empty reply, ~45 B per message)
+# against what worker 1 (rank 2, host 2: it only trains; the root worker also receives the
+# model dump) sent and received: fmps's own count within 2 %, the link's byte counters
+# (TCP/IP headers, acknowledgements and Open MPI's framing on top) within 15 %.
+wire_bytes() {
+  local before after k=8
+  before="$(veth_bytes 2)"
+  cluster_train "$tmp/wire" 1 2 --set train.consistency=async --set train.batch_size=1024 \
+    --set model.k=$k --set data.test=[] --set checkpoint.dir="$tmp/wire-ckpt" --set checkpoint.every_seconds=300 \
+    --set train.epochs=2 || { cat "$tmp/wire.log" >&2; die "async wire run failed"; }
+  after="$(veth_bytes 2)"
+  local f="$tmp/wire/summary.json"
+  local pushes keys rows sent recv
+  pushes="$(json_field "$f" pushes_sent)" keys="$(json_field "$f" push_keys_sent)"
+  rows="$(json_field "$f" rows_trained)"
+  sent="$(json_at "$f" wire_bytes_sent 2)" recv="$(json_at "$f" wire_bytes_received 2)"
+  [ -n "$sent" ] && [ -n "$recv" ] || die "summary.json lacks wire_bytes_sent/received: $(cat "$f")"
+  awk -v p="$pushes" -v u="$keys" -v r="$rows" -v k=$k -v s="$sent" -v v="$recv" \
+      -v link=$((after - before)) 'BEGIN {
+    model = (u / p * (8 + 8 * (1 + k)) + 4 * 45) * p / r    # bytes per row, every worker alike
+    mine = (s + v) / (r / 2); wire = link / (r / 2)
+    printf "wire bytes per row: model %.1f, fmps count (worker 1) %.1f, link counters %.1f\n", model, mine, wire
+    if (mine < model * 0.98 || mine > model * 1.02) { print "FAIL: fmps count off the model by more than 2 %"; exit 1 }
+    if (wire < model * 0.98 || wire > model * 1.15) { print "FAIL: link counters off the model (-2 %/+15 %)"; exit 1 }
+  }' || die "wire bytes do not match the capacity model"
+  echo "ok: worker 1's wire bytes match the capacity model"
+}
+
 case "$scenario" in
   placement)
     reference
@@ -166,5 +204,6 @@ case "$scenario" in
     reference "${fault_args[@]}"
     same_model "$tmp/fault" "a job whose worker link dropped for 2 s"
     ;;
+  wire) wire_bytes ;;
   *) die "unknown scenario '$scenario'" ;;
 esac

@@ -3,8 +3,11 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -133,8 +136,9 @@ int ValidateOnEveryRank(const std::string& config_path, const std::vector<std::s
 }
 
 // Phase 2 on one rank: its server or its worker, over the KV channel `kv` (every rank) and
-// the worker ranks' communicator `workers`.
-void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
+// the worker ranks' communicator `workers`. Returns the wire bytes it sent and received.
+std::array<unsigned long long, 2> RunRank(Setup& s, int rank, int size, MPI_Comm kv,
+                                          MPI_Comm workers) {
   const int servers = s.config.cluster.servers;
   std::optional<MpiTransport> transport(std::in_place, kv);
   if (rank < servers) {
@@ -149,6 +153,34 @@ void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
     RunWorker(s, workers, &*transport, servers);
   }
   transport->Flush(ReplyTimeout(s.config));
+  return {transport->bytes_sent(), transport->bytes_received()};
+}
+
+// Gathers every rank's wire bytes to the root worker (world rank `servers`), which adds them
+// to summary.json as "wire_bytes_sent" and "wire_bytes_received", arrays indexed by rank.
+void AddWireBytes(const Setup& s, int rank, int size, std::array<unsigned long long, 2> mine) {
+  const int root = s.config.cluster.servers;
+  std::vector<unsigned long long> all(rank == root ? 2 * static_cast<std::size_t>(size) : 0);
+  MPI_Gather(mine.data(), 2, MPI_UNSIGNED_LONG_LONG, all.data(), 2, MPI_UNSIGNED_LONG_LONG, root,
+             MPI_COMM_WORLD);
+  if (rank != root || !s.out) return;
+  const std::string path = s.out->dir() + "/summary.json";
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t end = text.rfind('}');
+  if (end == std::string::npos) return;  // no summary (an interrupted run)
+  std::string sent, received;
+  for (int r = 0; r < size; ++r) {
+    if (r > 0) {
+      sent += ',';
+      received += ',';
+    }
+    sent += std::to_string(all[2 * r]);
+    received += std::to_string(all[2 * r + 1]);
+  }
+  text.erase(end);
+  WriteFileAtomic(path, text + ",\"wire_bytes_sent\":[" + sent + "],\"wire_bytes_received\":[" +
+                            received + "]}\n");
 }
 
 // After a timeout: probes every rank and, when some do not answer, returns the one line
@@ -200,7 +232,7 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   const std::vector<std::string> hosts = GatherHostNames(MPI_COMM_WORLD);
   try {
     if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
-    RunRank(s, rank, size, kv, workers);
+    AddWireBytes(s, rank, size, RunRank(s, rank, size, kv, workers));
   } catch (const TransportError& e) {
     // A timeout or a broken peer: name the ranks that no longer answer, if any.
     const std::string unreachable = ReportUnreachable(probe, hosts, rank, servers, e.what());
