@@ -49,7 +49,7 @@ std::string RoleName(int rank, int servers) {
 
 // One worker rank's part of the job (the coordinator when it is worker 0).
 void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_servers) {
-  MpiCollectives collectives(workers, JobProgressWidth());
+  MpiCollectives collectives(workers, JobProgressWidth(), ReplyTimeout(s.config));
   const int index = collectives.rank();
   std::unique_ptr<ShardReader> resumed;
   if (s.start.mid_epoch) {
