@@ -71,8 +71,15 @@ clean() {
   for dir in "$state"/fmps*; do
     [ -d "$dir" ] || continue
     run="$(basename "$dir")"
-    owner="$(cat "$dir/owner" 2>/dev/null || echo 0)"
-    if [ "$owner" -le 1 ] || ! kill -0 "$owner" 2>/dev/null; then down "$run"; fi
+    if [ ! -f "$dir/owner" ]; then
+      # Being made by a concurrent `up` (owner written next), unless a minute old.
+      [ -z "$(find "$dir" -maxdepth 0 -mmin +1)" ] || down "$run"
+      continue
+    fi
+    owner="$(cat "$dir/owner")"
+    if [[ ! "$owner" =~ ^[0-9]+$ ]] || [ "$owner" -le 1 ] || ! kill -0 "$owner" 2>/dev/null; then
+      down "$run"
+    fi
   done
 }
 
