@@ -85,13 +85,20 @@ fault_args=(--set train.epochs=12 --set train.batch_size=16 --set data.train="$t
 head -n 20000 "$tmp/data/train.libsvm" >"$tmp/data/small.libsvm"
 
 # link_fault HOST SECONDS_BEFORE [SECONDS_DOWN]: starts the bsp job (1 server on host 0,
-# workers on hosts 1 and 2), takes HOST's link down after SECONDS_BEFORE, and up again after
+# workers on hosts 1 and 2), takes HOST's link down SECONDS_BEFORE after its first complete
+# checkpoint, and up again after
 # SECONDS_DOWN (default: after the job ended). Sets fault_status, fault_seconds (link down ->
 # job end).
 link_fault() {
   local host="$1" before="$2" down_for="${3:-}" t0 pid
   cluster_train "$tmp/fault" 1 2 "${fault_args[@]}" &
   pid=$!
+  # After the first complete checkpoint (however slow the start), then SECONDS_BEFORE more.
+  local i
+  for ((i = 0; i < 600; i++)); do
+    ls "$tmp/ckpt"/ckpt-*/MANIFEST >/dev/null 2>&1 && break
+    sleep 0.05
+  done
   sleep "$before"
   ip -n "$run-head" link set "vh$host" down
   t0=$(date +%s%N)
@@ -111,7 +118,7 @@ link_fault() {
 # (ROLE); with "bsp", the newest complete checkpoint then resumes to the bsp model.
 dead_link() {
   local host="$1" rank="$2" role="$3" lines
-  link_fault "$host" 2
+  link_fault "$host" 1
   [ "$fault_status" -ne 0 ] || die "the job succeeded although host $host's link was down"
   echo "link of host $host down -> job end: $fault_seconds s (timeout 5 s)"
   awk -v s="$fault_seconds" 'BEGIN { exit !(s <= 11) }' ||
@@ -206,7 +213,7 @@ case "$scenario" in
     dead_link 2 2 "worker 1" ;;
   server) dead_link 0 0 "server 0" bsp ;;
   blip)
-    link_fault 2 2 2
+    link_fault 2 1 2
     [ "$fault_status" -eq 0 ] || { cat "$tmp/fault.log" >&2; die "a 2 s link drop failed the job"; }
     reference "${fault_args[@]}"
     same_model "$tmp/fault" "a job whose worker link dropped for 2 s"
