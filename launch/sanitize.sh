@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds fmps with a sanitizer and runs its test subset (README, "Sanitizers"):
 #   address - AddressSanitizer + UndefinedBehaviorSanitizer (UB is fatal) + LeakSanitizer, in
-#             build-asan/: every test except the MPI ones (ctest label mpi: Open MPI is not
-#             sanitizer-clean), i.e. the unit tests and the single-node trainer tests;
+#             build-asan/: every test except the MPI ones (ctest labels mpi and cluster:
+#             Open MPI is not sanitizer-clean), i.e. the unit tests and the single-node trainer tests;
 #   thread  - ThreadSanitizer, in build-tsan/: the threaded single-node tests (label threaded).
 # Debug build at -O1 -g. Any sanitizer report fails the test that triggered it.
 # Usage: launch/sanitize.sh address|thread [extra ctest arguments, e.g. -R trainer]
@@ -14,7 +14,7 @@ supp="$PWD/tests/sanitizers"
 case "$kind" in
   address)
     build=build-asan
-    labels=(-LE mpi)
+    labels=(-LE "mpi|cluster")
     target=()
     export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:detect_stack_use_after_return=1"
     export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
@@ -22,7 +22,7 @@ case "$kind" in
     ;;
   thread)
     build=build-tsan
-    labels=(-L threaded -LE mpi)
+    labels=(-L threaded -LE "mpi|cluster")
     target=(--target threaded_tests)  # the other tests are not run under TSan
     export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
     ;;

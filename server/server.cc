@@ -94,6 +94,7 @@ void Server::HandleSnapshot(int requester, std::uint64_t seq) {
 }
 
 void Server::Run() {
+  auto last_heard = std::chrono::steady_clock::now();
   while (true) {
     if (write_done_) FinishWrite();
     // Poll often while a shard is being written, so its completion is reported promptly.
@@ -105,8 +106,10 @@ void Server::Run() {
                             Channels::kBoth);
     if (!r) {
       SendHeldReplies();
+      CheckIdle(last_heard);
       continue;  // idle: workers may be parsing or evaluating
     }
+    last_heard = std::chrono::steady_clock::now();
     if (Message* m = std::get_if<Message>(&*r)) {
       HandleData(std::move(*m));
     } else if (!HandleControl(std::get<ControlMessage>(*r))) {
@@ -115,6 +118,14 @@ void Server::Run() {
       return;
     }
   }
+}
+
+void Server::CheckIdle(std::chrono::steady_clock::time_point last_heard) const {
+  const auto idle = options_.idle_timeout;
+  if (idle <= std::chrono::milliseconds::zero()) return;
+  if (std::chrono::steady_clock::now() - last_heard < idle) return;
+  throw TransportError("server " + std::to_string(options_.index) + " heard from no worker for " +
+                       std::to_string(idle.count() / 1000) + " s");
 }
 
 void Server::HandleData(Message&& m) {

@@ -41,6 +41,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <string>
@@ -66,6 +67,11 @@ struct ServerOptions {
   // (async: a push; bsp: the step's sum) to [-clip, clip] before the optimizer; 0 = off.
   // Non-finite elements are left as they are, so their rows are still rejected.
   float clip_gradient = 0.0f;
+  // > 0: Run throws TransportError once no message at all has arrived for this long, so a
+  // server cut off from every worker (a dead link) ends instead of waiting forever; 0 =
+  // wait forever. Workers talk to their servers at least once per batch, evaluation batch
+  // and checkpoint; the longest silence of a healthy job is the root writing model.fmps.
+  std::chrono::milliseconds idle_timeout{0};
 };
 
 struct ServerStats {
@@ -97,6 +103,8 @@ class Server {
   void SetBest(StoreSnapshot best);
 
  private:
+  // Throws TransportError when options_.idle_timeout has passed since last_heard.
+  void CheckIdle(std::chrono::steady_clock::time_point last_heard) const;
   void HandleData(Message&& m);
   // Returns false on Shutdown.
   bool HandleControl(const ControlMessage& m);

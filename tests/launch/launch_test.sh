@@ -38,6 +38,15 @@ status=$?
 set -e
 [ "$status" -eq 2 ] || die "run_local.sh --frobnicate exited $status, not 2"
 grep -q "unknown option --frobnicate" <<<"$err" || die "run_local.sh did not name --frobnicate: $err"
+for bad in "-i 10.0.0.0/8" "-f $tmp/no-such-hostfile"; do
+  set +e
+  # shellcheck disable=SC2086
+  err="$(bash "$repo/launch/run_local.sh" $bad "$repo/configs/quickstart.yaml" 2>&1 >/dev/null)"
+  status=$?
+  set -e
+  [ "$status" -eq 2 ] || die "run_local.sh $bad exited $status, not 2"
+  grep -q "needs -f HOSTFILE\|hostfile .* not found" <<<"$err" || die "run_local.sh $bad: $err"
+done
 echo "ok: run_local.sh --help and unknown options"
 
 # 2-3. plot_metrics.py; it re-runs itself with /usr/bin/python3 when the python3 on PATH

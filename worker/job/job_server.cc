@@ -22,6 +22,8 @@ ServerOptions MakeServerOptions(const Config& config, const JobTopology& topolog
   o.consistency = config.train.consistency;
   o.checkpoint_dir = config.checkpoint.dir;
   o.clip_gradient = config.optimizer.clip_gradient;
+  // Twice the workers' wait, so a job whose workers fail reports their view first.
+  o.idle_timeout = 2 * ReplyTimeout(config);
   return o;
 }
 

@@ -2,7 +2,15 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
 #include <memory>
 #include <optional>
 
@@ -11,6 +19,7 @@
 #include "common/comm/kv.h"
 #include "common/comm/mpi/mpi_collectives.h"
 #include "common/comm/mpi/mpi_transport.h"
+#include "common/comm/mpi/peer_probe.h"
 #include "common/data/reader.h"
 #include "worker/job/checkpoint.h"
 #include "worker/job/interrupt.h"
@@ -43,7 +52,7 @@ std::string RoleName(int rank, int servers) {
 
 // One worker rank's part of the job (the coordinator when it is worker 0).
 void RunWorker(Setup& s, MPI_Comm workers, MpiTransport* transport, int num_servers) {
-  MpiCollectives collectives(workers, JobProgressWidth());
+  MpiCollectives collectives(workers, JobProgressWidth(), ReplyTimeout(s.config));
   const int index = collectives.rank();
   std::unique_ptr<ShardReader> resumed;
   if (s.start.mid_epoch) {
@@ -135,8 +144,9 @@ int ValidateOnEveryRank(const std::string& config_path, const std::vector<std::s
 }
 
 // Phase 2 on one rank: its server or its worker, over the KV channel `kv` (every rank) and
-// the worker ranks' communicator `workers`.
-void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
+// the worker ranks' communicator `workers`. Returns the wire bytes it sent and received.
+std::array<unsigned long long, 2> RunRank(Setup& s, int rank, int size, MPI_Comm kv,
+                                          MPI_Comm workers) {
   const int servers = s.config.cluster.servers;
   std::optional<MpiTransport> transport(std::in_place, kv);
   if (rank < servers) {
@@ -151,6 +161,58 @@ void RunRank(Setup& s, int rank, int size, MPI_Comm kv, MPI_Comm workers) {
     RunWorker(s, workers, &*transport, servers);
   }
   transport->Flush(ReplyTimeout(s.config));
+  return {transport->bytes_sent(), transport->bytes_received()};
+}
+
+// Gathers every rank's wire bytes to the root worker (world rank `servers`), which adds them
+// to summary.json as "wire_bytes_sent" and "wire_bytes_received", arrays indexed by rank.
+void AddWireBytes(const Setup& s, int rank, int size, std::array<unsigned long long, 2> mine) {
+  const int root = s.config.cluster.servers;
+  std::vector<unsigned long long> all(rank == root ? 2 * static_cast<std::size_t>(size) : 0);
+  MPI_Gather(mine.data(), 2, MPI_UNSIGNED_LONG_LONG, all.data(), 2, MPI_UNSIGNED_LONG_LONG, root,
+             MPI_COMM_WORLD);
+  if (rank != root || !s.out) return;
+  const std::string path = s.out->dir() + "/summary.json";
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t end = text.rfind('}');
+  if (end == std::string::npos) return;  // no summary (an interrupted run)
+  std::string sent, received;
+  for (int r = 0; r < size; ++r) {
+    if (r > 0) {
+      sent += ',';
+      received += ',';
+    }
+    sent += std::to_string(all[2 * r]);
+    received += std::to_string(all[2 * r + 1]);
+  }
+  text.erase(end);
+  WriteFileAtomic(path, text + ",\"wire_bytes_sent\":[" + sent + "],\"wire_bytes_received\":[" +
+                            received + "]}\n");
+}
+
+// After a timeout: probes every rank and, when some do not answer, returns the one line
+// naming them and their hosts (empty when all answer). The rank that waited longest for a
+// peer is not known, so every failing worker rank may report; the lowest answering worker
+// reports at once and the others wait 3 s each (more than Open MPI takes to kill them after
+// the first report's MPI_Abort: SIGTERM, which fmps only notes, then SIGKILL after
+// odls_base_sigkill_timeout, 1 s), so the user sees one line.
+std::string ReportUnreachable(PeerProbe& probe, const std::vector<std::string>& hosts, int rank,
+                              int servers, const std::string& error) {
+  const std::vector<int> gone = probe.Unanswered(std::chrono::milliseconds(1000));
+  if (gone.empty()) return "";
+  std::string names;
+  for (int r : gone) {
+    names += (names.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + " (" +
+             RoleName(r, servers) + ") on host " + hosts[r];
+  }
+  int earlier_reporters = 0;  // answering worker ranks below this one
+  for (int r = servers; r < rank; ++r) {
+    earlier_reporters += std::find(gone.begin(), gone.end(), r) == gone.end() ? 1 : 0;
+  }
+  if (rank >= servers) std::this_thread::sleep_for(std::chrono::seconds(3) * earlier_reporters);
+  return names + (gone.size() == 1 ? " does" : " do") + " not answer (probed for 1 s after rank " +
+         std::to_string(rank) + " (" + RoleName(rank, servers) + ") failed: " + error + ")";
 }
 
 }  // namespace
@@ -183,9 +245,21 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   MPI_Comm kv = MPI_COMM_NULL;       // every rank: the KV transport's private channel
   MPI_Comm_split(MPI_COMM_WORLD, rank < servers ? 0 : 1, rank, &workers);
   MPI_Comm_dup(MPI_COMM_WORLD, &kv);
+  PeerProbe probe(MPI_COMM_WORLD);
+  const std::vector<std::string> hosts = GatherHostNames(MPI_COMM_WORLD);
   try {
     if (seq != 0 && rank != 0) s.start = ResumeFrom(LoadManifest(s.config.checkpoint.dir, seq));
-    RunRank(s, rank, size, kv, workers);
+    AddWireBytes(s, rank, size, RunRank(s, rank, size, kv, workers));
+  } catch (const TransportError& e) {
+    // A timeout or a broken peer: name the ranks that no longer answer, if any.
+    const std::string unreachable = ReportUnreachable(probe, hosts, rank, servers, e.what());
+    if (unreachable.empty()) {
+      std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank,
+                   RoleName(rank, servers).c_str(), e.what());
+    } else {
+      std::fprintf(stderr, "fmps: error: %s\n", unreachable.c_str());
+    }
+    MpiAbort(1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank, RoleName(rank, servers).c_str(),
                  e.what());

@@ -6,6 +6,10 @@
 // post of the rank completed first), received by the root with MPI_Iprobe/MPI_Recv in
 // LatestProgress; FinishProgress gathers how many posts each rank made and receives them all.
 //
+// Every blocking operation is the non-blocking MPI collective (or receive) completed by a
+// polling wait that throws TransportError after `timeout` (a peer cut off by a dead link
+// would otherwise block it forever); the wait sleeps up to 0.2 ms between polls.
+//
 // Threading: MPI_THREAD_FUNNELED, so only the thread that initialised MPI may use it.
 // GatherV and GatherBytes are limited to 2^31 - 1 elements (bytes) in all at the root and
 // throw Error beyond that.
@@ -13,6 +17,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <vector>
 
 #include "common/comm/collectives.h"
@@ -21,8 +26,10 @@ namespace fmps {
 
 class MpiCollectives : public Collectives {
  public:
-  // `comm`: the worker ranks (duplicated; the caller keeps ownership of `comm`).
-  MpiCollectives(MPI_Comm comm, int progress_width);
+  // `comm`: the worker ranks (duplicated; the caller keeps ownership of `comm`). `timeout`:
+  // the longest any operation waits for the other ranks.
+  MpiCollectives(MPI_Comm comm, int progress_width,
+                 std::chrono::milliseconds timeout = std::chrono::minutes(10));
   ~MpiCollectives() override;
   MpiCollectives(const MpiCollectives&) = delete;
   MpiCollectives& operator=(const MpiCollectives&) = delete;
@@ -48,11 +55,14 @@ class MpiCollectives : public Collectives {
   };
   Layout GatherCounts(std::size_t n);
   void ReceiveProgress(int source);
+  // Completes `request`, polling; throws TransportError naming `what` after timeout_.
+  void Wait(MPI_Request* request, const char* what);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   int width_;
+  std::chrono::milliseconds timeout_;
   MPI_Request request_ = MPI_REQUEST_NULL;
   std::vector<double> send_buffer_;
   long long sent_ = 0;

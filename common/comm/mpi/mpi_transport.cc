@@ -248,6 +248,7 @@ bool MpiTransport::PollOnce() {
     buf = recv_buf_.get();
   }
   CheckMpi(MPI_Mrecv(buf, count, MPI_BYTE, &handle, MPI_STATUS_IGNORE), rank_, "MPI_Mrecv");
+  bytes_received_ += bytes;
   std::optional<Received> m = decoders_[source].Add({buf, bytes});
   if (m) inbox_.Push(std::move(*m));
   return true;
@@ -315,6 +316,7 @@ void MpiTransport::SendChunks(int dest, const WireEncoder& encoder) {
                        &p.request),
              rank_, "MPI_Isend");
     pending_bytes_ += bytes;
+    bytes_sent_ += bytes;
     pending_.push_back(std::move(p));  // moves the pointer only; the bytes stay put
   }
 }

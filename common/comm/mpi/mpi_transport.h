@@ -117,6 +117,11 @@ class MpiTransport : public Transport {
   // TransportError naming the oldest unfinished send after `timeout`.
   void Flush(std::chrono::milliseconds timeout);
 
+  // Bytes of every frame this transport has sent / received so far (wire frames: encoded
+  // messages with their headers and checksums, not MPI's or TCP's own framing).
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::uint64_t bytes_received() const { return bytes_received_; }
+
   // Sends started but not known to be complete, and their bytes.
   std::size_t pending_sends() const { return pending_.size(); }
   std::size_t pending_bytes() const { return pending_bytes_; }
@@ -153,6 +158,8 @@ class MpiTransport : public Transport {
   std::thread::id owner_;
   std::vector<PendingSend> pending_;  // oldest first
   std::size_t pending_bytes_ = 0;
+  std::uint64_t bytes_sent_ = 0;
+  std::uint64_t bytes_received_ = 0;
   std::vector<MPI_Request> requests_scratch_;  // for MPI_Testsome
   std::vector<int> indices_scratch_;
   std::vector<WireDecoder> decoders_;         // per sender rank

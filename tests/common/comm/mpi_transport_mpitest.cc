@@ -14,6 +14,7 @@
 
 #include "common/base/error.h"
 #include "common/comm/mpi/mpi_transport.h"
+#include "common/comm/mpi/peer_probe.h"
 
 namespace fmps {
 namespace {
@@ -207,6 +208,33 @@ TEST_F(MpiTransportTest, MessagesLargerThanTheChunkLimitAreReassembled) {
     ExpectNumbered(*m, rank_, i, sizes[i]);
   }
   t.Flush(kWait);
+}
+
+// bytes_sent / bytes_received count every frame once: over all ranks they agree, and each
+// message costs its arrays plus a small header.
+TEST_F(MpiTransportTest, CountsTheWireBytesSentAndReceived) {
+  options_.chunk_bytes = 1000;  // several chunks per message
+  MpiTransport t(comm_, options_);
+  constexpr std::size_t kKeys = 500;  // 8 + 12 + 4 bytes per key
+  for (int to = 0; to < size_; ++to) {
+    if (to != rank_) t.Send(to, Numbered(rank_, to, 1, kKeys));
+  }
+  for (int got = 0; got < size_ - 1; ++got) ASSERT_TRUE(t.Recv(kWait).has_value());
+  t.Flush(kWait);
+  const std::uint64_t payload = kKeys * 24 * static_cast<std::uint64_t>(size_ - 1);
+  EXPECT_GE(t.bytes_sent(), payload);
+  EXPECT_LE(t.bytes_sent(), payload + 200 * static_cast<std::uint64_t>(size_ - 1) * 13);
+  unsigned long long totals[2] = {t.bytes_sent(), t.bytes_received()};
+  MPI_Allreduce(MPI_IN_PLACE, totals, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, comm_);
+  EXPECT_EQ(totals[0], totals[1]);
+}
+
+// Every rank of a healthy job answers a probe (and the probe's receives are cleaned up).
+TEST_F(MpiTransportTest, PeerProbeFindsEveryRankAnswering) {
+  PeerProbe probe(comm_);
+  EXPECT_TRUE(probe.Unanswered(kWait).empty());
+  // The answering ranks must keep calling MPI until every probe is matched.
+  MPI_Barrier(comm_);
 }
 
 TEST_F(MpiTransportTest, RecvTimesOutWithoutBurningCpu) {
