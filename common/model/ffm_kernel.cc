@@ -165,12 +165,14 @@ struct Rows {
     return *ones ? Score<true>(a, r) : Score<false>(a, r);
   }
 
-  static void Scores(const Args& a, std::size_t rows, float* scores) {
+  static void Scores(const Args& a, const ModelBatch& b, float* scores) {
     bool ones;
-    for (std::size_t r = 0; r < rows; ++r) scores[r] = AnyScore(a, r, &ones);
+    for (std::size_t r = 0; r < b.rows; ++r) scores[r] = AnyScore(a, r, &ones);
   }
 
-  // Per row: score, loss, scatter (the blocking described in ffm_kernel.h).
+  // Per row: score, loss, scatter (the blocking described in ffm_kernel.h). No software
+  // prefetching: a key's row is contiguous (F * k floats), which the hardware prefetcher
+  // follows; prefetching the next row's keys measured no faster (tests/bench/README.md).
   static double ForwardBackward(const Args& a, const ModelBatch& b, Loss loss, float* grads,
                                 float* scores) {
     double total = 0.0;
@@ -217,7 +219,7 @@ class FfmKernel final : public ModelKernel {
   Loss loss() const override { return loss_; }
 
   void Scores(const ModelBatch& batch, const float* params, float* scores) const override {
-    Rows<Vec, K>::Scores(MakeArgs(batch, params, shape_), batch.rows, scores);
+    Rows<Vec, K>::Scores(MakeArgs(batch, params, shape_), batch, scores);
   }
 
   double ForwardBackward(const ModelBatch& batch, const float* params, float* grads,
