@@ -83,13 +83,15 @@ def main():
     ap.add_argument("--repo", required=True)
     ap.add_argument("--grid", choices=sorted(LRS), default="full")
     ap.add_argument("--tag", default="latest")
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of the sets")
     a = ap.parse_args()
     os.chdir(a.repo)
     fmps = os.path.join(a.repo, "build", "fmps")
     outdir = os.path.join(a.repo, "runs", "quality", "ffm")
     os.makedirs(outdir, exist_ok=True)
     results = {}
-    for name, spec in SETS.items():
+    for name in a.sets.split(","):
+        spec = SETS[name]
         if "synth" not in spec and not os.path.exists(os.path.join(DATA, spec["train"])):
             log(f"{name}: {DATA} not present, skipped")
             continue
