@@ -30,7 +30,7 @@ SETS = {
                           test="xlearn_criteo/small_test.txt", format="libffm", fields=18, k=4,
                           epochs=10),
 }
-LRS = {"full": [0.005, 0.01, 0.02, 0.05], "quick": [0.01, 0.02]}
+LRS = {"full": [0.005, 0.01, 0.02, 0.05], "quick": [0.02, 0.05]}
 
 
 def log(msg):

@@ -13,7 +13,7 @@
 # runs/quality/quality-TAG.json. Sets without a test file are split (every 5th row from row 4
 # is test) into runs/quality/data. Not a pass/fail test. Options: see quality.py --help.
 # Then the FFM case (ffm_quality.py: planted field-aware data and the xLearn libffm sample,
-# model.kind ffm against fm and the Bayes logloss; --quick: two learning rates).
+# model.kind ffm against fm and the Bayes logloss; --quick: two learning rates, 0.02 and 0.05).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
