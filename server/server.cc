@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <numeric>
 #include <string>
 
 #include "common/base/error.h"
@@ -329,32 +328,26 @@ void Server::ApplyBspStep() {
   ++step_;
 }
 
+// Streams the store in its own order, a chunk at a time: no copy of the whole store (for an
+// FFM store of 674k keys at 39 fields, k 8, that copy was 850 MB). The coordinator sorts.
 void Server::HandleDump(int requester) {
   const std::size_t width = store_->row_width();
-  std::vector<Key> keys;
-  std::vector<float> rows;
-  keys.reserve(store_->size());
-  rows.reserve(store_->size() * width);
-  store_->ForEach([&](Key key, const float* row) {
-    keys.push_back(key);
-    rows.insert(rows.end(), row, row + width);
-  });
-  std::vector<std::uint32_t> order(keys.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
-  for (std::size_t i = 0; i < order.size(); i += kDumpChunkKeys) {
-    const std::size_t end = std::min(order.size(), i + kDumpChunkKeys);
-    Message chunk;
+  Message chunk;
+  auto send = [&] {
     chunk.kind = MsgKind::kDumpChunk;
-    chunk.keys.reserve(end - i);
-    chunk.vals.reserve((end - i) * width);
-    for (std::size_t j = i; j < end; ++j) {
-      chunk.keys.push_back(keys[order[j]]);
-      const float* row = &rows[order[j] * width];
-      chunk.vals.insert(chunk.vals.end(), row, row + width);
-    }
     Reply(requester, std::move(chunk));
-  }
+    chunk = Message();
+  };
+  store_->ForEach([&](Key key, const float* row) {
+    if (chunk.keys.empty()) {
+      chunk.keys.reserve(kDumpChunkKeys);
+      chunk.vals.reserve(kDumpChunkKeys * width);
+    }
+    chunk.keys.push_back(key);
+    chunk.vals.insert(chunk.vals.end(), row, row + width);
+    if (chunk.keys.size() == kDumpChunkKeys) send();
+  });
+  if (!chunk.keys.empty()) send();
   pb::Control done;
   done.mutable_dump_done()->set_store_bytes(store_->MemoryBytes());
   ReplyControl(requester, std::move(done));
