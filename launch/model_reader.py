@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Example: read an fmps model.fmps in Python and score libsvm rows with it.
+"""Example: read an fmps model.fmps in Python and score libsvm or libffm rows with it.
 
 Usage:
-  /usr/bin/python3 launch/model_reader.py PB_DIR MODEL.fmps DATA.libsvm [--limit N]
+  /usr/bin/python3 launch/model_reader.py PB_DIR MODEL.fmps DATA [--limit N]
 
 PB_DIR holds fmps_pb2.py, generated from common/proto/fmps.proto (launch/setup.sh does this):
   protoc -Icommon/proto --python_out=build/python common/proto/fmps.proto
@@ -10,8 +10,12 @@ PB_DIR holds fmps_pb2.py, generated from common/proto/fmps.proto (launch/setup.s
 Prints one line per row of DATA: the probability (logistic loss) or the score (squared
 loss), like `fmps predict`. The FM score is
   w0 + sum_i w_i x_i + 1/2 sum_f [(sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2];
-keys absent from the model contribute nothing. Only libsvm models with hash_bits 0 (keys
-are the feature ids) are handled: this is an example of the file format, not a second
+keys absent from the model contribute nothing. A field-aware model (model.kind ffm: header
+kind 1 and its number of fields F; each key's row is w, then F vectors of k floats, the one
+for field f at 1 + f*k) scores
+  w0 + sum_i w_i x_i + sum_{i<j} <v_{i,field(j)}, v_{j,field(i)}> x_i x_j.
+Only libsvm and libffm models with hash_bits 0 (keys are the feature ids) are handled
+(DATA in the model's format): this is an example of the file format, not a second
 implementation of fmps's readers and hashing.
 
 Needs google.protobuf: run it with Debian's python3 (/usr/bin/python3) and python3-protobuf.
@@ -20,6 +24,7 @@ Without google.protobuf it stops with one line saying so.
 As a module (put launch/ on sys.path):
   model = model_reader.load_model(PB_DIR, "model.fmps")
   for p in model_reader.predict_rows(model, model_reader.libsvm_rows("data.libsvm")): ...
+  (model_reader.data_rows(model, path) reads the model's format: libsvm or libffm rows)
 Errors raise ModelReaderError (main() prints it on one line and exits 1).
 """
 
@@ -161,13 +166,17 @@ class Model:
             fail(f"{path}: unsupported model version {header.version}")
         fmt = yaml_scalar(header.data_yaml, "format")
         hash_bits = yaml_scalar(header.data_yaml, "hash_bits")
-        if fmt != "libsvm" or hash_bits != "0":
+        if fmt not in ("libsvm", "libffm") or hash_bits != "0":
             fail(f"{path}: format {fmt}, hash_bits {hash_bits}: this example only handles "
-                 "libsvm models with hash_bits 0")
+                 "libsvm and libffm models with hash_bits 0")
+        if header.kind not in (0, 1):
+            fail(f"{path}: unknown model kind {header.kind}")
+        self.format = fmt
         self.k = header.k
+        self.fields = header.fields if header.kind == 1 else 0  # 0: FM
         self.loss = header.loss
         self.bias = header.bias
-        self.width = 1 + self.k
+        self.width = 1 + self.k * max(self.fields, 1)
         self.params = array.array("f")  # (w, v_1 .. v_k) of each key, in file order
         self.index = {}                  # key -> its row in params
         chunk = pb.ModelChunk()
@@ -190,12 +199,14 @@ class Model:
             fail(f"{path}: {len(self.index)} distinct keys, header says {header.num_keys}")
 
     def score(self, features):
-        """FM score of [(key, value), ...]."""
+        """FM (or FFM) score of [(key, value), ...] or [(key, value, field), ...]."""
+        if self.fields:
+            return self.ffm_score(features)
         s = self.bias
         sum_v = [0.0] * self.k
         sum_v2 = [0.0] * self.k
         p = self.params
-        for key, x in features:
+        for key, x, *_ in features:
             i = self.index.get(key)
             if i is None:
                 continue
@@ -206,6 +217,25 @@ class Model:
                 sum_v[f] += vx
                 sum_v2[f] += vx * vx
         return s + 0.5 * sum(a * a - b for a, b in zip(sum_v, sum_v2))
+
+    def ffm_score(self, features):
+        """FFM score of [(key, value, field), ...]: pairs <v_{i,f_j}, v_{j,f_i}> x_i x_j."""
+        s = self.bias
+        p, k = self.params, self.k
+        known = []  # (row offset, value, field) of the keys in the model
+        for key, x, field in features:
+            if field >= self.fields:
+                fail(f"field {field} out of range (the model has {self.fields} fields)")
+            i = self.index.get(key)
+            if i is not None:
+                known.append((i * self.width, x, field))
+        for a, (at_i, xi, fi) in enumerate(known):
+            s += p[at_i] * xi
+            for at_j, xj, fj in known[a + 1:]:
+                vi = at_i + 1 + fj * k
+                vj = at_j + 1 + fi * k
+                s += sum(p[vi + q] * p[vj + q] for q in range(k)) * xi * xj
+        return s
 
     def predict(self, score):
         if self.loss != "logistic":
@@ -232,8 +262,8 @@ def predict_rows(model, rows):
         yield model.predict(model.score(features))
 
 
-def libsvm_rows(path, limit=None):
-    """Yields the features of each non-blank row: [(id, value), ...]."""
+def sparse_rows(path, limit, feature):
+    """Yields [feature(token), ...] for each non-blank row of `path` (label first, unused)."""
     done = 0
     with open(path, "r", encoding="utf-8-sig") as f:
         for line_number, line in enumerate(f, 1):
@@ -244,21 +274,39 @@ def libsvm_rows(path, limit=None):
                 return
             try:
                 float(tokens[0])  # label (unused here)
-                features = []
-                for tok in tokens[1:]:
-                    key, value = tok.split(":")
-                    features.append((int(key), float(value)))
+                features = [feature(tok) for tok in tokens[1:]]
             except ValueError:
                 fail(f"{path}:{line_number}: bad row")
             done += 1
             yield features
 
 
+def libsvm_rows(path, limit=None):
+    """Yields the features of each non-blank row: [(id, value), ...]."""
+    def feature(tok):
+        key, value = tok.split(":")
+        return int(key), float(value)
+    return sparse_rows(path, limit, feature)
+
+
+def libffm_rows(path, limit=None):
+    """Yields the features of each non-blank libffm row: [(id, value, field), ...]."""
+    def feature(tok):
+        field, key, value = tok.split(":")
+        return int(key), float(value), int(field)
+    return sparse_rows(path, limit, feature)
+
+
+def data_rows(model, path, limit=None):
+    """The rows of `path` in the model's format (libsvm or libffm)."""
+    return (libffm_rows if model.format == "libffm" else libsvm_rows)(path, limit)
+
+
 def main():
-    parser = argparse.ArgumentParser(description="Score libsvm rows with an fmps model.")
+    parser = argparse.ArgumentParser(description="Score libsvm or libffm rows with an fmps model.")
     parser.add_argument("pb_dir", help="directory holding fmps_pb2.py")
     parser.add_argument("model", help="model.fmps")
-    parser.add_argument("data", help="libsvm file")
+    parser.add_argument("data", help="libsvm or libffm file (the model's format)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N rows")
     args = parser.parse_args()
     if args.limit is not None and args.limit < 0:
@@ -266,7 +314,7 @@ def main():
     try:
         model = load_model(args.pb_dir, args.model)
         out = sys.stdout
-        for p in predict_rows(model, libsvm_rows(args.data, args.limit)):
+        for p in predict_rows(model, data_rows(model, args.data, args.limit)):
             out.write(f"{p:.7g}\n")
         out.flush()
     except ModelReaderError as e:

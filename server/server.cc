@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <numeric>
 #include <string>
 
 #include "common/base/error.h"
@@ -359,43 +358,45 @@ void Server::HandleKeepBest(int requester) {
   ReplyControl(requester, std::move(ack));
 }
 
+// Streams the store (or, with `best`, the best epoch's snapshot) in its own order, a chunk at
+// a time: no copy of the whole store (for an FFM store of 674k keys at 39 fields, k 8, that
+// copy was 850 MB). The coordinator sorts.
 void Server::HandleDump(int requester, bool best) {
   const std::size_t width = store_->row_width();
-  std::vector<Key> keys;
-  std::vector<float> rows;
+  Message chunk;
+  auto send = [&] {
+    chunk.kind = MsgKind::kDumpChunk;
+    Reply(requester, std::move(chunk));
+    chunk = Message();
+  };
+  auto add = [&](Key key) -> float* {
+    if (chunk.keys.empty()) {
+      chunk.keys.reserve(kDumpChunkKeys);
+      chunk.vals.reserve(kDumpChunkKeys * width);
+    }
+    chunk.keys.push_back(key);
+    chunk.vals.resize(chunk.vals.size() + width);
+    return chunk.vals.data() + chunk.vals.size() - width;
+  };
+  auto flush_full = [&] {
+    if (chunk.keys.size() == kDumpChunkKeys) send();
+  };
   if (best) {
-    keys.reserve(best_.size());
-    rows.assign(best_.size() * width, 0.0f);
     for (std::size_t i = 0; i < best_.size(); ++i) {
       const KeyRecord r = best_.record(i);
-      keys.push_back(r.key);
-      rows[i * width] = r.w;
-      if (r.v != nullptr) std::copy(r.v, r.v + (width - 1), &rows[i * width + 1]);
+      float* row = add(r.key);
+      row[0] = r.w;
+      if (r.v != nullptr) std::copy(r.v, r.v + (width - 1), row + 1);
+      else std::fill(row + 1, row + width, 0.0f);
+      flush_full();
     }
   } else {
-    keys.reserve(store_->size());
-    rows.reserve(store_->size() * width);
     store_->ForEach([&](Key key, const float* row) {
-      keys.push_back(key);
-      rows.insert(rows.end(), row, row + width);
+      std::copy(row, row + width, add(key));
+      flush_full();
     });
   }
-  std::vector<std::uint32_t> order(keys.size());
-  std::iota(order.begin(), order.end(), 0u);
-  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return keys[a] < keys[b]; });
-  for (std::size_t i = 0; i < order.size(); i += kDumpChunkKeys) {
-    const std::size_t end = std::min(order.size(), i + kDumpChunkKeys);
-    Message chunk;
-    chunk.kind = MsgKind::kDumpChunk;
-    chunk.keys.reserve(end - i);
-    chunk.vals.reserve((end - i) * width);
-    for (std::size_t j = i; j < end; ++j) {
-      chunk.keys.push_back(keys[order[j]]);
-      const float* row = &rows[order[j] * width];
-      chunk.vals.insert(chunk.vals.end(), row, row + width);
-    }
-    Reply(requester, std::move(chunk));
-  }
+  if (!chunk.keys.empty()) send();
   pb::Control done;
   done.mutable_dump_done()->set_store_bytes(store_->MemoryBytes());
   ReplyControl(requester, std::move(done));

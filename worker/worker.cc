@@ -25,6 +25,7 @@ ModelBatch View(const PreparedBatch& b) {
   v.offsets = b.block.offsets.data();
   v.local = b.local.data();
   v.values = b.block.values.data();
+  v.fields = b.block.fields.data();
   return v;
 }
 

@@ -54,7 +54,7 @@ class ControlChannel {
 void ShutdownServers(ControlChannel* control, int num_servers);
 
 // Streams every (key, row) pair of servers 0 .. num_servers-1 to sink: sends DumpRequest,
-// then receives each server's kDumpChunk data messages (keys ascending per server, rows of
+// then receives each server's kDumpChunk data messages (keys in the store's order, rows of
 // row_width floats) until its DumpDone. Control messages of other types that arrive
 // meanwhile are kept in `control`. The endpoint must have no data request in flight (an
 // unexpected data message throws TransportError). Returns the bytes all stores use.

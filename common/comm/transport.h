@@ -32,7 +32,7 @@ enum class MsgKind : std::uint8_t {
   kPullReply = 2,  //
   kPush = 3,       // keys, vals (gradients), optional counts -> kPushReply
   kPushReply = 4,  // vals: a buffer handed back (in-process), else empty
-  kDumpChunk = 5,  // server -> coordinator after a DumpRequest: keys ascending, their rows
+  kDumpChunk = 5,  // server -> coordinator after a DumpRequest: keys (store order), their rows
 };
 inline constexpr std::uint32_t kMaxMsgKind = static_cast<std::uint32_t>(MsgKind::kDumpChunk);
 

@@ -23,6 +23,12 @@ enum class Consistency { kAsync, kBsp };
 enum class Normalize { kNone, kInstance };
 enum class GradientScale { kSum, kKeyMean };
 enum class EarlyStopMetric { kNone, kAuto, kAuc, kLogloss, kRmse };
+// The model trained (model.kind). Stored in model files and checkpoint shards as its number:
+// never renumber. The shape rules of each kind are in common/model/model_shape.h.
+enum class ModelKind : int {
+  kFm = 0,   // factorization machine: one v of k floats per key
+  kFfm = 1,  // field-aware FM: one v of k floats per key and field (F * k floats)
+};
 
 // Role of each csv column. Every header column must have exactly one role.
 struct CsvSpec {
@@ -60,6 +66,10 @@ struct ModelConfig {
   float l2_w = 0.0f;            // >= 0
   float l2_v = 0.0f;            // >= 0
   std::uint32_t min_count = 0;  // embeddings only for keys seen >= min_count times
+  // Field-aware FM: kind ffm needs `fields` (the number of fields F, 1..kMaxFields; every
+  // field id of the data must be below it) and a format with fields (not libsvm).
+  ModelKind kind = ModelKind::kFm;
+  int fields = 0;  // ffm only
 };
 
 struct OptimizerConfig {
@@ -189,6 +199,7 @@ const char* ToString(Consistency v);
 const char* ToString(Normalize v);
 const char* ToString(GradientScale v);
 const char* ToString(EarlyStopMetric v);
+const char* ToString(ModelKind v);
 
 // Expands paths and globs (glob(3)); each pattern must match at least one regular file.
 // Result keeps pattern order, matches of one glob sorted. `key` names the config key in

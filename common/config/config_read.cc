@@ -99,6 +99,7 @@ class TableReader {
       given_[i] = e;
       // Lists not read yet are empty: checking after each csv key blames the first clash.
       if (s->path() == "data.csv") CheckCsvRoles(*s, config->data.csv);
+      CheckFieldAwareModel(f, *e, *config);
     }
     const bool required = f.presence == Presence::kRequired ||
                           (f.presence == Presence::kRequiredToTrain && require_train_);
@@ -184,6 +185,31 @@ class TableReader {
         }
         roles.emplace_back(column, entry->path);
       }
+    }
+  }
+
+  // model.kind ffm needs fields in the data (not libsvm); model.fields must cover the fields
+  // a criteo or csv row has (libffm's ids are checked per row: a bad row). Called for every
+  // key given; acts on model.kind and model.fields (read after data.format and data.csv).
+  void CheckFieldAwareModel(const ConfigField& f, const Entry& e, const Config& c) const {
+    const std::string_view key = f.key;
+    if (c.model.kind != ModelKind::kFfm) return;
+    if (key == "model.kind" && c.data.format == DataFormat::kLibsvm) {
+      ctx_.Fail(e.path, e.mark(),
+                "model.kind: ffm needs a field for every feature, and data.format libsvm has "
+                "none (use libffm, criteo or csv)");
+    }
+    if (key != "model.fields") return;
+    int needed = 0;
+    if (c.data.format == DataFormat::kCriteo) needed = 39;
+    if (c.data.format == DataFormat::kCsv) {
+      needed = static_cast<int>(c.data.csv.numeric.size() + c.data.csv.categorical.size());
+    }
+    if (c.model.fields < needed) {
+      ctx_.Fail(e.path, e.mark(),
+                "model.fields: " + std::to_string(c.model.fields) + " is too few: data.format " +
+                    ToString(c.data.format) + " gives " + std::to_string(needed) +
+                    " fields (field ids 0.." + std::to_string(needed - 1) + ")");
     }
   }
 

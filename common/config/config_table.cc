@@ -155,6 +155,27 @@ std::vector<ConfigField> ModelFields() {
   };
 }
 
+// Field-aware FM (model.kind ffm): model.fields applies only to it. Which formats may
+// train it is checked by the reader (config_read.cc, CheckFieldAwareModel).
+bool IsFfm(const Config& c) { return c.model.kind == ModelKind::kFfm; }
+const Condition kFfmOnly{"to model.kind: ffm", IsFfm, "model.kind"};
+
+std::vector<ConfigField> ModelKindFields() {
+  return {
+      {.key = "model.kind",
+       .kind = EnumField<ModelKind>{FMPS_AT(model.kind)},
+       .meaning = "fm: one embedding per feature; ffm: field-aware FM, one embedding per "
+                  "feature and field (needs model.fields and a format with fields)",
+       .digest = true},
+      {.key = "model.fields",
+       .kind = IntField<int>{FMPS_AT(model.fields), 1, 4096},
+       .meaning = "ffm: the number of fields F; every field id of the data must be below it",
+       .applies = &kFfmOnly,
+       .presence = Presence::kRequired,
+       .digest = true},
+  };
+}
+
 std::vector<ConfigField> OptimizerFields() {
   return {
       {.key = "optimizer.name",
@@ -314,7 +335,7 @@ std::vector<ConfigField> EarlyStopFields() {
 std::vector<ConfigField> MakeTable() {
   std::vector<ConfigField> all;
   for (auto part : {DataFields, CsvFields, DataTailFields, ValidationFields, ModelFields,
-                    OptimizerFields, TrainFields, EarlyStopFields, RunFields}) {
+                    ModelKindFields, OptimizerFields, TrainFields, EarlyStopFields, RunFields}) {
     for (ConfigField& f : part()) all.push_back(f);
   }
   return all;
@@ -366,6 +387,7 @@ void CheckValidationKeys(const Config& c, ValidationSource source) {
                       (logistic ? " (use auc, logloss or auto)" : " (use rmse or auto)"));
   }
 }
+const char* ToString(ModelKind v) { return NameOf(v); }
 
 std::span<const ConfigField> ConfigFields() {
   static const std::vector<ConfigField> table = MakeTable();

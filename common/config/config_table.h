@@ -86,7 +86,7 @@ using FieldKind =
                  RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
                  EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
                  EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
-                 EnumField<GradientScale>, EnumField<EarlyStopMetric>>;
+                 EnumField<GradientScale>, EnumField<EarlyStopMetric>, EnumField<ModelKind>>;
 
 enum class Presence {
   kOptional,
@@ -134,6 +134,7 @@ inline constexpr std::string_view kConsistency[] = {"async", "bsp"};
 inline constexpr std::string_view kNormalize[] = {"none", "instance"};
 inline constexpr std::string_view kGradientScale[] = {"sum", "key_mean"};
 inline constexpr std::string_view kEarlyStopMetric[] = {"none", "auto", "auc", "logloss", "rmse"};
+inline constexpr std::string_view kModelKind[] = {"fm", "ffm"};
 }  // namespace enum_names
 
 template <typename E>
@@ -148,6 +149,7 @@ std::span<const std::string_view> EnumNames() {
   if constexpr (std::is_same_v<E, Normalize>) return kNormalize;
   if constexpr (std::is_same_v<E, GradientScale>) return kGradientScale;
   if constexpr (std::is_same_v<E, EarlyStopMetric>) return kEarlyStopMetric;
+  if constexpr (std::is_same_v<E, ModelKind>) return kModelKind;
 }
 
 }  // namespace fmps

@@ -218,6 +218,8 @@ std::string ExpectedText(const ConfigField& field) {
           return std::string("a ") + f.what + ", or a list of them";
         } else if constexpr (std::is_same_v<F, TextField>) {
           return f.what;
+        } else if constexpr (std::is_same_v<F, IntField<int>>) {
+          return "an integer in " + std::to_string(f.lo) + ".." + std::to_string(f.hi);
         } else if constexpr (IsEnumField<F>::value) {
           return "one of " +
                  JoinNames(EnumNames<std::decay_t<decltype(f.member(std::declval<Config&>()))>>());

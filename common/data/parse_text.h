@@ -24,6 +24,7 @@ struct RowRules {
   int hash_bits = 0;
   bool logistic = true;
   bool labels_optional = false;
+  std::uint32_t field_limit = 0xffffffffu;  // FeatureSpec::field_limit
 };
 
 using internal::NumStatus;

@@ -59,6 +59,10 @@ struct FeatureSpec {
   Loss loss = Loss::kLogistic;             // decides which labels are valid
   std::vector<NumericStat> numeric_stats;  // csv + standardize: one per numeric column
   LabelPolicy labels = LabelPolicy::kRequired;
+  // Field ids must be below this (a libffm row with a larger one is malformed, "field id out
+  // of range"): model.fields for a field-aware model (FieldLimitOf), else kFieldLimit. Not
+  // stored in model files: restored from the model's shape.
+  std::uint32_t field_limit = kFieldLimit;
 };
 
 // The log-bucketing of counts used by the Criteo winners: v > 2 -> floor(ln(v)^2), else

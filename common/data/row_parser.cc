@@ -6,7 +6,8 @@ namespace {
 RowRules RulesOf(const FeatureSpec& spec) {
   return {.hash_bits = spec.data.hash_bits,
           .logistic = spec.loss == Loss::kLogistic,
-          .labels_optional = spec.labels == LabelPolicy::kOptional};
+          .labels_optional = spec.labels == LabelPolicy::kOptional,
+          .field_limit = spec.field_limit};
 }
 }  // namespace
 

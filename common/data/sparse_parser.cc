@@ -62,7 +62,7 @@ bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::stri
     NumStatus st;
     if constexpr (kFfm) {
       st = internal::ScanU64Padded(&p, end, &field);
-      if (st != NumStatus::kOk || p == end || *p != ':' || field >= kFieldLimit) {
+      if (st != NumStatus::kOk || p == end || *p != ':' || field >= rules_.field_limit) {
         return FfmError(tok, end, feature, reason);
       }
       ++p;
@@ -100,7 +100,8 @@ bool SparseParser::ParseLibffm(std::string_view line, RowBlock* block, std::stri
 
 // Explains why the "field:id:value" token at tok is bad (cold path): a missing part, then
 // the field ("bad field" when not an integer, "bad field id" when an integer outside
-// [0, kFieldLimit)), then the id.
+// [0, kFieldLimit), "field id out of range" when at or above FeatureSpec::field_limit), then
+// the id.
 bool SparseParser::FfmError(const char* tok, const char* end, int feature,
                             std::string* reason) const {
   const char* e = TokenEnd(tok, end);
@@ -121,6 +122,11 @@ bool SparseParser::FfmError(const char* tok, const char* end, int feature,
   NumStatus st = internal::ParseU64(field.data(), field.data() + field.size(), &v);
   if (st == NumStatus::kOutOfRange || (st == NumStatus::kOk && v >= kFieldLimit)) {
     FeatureReason(reason, "bad field id", token, feature);
+  } else if (st == NumStatus::kOk && v >= rules_.field_limit) {
+    FeatureReason(reason, "field id out of range", token, feature);
+    reason->append(" (model.fields is ");
+    AppendUint(reason, rules_.field_limit);
+    reason->push_back(')');
   } else if (st != NumStatus::kOk) {
     FeatureReason(reason, "bad field", token, feature);
   } else {

@@ -4,7 +4,8 @@
 // Separators are runs of spaces and tabs. A value of 0 adds no non-zero. Ids are kept
 // (hash_bits 0; id 2^64-1, the bias key, is then out of range) or hashed into 2^hash_bits.
 // A libffm field must be an integer in [0, kFieldLimit): else the row is bad, "bad field id"
-// ("bad field" when the field is no integer at all).
+// ("bad field" when the field is no integer at all); with a FeatureSpec::field_limit (a
+// field-aware model) a field at or above it is "field id out of range (model.fields is F)".
 //
 // Cost: O(line length), no allocation once the block and the reason string have grown; the
 // line must be followed by kLinePadding readable bytes. Not thread-safe (one per thread).

@@ -90,6 +90,10 @@ class Planted {
     Rng rng(Mix64(o.seed ^ 0x6a09e667f3bcc909ULL));
     for (auto& w : w_) w = static_cast<float>(kWeightStd * rng.Normal());
     for (auto& v : v_) v = static_cast<float>(sigma * rng.Normal());
+    if (o.model == ModelKind::kFfm) {  // the field-pair vectors c_{a,b} (synth.h)
+      c_.resize(static_cast<std::size_t>(o.fields) * o.fields * o.k);
+      for (auto& c : c_) c = static_cast<float>(rng.Normal());
+    }
   }
 
   std::uint64_t per_field() const { return per_field_; }
@@ -110,6 +114,7 @@ class Planted {
   }
 
   double Score(const std::vector<std::uint64_t>& values, double bias) const {
+    if (o_.model == ModelKind::kFfm) return FfmScore(values, bias);
     const int k = o_.k;
     std::vector<double> sum(k, 0.0);
     double s = bias, squares = 0.0;
@@ -128,11 +133,34 @@ class Planted {
   }
 
  private:
+  // bias + sum_a w_{i_a} + sum_{a<b} sum_q u_{i_a,q} u_{i_b,q} c_{a,b,q} c_{b,a,q}.
+  double FfmScore(const std::vector<std::uint64_t>& values, double bias) const {
+    const int k = o_.k, fields = o_.fields;
+    double s = bias;
+    std::vector<const float*> u(fields);
+    for (int a = 0; a < fields; ++a) {
+      const std::uint64_t p = ParamIndex(a, values[a]);
+      s += w_[p];
+      u[a] = &v_[p * k];
+    }
+    for (int a = 0; a < fields; ++a) {
+      for (int b = a + 1; b < fields; ++b) {
+        const float* cab = &c_[(static_cast<std::size_t>(a) * fields + b) * k];
+        const float* cba = &c_[(static_cast<std::size_t>(b) * fields + a) * k];
+        for (int q = 0; q < k; ++q) {
+          s += static_cast<double>(u[a][q]) * u[b][q] * cab[q] * cba[q];
+        }
+      }
+    }
+    return s;
+  }
+
   SynthOptions o_;
   std::uint64_t per_field_;
   std::vector<double> cdf_;
   std::vector<float> w_;
   std::vector<float> v_;
+  std::vector<float> c_;  // ffm: fields x fields x k field-pair vectors
 };
 
 void AppendUint(std::string* out, std::uint64_t x) {
@@ -178,6 +206,9 @@ void CheckOptions(const SynthOptions& o) {
   if (o.k < 1 || o.k > 1024) throw ConfigError("synth: --k must be in 1..1024");
   if (o.vocab < static_cast<std::uint64_t>(o.fields)) {
     throw ConfigError("synth: --vocab must be >= --fields");
+  }
+  if (o.model == ModelKind::kFfm && o.format == DataFormat::kLibsvm) {
+    throw ConfigError("synth: --model ffm needs a format with fields (libffm, criteo or csv)");
   }
   if (o.format == DataFormat::kCriteo && o.fields != 39) {
     throw ConfigError("synth: --format criteo needs --fields 39 (13 integer + 26 categorical)");
@@ -258,6 +289,7 @@ void WriteMeta(const SynthOptions& o, const SynthResult& result) {
       .Add("k", o.k)
       .Add("seed", o.seed)
       .Add("format", ToString(o.format))
+      .Add("model", ToString(o.model))
       .Add("train", result.train_path)
       .Add("test", result.test_path)
       .Add("positive_rate", result.positive_rate)

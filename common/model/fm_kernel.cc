@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/model/kernel_vec.h"
 #include "common/model/loss.h"
 
 namespace fmps {
@@ -77,14 +78,10 @@ template <Prefetch kPf>
   }
 }
 
-// GCC vector extensions (also understood by clang).
-typedef float Float4 __attribute__((vector_size(4 * sizeof(float))));
-typedef float Float8 __attribute__((vector_size(8 * sizeof(float))));
-#ifdef __AVX__
-constexpr int kMaxLanes = 8;
-#else
-constexpr int kMaxLanes = 4;  // SSE registers only (a 32-byte vector would change the ABI)
-#endif
+// GCC vector extensions (kernel_vec.h).
+using kernel_vec::Float4;
+using kernel_vec::Float8;
+using kernel_vec::kMaxLanes;
 
 // The per-row math for an embedding size K fixed at compile time (4, 8, 16 or 32): the
 // factors are kCount vectors of kLanes floats (GCC vector extensions: AVX registers with

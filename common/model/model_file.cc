@@ -234,6 +234,7 @@ std::uint32_t ReadHeader(ModelReader* r, const std::string& path, ModelMeta* met
     r->Fail(std::string("bad feature settings in model header: ") + e.what());
   }
   meta->features.loss = meta->loss;
+  meta->features.field_limit = FieldLimitOf(meta->shape);
   for (const auto& s : h.numeric_stats()) {
     meta->features.numeric_stats.push_back({s.column(), s.mean(), s.std()});
   }
@@ -351,6 +352,7 @@ void Model::Score(const RowBlock& block, std::vector<std::uint32_t>* local, floa
   b.offsets = block.offsets.data();
   b.local = local->data();
   b.values = block.values.data();
+  b.fields = block.fields.data();
   kernel_->Scores(b, table_.data(), scores);
 }
 

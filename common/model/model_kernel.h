@@ -8,6 +8,9 @@
 //
 // FM (ModelKind::kFm), O(k * nnz):
 //   y(x) = w0 + sum_i w_i x_i + 1/2 sum_f [ (sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2 ].
+// FFM (ModelKind::kFfm, ffm_kernel.h), O(k * nnz^2) per row, field f_i of non-zero i:
+//   y(x) = w0 + sum_i w_i x_i + sum_{i<j} <v_{i,f_j}, v_{j,f_i}> x_i x_j,
+//   v_{i,f} = v_i[f * k .. f * k + k).
 //
 // Adding a kind: a class implementing ModelKernel (its own file) and one case in MakeKernel
 // (model_kernel.cc), besides the ModelKind value (model_shape.h).
@@ -31,6 +34,10 @@ struct ModelBatch {
   const std::size_t* offsets = nullptr;  // rows + 1
   const std::uint32_t* local = nullptr;  // nnz local row indices (never 0: that is the bias)
   const float* values = nullptr;         // nnz
+  // nnz field ids (RowBlock::fields): field-aware kinds read them and need every id below
+  // shape.fields (the readers reject other rows: FeatureSpec::field_limit); FM ignores them
+  // (may be null).
+  const std::uint32_t* fields = nullptr;
 };
 
 class ModelKernel {
@@ -51,7 +58,9 @@ class ModelKernel {
                                  float* scores) const = 0;
 
   // Per-row embedding sums: sums[r * v_width + f] = sum over row r's non-zeros i of
-  // v_if x_i (rows * shape().v_width() floats; the bias row takes no part).
+  // v_if x_i (rows * shape().v_width() floats; the bias row takes no part). For FFM the sum
+  // of v_i x_i over the row, per field block (v_width = F * k floats); FM's recall is the
+  // only user and it is FM-only.
   virtual void EmbeddingSums(const ModelBatch& batch, const float* params, float* sums) const = 0;
 };
 

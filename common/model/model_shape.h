@@ -5,9 +5,10 @@
 // A key's row is (w, v[v_width()]): row_width() = 1 + v_width() floats, in that order, in
 // pulls, pushes, the model file and ParamStore::ForEach.
 //
-// Adding a model kind (e.g. FFM): a ModelKind value here (with its v_width() and its checks
-// in Validate() and ToString()), and a ModelKernel class plugged into MakeKernel
-// (common/model/model_kernel.h). Files and shards carry the kind already.
+// Kinds: FM (v = k floats) and FFM (v = F vectors of k floats, one per field: v_{i,f} at
+// f * k, F = fields). Adding a model kind: a ModelKind value (common/config/config.h, with
+// its v_width() here and its checks in Validate() and ToString()), and a ModelKernel class
+// plugged into MakeKernel (common/model/model_kernel.h). Files and shards carry the kind.
 //
 // A plain value: copyable, thread-safe to read.
 #pragma once
@@ -15,31 +16,30 @@
 #include <string>
 
 #include "common/config/config.h"
+#include "common/data/row_block.h"
 
 namespace fmps {
 
-// Stored in model files and checkpoint shards as its number: never renumber.
-enum class ModelKind : int {
-  kFm = 0,  // factorization machine: one v of k floats per key
-};
+// ModelKind (stored by number in model files and checkpoint shards) is config.h's.
 
-constexpr int kMaxK = 1024;  // largest embedding size
+constexpr int kMaxK = 1024;       // largest embedding size
+constexpr int kMaxFields = 4096;  // most fields of a field-aware kind (as model.fields allows)
 
 struct ModelShape {
   ModelKind kind = ModelKind::kFm;
   int k = 8;       // embedding size
   int fields = 0;  // number of fields (field-aware kinds); 0 for FM
 
-  // Floats of one key's embedding v.
-  constexpr int v_width() const { return k; }
+  // Floats of one key's embedding v: k for FM, fields * k for FFM.
+  constexpr int v_width() const { return kind == ModelKind::kFfm ? fields * k : k; }
   // Floats of one key's row: w, then v.
   constexpr int row_width() const { return 1 + v_width(); }
 
   // Throws ModelError naming `what` (e.g. a file) unless the shape is valid: a known kind,
-  // 1 <= k <= kMaxK, fields == 0 for FM.
+  // 1 <= k <= kMaxK, fields == 0 for FM, 1 <= fields <= kMaxFields for FFM.
   void Validate(const std::string& what) const;
 
-  // "fm k=8" (and the fields of field-aware kinds): for messages.
+  // "fm k=8", "ffm k=8 fields=39": for messages.
   std::string ToString() const;
 
   friend bool operator==(const ModelShape&, const ModelShape&) = default;
@@ -47,12 +47,20 @@ struct ModelShape {
 
 // An FM shape of embedding size k (not validated).
 constexpr ModelShape FmShape(int k) { return {ModelKind::kFm, k, 0}; }
+// An FFM shape of embedding size k over `fields` fields (not validated).
+constexpr ModelShape FfmShape(int k, int fields) { return {ModelKind::kFfm, k, fields}; }
 
-// The shape a config trains: kind fm, model.k. Validated (throws ModelError naming
-// "model.k" when out of range).
+// The shape a config trains: model.kind, model.k, model.fields. Validated (throws
+// ModelError naming "model" when out of range).
 ModelShape ShapeFromConfig(const ModelConfig& model);
 
 // Kind from its stored number; throws ModelError naming `what` when unknown.
 ModelKind ModelKindFromNumber(unsigned number, const std::string& what);
+
+// The bound on field ids a shape's data must respect (FeatureSpec::field_limit): `fields`
+// for FFM, kFieldLimit (any field) for FM.
+constexpr std::uint32_t FieldLimitOf(const ModelShape& shape) {
+  return shape.kind == ModelKind::kFfm ? static_cast<std::uint32_t>(shape.fields) : kFieldLimit;
+}
 
 }  // namespace fmps

@@ -17,6 +17,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ffm_bench  # noqa: E402  (the FFM cases, beside this file)
+
 FIELDS = 39
 K = 8
 # Chosen so that ~10^6 distinct keys appear in the 2*10^6 training rows (Zipf 1.1 per
@@ -659,6 +662,7 @@ def main():
     ap.add_argument("--repo", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--ffm-only", action="store_true", help="run only the FFM cases")
     a = ap.parse_args()
     repo = a.repo
     fmps = os.path.join(repo, "build", "fmps")
@@ -669,6 +673,8 @@ def main():
     mach = machine()
     table = Table()
 
+    if a.ffm_only:
+        return run_ffm_only(repo, fmps, outdir, a, mach, table)
     meta = make_data(repo, fmps, rows, test_rows)
     ctx, micro_fig = micro(repo, table, a.reps, a.quick, outdir, meta["train"])
     model, results = end_to_end(repo, fmps, meta, table, a.reps, outdir)
@@ -677,6 +683,8 @@ def main():
     scal = scaling(results, stats, table)
     single_rps = statistics.median(s["rows_per_s"] for s in results["single"][1])
     model_out = capacity(stats, micro_fig, single_rps, scal, table)
+    ffm_bench.ffm_cases(repo, fmps, run, log, train_single, train_mpi, table, a.reps, a.quick,
+                        outdir, VOCAB, SEED)
 
     info = {"mode": "quick" if a.quick else "full", "rows": rows, "test_rows": test_rows,
             "train_mb": os.path.getsize(meta["train"]) / 1e6, "reps": a.reps}
@@ -691,6 +699,17 @@ def main():
     failed = [r["section"] + ": " + r["name"] for r in table.rows if r["pass"] is False]
     if failed:
         print(f"{len(failed)} figure(s) below target")
+
+
+def run_ffm_only(repo, fmps, outdir, a, mach, table):
+    """--ffm-only: the FFM cases alone (ffm_bench.py), printed and written to ffm.json."""
+    ffm_bench.ffm_cases(repo, fmps, run, log, train_single, train_mpi, table, a.reps, a.quick,
+                        outdir, VOCAB, SEED)
+    rows = 200_000 if a.quick else 1_000_000
+    print_table(table, mach, {"mode": "ffm only", "rows": rows, "test_rows": rows // 10,
+                              "train_mb": 0, "reps": a.reps})
+    with open(os.path.join(outdir, "ffm.json"), "w") as f:
+        json.dump({"machine": mach, "cases": table.rows}, f, indent=1)
 
 
 if __name__ == "__main__":

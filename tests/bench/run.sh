@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fmps benchmark suite: the one entry command.
 #
-#   bash tests/bench/run.sh [--quick]
+#   bash tests/bench/run.sh [--quick] [--ffm-only]
 #
 # Builds Release into build/ (launch/setup.sh, which also builds build/tests/bench/fmps_bench
 # when Google Benchmark is installed), generates Criteo-shaped planted-FM data with
@@ -17,9 +17,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 quick=""
+ffm_only=""  # --ffm-only: just the FFM cases (tests/bench/ffm_bench.py)
 for a in "$@"; do
   case "$a" in
     --quick) quick="--quick" ;;
+    --ffm-only) ffm_only="--ffm-only" ;;
     -h|--help) sed -n 2,15p "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$a' (usage: bash tests/bench/run.sh [--quick])" >&2; exit 2 ;;
   esac
@@ -39,4 +41,4 @@ if ! dpkg-query -W -f='${Status}' libbenchmark-dev 2>/dev/null | grep -q "instal
 fi
 
 bash launch/setup.sh
-python3 "$repo/tests/bench/bench.py" --repo "$repo" $quick
+python3 "$repo/tests/bench/bench.py" --repo "$repo" $quick $ffm_only

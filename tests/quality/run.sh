@@ -13,16 +13,20 @@
 # gap to it, the divergence count and the xLearn reference; the same as JSON in
 # runs/quality/quality-TAG.json. Sets without a test file are split (every 5th row from row 4
 # is test) into runs/quality/data. Not a pass/fail test. Options: see quality.py --help.
+# Then the FFM case (ffm_quality.py: planted field-aware data and the xLearn libffm sample,
+# model.kind ffm against fm and the Bayes logloss; --quick: two learning rates, 0.02 and 0.05).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 args=()
+ffm_grid=full
 for a in "$@"; do
   case "$a" in
-    --quick) args+=(--grid quick --epochs-scale 0.5) ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --quick) args+=(--grid quick --epochs-scale 0.5); ffm_grid=quick ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
     *) args+=("$a") ;;
   esac
 done
 bash launch/setup.sh
 python3 "$repo/tests/quality/quality.py" --repo "$repo" "${args[@]}"
+python3 "$repo/tests/quality/ffm_quality.py" --repo "$repo" --grid "$ffm_grid"

@@ -48,7 +48,7 @@ usage:
   fmps check   --explain                           list every config key: type, default,
                                                    allowed values, when it applies, meaning
   fmps synth   --out DIR [--rows N] [--test-rows N] [--fields F] [--vocab V]
-               [--k K] [--seed S] [--format libsvm|libffm|criteo|csv]
+               [--k K] [--seed S] [--format libsvm|libffm|criteo|csv] [--model fm|ffm]
   fmps predict --model PATH --data FILE [--format F] [--out FILE] [--threads N]
   fmps eval    --model PATH --data FILE [--format F] [--threads N]
                                      prints JSON: rows, logloss and auc (logistic loss)
@@ -120,7 +120,8 @@ int Check(int argc, char** argv) {
 
 int Synth(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "synth",
-                     {"out", "rows", "test-rows", "fields", "vocab", "k", "seed", "format"}, {});
+                     {"out", "rows", "test-rows", "fields", "vocab", "k", "seed", "format", "model"},
+                     {});
   if (!a.positional.empty()) throw ConfigError("synth: unexpected argument " + a.positional[0]);
   SynthOptions o;
   o.out_dir = a.Require("synth", "out");
@@ -135,6 +136,12 @@ int Synth(int argc, char** argv) {
   o.k = static_cast<int>(std::min<std::uint64_t>(uint_opt("k", o.k), 1u << 20));
   o.seed = uint_opt("seed", o.seed);
   if (std::string f = a.Get("format"); !f.empty()) o.format = ParseFormat("synth", f);
+  if (std::string m = a.Get("model"); !m.empty()) {
+    if (m != "fm" && m != "ffm") {
+      throw ConfigError("synth: --model must be fm or ffm, got '" + m + "'");
+    }
+    o.model = m == "ffm" ? ModelKind::kFfm : ModelKind::kFm;
+  }
   SynthResult r = Synthesize(o);
   std::printf(
       "wrote %s and %s (%llu + %llu rows); positive rate %.4f; Bayes test logloss %.5f, "

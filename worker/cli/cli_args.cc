@@ -45,10 +45,11 @@ Validates CONFIG.yaml (with the --set overrides) and prints the effective config
 --explain lists every config key: type, default, allowed values, when it applies, meaning.
 )"},
     {"synth", R"(usage: fmps synth --out DIR [--rows N] [--test-rows N] [--fields F] [--vocab V]
-                  [--k K] [--seed S] [--format libsvm|libffm|criteo|csv]
+                  [--k K] [--seed S] [--format libsvm|libffm|criteo|csv] [--model fm|ffm]
 
-Writes DIR/train.FORMAT and DIR/test.FORMAT drawn from a planted FM and prints the Bayes
-logloss and AUC of the test rows (the best any model can reach on them).
+Writes DIR/train.FORMAT and DIR/test.FORMAT drawn from a planted FM (--model ffm: a
+planted field-aware FM, for a format with fields) and prints the Bayes logloss and AUC of
+the test rows (the best any model can reach on them).
 )"},
     {"predict",
      R"(usage: fmps predict --model PATH --data FILE [--format F] [--out FILE] [--threads N]

@@ -298,7 +298,7 @@ TEST(ConfigTest, WrongTypes) {
             "exp.yaml:4:17: optimizer.lr: expected a finite number > 0, got 'fast'");
   EXPECT_EQ(ErrorOf(base + "model: 5\n"),
             "exp.yaml:4:8: model: expected a mapping with keys k, loss, init_std, l2_w, l2_v, "
-            "min_count, got '5'");
+            "min_count, kind, fields, got '5'");
   EXPECT_EQ(ErrorOf("data:\n  train: [a, [b]]\n  format: libsvm\n"),
             "exp.yaml:2:14: data.train[1]: expected a path or glob, got a list");
   EXPECT_EQ(ErrorOf("data:\n  train: {a: 1}\n  format: libsvm\n"),
@@ -739,6 +739,7 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(model.l2_w, "0.25"),
       FMPS_PROBE(model.l2_v, "0.125"),
       FMPS_PROBE(model.min_count, "3"),
+      FMPS_PROBE(model.fields, "7", "data.format=libffm", "model.kind=ffm", "model.fields=4"),
       FMPS_PROBE(optimizer.name, "sgd"),
       FMPS_PROBE(optimizer.lr, "0.5"),
       FMPS_PROBE(optimizer.beta1, "0.5", "optimizer.name=adam"),
@@ -777,6 +778,7 @@ TEST(ConfigTableTest, ProbesCoverTheTable) {
   std::set<std::string> table, probed;
   for (const ConfigField& f : ConfigFields()) table.insert(f.key);
   for (const Probe& p : Probes()) probed.insert(p.key);
+  probed.insert("model.kind");  // no base config fits both kinds: see ModelKindSwitchesTheModel
   EXPECT_EQ(table, probed);
 }
 
@@ -829,6 +831,8 @@ TEST(ConfigTableTest, DigestAndKeySettingFields) {
                           "model.l2_w",
                           "model.l2_v",
                           "model.min_count",
+                          "model.kind",
+                          "model.fields",
                           "optimizer.name",
                           "optimizer.lr",
                           "optimizer.beta1",
@@ -856,6 +860,51 @@ TEST(ConfigTableTest, DigestAndKeySettingFields) {
   Config sgd = c;
   sgd.optimizer.name = OptimizerName::kSgd;
   EXPECT_EQ(ConfigDigest(ignored), ConfigDigest(sgd));
+}
+
+// model.kind: fm (the default) against ffm with its fields: reaches the member, is a digest
+// field but no key setting, and the dump reads back.
+TEST(ConfigTableTest, ModelKindSwitchesTheModel) {
+  const std::string libffm = "data:\n  train: train.txt\n  format: libffm\n";
+  const Config fm = Parse(libffm);
+  const Config ffm = Parse(libffm, {"model.kind=ffm", "model.fields=4"});
+  EXPECT_EQ(fm.model.kind, ModelKind::kFm);
+  EXPECT_EQ(ffm.model.kind, ModelKind::kFfm);
+  EXPECT_EQ(ffm.model.fields, 4);
+  EXPECT_NE(ConfigDigest(fm), ConfigDigest(ffm));
+  EXPECT_EQ(KeySettings(fm.data), KeySettings(ffm.data));
+  const std::string dump = ConfigToYaml(ffm);
+  EXPECT_NE(dump.find("  kind: ffm\n  fields: 4\n"), std::string::npos) << dump;
+  EXPECT_TRUE(SameConfig(ffm, Parse(dump)));
+  EXPECT_EQ(ConfigToYaml(fm).find("fields"), std::string::npos);
+}
+
+// Every ffm setting is rejected where it does not apply, naming the key.
+TEST(ConfigTest, FfmOptionsRejectedWhereTheyDoNotApply) {
+  const std::string libffm = "data:\n  train: a\n  format: libffm\n";
+  EXPECT_EQ(ErrorOf(kMinimal + std::string("model:\n  kind: ffm\n  fields: 3\n")),
+            "exp.yaml:5:9: model.kind: ffm needs a field for every feature, and data.format "
+            "libsvm has none (use libffm, criteo or csv)");
+  EXPECT_EQ(ErrorOf(libffm + "model:\n  kind: ffm\n"),
+            "exp.yaml:5:9: model.kind: ffm requires model.fields (an integer in 1..4096)");
+  EXPECT_EQ(ErrorOf(libffm + "model:\n  fields: 3\n"),
+            "exp.yaml:5:3: model.fields applies only to model.kind: ffm (model.kind is fm, the "
+            "default)");
+  EXPECT_EQ(ErrorOf(libffm + "model:\n  kind: ffm\n  fields: 0\n"),
+            "exp.yaml:6:11: model.fields: '0' is out of range (allowed: integers in 1..4096)");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: criteo\n", {"model.kind=ffm", "model.fields=38"}),
+            "--set model.fields=38: model.fields: 38 is too few: data.format criteo gives 39 "
+            "fields (field ids 0..38)");
+  EXPECT_EQ(ErrorOf("data:\n  train: a\n  format: csv\n  csv:\n    label: y\n    numeric: [a]\n"
+                    "    categorical: [b, c]\n",
+                    {"model.kind=ffm", "model.fields=2"}),
+            "--set model.fields=2: model.fields: 2 is too few: data.format csv gives 3 fields "
+            "(field ids 0..2)");
+  EXPECT_EQ(Parse("data:\n  train: a\n  format: criteo\n", {"model.kind=ffm", "model.fields=39"})
+                .model.fields,
+            39);
+  EXPECT_EQ(ErrorOf(libffm + "model:\n  kind: fm2\n"),
+            "exp.yaml:5:9: model.kind: unknown value 'fm2' (allowed: fm, ffm); did you mean 'fm'?");
 }
 
 TEST(ConfigTableTest, ExplainListsEveryKeyWithDefaultAndCondition) {

@@ -9,6 +9,8 @@
 #   7. a damaged copy of the model (one byte of a parameter changed) is refused in one line
 #      naming the file (the file's checksum); a version-1 file (written before the checksum:
 #      no final keyless record) is scored by both, each warning that it is unverified.
+#   8. a field-aware model (model.kind ffm, libffm data from synth --model ffm) and an FM
+#      trained on the same libffm rows: both agree with fmps predict.
 # Prints "SKIP: ..." and exits 0 when python3-protobuf (or protoc) is unavailable.
 #
 # Usage: bash tests/worker/cli/model_reader_test.sh path/to/fmps        (exit 0 = pass)
@@ -190,4 +192,19 @@ grep -q "warning: $tmp/v1.fmps: model file written before" "$tmp/err" ||
   die "model_reader.py did not warn about a version-1 model: $(cat "$tmp/err")"
 cmp -s "$tmp/py.txt" "$tmp/py_v1.txt" || die "version-1 model scores differ (Python)"
 echo "ok: version-1 model loaded with warnings"
+
+# 8. FFM and FM models of libffm rows.
+"$fmps" synth --out "$tmp/f" --rows 5000 --test-rows 300 --fields 5 --vocab 200 --k 4 \
+  --format libffm --model ffm --seed 11 >/dev/null || die "fmps synth --model ffm failed"
+for kind in ffm fm; do
+  fields=""
+  [ "$kind" = ffm ] && fields="--set model.kind=ffm --set model.fields=5"
+  "$fmps" train "$tmp/exp.yaml" --set data.train="$tmp/f/train.libffm" --set data.format=libffm \
+    $fields --set output.dir="$tmp/run_$kind" >/dev/null 2>&1 || die "fmps train ($kind) failed"
+  "$fmps" predict --model "$tmp/run_$kind/model.fmps" --data "$tmp/f/test.libffm" \
+    --out "$tmp/fmps_$kind.txt" || die "fmps predict ($kind) failed"
+  "$python" "$reader" "$tmp/python" "$tmp/run_$kind/model.fmps" "$tmp/f/test.libffm" \
+    >"$tmp/py_$kind.txt" || die "model_reader.py ($kind) failed"
+  compare "$tmp/fmps_$kind.txt" "$tmp/py_$kind.txt" 300 "libffm $kind probabilities"
+done
 echo "PASS"

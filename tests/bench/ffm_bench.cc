@@ -1,0 +1,98 @@
+// FFM micro-benchmarks (issue 17), linked into fmps_bench beside fmps_bench.cc's cases:
+//   BM_FfmCache/k     ModelKernel::ForwardBackward (FFM, 39 fields, field j = column j),
+//                     1024-row batches of 39 non-zeros over a 512-row table (k = 8: 0.6 MB,
+//                     in the core's cache); items = rows
+//   BM_FfmBatch/k     the same over a 16384-row table (k = 8: 20 MB), about the unique keys
+//                     of a training batch: the rows' parameters come from memory
+//   BM_MemBandwidth   memcpy between two 256 MB buffers; bytes_per_second counts the bytes
+//                     read plus written: the memory bandwidth the FFM limit is computed with
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "common/model/model_kernel.h"
+
+namespace fmps {
+namespace {
+
+constexpr std::size_t kFfmRows = 1024;
+constexpr int kFfmFields = 39;
+constexpr std::size_t kFfmBatches = 8;
+
+struct FfmFixture {
+  ModelShape shape;
+  std::size_t table_rows = 0;
+  std::vector<float> params, grads, labels, values;
+  std::vector<std::size_t> offsets;
+  std::vector<std::uint32_t> fields;
+  std::vector<std::vector<std::uint32_t>> local;  // one per batch
+};
+
+FfmFixture MakeFfm(int k, std::size_t table_rows) {
+  FfmFixture fx;
+  fx.shape = FfmShape(k, kFfmFields);
+  fx.table_rows = table_rows;
+  const std::size_t width = static_cast<std::size_t>(fx.shape.row_width());
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> normal(0.0f, 0.01f);
+  fx.params.resize(table_rows * width);
+  for (float& p : fx.params) p = normal(rng);
+  fx.grads.assign(fx.params.size(), 0.0f);
+  std::bernoulli_distribution pos(0.25);
+  for (std::size_t r = 0; r < kFfmRows; ++r) fx.labels.push_back(pos(rng) ? 1.0f : 0.0f);
+  for (std::size_t r = 0; r <= kFfmRows; ++r) fx.offsets.push_back(r * kFfmFields);
+  fx.values.assign(kFfmRows * kFfmFields, 1.0f);
+  for (std::size_t j = 0; j < kFfmRows * kFfmFields; ++j) fx.fields.push_back(j % kFfmFields);
+  std::uniform_int_distribution<std::uint32_t> idx(1, static_cast<std::uint32_t>(table_rows - 1));
+  fx.local.resize(kFfmBatches);
+  for (auto& b : fx.local) {
+    b.resize(kFfmRows * kFfmFields);
+    for (auto& u : b) u = idx(rng);
+  }
+  return fx;
+}
+
+void RunFfm(benchmark::State& state, std::size_t table_rows) {
+  const int k = static_cast<int>(state.range(0));
+  FfmFixture fx = MakeFfm(k, table_rows);
+  std::vector<float> scores(kFfmRows);
+  const std::unique_ptr<ModelKernel> kernel = MakeKernel(fx.shape, Loss::kLogistic);
+  std::size_t b = 0;
+  for (auto _ : state) {
+    ModelBatch batch{kFfmRows,           fx.labels.data(), fx.offsets.data(), fx.local[b].data(),
+                     fx.values.data(), fx.fields.data()};
+    double loss = kernel->ForwardBackward(batch, fx.params.data(), fx.grads.data(), scores.data());
+    benchmark::DoNotOptimize(loss);
+    benchmark::ClobberMemory();
+    b = (b + 1) % kFfmBatches;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kFfmRows));
+  state.counters["table_mb"] =
+      static_cast<double>(fx.params.size() * sizeof(float)) / (1 << 20);
+}
+
+void BM_FfmCache(benchmark::State& state) { RunFfm(state, 512); }
+void BM_FfmBatch(benchmark::State& state) { RunFfm(state, 16384); }
+BENCHMARK(BM_FfmCache)->Arg(4)->Arg(8);
+BENCHMARK(BM_FfmBatch)->Arg(4)->Arg(8);
+
+void BM_MemBandwidth(benchmark::State& state) {
+  constexpr std::size_t kBytes = std::size_t{256} << 20;
+  std::unique_ptr<char[]> a(new char[kBytes]), b(new char[kBytes]);
+  std::memset(a.get(), 1, kBytes);
+  std::memset(b.get(), 2, kBytes);
+  for (auto _ : state) {
+    std::memcpy(b.get(), a.get(), kBytes);
+    benchmark::ClobberMemory();
+    std::swap(a, b);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 2 * kBytes));
+}
+BENCHMARK(BM_MemBandwidth)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace fmps
