@@ -22,6 +22,7 @@ enum class OptimizerName { kSgd, kAdagrad, kAdam, kFtrl };
 enum class Consistency { kAsync, kBsp };
 enum class Normalize { kNone, kInstance };
 enum class GradientScale { kSum, kKeyMean };
+enum class NegativeDistribution { kUniform, kPopularity };
 
 // Role of each csv column. Every header column must have exactly one role.
 struct CsvSpec {
@@ -31,6 +32,21 @@ struct CsvSpec {
   std::vector<std::string> ignore;       // skipped
   char delimiter = ',';
   NumericTransform transform = NumericTransform::kStandardize;
+  // Multi-valued categorical columns (each also listed in `categorical`): a cell holds
+  // several values separated by multi_separator, one feature each, all in the column's field.
+  std::vector<std::string> multi;
+  char multi_separator = '|';
+};
+
+// Sampled negatives for training on positive-only interactions (recall models): each
+// training row is joined with per_positive items of the catalogue `items` as label-0 rows.
+// Off while per_positive is 0. See common/data/negatives.h.
+struct NegativesConfig {
+  std::string items;  // csv catalogue: the item id column and the item-side columns
+  int per_positive = 0;
+  NegativeDistribution distribution = NegativeDistribution::kUniform;
+  double exponent = 0.75;  // popularity: P(item) ~ count^exponent
+  std::uint64_t seed = 0;
 };
 
 struct DataConfig {
@@ -45,6 +61,14 @@ struct DataConfig {
   // [0, 1]: the job fails when malformed (skipped) training rows exceed this share of the
   // rows read in the first epoch (checked at its end).
   double max_bad_fraction = 0.1;
+  NegativesConfig negatives;
+};
+
+// The fields of each side of a recall model (model.sides): csv column names, libffm field
+// ids, criteo column names I1..I13, C1..C26. Empty: no sides. See common/model/sides.h.
+struct SidesConfig {
+  std::vector<std::string> user;
+  std::vector<std::string> item;  // the first one is the item id (negatives, embed, recall)
 };
 
 struct ModelConfig {
@@ -54,6 +78,7 @@ struct ModelConfig {
   float l2_w = 0.0f;            // >= 0
   float l2_v = 0.0f;            // >= 0
   std::uint32_t min_count = 0;  // embeddings only for keys seen >= min_count times
+  SidesConfig sides;
 };
 
 struct OptimizerConfig {
@@ -168,6 +193,7 @@ const char* ToString(OptimizerName v);
 const char* ToString(Consistency v);
 const char* ToString(Normalize v);
 const char* ToString(GradientScale v);
+const char* ToString(NegativeDistribution v);
 
 // Expands paths and globs (glob(3)); each pattern must match at least one regular file.
 // Result keeps pattern order, matches of one glob sorted. `key` names the config key in

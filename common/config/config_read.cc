@@ -20,6 +20,7 @@
 #include "common/config/config.h"
 #include "common/config/config_table.h"
 #include "common/config/config_values.h"
+#include "common/config/sides.h"
 #include "common/config/yaml_source.h"
 
 namespace fmps {
@@ -234,6 +235,7 @@ Config ParseConfig(const std::string& yaml_text, const std::string& name,
   Config c;
   c.output.dir = DefaultOutputDir(name);
   TableReader(ctx, root, ConfigFields(), /*require_train=*/true).Read(&c);
+  ValidateRecallConfig(c);
   return c;
 }
 

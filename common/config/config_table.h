@@ -86,7 +86,7 @@ using FieldKind =
                  RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
                  EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
                  EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
-                 EnumField<GradientScale>>;
+                 EnumField<GradientScale>, EnumField<NegativeDistribution>>;
 
 enum class Presence {
   kOptional,
@@ -127,6 +127,7 @@ inline constexpr std::string_view kOptimizer[] = {"sgd", "adagrad", "adam", "ftr
 inline constexpr std::string_view kConsistency[] = {"async", "bsp"};
 inline constexpr std::string_view kNormalize[] = {"none", "instance"};
 inline constexpr std::string_view kGradientScale[] = {"sum", "key_mean"};
+inline constexpr std::string_view kNegativeDistribution[] = {"uniform", "popularity"};
 }  // namespace enum_names
 
 template <typename E>
@@ -140,6 +141,7 @@ std::span<const std::string_view> EnumNames() {
   if constexpr (std::is_same_v<E, Consistency>) return kConsistency;
   if constexpr (std::is_same_v<E, Normalize>) return kNormalize;
   if constexpr (std::is_same_v<E, GradientScale>) return kGradientScale;
+  if constexpr (std::is_same_v<E, NegativeDistribution>) return kNegativeDistribution;
 }
 
 }  // namespace fmps

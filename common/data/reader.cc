@@ -7,6 +7,7 @@
 #include "common/base/log.h"
 #include "common/data/csv_parser.h"
 #include "common/data/line_source.h"
+#include "common/data/negatives.h"
 #include "common/data/parse_text.h"
 #include "common/data/row_parser.h"
 
@@ -29,6 +30,23 @@ class ShardReader::Impl {
   }
 
   std::size_t Read(std::size_t max_rows, RowBlock* block) {
+    if (sampler_ != nullptr) return ReadWithNegatives(max_rows, block);
+    return ReadRows(max_rows, block);
+  }
+
+  // About max_rows rows: positives, each followed by its sampled negatives (negatives.h).
+  std::size_t ReadWithNegatives(std::size_t max_rows, RowBlock* block) {
+    const std::size_t first = block->rows();
+    const std::size_t per_row = 1 + static_cast<std::size_t>(spec_.data.negatives.per_positive);
+    const std::size_t positives = ReadRows(std::max<std::size_t>(1, max_rows / per_row), block);
+    if (positives == 0) return 0;
+    sampler_->Append(block, first, passes_);
+    const std::size_t rows = block->rows() - first;
+    rows_read_ += rows - positives;  // ReadRows counted the positives
+    return rows;
+  }
+
+  std::size_t ReadRows(std::size_t max_rows, RowBlock* block) {
     std::size_t rows = 0;
     std::string_view line;
     while (rows < max_rows && source_.Next(&line)) {
@@ -45,7 +63,10 @@ class ShardReader::Impl {
     return rows;
   }
 
-  void Rewind() { source_.Rewind(); }
+  void Rewind() {
+    source_.Rewind();
+    ++passes_;
+  }
   std::uint64_t rows_read() const { return rows_read_; }
   std::uint64_t bytes_in_shard() const { return source_.range_bytes(); }
   std::uint64_t bytes_consumed() const { return source_.consumed(); }
@@ -55,6 +76,9 @@ class ShardReader::Impl {
  private:
   Impl(FeatureSpec spec, std::vector<std::string> files) : spec_(std::move(spec)), source_(files) {
     csv_ = spec_.data.format == DataFormat::kCsv;
+    if (spec_.sample_negatives && spec_.data.negatives.per_positive > 0) {
+      sampler_ = std::make_unique<NegativeSampler>(spec_);
+    }
     if (csv_) {
       for (const auto& f : files) {
         parsers_.emplace_back(spec_, data_internal::ReadCsvHeader(f, spec_.data.csv.delimiter), f);
@@ -81,6 +105,8 @@ class ShardReader::Impl {
   std::string reason_;
   std::uint64_t rows_read_ = 0;
   BadRowStats bad_;
+  std::unique_ptr<NegativeSampler> sampler_;  // data.negatives, when the spec asks for it
+  std::uint64_t passes_ = 0;                  // Rewind() calls: the negatives' pass
 };
 
 ShardReader::ShardReader(FeatureSpec spec, std::vector<std::string> files, int shard,

@@ -30,6 +30,8 @@ JobInputs PrepareInputs(const Config& config) {
   if (!in.test_files.empty()) require_data(in.test_files, "data.test");
   in.spec.data = config.data;
   in.spec.loss = config.model.loss;
+  in.spec.sides = config.model.sides;  // recall models: sides, sampled negatives
+  in.spec.sample_negatives = true;
   if (config.data.format == DataFormat::kCsv &&
       config.data.csv.transform == NumericTransform::kStandardize &&
       !config.data.csv.numeric.empty()) {
