@@ -38,9 +38,14 @@ class ShardReader::Impl {
   std::size_t ReadWithNegatives(std::size_t max_rows, RowBlock* block) {
     const std::size_t first = block->rows();
     const std::size_t per_row = 1 + static_cast<std::size_t>(spec_.data.negatives.per_positive);
-    const std::size_t positives = ReadRows(std::max<std::size_t>(1, max_rows / per_row), block);
+    const std::size_t want = std::max<std::size_t>(1, max_rows / per_row);
+    std::size_t positives = 0;
+    for (; positives < want; ++positives) {  // each positive followed by its negatives
+      const std::size_t at = block->rows();
+      if (ReadRows(1, block) == 0) break;
+      sampler_->Append(block, at, passes_);
+    }
     if (positives == 0) return 0;
-    sampler_->Append(block, first, passes_);
     const std::size_t rows = block->rows() - first;
     rows_read_ += rows - positives;  // ReadRows counted the positives
     return rows;
