@@ -58,6 +58,19 @@ Model RandomModel(const TempDir& dir, const FeatureSpec& spec, const RowBlock& b
   return Model::Load(dir.File("m.fmps"));
 }
 
+TEST(RecallTest, MultiValuedCsvColumnGivesOneFeaturePerValueInItsField) {
+  const FeatureSpec spec = RecallSpec();
+  LineParser parser(spec, {"y", "u", "age", "i", "g"});
+  RowBlock b;
+  ASSERT_TRUE(parser.Parse("1,u1,2.5,i1,a|b||c", &b, nullptr));
+  ASSERT_TRUE(parser.Parse("0,u1,2.5,i1,c", &b, nullptr));
+  ASSERT_EQ(b.offsets[1], 6u);  // u, age, i, then a, b, c (the empty value adds nothing)
+  for (std::size_t i = 3; i < 6; ++i) EXPECT_EQ(b.fields[i], 3u);  // age 0, u 1, i 2, g 3
+  EXPECT_EQ(b.keys[5], b.keys[b.offsets[2] - 1]);  // "c" alone is the same feature
+  std::set<Key> genres(b.keys.begin() + 3, b.keys.begin() + 6);
+  EXPECT_EQ(genres.size(), 3u);
+}
+
 TEST(RecallTest, AugmentedInnerProductPlusUserTermsIsTheFmScore) {
   const FeatureSpec spec = RecallSpec();
   LineParser parser(spec, {"y", "u", "age", "i", "g"});
