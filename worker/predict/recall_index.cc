@@ -10,6 +10,9 @@
 // GCC 12 reports false "may be used uninitialized" inside Eigen's AVX-512 GEMM kernels
 // (avx512fintrin.h), at their instantiation in this file.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Our threads each run their own products: no OpenMP inside Eigen (this file is built
+// with -fopenmp for Faiss).
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -83,6 +86,10 @@ class ExactIndex : public RecallIndex {
     for (auto& th : pool) th.join();
   }
 
+  void SetParameters(const std::string& params) override {
+    throw ConfigError("--index: exact takes no parameters, got '" + params + "'");
+  }
+
  private:
   static constexpr Eigen::Index kUserBlock = 64;
   static constexpr Eigen::Index kItemBlock = 2048;
@@ -118,12 +125,26 @@ class ExactIndex : public RecallIndex {
     }
   }
 
+  // Offers the scores above the heap's threshold. Most chunks of kChunk scores hold none:
+  // their (vectorised) maximum is checked first. Excluded (-inf) and NaN scores never pass,
+  // and a later equal score never displaces (ties go to the lower index).
   static void Select(const float* row, Eigen::Index ni, std::uint32_t first, TopKHeap* heap) {
+    constexpr Eigen::Index kChunk = 16;
     float threshold = heap->threshold();
-    for (Eigen::Index i = 0; i < ni; ++i) {
-      // Excluded (-inf) and NaN scores never pass; a later equal score never displaces.
-      if (row[i] > threshold || (threshold == -std::numeric_limits<float>::infinity() &&
-                                 row[i] > -std::numeric_limits<float>::infinity())) {
+    Eigen::Index i = 0;
+    for (; i + kChunk <= ni; i += kChunk) {
+      if (Eigen::Map<const Eigen::Array<float, kChunk, 1>>(row + i).maxCoeff() <= threshold) {
+        continue;
+      }
+      for (Eigen::Index j = i; j < i + kChunk; ++j) {
+        if (row[j] > threshold) {
+          heap->Offer(row[j], first + static_cast<std::uint32_t>(j));
+          threshold = heap->threshold();
+        }
+      }
+    }
+    for (; i < ni; ++i) {
+      if (row[i] > threshold) {
         heap->Offer(row[i], first + static_cast<std::uint32_t>(i));
         threshold = heap->threshold();
       }
@@ -145,10 +166,17 @@ class FaissIndex : public RecallIndex {
       const auto n = static_cast<faiss::Index::idx_t>(count);
       if (!index_->is_trained) index_->train(n, items);
       index_->add(n, items);
-      if (!params.empty()) faiss::ParameterSpace().set_index_parameters(index_.get(), params.c_str());
     } catch (const std::exception& e) {
-      throw ConfigError("--index: faiss:" + factory + (params.empty() ? "" : "?" + params) +
-                        ": " + e.what());
+      throw ConfigError("--index: faiss:" + factory + ": " + e.what());
+    }
+    if (!params.empty()) SetParameters(params);
+  }
+
+  void SetParameters(const std::string& params) override {
+    try {
+      faiss::ParameterSpace().set_index_parameters(index_.get(), params.c_str());
+    } catch (const std::exception& e) {
+      throw ConfigError("--index: parameters '" + params + "': " + e.what());
     }
   }
 

@@ -46,6 +46,9 @@ class RecallIndex {
   virtual ~RecallIndex() = default;
   // Fills (*out)[u] for the n users of `q`.
   virtual void Search(const RecallQuery& q, std::vector<TopK>* out) const = 0;
+  // Sets search parameters ("nprobe=16", "efSearch=128"; as after '?' in the spec). Throws
+  // ConfigError for a bad one, or for any on the exact index (it has none).
+  virtual void SetParameters(const std::string& params) = 0;
 };
 
 // `spec` is "exact" or "faiss:<factory string>[?param=value,...]". `items` (count * dim
