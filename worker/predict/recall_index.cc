@@ -155,17 +155,26 @@ class ExactIndex : public RecallIndex {
   int threads_;
 };
 
+// Faiss over the items after the MIPS-to-L2 transform: item x -> [x, sqrt(M^2 - |x|^2)]
+// (M the largest item norm), query q -> [q, 0]; then |q' - x'|^2 = |q|^2 + M^2 - 2 <q, x>, so
+// the nearest items are those of largest inner product, and k-means (IVF) or graph (HNSW)
+// indexes built with the L2 metric keep balanced lists, which inner-product k-means does not
+// (large-norm centroids attract most items). Candidates are re-scored exactly.
 class FaissIndex : public RecallIndex {
  public:
   FaissIndex(const std::string& factory, const std::string& params, const float* items,
              std::size_t count, int dim, int threads)
-      : count_(count), threads_(threads) {
+      : items_(items, static_cast<Eigen::Index>(count), dim), count_(count), threads_(threads) {
     omp_set_num_threads(threads);
+    const float m2 = count == 0 ? 0.0f : items_.rowwise().squaredNorm().maxCoeff();
+    RowMatrix lifted(static_cast<Eigen::Index>(count), dim + 1);
+    lifted.leftCols(dim) = items_;
+    lifted.col(dim) = (m2 - items_.rowwise().squaredNorm().array()).max(0.0f).sqrt();
     try {
-      index_.reset(faiss::index_factory(dim, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+      index_.reset(faiss::index_factory(dim + 1, factory.c_str(), faiss::METRIC_L2));
       const auto n = static_cast<faiss::Index::idx_t>(count);
-      if (!index_->is_trained) index_->train(n, items);
-      index_->add(n, items);
+      if (!index_->is_trained) index_->train(n, lifted.data());
+      index_->add(n, lifted.data());
     } catch (const std::exception& e) {
       throw ConfigError("--index: faiss:" + factory + ": " + e.what());
     }
@@ -186,35 +195,43 @@ class FaissIndex : public RecallIndex {
     std::size_t extra = 0;
     for (const auto& ex : q.exclude) extra = std::max(extra, ex.size());
     const auto kk = static_cast<faiss::Index::idx_t>(std::min(count_, q.k + extra));
+    const ConstRowMap users(q.users, static_cast<Eigen::Index>(q.n), items_.cols());
+    RowMatrix lifted = RowMatrix::Zero(static_cast<Eigen::Index>(q.n), items_.cols() + 1);
+    lifted.leftCols(items_.cols()) = users;
     std::vector<float> dist(q.n * kk);
     std::vector<faiss::Index::idx_t> labels(q.n * kk);
-    index_->search(static_cast<faiss::Index::idx_t>(q.n), q.users, kk, dist.data(), labels.data());
-    std::vector<Candidate> kept;
+    index_->search(static_cast<faiss::Index::idx_t>(q.n), lifted.data(), kk, dist.data(),
+                   labels.data());
     for (std::size_t u = 0; u < q.n; ++u) {
-      kept.clear();
-      for (faiss::Index::idx_t j = 0; j < kk; ++j) {
-        const faiss::Index::idx_t item = labels[u * kk + j];
-        if (item < 0) continue;
-        const auto i = static_cast<std::uint32_t>(item);
-        if (!q.exclude.empty() &&
-            std::binary_search(q.exclude[u].begin(), q.exclude[u].end(), i)) {
-          continue;
-        }
-        kept.push_back({dist[u * kk + j], i});
-      }
-      std::sort(kept.begin(), kept.end(), Before);
-      if (kept.size() > static_cast<std::size_t>(q.k)) kept.resize(q.k);
-      TopK& t = (*out)[u];
-      t.items.clear();
-      t.scores.clear();
-      for (const Candidate& c : kept) {
-        t.items.push_back(c.item);
-        t.scores.push_back(c.score);
-      }
+      Keep(q, u, &labels[u * kk], static_cast<std::size_t>(kk), users.row(u), &(*out)[u]);
     }
   }
 
  private:
+  // The best q.k of one user's candidates that are not excluded, re-scored exactly.
+  template <typename Row>
+  void Keep(const RecallQuery& q, std::size_t u, const faiss::Index::idx_t* labels,
+            std::size_t n, const Row& user, TopK* t) const {
+    std::vector<Candidate> kept;
+    for (std::size_t j = 0; j < n; ++j) {
+      if (labels[j] < 0) continue;
+      const auto i = static_cast<std::uint32_t>(labels[j]);
+      if (!q.exclude.empty() && std::binary_search(q.exclude[u].begin(), q.exclude[u].end(), i)) {
+        continue;
+      }
+      kept.push_back({user.dot(items_.row(i)), i});
+    }
+    std::sort(kept.begin(), kept.end(), Before);
+    if (kept.size() > static_cast<std::size_t>(q.k)) kept.resize(q.k);
+    t->items.clear();
+    t->scores.clear();
+    for (const Candidate& c : kept) {
+      t->items.push_back(c.item);
+      t->scores.push_back(c.score);
+    }
+  }
+
+  ConstRowMap items_;
   std::unique_ptr<faiss::Index> index_;
   std::size_t count_;
   int threads_;

@@ -7,10 +7,12 @@
 // ties go to the smaller id). Users are split over `threads` threads, each with its own
 // scratch. Cost: O(users * items * dim) flops, memory O(threads * block^2) besides the items.
 //
-// Faiss: the index is built once from the items with the inner-product metric from a
-// factory string ("IVF1024,Flat", "HNSW32", "Flat", ...); parameters after '?' go to
-// faiss::ParameterSpace (e.g. "IVF1024,Flat?nprobe=16", "HNSW32?efSearch=128"; several
-// separated by ','). Its lists are approximate.
+// Faiss: the index is built once from a factory string ("IVF1024,Flat", "HNSW32", "Flat",
+// ...) over the items after the MIPS-to-L2 transform (one more dimension, so that the
+// nearest items are those of largest inner product and IVF lists stay balanced; see
+// recall_index.cc); parameters after '?' go to faiss::ParameterSpace (e.g.
+// "IVF1024,Flat?nprobe=16", "HNSW32?efSearch=128"; several separated by ','). Candidates
+// are re-scored exactly; the lists are approximate. `items` must outlive the index too.
 //
 // Exclusion: a user's excluded item indices (sorted) never appear in its list; exact search
 // skips them, Faiss search asks for k + (their number) and drops them.
@@ -52,7 +54,7 @@ class RecallIndex {
 };
 
 // `spec` is "exact" or "faiss:<factory string>[?param=value,...]". `items` (count * dim
-// floats, row-major) must outlive an exact index (Faiss copies them). Throws ConfigError
+// floats, row-major) must outlive the index. Throws ConfigError
 // naming --index for a bad spec.
 std::unique_ptr<RecallIndex> MakeRecallIndex(const std::string& spec, const float* items,
                                              std::size_t count, int dim, int threads);
