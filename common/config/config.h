@@ -29,6 +29,7 @@ enum class ModelKind : int {
   kFm = 0,   // factorization machine: one v of k floats per key
   kFfm = 1,  // field-aware FM: one v of k floats per key and field (F * k floats)
 };
+enum class NegativeDistribution { kUniform, kPopularity };
 
 // Role of each csv column. Every header column must have exactly one role.
 struct CsvSpec {
@@ -38,6 +39,21 @@ struct CsvSpec {
   std::vector<std::string> ignore;       // skipped
   char delimiter = ',';
   NumericTransform transform = NumericTransform::kStandardize;
+  // Multi-valued categorical columns (each also listed in `categorical`): a cell holds
+  // several values separated by multi_separator, one feature each, all in the column's field.
+  std::vector<std::string> multi;
+  char multi_separator = '|';
+};
+
+// Sampled negatives for training on positive-only interactions (recall models): each
+// training row is joined with per_positive items of the catalogue `items` as label-0 rows.
+// Off while per_positive is 0. See common/data/negatives.h.
+struct NegativesConfig {
+  std::string items;  // csv catalogue: the item id column and the item-side columns
+  int per_positive = 0;
+  NegativeDistribution distribution = NegativeDistribution::kUniform;
+  double exponent = 0.75;  // popularity: P(item) ~ count^exponent
+  std::uint64_t seed = 0;
 };
 
 struct DataConfig {
@@ -57,6 +73,14 @@ struct DataConfig {
   // on; see HoldOut in worker/job/job.h). valid_fraction 0: no held-out rows.
   std::vector<std::string> valid;  // paths or globs; may be empty
   double valid_fraction = 0.0;     // in [0, 1)
+  NegativesConfig negatives;
+};
+
+// The fields of each side of a recall model (model.sides): csv column names, libffm field
+// ids, criteo column names I1..I13, C1..C26. Empty: no sides. See common/model/sides.h.
+struct SidesConfig {
+  std::vector<std::string> user;
+  std::vector<std::string> item;  // the first one is the item id (negatives, embed, recall)
 };
 
 struct ModelConfig {
@@ -70,6 +94,7 @@ struct ModelConfig {
   // field id of the data must be below it) and a format with fields (not libsvm).
   ModelKind kind = ModelKind::kFm;
   int fields = 0;  // ffm only
+  SidesConfig sides;
 };
 
 struct OptimizerConfig {
@@ -200,6 +225,7 @@ const char* ToString(Normalize v);
 const char* ToString(GradientScale v);
 const char* ToString(EarlyStopMetric v);
 const char* ToString(ModelKind v);
+const char* ToString(NegativeDistribution v);
 
 // Expands paths and globs (glob(3)); each pattern must match at least one regular file.
 // Result keeps pattern order, matches of one glob sorted. `key` names the config key in

@@ -20,6 +20,7 @@
 #include "common/config/config.h"
 #include "common/config/config_table.h"
 #include "common/config/config_values.h"
+#include "common/config/sides.h"
 #include "common/config/yaml_source.h"
 
 namespace fmps {
@@ -260,6 +261,7 @@ Config ParseConfigFor(const std::string& yaml_text, const std::string& name,
   c.output.dir = DefaultOutputDir(name);
   TableReader(ctx, root, ConfigFields(), /*require_train=*/true).Read(&c);
   CheckValidationKeys(c, source);
+  ValidateRecallConfig(c);
   return c;
 }
 

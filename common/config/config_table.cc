@@ -31,6 +31,11 @@ bool IsFtrl(const Config& c) { return c.optimizer.name == OptimizerName::kFtrl; 
 bool IsAsync(const Config& c) { return c.train.consistency == Consistency::kAsync; }
 bool IsCsv(const Config& c) { return c.data.format == DataFormat::kCsv; }
 bool HasCheckpointDir(const Config& c) { return !c.checkpoint.dir.empty(); }
+bool HasNegatives(const Config& c) { return c.data.negatives.per_positive > 0; }
+bool IsPopularity(const Config& c) {
+  return HasNegatives(c) &&
+         c.data.negatives.distribution == NegativeDistribution::kPopularity;
+}
 
 const Condition kAdamOnly{"to optimizer.name: adam", IsAdam, "optimizer.name"};
 const Condition kAdagradOnly{"to optimizer.name: adagrad", IsAdagrad, "optimizer.name"};
@@ -40,6 +45,10 @@ const Condition kFtrlOnly{"to optimizer.name: ftrl", IsFtrl, "optimizer.name"};
 const Condition kAsyncOnly{"to train.consistency: async", IsAsync, "train.consistency",
                            "bsp runs one update per step"};
 const Condition kCsvOnly{"to data.format: csv", IsCsv, "data.format"};
+const Condition kWithNegatives{"with data.negatives.per_positive > 0", HasNegatives,
+                                "data.negatives.per_positive"};
+const Condition kPopularityOnly{"to data.negatives.distribution: popularity", IsPopularity,
+                                "data.negatives.distribution"};
 const Condition kWithCheckpointDir{"with checkpoint.dir set", HasCheckpointDir, "checkpoint.dir",
                                    "no checkpoints are written without it"};
 
@@ -106,6 +115,50 @@ std::vector<ConfigField> CsvFields() {
        .applies = &kCsvOnly,
        .digest = true,
        .key_setting = true},
+      {.key = "data.csv.multi",
+       .kind = ListField{FMPS_AT(data.csv.multi), "column name"},
+       .meaning = "categorical csv columns holding several values per cell (one feature each)",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+      {.key = "data.csv.multi_separator",
+       .kind = CharField{FMPS_AT(data.csv.multi_separator)},
+       .meaning = "the separator of the values of a data.csv.multi cell",
+       .applies = &kCsvOnly,
+       .digest = true,
+       .key_setting = true},
+  };
+}
+
+// Sampled negatives (common/data/negatives.h).
+std::vector<ConfigField> NegativesFields() {
+  return {
+      {.key = "data.negatives.per_positive",
+       .kind = IntField<int>{FMPS_AT(data.negatives.per_positive), 0, 1000},
+       .meaning = "label-0 rows sampled from the catalogue per training row; 0 = off",
+       .digest = true},
+      {.key = "data.negatives.items",
+       .kind = TextField{FMPS_AT(data.negatives.items), "the catalogue csv path",
+                         "empty path"},
+       .meaning = "csv catalogue: the item id column and the item-side columns of model.sides",
+       .applies = &kWithNegatives,
+       .presence = Presence::kRequired,
+       .digest = true},
+      {.key = "data.negatives.distribution",
+       .kind = EnumField<NegativeDistribution>{FMPS_AT(data.negatives.distribution)},
+       .meaning = "uniform over the catalogue, or popularity: count in data.train ^ exponent",
+       .applies = &kWithNegatives,
+       .digest = true},
+      {.key = "data.negatives.exponent",
+       .kind = RealField<double>{FMPS_AT(data.negatives.exponent), kNonNegative},
+       .meaning = "popularity: an item's weight is its count in data.train to this power",
+       .applies = &kPopularityOnly,
+       .digest = true},
+      {.key = "data.negatives.seed",
+       .kind = Uint64Field{FMPS_AT(data.negatives.seed)},
+       .meaning = "sampling seed (a row's negatives depend on it, the row and the epoch)",
+       .applies = &kWithNegatives,
+       .digest = true},
   };
 }
 
@@ -151,6 +204,15 @@ std::vector<ConfigField> ModelFields() {
       {.key = "model.min_count",
        .kind = IntField<std::uint32_t>{FMPS_AT(model.min_count), 0, kUint32Max},
        .meaning = "a key gets an embedding v only once seen this often (w trains from the start)",
+       .digest = true},
+      {.key = "model.sides.user",
+       .kind = ListField{FMPS_AT(model.sides.user), "field"},
+       .meaning = "user-side fields of a recall model (csv columns, libffm field ids, criteo "
+                  "columns I1..C26)",
+       .digest = true},
+      {.key = "model.sides.item",
+       .kind = ListField{FMPS_AT(model.sides.item), "field"},
+       .meaning = "item-side fields; the first is the item id; every field on exactly one side",
        .digest = true},
   };
 }
@@ -334,8 +396,9 @@ std::vector<ConfigField> EarlyStopFields() {
 
 std::vector<ConfigField> MakeTable() {
   std::vector<ConfigField> all;
-  for (auto part : {DataFields, CsvFields, DataTailFields, ValidationFields, ModelFields,
-                    ModelKindFields, OptimizerFields, TrainFields, EarlyStopFields, RunFields}) {
+  for (auto part : {DataFields, CsvFields, NegativesFields, DataTailFields, ValidationFields,
+                    ModelFields, ModelKindFields, OptimizerFields, TrainFields, EarlyStopFields,
+                    RunFields}) {
     for (ConfigField& f : part()) all.push_back(f);
   }
   return all;
@@ -388,6 +451,7 @@ void CheckValidationKeys(const Config& c, ValidationSource source) {
   }
 }
 const char* ToString(ModelKind v) { return NameOf(v); }
+const char* ToString(NegativeDistribution v) { return NameOf(v); }
 
 std::span<const ConfigField> ConfigFields() {
   static const std::vector<ConfigField> table = MakeTable();

@@ -86,7 +86,8 @@ using FieldKind =
                  RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
                  EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
                  EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
-                 EnumField<GradientScale>, EnumField<EarlyStopMetric>, EnumField<ModelKind>>;
+                 EnumField<GradientScale>, EnumField<EarlyStopMetric>, EnumField<ModelKind>,
+                 EnumField<NegativeDistribution>>;
 
 enum class Presence {
   kOptional,
@@ -135,6 +136,7 @@ inline constexpr std::string_view kNormalize[] = {"none", "instance"};
 inline constexpr std::string_view kGradientScale[] = {"sum", "key_mean"};
 inline constexpr std::string_view kEarlyStopMetric[] = {"none", "auto", "auc", "logloss", "rmse"};
 inline constexpr std::string_view kModelKind[] = {"fm", "ffm"};
+inline constexpr std::string_view kNegativeDistribution[] = {"uniform", "popularity"};
 }  // namespace enum_names
 
 template <typename E>
@@ -150,6 +152,7 @@ std::span<const std::string_view> EnumNames() {
   if constexpr (std::is_same_v<E, GradientScale>) return kGradientScale;
   if constexpr (std::is_same_v<E, EarlyStopMetric>) return kEarlyStopMetric;
   if constexpr (std::is_same_v<E, ModelKind>) return kModelKind;
+  if constexpr (std::is_same_v<E, NegativeDistribution>) return kNegativeDistribution;
 }
 
 }  // namespace fmps

@@ -113,13 +113,14 @@ std::uint32_t FieldOfCsvColumn(const CsvSpec& csv, const CsvColumn& c) {
 
 // Throws ConfigError unless every configured column is in `header`.
 void CheckColumnsPresent(const CsvSpec& csv, const std::vector<std::string>& header,
-                         std::string_view file, LabelPolicy labels) {
+                         std::string_view file, LabelPolicy labels, bool partial) {
   auto check_present = [&](const std::string& key, const std::string& name) {
     if (std::find(header.begin(), header.end(), name) == header.end()) {
       throw ConfigError(key + ": column '" + name + "' is not present" + InFile(file));
     }
   };
   if (labels == LabelPolicy::kRequired) check_present("data.csv.label", csv.label);
+  if (partial) return;
   for (const auto& n : csv.numeric) check_present("data.csv.numeric", n);
   for (const auto& n : csv.categorical) check_present("data.csv.categorical", n);
   for (const auto& n : csv.ignore) check_present("data.csv.ignore", n);
@@ -170,9 +171,9 @@ bool SplitCsv(std::string_view line, char delim, std::vector<std::string_view>* 
 }
 
 std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std::string>& header,
-                                       std::string_view file, LabelPolicy labels) {
+                                       std::string_view file, LabelPolicy labels, bool partial) {
   if (csv.label.empty()) throw ConfigError("data.csv.label: required for format csv");
-  CheckColumnsPresent(csv, header, file, labels);
+  CheckColumnsPresent(csv, header, file, labels, partial);
   std::vector<CsvColumn> columns(header.size());
   for (std::size_t i = 0; i < header.size(); ++i) {
     CsvColumn& c = columns[i];
@@ -180,6 +181,8 @@ std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std
     c.id = CsvColumnId(c.name);
     c.role = RoleOf(csv, c.name, file);
     c.field = FieldOfCsvColumn(csv, c);
+    c.multi = c.role == CsvRole::kCategorical &&
+              std::find(csv.multi.begin(), csv.multi.end(), c.name) != csv.multi.end();
   }
   return columns;
 }
@@ -199,8 +202,9 @@ CsvParser::CsvParser(const FeatureSpec& spec, const std::vector<std::string>& he
     : hash_bits_(spec.data.hash_bits),
       logistic_(spec.loss == Loss::kLogistic),
       delim_(spec.data.csv.delimiter),
+      multi_separator_(spec.data.csv.multi_separator),
       transform_(spec.data.csv.transform),
-      columns_(BuildCsvColumns(spec.data.csv, header, file, spec.labels)),
+      columns_(BuildCsvColumns(spec.data.csv, header, file, spec.labels, spec.partial_columns)),
       has_label_(std::find(header.begin(), header.end(), spec.data.csv.label) != header.end()) {
   if (transform_ == NumericTransform::kStandardize) {
     for (const auto& name : spec.data.csv.numeric) {
@@ -249,6 +253,17 @@ bool CsvParser::AddNumeric(const CsvColumn& c, std::string_view cell, RowBlock* 
   return true;
 }
 
+// A multi-valued categorical cell: one feature per non-empty value, all in the column's field.
+void CsvParser::AddMulti(const CsvColumn& c, std::string_view cell, RowBlock* block) const {
+  while (!cell.empty()) {
+    const std::size_t cut = cell.find(multi_separator_);
+    const std::string_view value = cell.substr(0, cut);
+    if (!value.empty()) block->AddFeature(KeyFromToken(c.id, value, hash_bits_), 1.0f, c.field);
+    if (cut == std::string_view::npos) break;
+    cell.remove_prefix(cut + 1);
+  }
+}
+
 bool CsvParser::Parse(std::string_view line, RowBlock* block, std::string* reason) {
   if (!SplitCsv(line, delim_, &cells_, &unescaped_, reason)) return false;
   if (cells_.size() != columns_.size()) {
@@ -269,7 +284,11 @@ bool CsvParser::Parse(std::string_view line, RowBlock* block, std::string* reaso
         if (!ParseLabel(cell, logistic_, &y, reason)) return false;
         break;
       case CsvRole::kCategorical:
-        if (!cell.empty()) block->AddFeature(KeyFromToken(c.id, cell, hash_bits_), 1.0f, c.field);
+        if (c.multi) {
+          AddMulti(c, cell, block);
+        } else if (!cell.empty()) {
+          block->AddFeature(KeyFromToken(c.id, cell, hash_bits_), 1.0f, c.field);
+        }
         break;
       case CsvRole::kNumeric:
         if (!cell.empty() && !AddNumeric(c, cell, block, reason)) return false;
@@ -281,3 +300,15 @@ bool CsvParser::Parse(std::string_view line, RowBlock* block, std::string* reaso
 }
 
 }  // namespace fmps::data_internal
+
+namespace fmps {
+
+bool SplitCsvCells(std::string_view line, char delim, std::vector<std::string>* cells) {
+  std::vector<std::string_view> views;
+  std::string scratch, reason;
+  if (!data_internal::SplitCsv(line, delim, &views, &scratch, &reason)) return false;
+  cells->assign(views.begin(), views.end());
+  return true;
+}
+
+}  // namespace fmps

@@ -42,6 +42,7 @@ struct CsvColumn {
   std::uint32_t id = 0;     // hash identity, from the name
   std::uint32_t field = 0;  // numeric / categorical: see the file comment; else 0
   Key numeric_key = 0;      // numeric under standardize / none
+  bool multi = false;       // categorical listed in data.csv.multi
   double mean = 0.0;        // standardize
   double std = 1.0;
 };
@@ -49,8 +50,10 @@ struct CsvColumn {
 // Maps a csv header to column roles. Throws ConfigError on any mismatch with `csv` (no
 // label column under LabelPolicy::kRequired, a configured feature column missing, a column
 // without a role or with two), naming `file` (or "the csv header" when empty).
+// With `partial` (FeatureSpec::partial_columns) configured feature columns may be absent.
 std::vector<CsvColumn> BuildCsvColumns(const CsvSpec& csv, const std::vector<std::string>& header,
-                                       std::string_view file, LabelPolicy labels);
+                                       std::string_view file, LabelPolicy labels,
+                                       bool partial = false);
 
 // The header cells of a csv file (BOM and '\r' stripped). Throws IoError if it cannot be
 // read, ConfigError if it is empty or malformed.
@@ -70,10 +73,12 @@ class CsvParser {
  private:
   bool AddNumeric(const CsvColumn& c, std::string_view cell, RowBlock* block,
                   std::string* reason) const;
+  void AddMulti(const CsvColumn& c, std::string_view cell, RowBlock* block) const;
 
   int hash_bits_;
   bool logistic_;
   char delim_;
+  char multi_separator_;
   NumericTransform transform_;
   std::vector<CsvColumn> columns_;
   bool has_label_;                       // false: the header lacks the label (label NaN)

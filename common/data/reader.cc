@@ -8,6 +8,7 @@
 #include "common/base/log.h"
 #include "common/data/csv_parser.h"
 #include "common/data/line_source.h"
+#include "common/data/negatives.h"
 #include "common/data/parse_text.h"
 #include "common/data/row_parser.h"
 
@@ -30,6 +31,28 @@ class ShardReader::Impl {
   }
 
   std::size_t Read(std::size_t max_rows, RowBlock* block) {
+    if (sampler_ != nullptr) return ReadWithNegatives(max_rows, block);
+    return ReadRows(max_rows, block);
+  }
+
+  // About max_rows rows: positives, each followed by its sampled negatives (negatives.h).
+  std::size_t ReadWithNegatives(std::size_t max_rows, RowBlock* block) {
+    const std::size_t first = block->rows();
+    const std::size_t per_row = 1 + static_cast<std::size_t>(spec_.data.negatives.per_positive);
+    const std::size_t want = std::max<std::size_t>(1, max_rows / per_row);
+    std::size_t positives = 0;
+    for (; positives < want; ++positives) {  // each positive followed by its negatives
+      const std::size_t at = block->rows();
+      if (ReadRows(1, block) == 0) break;
+      sampler_->Append(block, at, passes_);
+    }
+    if (positives == 0) return 0;
+    const std::size_t rows = block->rows() - first;
+    rows_read_ += rows - positives;  // ReadRows counted the positives
+    return rows;
+  }
+
+  std::size_t ReadRows(std::size_t max_rows, RowBlock* block) {
     std::size_t rows = 0;
     std::string_view line;
     while (rows < max_rows && source_.Next(&line)) {
@@ -47,7 +70,10 @@ class ShardReader::Impl {
     return rows;
   }
 
-  void Rewind() { source_.Rewind(); }
+  void Rewind() {
+    source_.Rewind();
+    ++passes_;
+  }
   void SetSubset(const RowSubset& subset) {
     subset_ = subset;
     all_rows_ = subset.all();
@@ -61,6 +87,9 @@ class ShardReader::Impl {
  private:
   Impl(FeatureSpec spec, std::vector<std::string> files) : spec_(std::move(spec)), source_(files) {
     csv_ = spec_.data.format == DataFormat::kCsv;
+    if (spec_.sample_negatives && spec_.data.negatives.per_positive > 0) {
+      sampler_ = std::make_unique<NegativeSampler>(spec_);
+    }
     if (csv_) {
       for (const auto& f : files) {
         parsers_.emplace_back(spec_, data_internal::ReadCsvHeader(f, spec_.data.csv.delimiter), f);
@@ -89,6 +118,8 @@ class ShardReader::Impl {
   bool all_rows_ = true;
   std::uint64_t rows_read_ = 0;
   BadRowStats bad_;
+  std::unique_ptr<NegativeSampler> sampler_;  // data.negatives, when the spec asks for it
+  std::uint64_t passes_ = 0;                  // Rewind() calls: the negatives' pass
 };
 
 ShardReader::ShardReader(FeatureSpec spec, std::vector<std::string> files, int shard,

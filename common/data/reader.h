@@ -63,6 +63,15 @@ struct FeatureSpec {
   // of range"): model.fields for a field-aware model (FieldLimitOf), else kFieldLimit. Not
   // stored in model files: restored from the model's shape.
   std::uint32_t field_limit = kFieldLimit;
+  // Recall models (model.sides; stored in model files): which fields are the user's and
+  // which the item's.
+  SidesConfig sides;
+  // csv: configured feature columns may be absent from a file's header (files of one side,
+  // for embed and recall, and the negatives catalogue); absent columns add no non-zero.
+  bool partial_columns = false;
+  // Join every row with data.negatives.per_positive sampled label-0 rows (training and test
+  // readers of a job; never predict/eval). See common/data/negatives.h.
+  bool sample_negatives = false;
 };
 
 // The log-bucketing of counts used by the Criteo winners: v > 2 -> floor(ln(v)^2), else
@@ -182,6 +191,10 @@ class ShardReader {
 // leaves *block unchanged, sets *reason (when not null) to a short description ("bad number
 // 'x' in feature 3") and returns false. `csv_header` is the csv header of the file (ignored
 // for other formats). Copies the line once (to pad it). Exposed for tests and fuzzers.
+// Splits one csv line into its cells (RFC 4180 quoting, as the csv reader does), for tools
+// that need a row's raw cells (the ids of embed and recall). Returns false on bad quoting.
+bool SplitCsvCells(std::string_view line, char delim, std::vector<std::string>* cells);
+
 class LineParser {
  public:
   LineParser(const FeatureSpec& spec, std::vector<std::string> csv_header);

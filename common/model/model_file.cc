@@ -53,6 +53,8 @@ ModelWriter::ModelWriter(const std::string& path, const ModelMeta& meta)
   h.set_bias(meta.bias);
   h.set_num_keys(meta.num_keys);
   h.set_data_yaml(DataSectionToYaml(meta.features.data));
+  for (const std::string& f : meta.features.sides.user) h.add_user_side(f);
+  for (const std::string& f : meta.features.sides.item) h.add_item_side(f);
   for (const NumericStat& s : meta.features.numeric_stats) {
     pb::NumericStat* p = h.add_numeric_stats();
     p->set_column(s.column);
@@ -235,6 +237,8 @@ std::uint32_t ReadHeader(ModelReader* r, const std::string& path, ModelMeta* met
   }
   meta->features.loss = meta->loss;
   meta->features.field_limit = FieldLimitOf(meta->shape);
+  meta->features.sides.user.assign(h.user_side().begin(), h.user_side().end());
+  meta->features.sides.item.assign(h.item_side().begin(), h.item_side().end());
   for (const auto& s : h.numeric_stats()) {
     meta->features.numeric_stats.push_back({s.column(), s.mean(), s.std()});
   }
@@ -339,7 +343,8 @@ Model Model::Load(const std::string& path) {
   return m;
 }
 
-void Model::Score(const RowBlock& block, std::vector<std::uint32_t>* local, float* scores) const {
+// The batch of `block` with its keys looked up into *local (rows of table_).
+ModelBatch Model::LocalBatch(const RowBlock& block, std::vector<std::uint32_t>* local) const {
   local->resize(block.nnz());
   std::uint32_t* out = local->data();
   index_.FindMany(block.keys.data(), block.nnz(), out);
@@ -353,7 +358,16 @@ void Model::Score(const RowBlock& block, std::vector<std::uint32_t>* local, floa
   b.local = local->data();
   b.values = block.values.data();
   b.fields = block.fields.data();
-  kernel_->Scores(b, table_.data(), scores);
+  return b;
+}
+
+void Model::Score(const RowBlock& block, std::vector<std::uint32_t>* local, float* scores) const {
+  kernel_->Scores(LocalBatch(block, local), table_.data(), scores);
+}
+
+void Model::EmbeddingSums(const RowBlock& block, std::vector<std::uint32_t>* local,
+                          float* sums) const {
+  kernel_->EmbeddingSums(LocalBatch(block, local), table_.data(), sums);
 }
 
 }  // namespace fmps

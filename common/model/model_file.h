@@ -102,8 +102,12 @@ class Model {
   // Raw scores of every row of `block` into scores[block.rows()]. Unknown keys contribute
   // nothing. `local` is scratch space (resized as needed).
   void Score(const RowBlock& block, std::vector<std::uint32_t>* local, float* scores) const;
+  // Per-row embedding sums (ModelKernel::EmbeddingSums) of `block` into
+  // sums[block.rows() * shape().v_width()]; unknown keys contribute nothing.
+  void EmbeddingSums(const RowBlock& block, std::vector<std::uint32_t>* local, float* sums) const;
 
  private:
+  ModelBatch LocalBatch(const RowBlock& block, std::vector<std::uint32_t>* local) const;
   void AppendChunk(const pb::ModelChunk& c, const std::string& path, std::uint64_t index);
   ModelMeta meta_;
   std::unique_ptr<const ModelKernel> kernel_;

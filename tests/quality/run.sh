@@ -30,3 +30,7 @@ done
 bash launch/setup.sh
 python3 "$repo/tests/quality/quality.py" --repo "$repo" "${args[@]}"
 python3 "$repo/tests/quality/ffm_quality.py" --repo "$repo" --grid "$ffm_grid"
+# Recall on MovieLens beside most-popular and item-kNN (tests/quality/recall.py; numpy).
+recall_args=()
+for a in "$@"; do [ "$a" = --quick ] && recall_args+=(--quick); done
+/usr/bin/python3 "$repo/tests/quality/recall.py" --repo "$repo" "${recall_args[@]}"

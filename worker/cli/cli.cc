@@ -28,6 +28,7 @@
 #include "common/model/model_file.h"
 #include "worker/cli/cli_args.h"
 #include "worker/cli/cv_command.h"
+#include "worker/cli/recall_commands.h"
 #include "worker/cli/score_commands.h"
 #include "worker/job/interrupt.h"
 #include "worker/job/local_trainer.h"
@@ -55,6 +56,11 @@ usage:
                                      or mse and rmse (squared loss)
   fmps export  --model PATH --out FILE.txt             readable text dump
   fmps cv      CONFIG.yaml --folds K [--set KEY=VALUE]...   K-fold cross-validation
+  fmps embed   --model PATH --side user|item --data FILE.csv --out FILE [--format text|npy]
+                                     serving vectors of a recall model (model.sides)
+  fmps recall  --model PATH --users FILE.csv --items CATALOGUE.csv --out FILE [--k K]
+               [--exclude FILE.csv] [--index exact|faiss:FACTORY[?PARAMS]] [--threads N]
+               [--truth FILE.csv]     top-K items per user; --truth prints JSON metrics
   fmps COMMAND --help                                  usage of one command
   fmps --help | --version
 
@@ -180,6 +186,8 @@ int RunCli(int argc, char** argv) {
   if (command == "eval") return cli::Eval(argc, argv);
   if (command == "export") return cli::Export(argc, argv);
   if (command == "cv") return cli::CrossValidate(argc, argv);
+  if (command == "embed") return cli::Embed(argc, argv);
+  if (command == "recall") return cli::Recall(argc, argv);
   throw ConfigError("unknown command '" + command + "' (see fmps --help)");
 }
 

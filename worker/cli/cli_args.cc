@@ -15,6 +15,28 @@ struct CommandHelp {
 };
 
 constexpr CommandHelp kHelp[] = {
+    {"embed", R"(usage: fmps embed --model PATH --side user|item --data FILE.csv --out FILE
+                  [--format text|npy]
+
+Writes the serving vector of every row of FILE.csv (a csv with the side's id column, the
+first of model.sides.user / .item, and the side's feature columns) for a model trained
+with model.sides: user [sum of v*x, 1], item [sum of v*x, item-only terms], so that
+<user, item> ranks the items of a user as the FM score does. text: one line per row, the
+id then the k + 1 numbers; npy: a float32 matrix (rows x (k + 1)) in FILE and the ids,
+one per line, in FILE.ids. A row whose id appeared before is skipped.
+)"},
+    {"recall", R"(usage: fmps recall --model PATH --users FILE.csv --items CATALOGUE.csv --out FILE
+                   [--k K] [--exclude INTERACTIONS.csv] [--index exact|faiss:FACTORY]
+                   [--threads N] [--truth HELDOUT.csv]
+
+Writes each user's top-K items (default K 100) as one line `user_id item_id:score ...`,
+best first, ties broken by the smaller item id. --index exact (default) scores every item
+by blocked matrix products; faiss:FACTORY builds a Faiss index with the inner-product
+metric from a factory string (faiss:IVF1024,Flat?nprobe=16, faiss:HNSW32?efSearch=128).
+--exclude leaves out each user's items in INTERACTIONS.csv (user id and item id columns);
+--truth prints JSON: hit_rate, recall, ndcg, mrr at 10, 50, 100 (those <= K) against the
+held-out pairs of HELDOUT.csv, and with faiss the overlap with the exact top-K.
+)"},
     {"train", R"(usage: fmps train CONFIG.yaml [--set KEY=VALUE]... [--resume]
 
 Trains the model CONFIG.yaml describes and writes model.fmps, metrics.jsonl and

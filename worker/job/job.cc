@@ -62,6 +62,8 @@ JobInputs PrepareInputs(const Config& config, const JobRequest& request) {
   in.spec.data = config.data;
   in.spec.loss = config.model.loss;
   in.spec.field_limit = FieldLimitOf(ShapeFromConfig(config.model));
+  in.spec.sides = config.model.sides;  // recall models: sides, sampled negatives
+  in.spec.sample_negatives = true;
   if (config.data.format == DataFormat::kCsv &&
       config.data.csv.transform == NumericTransform::kStandardize &&
       !config.data.csv.numeric.empty()) {

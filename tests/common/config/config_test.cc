@@ -298,7 +298,7 @@ TEST(ConfigTest, WrongTypes) {
             "exp.yaml:4:17: optimizer.lr: expected a finite number > 0, got 'fast'");
   EXPECT_EQ(ErrorOf(base + "model: 5\n"),
             "exp.yaml:4:8: model: expected a mapping with keys k, loss, init_std, l2_w, l2_v, "
-            "min_count, kind, fields, got '5'");
+            "min_count, sides, kind, fields, got '5'");
   EXPECT_EQ(ErrorOf("data:\n  train: [a, [b]]\n  format: libsvm\n"),
             "exp.yaml:2:14: data.train[1]: expected a path or glob, got a list");
   EXPECT_EQ(ErrorOf("data:\n  train: {a: 1}\n  format: libsvm\n"),
@@ -669,13 +669,15 @@ TEST(ConfigTableTest, EveryStructHasOneTableEntryPerMember) {
   EXPECT_EQ(TableChildren(""), CountMembers<Config>());
   EXPECT_EQ(TableChildren("data"), CountMembers<DataConfig>());
   EXPECT_EQ(TableChildren("data.csv"), CountMembers<CsvSpec>());
+  EXPECT_EQ(TableChildren("data.negatives"), CountMembers<NegativesConfig>());
+  EXPECT_EQ(TableChildren("model.sides"), CountMembers<SidesConfig>());
   EXPECT_EQ(TableChildren("model"), CountMembers<ModelConfig>());
   EXPECT_EQ(TableChildren("optimizer"), CountMembers<OptimizerConfig>());
   EXPECT_EQ(TableChildren("train"), CountMembers<TrainConfig>());
   EXPECT_EQ(TableChildren("cluster"), CountMembers<ClusterConfig>());
   EXPECT_EQ(TableChildren("checkpoint"), CountMembers<CheckpointConfig>());
   EXPECT_EQ(TableChildren("output"), CountMembers<OutputConfig>());
-  EXPECT_EQ(CountMembers<CsvSpec>(), 6u);  // the counter itself works
+  EXPECT_EQ(CountMembers<CsvSpec>(), 8u);  // the counter itself works
   std::set<std::string> keys;
   for (const ConfigField& f : ConfigFields()) {
     EXPECT_TRUE(keys.insert(f.key).second) << "twice: " << f.key;
@@ -728,6 +730,23 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(data.csv.ignore, "[i1]", csv, label),
       FMPS_PROBE(data.csv.delimiter, ";", csv, label),
       FMPS_PROBE(data.csv.transform, "none", csv, label),
+      FMPS_PROBE(data.csv.multi, "[c1]", csv, label, "data.csv.categorical=[c1]"),
+      FMPS_PROBE(data.csv.multi_separator, ";", csv, label),
+      FMPS_PROBE(data.negatives.per_positive, "2", csv, label, "data.csv.categorical=[u, i]",
+                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.negatives.items=a.csv"),
+      FMPS_PROBE(data.negatives.items, "b.csv", csv, label, "data.csv.categorical=[u, i]",
+                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.negatives.items=a.csv"),
+      FMPS_PROBE(data.negatives.distribution, "popularity", csv, label,
+                 "data.csv.categorical=[u, i]", "model.sides.user=[u]", "model.sides.item=[i]",
+                 "data.negatives.per_positive=1", "data.negatives.items=a.csv"),
+      FMPS_PROBE(data.negatives.exponent, "0.5", csv, label, "data.csv.categorical=[u, i]",
+                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.negatives.items=a.csv", "data.negatives.distribution=popularity"),
+      FMPS_PROBE(data.negatives.seed, "7", csv, label, "data.csv.categorical=[u, i]",
+                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.negatives.items=a.csv"),
       FMPS_PROBE(data.on_error, "fail"),
       FMPS_PROBE(data.normalize, "instance"),
       FMPS_PROBE(data.max_bad_fraction, "0.25"),
@@ -740,6 +759,10 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(model.l2_v, "0.125"),
       FMPS_PROBE(model.min_count, "3"),
       FMPS_PROBE(model.fields, "7", "data.format=libffm", "model.kind=ffm", "model.fields=4"),
+      FMPS_PROBE(model.sides.user, "[3]", "data.format=libffm", "model.sides.user=[1]",
+                 "model.sides.item=[2]"),
+      FMPS_PROBE(model.sides.item, "[3]", "data.format=libffm", "model.sides.user=[1]",
+                 "model.sides.item=[2]"),
       FMPS_PROBE(optimizer.name, "sgd"),
       FMPS_PROBE(optimizer.lr, "0.5"),
       FMPS_PROBE(optimizer.beta1, "0.5", "optimizer.name=adam"),
@@ -820,11 +843,19 @@ TEST(ConfigTableTest, DigestAndKeySettingFields) {
   }
   const std::set<std::string> data_keys = {
       "data.format",          "data.hash_bits",  "data.csv.label",     "data.csv.numeric",
-      "data.csv.categorical", "data.csv.ignore", "data.csv.delimiter", "data.csv.transform"};
+      "data.csv.categorical", "data.csv.ignore", "data.csv.delimiter", "data.csv.transform",
+      "data.csv.multi",       "data.csv.multi_separator"};
   std::set<std::string> expected = data_keys;
   for (const char* key : {"data.train",
                           "data.normalize",
                           "data.valid_fraction",
+                          "data.negatives.per_positive",
+                          "data.negatives.items",
+                          "data.negatives.distribution",
+                          "data.negatives.exponent",
+                          "data.negatives.seed",
+                          "model.sides.user",
+                          "model.sides.item",
                           "model.k",
                           "model.loss",
                           "model.init_std",

@@ -1,0 +1,44 @@
+// The csv files of embed and recall: rows of one side (users, or an item catalogue) and
+// interaction lists (user id, item id), read with a recall model's feature settings.
+//
+// A side file has a header naming the side's id column (the first field of
+// model.sides.user / .item) and any of the side's feature columns (absent ones add no
+// feature; columns of the other side are read and ignored; a column the model does not
+// know is an error). Each row gives one id and its augmented vector (embedding.h). A row
+// whose id appeared before is skipped (the first wins), so a training file can serve as a
+// side file. An interaction file has a header with both id columns; other columns are
+// ignored.
+//
+// Cost: one pass, O(rows * (k + 1)) floats in memory. Not thread-safe (plain functions on
+// their own state).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/config/sides.h"
+#include "common/model/model_file.h"
+
+namespace fmps {
+
+struct SideVectors {
+  int dim = 0;                     // k + 1
+  std::vector<std::string> ids;    // per row, in file order
+  std::vector<float> vectors;      // ids.size() * dim
+  std::vector<float> own;          // per row: its own terms (embedding.h)
+};
+
+// Embeds every row of `path` on `side`. Throws ConfigError (header), DataError (a bad row,
+// "path:line: reason"), IoError.
+SideVectors EmbedSideFile(const Model& model, Side side, const std::string& path);
+
+// The (user id, item id) pairs of an interaction file. Throws as above.
+std::vector<std::pair<std::string, std::string>> ReadInteractions(const Model& model,
+                                                                  const std::string& path);
+
+// Reorders `v` so its ids ascend: numerically when every id is a decimal integer, else
+// bytewise (the order recall breaks ties in).
+void SortById(SideVectors* v);
+
+}  // namespace fmps
