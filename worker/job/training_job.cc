@@ -54,7 +54,7 @@ struct Counters {
   double bad_rows = 0;  // malformed rows skipped by the epoch's reader (cumulative)
   static constexpr int kSize = 8;
 
-  static Counters From(const Progress& p, const ShardReader& reader) {
+  static Counters From(const Progress& p, const RowSource& reader) {
     const KVStats kv = p.kv();
     return {static_cast<double>(p.rows.load()),
             p.loss_sum.load(),
@@ -90,7 +90,7 @@ class TrainingJob {
   using Clock = std::chrono::steady_clock;
   bool root() const { return coll_.is_root(); }
   bool checkpoints() const { return !config_.checkpoint.dir.empty(); }
-  ShardReader* EpochReader(int epoch) const;
+  RowSource* EpochReader(int epoch) const;
   void TrainOneEpoch(int epoch);
   void AfterBatch();
   void CheckStop();
@@ -114,7 +114,7 @@ class TrainingJob {
   Checkpointer* ckpt_ = nullptr;  // root only (in ctx_.checkpointer)
   const int coordinator_;         // the root's endpoint
   int epoch_ = 0;
-  ShardReader* reader_ = nullptr;  // this epoch's training reader
+  RowSource* reader_ = nullptr;  // this epoch's training reader
   std::uint64_t epoch_bytes_ = 0;  // of every worker's shard
   Clock::time_point next_post_;
   double t0_ = 0.0;                  // root: output clock at the epoch's start
@@ -168,7 +168,7 @@ std::optional<TrainSummary> TrainingJob::Run() {
   return FinishOnRoot();
 }
 
-ShardReader* TrainingJob::EpochReader(int epoch) const {
+RowSource* TrainingJob::EpochReader(int epoch) const {
   const bool resumed = ctx_.start->mid_epoch && epoch == ctx_.start->first_epoch;
   return resumed ? ctx_.resumed : ctx_.train;
 }

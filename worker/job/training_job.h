@@ -54,9 +54,9 @@ struct JobContext {
   std::uint64_t train_bytes = 0;   // of every training file (checkpoint manifests)
   int num_servers = 1;             // servers are endpoints 0 .. num_servers - 1
   const char* mode = "";           // "single-node" | "mpi" (summary.json)
-  ShardReader* train = nullptr;    // this worker's shard of data.train
-  ShardReader* test = nullptr;     // its shard of data.test, or null without one
-  ShardReader* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
+  RowSource* train = nullptr;      // this worker's shard of data.train
+  RowSource* test = nullptr;       // its shard of data.test, or null without one
+  RowSource* resumed = nullptr;    // the first epoch's remainder after a mid-epoch resume
   RunOutput* out = nullptr;        // root only: the run's output files
   // Root only: where the root's Checkpointer lives. Its destructor removes the checkpoints
   // this job left incomplete, so the caller keeps it until no server writes a shard any
