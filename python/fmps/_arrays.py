@@ -26,10 +26,15 @@ def csr_parts(X):
             np.ascontiguousarray(X.data), X.shape[0], X.shape[1])
 
 
-def field_ids(fields, n_features):
-    """The per-column field ids as a uint32 array of n_features entries, or None."""
+def field_ids(fields, n_features, parts=None):
+    """The per-column field ids as a uint32 array of n_features entries, or None. With the
+    CSR `parts` of X, also checks that every column index lies in [0, n_features) (the
+    engine looks each up in the field ids)."""
     if fields is None:
         return None
+    if parts is not None and parts[1].size:
+        if parts[1].min() < 0 or parts[1].max() >= n_features:
+            raise ValueError(f"X has a column index outside [0, {n_features})")
     ids = np.asarray(fields)
     if ids.shape != (n_features,):
         raise ValueError(f"fields must hold one field id per column ({n_features}), "

@@ -136,16 +136,18 @@ class _FMBase(BaseEstimator):
                                    dtype=[np.float64, np.float32],
                                    y_numeric=self._loss == "squared")
         train_y = self._encode_y(y, fitting=True)
-        ids = _arrays.field_ids(self.fields, self.n_features_in_)
+        train_x = _arrays.csr_parts(X)
+        ids = _arrays.field_ids(self.fields, self.n_features_in_, train_x)
         test_x = test_y = None
         if eval_set is not None:
             X_val, y_val = eval_set
             test_x = _arrays.csr_parts(self._check_X(X_val, reset=False))
+            _arrays.field_ids(self.fields, self.n_features_in_, test_x)  # checks the indices
             test_y = self._encode_y(np.asarray(y_val), fitting=False)
         yaml, sets = self._config()
         with tempfile.TemporaryDirectory(prefix="fmps-fit-") as out:
-            _core.train_arrays(yaml, sets + [f"output.dir={out}"], _arrays.csr_parts(X),
-                               train_y, test_x, test_y, ids)
+            _core.train_arrays(yaml, sets + [f"output.dir={out}"], train_x, train_y, test_x,
+                               test_y, ids)
             with open(os.path.join(out, "model.fmps"), "rb") as f:
                 self.model_bytes_ = f.read()
             with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
@@ -159,9 +161,9 @@ class _FMBase(BaseEstimator):
     def _scores(self, X):
         """Raw FM scores, one per row (float64)."""
         check_is_fitted(self, "model_bytes_")
-        X = self._check_X(X, reset=False)
-        ids = _arrays.field_ids(self.fields, self.n_features_in_)
-        return self._model.scores(_arrays.csr_parts(X), ids, 1).astype(np.float64)
+        parts = _arrays.csr_parts(self._check_X(X, reset=False))
+        ids = _arrays.field_ids(self.fields, self.n_features_in_, parts)
+        return self._model.scores(parts, ids, 1).astype(np.float64)
 
     # --- pickling: the model travels as its bytes -------------------------------------
     def __getstate__(self):

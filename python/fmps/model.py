@@ -27,7 +27,7 @@ class Model:
     def decision_function(self, X, fields=None, threads=1):
         """Raw scores (the FM's y before the link), float64, one per row of X."""
         parts = _arrays.csr_parts(X)
-        ids = _arrays.field_ids(fields, parts[4])
+        ids = _arrays.field_ids(fields, parts[4], parts)
         return self._core.scores(parts, ids, int(threads)).astype(np.float64)
 
     def predict(self, X, fields=None, threads=1):

@@ -95,3 +95,13 @@ def test_sparse_and_dense_inputs_give_the_same_model(planted):
     scores = csr.decision_function(X)
     np.testing.assert_array_equal(dense.decision_function(X), scores)
     np.testing.assert_array_equal(csc.decision_function(X), scores)
+
+
+def test_fields_per_column(planted):
+    X, y = planted(1000, cols=30, nnz=5)
+    fields = np.arange(30) // 10  # three fields of ten columns
+    clf = fmps.FMClassifier(fields=fields, epochs=2).fit(X, y, eval_set=(X, y))
+    assert "format: libffm" in clf.effective_config()
+    assert clf.predict_proba(X).shape == (1000, 2)
+    with pytest.raises(ValueError, match="one field id per column"):
+        fmps.FMClassifier(fields=fields[:5]).fit(X, y)
