@@ -21,7 +21,7 @@ void PreparedBatch::Deduplicate(KeyIndex* index, bool count) {
   for (const std::uint32_t u : local) ++counts[u];
 }
 
-BatchPrefetcher::BatchPrefetcher(ShardReader* reader, int batch_size, int depth, bool count)
+BatchPrefetcher::BatchPrefetcher(RowSource* reader, int batch_size, int depth, bool count)
     : reader_(reader),
       batch_size_(batch_size),
       depth_(static_cast<std::size_t>(depth)),

@@ -31,7 +31,7 @@ struct PreparedBatch {
   std::vector<std::uint32_t> local;   // per non-zero: index into keys
   std::vector<std::uint32_t> counts;  // per unique key: occurrences (bias: rows), if counted
   std::uint64_t bytes_consumed = 0;   // reader position after this batch (progress)
-  // The reader's position after this batch (ShardReader::Remaining()): the ranges still to
+  // The reader's position after this batch (RowSource::Remaining()): the ranges still to
   // read once this batch's rows have been trained, for checkpoints.
   std::vector<ByteRange> remaining;
 
@@ -45,7 +45,7 @@ class BatchPrefetcher {
  public:
   // Starts the prefetch thread on `reader` (which must outlive this object). `count`: fill
   // each batch's occurrence counts (only min_count > 1 needs them).
-  BatchPrefetcher(ShardReader* reader, int batch_size, int depth = 2, bool count = true);
+  BatchPrefetcher(RowSource* reader, int batch_size, int depth = 2, bool count = true);
   // Stops and joins the thread (abandoning the rest of the shard).
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
@@ -59,7 +59,7 @@ class BatchPrefetcher {
  private:
   void Run();
 
-  ShardReader* reader_;
+  RowSource* reader_;
   int batch_size_;
   std::size_t depth_;
   bool count_;

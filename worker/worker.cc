@@ -93,7 +93,7 @@ void Worker::Cut(const std::vector<ByteRange>& remaining) {
   if (cut_handler_) cut_handler_(remaining);
 }
 
-void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
+void Worker::TrainEpoch(RowSource* reader, Progress* progress,
                         const std::function<void()>& after_batch) {
   if (options_.consistency == Consistency::kBsp) {
     TrainBsp(reader, progress, after_batch);
@@ -103,7 +103,7 @@ void Worker::TrainEpoch(ShardReader* reader, Progress* progress,
   divergence_.CheckPartial();  // before the epoch's checkpoint and model
 }
 
-void Worker::TrainAsync(ShardReader* reader, Progress* progress,
+void Worker::TrainAsync(RowSource* reader, Progress* progress,
                         const std::function<void()>& hook) {
   BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
   std::deque<Timestamp> pushes;  // unacknowledged, oldest first
@@ -149,7 +149,7 @@ void Worker::TrainAsync(ShardReader* reader, Progress* progress,
   Publish(0, 0.0, progress->bytes.load(), progress);
 }
 
-void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook) {
+void Worker::TrainBsp(RowSource* reader, Progress* progress, const std::function<void()>& hook) {
   BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
   PreparedBatch empty;  // what an exhausted worker pushes: no keys
   while (true) {
@@ -177,7 +177,7 @@ void Worker::TrainBsp(ShardReader* reader, Progress* progress, const std::functi
   }
 }
 
-void Worker::Score(ShardReader* reader, std::vector<float>* scores, std::vector<float>* labels) {
+void Worker::Score(RowSource* reader, std::vector<float>* scores, std::vector<float>* labels) {
   BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, /*count=*/false);
   while (PreparedBatch* b = prefetcher.Next()) {
     client_->Wait(PullFor(*b, /*create=*/false, &params_[0]));

@@ -81,16 +81,16 @@ class Worker {
   // One pass over the reader's remaining rows. Adds to *progress as it goes and calls
   // after_batch (if set) after each batch (bsp: each step). Throws NumericError when the
   // training loss diverges (DivergenceGuard, also consulted at the end and at every cut).
-  void TrainEpoch(ShardReader* reader, Progress* progress,
+  void TrainEpoch(RowSource* reader, Progress* progress,
                   const std::function<void()>& after_batch = nullptr);
 
   // Scores every remaining row of `reader` against the servers' current model (no row is
   // created on the servers); appends raw scores and labels.
-  void Score(ShardReader* reader, std::vector<float>* scores, std::vector<float>* labels);
+  void Score(RowSource* reader, std::vector<float>* scores, std::vector<float>* labels);
 
  private:
-  void TrainAsync(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
-  void TrainBsp(ShardReader* reader, Progress* progress, const std::function<void()>& hook);
+  void TrainAsync(RowSource* reader, Progress* progress, const std::function<void()>& hook);
+  void TrainBsp(RowSource* reader, Progress* progress, const std::function<void()>& hook);
   // Issues the pull of batch b's unique keys into *params (keep_rows: see PullRequest).
   Timestamp PullFor(const PreparedBatch& b, bool create, std::vector<float>* params,
                     bool keep_rows = false);

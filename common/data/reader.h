@@ -33,6 +33,7 @@
 
 #include "common/config/config.h"
 #include "common/data/row_block.h"
+#include "common/data/row_source.h"
 
 namespace fmps {
 
@@ -84,20 +85,6 @@ std::int64_t LogBucket(double v);
 std::vector<NumericStat> ComputeNumericStats(const FeatureSpec& spec,
                                              const std::vector<std::string>& files);
 
-// Counts of bad rows and the first few reports.
-struct BadRowStats {
-  std::uint64_t count = 0;
-  std::vector<std::string> first;  // up to kMaxReported "file:line: reason" strings
-  static constexpr std::size_t kMaxReported = 5;
-};
-
-// A half-open byte range [begin, end) of the concatenation of a file list.
-struct ByteRange {
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
-  bool operator==(const ByteRange&) const = default;
-};
-
 // Total size in bytes of `files` (the length of their concatenation). Throws IoError if a
 // file cannot be opened or stat'ed or is not a regular file.
 std::uint64_t TotalBytes(const std::vector<std::string>& files);
@@ -134,7 +121,7 @@ struct RowSubset {
 // terminator or a trailing '\r'). O(line length).
 double RowHashUnit(std::string_view line);
 
-class ShardReader {
+class ShardReader final : public RowSource {
  public:
   // Opens shard `shard` (0-based) of `num_shards` of `files`: the single range
   // ShardRange(TotalBytes(files), shard, num_shards). Throws IoError if a file cannot be
@@ -146,13 +133,13 @@ class ShardReader {
   // dropped and touching ones merged (this changes no row). A range may begin or end mid-row
   // or mid-line; csv headers are never rows. Throws as above, ConfigError for bad ranges.
   ShardReader(FeatureSpec spec, std::vector<std::string> files, std::vector<ByteRange> ranges);
-  ~ShardReader();
+  ~ShardReader() override;
   ShardReader(const ShardReader&) = delete;
   ShardReader& operator=(const ShardReader&) = delete;
 
   // Appends up to `max_rows` good rows to *block (which is not cleared). Returns the number
   // appended; 0 means the shard is exhausted. Throws DataError under on_error: fail.
-  std::size_t Read(std::size_t max_rows, RowBlock* block);
+  std::size_t Read(std::size_t max_rows, RowBlock* block) override;
 
   // Yields only the rows of `subset` from the next Read on (default: every row). Rows left
   // out are neither returned nor counted (good or bad). Cost: one hash of each line's text
@@ -161,7 +148,7 @@ class ShardReader {
 
   // Starts the shard again from its first row, at the first range (next epoch). Bad-row
   // stats are kept.
-  void Rewind();
+  void Rewind() override;
 
   // The reader's position: the ranges still to read after the last row returned by Read()
   // (all ranges before the first Read or after Rewind, none once Read has returned 0).
@@ -172,14 +159,14 @@ class ShardReader {
   // constructor's. O(number of ranges), no I/O; the out-parameter form reuses its capacity
   // (no allocation once grown). Not to be called concurrently with Read.
   std::vector<ByteRange> Remaining() const;
-  void Remaining(std::vector<ByteRange>* out) const;
+  void Remaining(std::vector<ByteRange>* out) const override;
 
   std::uint64_t rows_read() const;       // good rows returned since construction
-  std::uint64_t bytes_in_shard() const;  // total bytes of the ranges
+  std::uint64_t bytes_in_shard() const override;  // total bytes of the ranges
   // Bytes of the ranges before the reader's position, since the last Rewind (progress):
   // bytes_in_shard() minus the bytes of Remaining(). O(number of ranges).
-  std::uint64_t bytes_consumed() const;
-  const BadRowStats& bad_rows() const;
+  std::uint64_t bytes_consumed() const override;
+  const BadRowStats& bad_rows() const override;
 
  private:
   class Impl;

@@ -143,8 +143,6 @@ void ModelWriter::Finish() {
   }
 }
 
-namespace {
-
 // Reads a model file once, front to back, hashing every byte (XXH3-64) as it goes. Every
 // record length is checked against the bytes left in the file before anything is allocated.
 class ModelReader {
@@ -159,6 +157,16 @@ class ModelReader {
       throw IoError("cannot stat model " + path + ": " + err);
     }
     size_ = static_cast<std::uint64_t>(st.st_size);
+    XXH3_64bits_reset(&hash_);
+  }
+  // Reads the model file held in `bytes` (borrowed), named `name` in messages.
+  ModelReader(std::string_view bytes, const std::string& name) : path_(name), size_(bytes.size()) {
+    // fmemopen does not accept a zero size: an empty buffer reads as a one-byte stream of
+    // which nothing is read (size_ stays 0, so the magic check fails first).
+    static char empty = 0;
+    void* data = bytes.empty() ? &empty : const_cast<char*>(bytes.data());
+    file_ = ::fmemopen(data, bytes.empty() ? 1 : bytes.size(), "rb");
+    if (file_ == nullptr) throw IoError("cannot read model " + name + ": " + Errno());
     XXH3_64bits_reset(&hash_);
   }
   ~ModelReader() { std::fclose(file_); }
@@ -205,6 +213,8 @@ class ModelReader {
   std::uint64_t offset_ = 0;
   XXH3_state_t hash_;
 };
+
+namespace {
 
 // Checks the magic and reads the header record into *meta; returns the header's version.
 std::uint32_t ReadHeader(ModelReader* r, const std::string& path, ModelMeta* meta) {
@@ -302,8 +312,18 @@ void Model::AppendChunk(const pb::ModelChunk& c, const std::string& path, std::u
 }
 
 Model Model::Load(const std::string& path) {
-  Model m;
   ModelReader r(path);
+  return Read(&r, path);
+}
+
+Model Model::FromBytes(std::string_view bytes, const std::string& name) {
+  ModelReader r(bytes, name);
+  return Read(&r, name);
+}
+
+Model Model::Read(ModelReader* reader, const std::string& path) {
+  Model m;
+  ModelReader& r = *reader;
   const std::uint32_t version = ReadHeader(&r, path, &m.meta_);
   const std::size_t width = static_cast<std::size_t>(m.meta_.shape.row_width());
   // Every key takes at least 8 + 4 * width bytes of the file: a header announcing more keys

@@ -18,6 +18,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/base/huge_pages.h"
@@ -36,6 +37,7 @@ namespace fmps {
 namespace pb {
 class ModelChunk;
 }
+class ModelReader;  // model_file.cc: one pass over a file's bytes
 
 struct ModelMeta {
   ModelShape shape;
@@ -86,6 +88,9 @@ class Model {
   // message starts with the file name. Allocates only for what the file's bytes back (a header
   // announcing more keys than the file can hold is refused first).
   static Model Load(const std::string& path);
+  // The same from the bytes of a model file in memory (e.g. a pickled estimator), checked
+  // the same way; `name` stands for the file in messages. Copies what it keeps.
+  static Model FromBytes(std::string_view bytes, const std::string& name);
   // Reads and validates only the header of `path` (cheap, for checks before work; the
   // checksum is verified by Load).
   static ModelMeta ReadMeta(const std::string& path);
@@ -108,6 +113,7 @@ class Model {
 
  private:
   ModelBatch LocalBatch(const RowBlock& block, std::vector<std::uint32_t>* local) const;
+  static Model Read(ModelReader* reader, const std::string& path);
   void AppendChunk(const pb::ModelChunk& c, const std::string& path, std::uint64_t index);
   ModelMeta meta_;
   std::unique_ptr<const ModelKernel> kernel_;

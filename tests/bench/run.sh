@@ -42,3 +42,10 @@ fi
 
 bash launch/setup.sh
 python3 "$repo/tests/bench/bench.py" --repo "$repo" $quick $ffm_only
+
+# The Python package's cases (README "Python package" there), when the module was built.
+if compgen -G "$repo/build/python/fmps/_core*.so" >/dev/null; then
+  rows=1000000; [ -n "$quick" ] && rows=200000
+  PYTHONPATH="$repo/build/python" FMPS_BINARY="$repo/build/fmps" \
+    /usr/bin/python3 "$repo/tests/bench/python_bench.py" --rows "$rows" 2>/dev/null
+fi

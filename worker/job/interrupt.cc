@@ -41,6 +41,10 @@ void InstallStopSignals() {
 
 int StopSignal() { return g_stop_signal.load(std::memory_order_relaxed); }
 
+void RequestStop(int signal) { g_stop_signal.store(signal, std::memory_order_relaxed); }
+
+void ClearStop() { g_stop_signal.store(0, std::memory_order_relaxed); }
+
 Interrupted::Interrupted(int signal, FinalCheckpoint final_checkpoint)
     : Error(Message(signal, final_checkpoint)), signal_(signal) {}
 

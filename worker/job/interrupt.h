@@ -22,6 +22,14 @@ void InstallStopSignals();
 // The signal number that asked the job to stop, or 0. Thread safe, lock free.
 int StopSignal();
 
+// Sets the same flag as the handlers, from code: an embedding host that owns the signals
+// (the Python module polls its own SIGINT while a job runs) asks the job to stop as the
+// handler would. ClearStop() resets the flag once that job has ended, so the process can
+// run another. Both are thread safe; the flag is process-wide, so every job of the process
+// sees a stop request.
+void RequestStop(int signal);
+void ClearStop();
+
 // How long SIGTERM waits for the final checkpoint cut before stopping without it.
 inline constexpr double kStopCheckpointSeconds = 60.0;
 

@@ -60,33 +60,41 @@ double MeanLabel(const Config& config) {
     held_out->inside = false;
     reader.SetSubset(*held_out);
   }
-  RowBlock block;
-  double sum = 0.0;
-  std::size_t rows = 0;
-  while (rows < kBiasRows) {
-    block.Clear();
-    const std::size_t n = reader.Read(std::min<std::size_t>(4096, kBiasRows - rows), &block);
-    if (n == 0) break;
-    for (float label : block.labels) sum += label;
-    rows += n;
-  }
-  return rows == 0 ? 0.0 : sum / static_cast<double>(rows);
+  return MeanLabelOf({&reader});
 }
 
 // A fresh squared-loss job: the server owning the bias sets it to the mean label.
-void InitBias(const Config& config, const JobTopology& topology, int index, ParamStore* store) {
+void InitBias(const Config& config, const JobTopology& topology, int index,
+              std::optional<double> mean_label, ParamStore* store) {
   if (config.model.loss != Loss::kSquared || ServerOfKey(kBiasKey, topology.num_servers) != index) {
     return;
   }
   std::vector<float> row(static_cast<std::size_t>(store->row_width()), 0.0f);
-  row[0] = static_cast<float>(MeanLabel(config));
+  row[0] = static_cast<float>(mean_label ? *mean_label : MeanLabel(config));
   store->Set(kBiasKey, row.data());
 }
 
 }  // namespace
 
+double MeanLabelOf(const std::vector<RowSource*>& sources) {
+  RowBlock block;
+  double sum = 0.0;
+  std::size_t rows = 0;
+  for (RowSource* source : sources) {
+    while (rows < kBiasRows) {
+      block.Clear();
+      const std::size_t n = source->Read(std::min<std::size_t>(4096, kBiasRows - rows), &block);
+      if (n == 0) break;
+      for (float label : block.labels) sum += label;
+      rows += n;
+    }
+    source->Rewind();
+  }
+  return rows == 0 ? 0.0 : sum / static_cast<double>(rows);
+}
+
 JobServer MakeJobServer(const Config& config, const ResumePoint& start, const JobTopology& topology,
-                        int index, Transport* transport) {
+                        int index, Transport* transport, std::optional<double> mean_label) {
   JobServer s;
   s.store = std::make_unique<ParamStore>(MakeStoreOptions(config), MakeOptimizer(config.optimizer));
   if (start.manifest) {
@@ -97,7 +105,7 @@ JobServer MakeJobServer(const Config& config, const ResumePoint& start, const Jo
     Log("server " + std::to_string(index) + ": warm start with " + std::to_string(loaded) +
         " keys from " + config.train.init_model);
   } else {
-    InitBias(config, topology, index, s.store.get());
+    InitBias(config, topology, index, mean_label, s.store.get());
   }
   s.server = std::make_unique<Server>(s.store.get(), transport,
                                       MakeServerOptions(config, topology, index));

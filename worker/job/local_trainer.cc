@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/base/error.h"
 #include "common/base/log.h"
 #include "common/comm/collectives.h"
 #include "common/comm/kv.h"
@@ -82,19 +83,33 @@ WorkerReaders OpenReaders(const JobInputs& inputs, const ResumePoint& start, int
   return r;
 }
 
-}  // namespace
-
-TrainSummary TrainLocal(const Config& config, bool resume) {
-  return TrainLocal(config, JobRequest{.resume = resume});
+template <typename T>
+std::vector<RowSource*> Borrow(const std::vector<std::unique_ptr<T>>& owned) {
+  std::vector<RowSource*> out;
+  for (const auto& p : owned) out.push_back(p.get());
+  return out;
 }
 
-TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
+// Worker w's sources (index = worker), borrowed; test, valid and resumed may be empty.
+struct LocalSources {
+  std::vector<RowSource*> train, test, valid, resumed;
+};
+
+// What one local job runs on: its inputs, where it starts and every worker's sources.
+struct LocalJob {
+  const Config& config;
+  const JobInputs& inputs;
+  const ResumePoint& start;
+  std::uint64_t train_bytes = 0;
+  LocalSources sources;
+  // Where a fresh squared-loss job's bias starts; nullopt: from data.train (MakeJobServer).
+  std::optional<double> mean_label;
+};
+
+// The servers and workers of one single-node job, as threads; returns worker 0's summary.
+TrainSummary RunLocalJob(const LocalJob& job) {
+  const Config& config = job.config;
   const JobTopology topology{config.cluster.local_servers, config.cluster.local_workers};
-  const JobInputs inputs = PrepareInputs(config, request);
-  CheckInitModel(config);
-  const std::uint64_t train_bytes = TotalBytes(inputs.train_files);
-  const ResumePoint start = FindResume(config, request.resume, train_bytes);
-  WorkerReaders readers = OpenReaders(inputs, start, topology.num_workers);
   RunOutput out(config);
   Log("single-node mode: " + std::to_string(topology.num_servers) + " server thread(s), " +
       std::to_string(topology.num_workers) + " worker thread(s), output in " + out.dir());
@@ -108,11 +123,13 @@ TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
   for (int s = 0; s < topology.num_servers; ++s) {
     threads.emplace_back([&, s, transport = hub.Connect(s)] {
       errors.Guard(
-          [&] { MakeJobServer(config, start, topology, s, transport.get()).server->Run(); });
+          [&] { MakeJobServer(config, job.start, topology, s, transport.get(), job.mean_label)
+              .server->Run(); });
     });
   }
   std::optional<TrainSummary> summary;
   const KVClientOptions kv_options = MakeKVOptions(config, topology.num_servers);
+  const LocalSources& src = job.sources;
   for (int w = 0; w < topology.num_workers; ++w) {
     threads.emplace_back([&, w, transport = hub.Connect(topology.num_servers + w)] {
       errors.Guard([&] {
@@ -121,15 +138,15 @@ TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
         InProcCollectives collectives(&group, w);
         JobContext ctx;
         ctx.config = &config;
-        ctx.inputs = &inputs;
-        ctx.start = &start;
-        ctx.train_bytes = train_bytes;
+        ctx.inputs = &job.inputs;
+        ctx.start = &job.start;
+        ctx.train_bytes = job.train_bytes;
         ctx.num_servers = topology.num_servers;
         ctx.mode = "single-node";
-        ctx.train = readers.train[w].get();
-        ctx.test = readers.test.empty() ? nullptr : readers.test[w].get();
-        ctx.valid = readers.valid.empty() ? nullptr : readers.valid[w].get();
-        ctx.resumed = readers.resumed.empty() ? nullptr : readers.resumed[w].get();
+        ctx.train = src.train[w];
+        ctx.test = src.test.empty() ? nullptr : src.test[w];
+        ctx.valid = src.valid.empty() ? nullptr : src.valid[w];
+        ctx.resumed = src.resumed.empty() ? nullptr : src.resumed[w];
         ctx.out = w == 0 ? &out : nullptr;
         ctx.checkpointer = w == 0 ? &checkpointer : nullptr;
         std::optional<TrainSummary> s =
@@ -141,6 +158,55 @@ TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
   for (auto& t : threads) t.join();
   errors.RethrowIfFailed();  // (then `checkpointer` removes what the job left incomplete)
   return *summary;
+}
+
+}  // namespace
+
+TrainSummary TrainLocal(const Config& config, bool resume) {
+  return TrainLocal(config, JobRequest{.resume = resume});
+}
+
+TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
+  const JobInputs inputs = PrepareInputs(config, request);
+  CheckInitModel(config);
+  const std::uint64_t train_bytes = TotalBytes(inputs.train_files);
+  const ResumePoint start = FindResume(config, request.resume, train_bytes);
+  const WorkerReaders readers = OpenReaders(inputs, start, config.cluster.local_workers);
+  return RunLocalJob(
+      {.config = config,
+       .inputs = inputs,
+       .start = start,
+       .train_bytes = train_bytes,
+       .sources = {Borrow(readers.train), Borrow(readers.test), Borrow(readers.valid),
+                   Borrow(readers.resumed)},
+       .mean_label = std::nullopt});
+}
+
+TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources) {
+  if (!config.checkpoint.dir.empty()) {
+    throw ConfigError(
+        "checkpoint.dir: checkpoints and --resume need files; training from "
+        "arrays in memory takes no checkpoint.dir");
+  }
+  const auto workers = static_cast<std::size_t>(config.cluster.local_workers);
+  if (sources.train.size() != workers ||
+      (!sources.test.empty() && sources.test.size() != workers) ||
+      (!sources.valid.empty() && sources.valid.size() != workers)) {
+    throw ConfigError("cluster.local_workers: " + std::to_string(workers) +
+                      " worker(s) but sources for " + std::to_string(sources.train.size()));
+  }
+  CheckInitModel(config);
+  JobInputs inputs;
+  inputs.spec = sources.spec;
+  const ResumePoint start;
+  return RunLocalJob({.config = config,
+                      .inputs = inputs,
+                      .start = start,
+                      .train_bytes = 0,
+                      .sources = {sources.train, sources.test, sources.valid, {}},
+                      .mean_label = config.model.loss == Loss::kSquared
+                                        ? std::optional<double>(MeanLabelOf(sources.train))
+                                        : std::nullopt});
 }
 
 }  // namespace fmps

@@ -7,7 +7,10 @@
 // thread waits forever); the first error is rethrown from TrainLocal.
 #pragma once
 
+#include <vector>
+
 #include "common/config/config.h"
+#include "common/data/row_source.h"
 #include "worker/job/training_job.h"
 
 namespace fmps {
@@ -17,5 +20,22 @@ namespace fmps {
 TrainSummary TrainLocal(const Config& config, bool resume = false);
 // The same for any JobRequest (a resume, a cross-validation fold).
 TrainSummary TrainLocal(const Config& config, const JobRequest& request);
+
+// Rows already in memory (the Python package's arrays): one training source per worker
+// (cluster.local_workers of them), optionally one test source per worker (evaluated after
+// every epoch like data.test), read with `spec`. data.train / data.test are not opened.
+// The sources are borrowed for the call.
+struct MemorySources {
+  std::vector<RowSource*> train;
+  std::vector<RowSource*> test;
+  // Validation rows (train.early_stop judges them; an eval set): one per worker, or none.
+  std::vector<RowSource*> valid;
+  FeatureSpec spec;
+};
+
+// The same job as TrainLocal over `sources`, writing the same outputs. No checkpoints and
+// no resume: a checkpoint's position refers to files (ConfigError naming checkpoint.dir
+// when it is set). Stops on StopSignal() like TrainLocal (throws Interrupted).
+TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources);
 
 }  // namespace fmps

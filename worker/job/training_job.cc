@@ -56,7 +56,7 @@ struct Counters {
   double bad_rows = 0;  // malformed rows skipped by the epoch's reader (cumulative)
   static constexpr int kSize = 8;
 
-  static Counters From(const Progress& p, const ShardReader& reader) {
+  static Counters From(const Progress& p, const RowSource& reader) {
     const KVStats kv = p.kv();
     return {static_cast<double>(p.rows.load()),
             p.loss_sum.load(),
@@ -92,7 +92,7 @@ class TrainingJob {
   using Clock = std::chrono::steady_clock;
   bool root() const { return coll_.is_root(); }
   bool checkpoints() const { return !config_.checkpoint.dir.empty(); }
-  ShardReader* EpochReader(int epoch) const;
+  RowSource* EpochReader(int epoch) const;
   void TrainOneEpoch(int epoch);
   void AfterBatch();
   void CheckStop();
@@ -102,7 +102,7 @@ class TrainingJob {
   void SettleEpochRows(const Counters& sum, const BadRowStats& sample);
   Counters ReportProgress(const std::vector<double>& all, bool end);
   void CheckpointEpochEnd(int epoch);
-  EvalResult ScoreAll(ShardReader* reader);
+  EvalResult ScoreAll(RowSource* reader);
   void EvaluateEpoch(int epoch);
   bool ValidateEpoch(int epoch);
   void KeepBestOnServers();
@@ -121,7 +121,7 @@ class TrainingJob {
   Checkpointer* ckpt_ = nullptr;  // root only (in ctx_.checkpointer)
   const int coordinator_;         // the root's endpoint
   int epoch_ = 0;
-  ShardReader* reader_ = nullptr;  // this epoch's training reader
+  RowSource* reader_ = nullptr;  // this epoch's training reader
   std::uint64_t epoch_bytes_ = 0;  // of every worker's shard
   Clock::time_point next_post_;
   double t0_ = 0.0;                  // root: output clock at the epoch's start
@@ -185,7 +185,7 @@ std::optional<TrainSummary> TrainingJob::Run() {
   return FinishOnRoot();
 }
 
-ShardReader* TrainingJob::EpochReader(int epoch) const {
+RowSource* TrainingJob::EpochReader(int epoch) const {
   const bool resumed = ctx_.start->mid_epoch && epoch == ctx_.start->first_epoch;
   return resumed ? ctx_.resumed : ctx_.train;
 }
@@ -333,7 +333,7 @@ void TrainingJob::CheckpointEpochEnd(int epoch) {
 
 // Every worker scores its shard of `reader`; the root gets the exact metrics of all of them
 // (the other workers an empty result).
-EvalResult TrainingJob::ScoreAll(ShardReader* reader) {
+EvalResult TrainingJob::ScoreAll(RowSource* reader) {
   std::vector<float> scores, labels;
   reader->Rewind();
   worker_.Score(reader, &scores, &labels);

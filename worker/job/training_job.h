@@ -67,14 +67,14 @@ struct JobContext {
   std::uint64_t train_bytes = 0;   // of every training file (checkpoint manifests)
   int num_servers = 1;             // servers are endpoints 0 .. num_servers - 1
   const char* mode = "";           // "single-node" | "mpi" (summary.json)
-  ShardReader* train = nullptr;    // this worker's shard of data.train
-  ShardReader* test = nullptr;     // its shard of data.test, or null without one
+  RowSource* train = nullptr;      // this worker's shard of data.train
+  RowSource* test = nullptr;       // its shard of data.test, or null without one
   // Its share of the validation rows (evaluated at each epoch end; train.early_stop judges
   // them), or null without any. Every worker of a job has one, or none does: a shard of
-  // data.valid, of the held-out training rows (OpenValidReader, job.h), or any reader of
+  // data.valid, of the held-out training rows (OpenValidReader, job.h), or any source of
   // labelled rows the caller builds (an in-memory eval set) with the job's FeatureSpec.
-  ShardReader* valid = nullptr;
-  ShardReader* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
+  RowSource* valid = nullptr;
+  RowSource* resumed = nullptr;    // the first epoch's remainder after a mid-epoch resume
   RunOutput* out = nullptr;        // root only: the run's output files
   // Root only: where the root's Checkpointer lives. Its destructor removes the checkpoints
   // this job left incomplete, so the caller keeps it until no server writes a shard any
