@@ -183,6 +183,12 @@ Config LoadConfigForFolds(const std::string& path, const std::vector<std::string
 Config ParseConfig(const std::string& yaml_text, const std::string& name,
                    const std::vector<std::string>& overrides);
 
+// ParseConfig for a job whose caller supplies the validation rows (training from arrays with
+// an eval set, TrainLocalFromSources): train.early_stop needs no data.valid or
+// data.valid_fraction here; the job refuses it without validation rows.
+Config ParseConfigForArrays(const std::string& yaml_text, const std::string& name,
+                            const std::vector<std::string>& overrides);
+
 // The complete effective config as YAML (every key that applies, defaults included, block
 // style with lists in flow style). Keys that do not apply are left out so that the text
 // re-parses under the rules above: optimizer hyper-parameters the chosen optimizer does not

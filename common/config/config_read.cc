@@ -272,6 +272,11 @@ Config ParseConfig(const std::string& yaml_text, const std::string& name,
   return ParseConfigFor(yaml_text, name, overrides, ValidationSource::kConfig);
 }
 
+Config ParseConfigForArrays(const std::string& yaml_text, const std::string& name,
+                            const std::vector<std::string>& overrides) {
+  return ParseConfigFor(yaml_text, name, overrides, ValidationSource::kCaller);
+}
+
 Config LoadConfig(const std::string& path, const std::vector<std::string>& overrides) {
   return ParseConfig(ReadFileText(path), path, overrides);
 }

@@ -120,8 +120,9 @@ std::string FieldValueText(const ConfigField& field, const Config& config);
 
 // The checks across keys that the table's conditions cannot express: the validation keys
 // (data.valid, data.valid_fraction) and train.early_stop. Throws ConfigError naming the key.
-// kFolds: cross-validation folds provide the validation rows (LoadConfigForFolds).
-enum class ValidationSource { kConfig, kFolds };
+// kFolds: cross-validation folds provide the validation rows (LoadConfigForFolds); kCaller:
+// the caller gives the job its validation rows (an in-memory eval set, ParseConfigForArrays).
+enum class ValidationSource { kConfig, kFolds, kCaller };
 void CheckValidationKeys(const Config& config, ValidationSource source = ValidationSource::kConfig);
 
 // The YAML names of an enum's values, indexed by the value ("libsvm", "libffm", ...).

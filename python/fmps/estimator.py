@@ -51,6 +51,9 @@ _PARAMS = [
     ("consistency", "train.consistency", None),
     ("max_delay", "train.max_delay", None),
     ("seed", "train.seed", 0),
+    ("early_stop", "train.early_stop.metric", None),
+    ("patience", "train.early_stop.patience", None),
+    ("min_delta", "train.early_stop.min_delta", None),
     ("normalize", "data.normalize", None),
     ("workers", "cluster.local_workers", 1),
     ("servers", "cluster.local_servers", 1),
@@ -76,7 +79,8 @@ class _FMBase(BaseEstimator):
                  optimizer="adagrad", lr=0.05, gradient=None, initial_accumulator=None,
                  beta1=None, beta2=None, eps=None, l1=None, ftrl_beta=None,
                  clip_gradient=None, epochs=20, batch_size=32, consistency=None,
-                 max_delay=None, seed=0, normalize=None, workers=1, servers=1, fields=None):
+                 max_delay=None, seed=0, early_stop=None, patience=None, min_delta=None,
+                 normalize=None, workers=1, servers=1, fields=None):
         self.kind = kind
         self.k = k
         self.init_std = init_std
@@ -98,6 +102,9 @@ class _FMBase(BaseEstimator):
         self.consistency = consistency
         self.max_delay = max_delay
         self.seed = seed
+        self.early_stop = early_stop
+        self.patience = patience
+        self.min_delta = min_delta
         self.normalize = normalize
         self.workers = workers
         self.servers = servers
@@ -131,7 +138,11 @@ class _FMBase(BaseEstimator):
     def fit(self, X, y, eval_set=None):
         """Trains on X (dense, or SciPy CSR/CSC) and y. With ``eval_set=(X_val, y_val)``
         the validation rows are evaluated after every epoch (the job's test-set evaluation)
-        and the metrics recorded in ``evals_result_``."""
+        and the metrics recorded in ``evals_result_``. With ``early_stop`` (a metric: auto,
+        auc, logloss, rmse) they also judge early stopping (``train.early_stop``): training
+        stops after ``patience`` epochs without a gain of ``min_delta`` and the model kept
+        is the best epoch's (``best_epoch_``). early_stop without an eval_set raises
+        ValueError."""
         X, y = self._validate_data(X, y, accept_sparse=["csr", "csc"],
                                    dtype=[np.float64, np.float32],
                                    y_numeric=self._loss == "squared")
@@ -154,6 +165,7 @@ class _FMBase(BaseEstimator):
                 self.summary_ = json.load(f)
             events = read_events(out)
         self.evals_result_ = _evals_result(events)
+        self.best_epoch_ = self.summary_.get("best_epoch")
         self._model = _core.Model.from_bytes(self.model_bytes_)
         return self
 

@@ -156,7 +156,7 @@ std::string TrainArrays(const std::string& yaml, const std::vector<std::string>&
                         const py::array_t<float, py::array::c_style>& train_y,
                         const py::object& test_x, const py::object& test_y,
                         const py::object& fields) {
-  const Config config = ParseWith(yaml, "estimator", overrides);
+  const Config config = ParseConfigForArrays(yaml, "estimator", overrides);
   const PySet train = ToSet(train_x, train_y);
   std::optional<PySet> test;
   if (!test_x.is_none()) {
@@ -180,6 +180,11 @@ std::string TrainArrays(const std::string& yaml, const std::vector<std::string>&
                                                      ArrayShard(test->x.rows, w, workers),
                                                      config.data.normalize));
     sources.test.push_back(owned.back().get());
+    if (config.train.early_stop.metric == EarlyStopMetric::kNone) continue;
+    owned.push_back(std::make_unique<ArrayRowSource>(test->x.View(test->labels.data(), f),
+                                                     ArrayShard(test->x.rows, w, workers),
+                                                     config.data.normalize));
+    sources.valid.push_back(owned.back().get());  // early stopping judges the eval set
   }
   RunInterruptible([&] { TrainLocalFromSources(config, sources); });
   return config.output.dir;

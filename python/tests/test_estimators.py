@@ -45,6 +45,21 @@ def test_eval_set_records_metrics_per_epoch():
     assert clf.evals_result_["valid_auc"][-1] == pytest.approx(auc, abs=1e-6)
 
 
+def test_eval_set_drives_early_stopping_and_keeps_the_best_epoch():
+    X_train, X_test, y_train, y_test = breast_cancer_split()
+    clf = fmps.FMClassifier(epochs=40, lr=0.2, early_stop="logloss", patience=2)
+    clf.fit(X_train, y_train, eval_set=(X_test, y_test))
+    losses = clf.evals_result_["valid_logloss"]
+    assert clf.best_epoch_ == 1 + int(np.argmin(losses))
+    assert len(losses) <= clf.best_epoch_ + 2  # stopped `patience` epochs after the best
+    # the fitted model is the best epoch's, not the last one's
+    scores = clf.decision_function(X_test)
+    ll = np.mean(np.logaddexp(0.0, -(2.0 * y_test - 1.0) * scores))
+    assert ll == pytest.approx(losses[clf.best_epoch_ - 1], abs=1e-5)
+    with pytest.raises(ValueError, match="early stopping needs validation rows"):
+        fmps.FMClassifier(early_stop="auc").fit(X_train, y_train)
+
+
 def test_any_two_labels_map_to_0_1_and_back():
     X_train, X_test, y_train, _ = breast_cancer_split()
     names = np.array(["benign", "malignant"])[y_train]

@@ -195,6 +195,10 @@ TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& so
     throw ConfigError("cluster.local_workers: " + std::to_string(workers) +
                       " worker(s) but sources for " + std::to_string(sources.train.size()));
   }
+  if (config.train.early_stop.metric != EarlyStopMetric::kNone && sources.valid.empty()) {
+    throw ConfigError(
+        "train.early_stop.metric: early stopping needs validation rows (an eval set)");
+  }
   CheckInitModel(config);
   JobInputs inputs;
   inputs.spec = sources.spec;
