@@ -10,7 +10,9 @@ PB_DIR holds fmps_pb2.py, generated from common/proto/fmps.proto (launch/setup.s
 Prints one line per row of DATA: the probability (logistic loss) or the score (squared
 loss), like `fmps predict`. The FM score is
   w0 + sum_i w_i x_i + 1/2 sum_f [(sum_i v_if x_i)^2 - sum_i v_if^2 x_i^2];
-keys absent from the model contribute nothing. Only libsvm models with hash_bits 0 (keys
+keys absent from the model contribute nothing. A model trained with `data.normalize: instance`
+(the default) first scales each row's values to unit L2 norm, over all of its features, as
+fmps's readers do. Only libsvm models with hash_bits 0 (keys
 are the feature ids) are handled: this is an example of the file format, not a second
 implementation of fmps's readers and hashing.
 
@@ -164,6 +166,8 @@ class Model:
         if fmt != "libsvm" or hash_bits != "0":
             fail(f"{path}: format {fmt}, hash_bits {hash_bits}: this example only handles "
                  "libsvm models with hash_bits 0")
+        # absent (models written before the key existed): none
+        self.normalize = yaml_scalar(header.data_yaml, "normalize") == "instance"
         self.k = header.k
         self.loss = header.loss
         self.bias = header.bias
@@ -190,7 +194,11 @@ class Model:
             fail(f"{path}: {len(self.index)} distinct keys, header says {header.num_keys}")
 
     def score(self, features):
-        """FM score of [(key, value), ...]."""
+        """FM score of [(key, value), ...] (scaled to unit norm under normalize: instance)."""
+        if self.normalize:
+            norm = math.sqrt(sum(x * x for _, x in features))
+            if norm > 0:
+                features = [(key, x / norm) for key, x in features]
         s = self.bias
         sum_v = [0.0] * self.k
         sum_v2 = [0.0] * self.k

@@ -104,9 +104,10 @@ TEST(ConfigTest, DefaultsOfMinimalConfig) {
   EXPECT_EQ(c.model.loss, Loss::kLogistic);
   EXPECT_EQ(c.model.init_std, 0.01f);
   EXPECT_EQ(c.optimizer.name, OptimizerName::kAdagrad);
-  EXPECT_EQ(c.optimizer.lr, 0.05f);
+  EXPECT_EQ(c.optimizer.lr, 0.1f);
   EXPECT_EQ(c.train.epochs, 1);
-  EXPECT_EQ(c.train.batch_size, 1024);
+  EXPECT_EQ(c.train.batch_size, 32);
+  EXPECT_EQ(c.data.normalize, Normalize::kInstance);
   EXPECT_EQ(c.train.consistency, Consistency::kAsync);
   EXPECT_EQ(c.train.max_delay, 4);
   EXPECT_EQ(c.train.progress_seconds, 5.0);
@@ -495,6 +496,11 @@ TEST(ConfigTest, CrossKeyRules) {
             GradientScale::kSum);
   EXPECT_EQ(Parse("data: {train: a, format: libsvm, normalize: instance}").data.normalize,
             Normalize::kInstance);
+  // A model file's data section without the key (written before it existed): none, not
+  // the new default; with the key, as written.
+  EXPECT_EQ(ParseDataSection("data:\n  format: libsvm\n").normalize, Normalize::kNone);
+  EXPECT_EQ(ParseDataSection("data:\n  format: libsvm\n  normalize: instance\n").normalize,
+            Normalize::kInstance);
   EXPECT_EQ(Parse(base + "optimizer: {name: ftrl, l1: 2}").optimizer.l1, 2.0f);
   EXPECT_EQ(Parse(base + "train: {max_delay: 3}").train.max_delay, 3);
   EXPECT_EQ(Parse(base + "checkpoint: {dir: ''}").checkpoint.dir, "");
@@ -729,7 +735,7 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(data.csv.delimiter, ";", csv, label),
       FMPS_PROBE(data.csv.transform, "none", csv, label),
       FMPS_PROBE(data.on_error, "fail"),
-      FMPS_PROBE(data.normalize, "instance"),
+      FMPS_PROBE(data.normalize, "none"),
       FMPS_PROBE(data.max_bad_fraction, "0.25"),
       FMPS_PROBE(data.valid, "[v1.txt, v2.txt]"),
       FMPS_PROBE(data.valid_fraction, "0.25"),
