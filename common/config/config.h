@@ -79,7 +79,7 @@ struct OptimizerConfig {
   // of the key (the sum divided by its count; the bias: by the rows); kSum: the sum over the
   // batch's rows
   GradientScale gradient = GradientScale::kKeyMean;
-  float initial_accumulator = 0.0f;  // adagrad only, >= 0: the sum of squares starts here
+  float initial_accumulator = 0.001f;  // adagrad only, >= 0: the sum of squares starts here
 };
 
 // train.early_stop: judged on the validation rows (data.valid / data.valid_fraction) at each

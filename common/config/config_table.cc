@@ -202,7 +202,8 @@ std::vector<ConfigField> OptimizerFields() {
        .digest = true},
       {.key = "optimizer.initial_accumulator",
        .kind = RealField<float>{FMPS_AT(optimizer.initial_accumulator), kNonNegative},
-       .meaning = "AdaGrad's starting sum of squared gradients (0: the first step is lr*sign(g))",
+       .meaning = "AdaGrad's starting sum of squared gradients (0: the first step is lr*sign(g); "
+                  "the default 0.001 damps first steps of small gradients)",
        .applies = &kAdagradOnly,
        .digest = true},
   };

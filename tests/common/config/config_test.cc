@@ -108,6 +108,7 @@ TEST(ConfigTest, DefaultsOfMinimalConfig) {
   EXPECT_EQ(c.train.epochs, 1);
   EXPECT_EQ(c.train.batch_size, 32);
   EXPECT_EQ(c.data.normalize, Normalize::kInstance);
+  EXPECT_EQ(c.optimizer.initial_accumulator, 0.001f);
   EXPECT_EQ(c.train.consistency, Consistency::kAsync);
   EXPECT_EQ(c.train.max_delay, 4);
   EXPECT_EQ(c.train.progress_seconds, 5.0);
