@@ -14,6 +14,8 @@ keys absent from the model contribute nothing. A field-aware model (model.kind f
 kind 1 and its number of fields F; each key's row is w, then F vectors of k floats, the one
 for field f at 1 + f*k) scores
   w0 + sum_i w_i x_i + sum_{i<j} <v_{i,field(j)}, v_{j,field(i)}> x_i x_j.
+A model trained with `data.normalize: instance` (the default) first scales each row's values
+to unit L2 norm, over all of its features, as fmps's readers do.
 Only libsvm and libffm models with hash_bits 0 (keys are the feature ids) are handled
 (DATA in the model's format): this is an example of the file format, not a second
 implementation of fmps's readers and hashing.
@@ -172,6 +174,8 @@ class Model:
         if header.kind not in (0, 1):
             fail(f"{path}: unknown model kind {header.kind}")
         self.format = fmt
+        # absent (models written before the key existed): none
+        self.normalize = yaml_scalar(header.data_yaml, "normalize") == "instance"
         self.k = header.k
         self.fields = header.fields if header.kind == 1 else 0  # 0: FM
         self.loss = header.loss
@@ -199,7 +203,12 @@ class Model:
             fail(f"{path}: {len(self.index)} distinct keys, header says {header.num_keys}")
 
     def score(self, features):
-        """FM (or FFM) score of [(key, value), ...] or [(key, value, field), ...]."""
+        """FM (or FFM) score of [(key, value), ...] or [(key, value, field), ...] (values
+        scaled to unit norm under normalize: instance)."""
+        if self.normalize:
+            norm = math.sqrt(sum(f[1] * f[1] for f in features))
+            if norm > 0:
+                features = [(f[0], f[1] / norm, *f[2:]) for f in features]
         if self.fields:
             return self.ffm_score(features)
         s = self.bias

@@ -294,6 +294,9 @@ DataConfig ParseDataSection(const std::string& yaml_text) {
     if (IsUnder(f.key, "data")) data_fields.push_back(f);
   }
   Config c;
+  // A data section written before data.normalize existed describes raw values: absent, the
+  // key means none there, whatever a new config's default is.
+  c.data.normalize = Normalize::kNone;
   TableReader(ctx, root, data_fields, /*require_train=*/false).Read(&c);
   return c.data;
 }

@@ -169,8 +169,9 @@ std::vector<ConfigField> DataTailFields() {
        .meaning = "skip: count malformed rows, report the first few; fail: stop at the first"},
       {.key = "data.normalize",
        .kind = EnumField<Normalize>{FMPS_AT(data.normalize)},
-       .meaning = "instance: scale each row's values to unit L2 norm as it is read (train, test, "
-                  "predict)",
+       .meaning = "instance (default): scale each row's values to unit L2 norm as it is read "
+                  "(train, test, predict); none: use them as given. Model files without the key "
+                  "read as none",
        .digest = true},
       {.key = "data.max_bad_fraction",
        .kind = RealField<double>{FMPS_AT(data.max_bad_fraction), kUnitClosed},
@@ -284,7 +285,8 @@ std::vector<ConfigField> OptimizerFields() {
        .digest = true},
       {.key = "optimizer.initial_accumulator",
        .kind = RealField<float>{FMPS_AT(optimizer.initial_accumulator), kNonNegative},
-       .meaning = "AdaGrad's starting sum of squared gradients (0: the first step is lr*sign(g))",
+       .meaning = "AdaGrad's starting sum of squared gradients (0: the first step is lr*sign(g); "
+                  "the default 0.001 damps first steps of small gradients)",
        .applies = &kAdagradOnly,
        .digest = true},
   };

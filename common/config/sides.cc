@@ -52,6 +52,12 @@ void ValidateSides(const Config& c) {
   if (c.data.format == DataFormat::kLibsvm) {
     throw ConfigError("model.sides: data.format libsvm has no fields (use csv, libffm or criteo)");
   }
+  if (c.data.normalize != Normalize::kNone) {
+    throw ConfigError(
+        "data.normalize: a recall model (model.sides) needs data.normalize: none (scaling a "
+        "row by its norm mixes the user's and the item's features, so the score no longer "
+        "splits into a user and an item vector)");
+  }
   std::vector<std::string> seen;
   CheckSide(c, s.user, "model.sides.user", &seen);
   CheckSide(c, s.item, "model.sides.item", &seen);
@@ -77,10 +83,6 @@ void ValidateMultiAndNegatives(const Config& c) {
   }
   if (c.model.sides.item.empty()) {
     throw ConfigError("data.negatives: needs model.sides (which columns are the item's)");
-  }
-  if (c.data.normalize != Normalize::kNone) {
-    throw ConfigError("data.negatives: not with data.normalize instance (a negative joins parts "
-                      "of two rows)");
   }
   if (c.model.loss != Loss::kLogistic) {
     throw ConfigError("data.negatives: needs model.loss logistic (negatives have label 0)");

@@ -37,7 +37,7 @@ _PARAMS = [
     ("l2_v", "model.l2_v", 0.0),
     ("min_count", "model.min_count", None),
     ("optimizer", "optimizer.name", "adagrad"),
-    ("lr", "optimizer.lr", 0.05),
+    ("lr", "optimizer.lr", 0.1),
     ("gradient", "optimizer.gradient", None),
     ("initial_accumulator", "optimizer.initial_accumulator", None),
     ("beta1", "optimizer.beta1", None),
@@ -76,7 +76,7 @@ class _FMBase(BaseEstimator):
     _loss = "logistic"
 
     def __init__(self, *, kind="fm", k=8, init_std=0.01, l2_w=0.0, l2_v=0.0, min_count=None,
-                 optimizer="adagrad", lr=0.05, gradient=None, initial_accumulator=None,
+                 optimizer="adagrad", lr=0.1, gradient=None, initial_accumulator=None,
                  beta1=None, beta2=None, eps=None, l1=None, ftrl_beta=None,
                  clip_gradient=None, epochs=20, batch_size=32, consistency=None,
                  max_delay=None, seed=0, early_stop=None, patience=None, min_delta=None,
@@ -252,12 +252,7 @@ class FMRegressor(RegressorMixin, _FMBase):
         return {"_xfail_checks": _XFAIL_CHECKS}
 
 
-# scikit-learn checks that cannot pass, with the reason (check_estimator skips them).
-_DIVERGES = ("fits X ~ N(100, 1) unscaled: with values near 100 the default lr diverges and "
-             "the divergence guard stops fit with FmpsError, as `fmps train` stops; scaled "
-             "data trains")
-_XFAIL_CHECKS = {
-    "check_n_features_in": _DIVERGES,
-    "check_fit_check_is_fitted": _DIVERGES,
-    "check_fit_idempotent": _DIVERGES,
-}
+# scikit-learn checks that cannot pass, with the reason (check_estimator skips them): none
+# since rows are scaled to unit norm by default (data.normalize: instance); before, the
+# checks that fit X ~ N(100, 1) unscaled diverged at the default lr.
+_XFAIL_CHECKS = {}

@@ -42,10 +42,12 @@ def test_model_parameters_as_arrays(planted):
     assert model.loss == "squared" and model.k == 4
     assert model.keys.dtype == np.uint64 and np.all(np.diff(model.keys.astype(np.int64)) > 0)
     assert model.w.shape == (len(model.keys),) and model.v.shape == (len(model.keys), 4)
-    # score of row 0 from the parameters, by the FM formula
+    # score of row 0 from the parameters, by the FM formula, on the row scaled to unit norm
+    # (data.normalize: instance, the default)
     row = X.getrow(0)
     where = np.searchsorted(model.keys, row.indices.astype(np.uint64))
     x = row.data.astype(np.float64)
+    x /= np.linalg.norm(x)
     w, v = model.w[where].astype(np.float64), model.v[where].astype(np.float64)
     s = v.T @ x
     expected = model.bias + w @ x + 0.5 * (s @ s - ((v**2).T @ (x**2)).sum())

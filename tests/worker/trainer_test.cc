@@ -44,7 +44,8 @@ class SynthTrainTest : public ::testing::Test {
   Config MakeConfig(const std::string& out, const std::string& extra = "") {
     std::string yaml = "data:\n  train: " + result_->train_path +
                        "\n  test: " + result_->test_path +
-                       "\n  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  name: adagrad\n  lr: "
+                       "\n  format: libsvm\n  normalize: none\nmodel:\n  k: 4\n"
+                       "optimizer:\n  name: adagrad\n  lr: "
                        "0.05\ntrain:\n  epochs: 2\n  batch_size: 256\n  seed: 3\n"
                        "output:\n  dir: " +
                        out + "\n";

@@ -198,6 +198,7 @@ WorkerOptions Options(Consistency c, int batch_size) {
 ShardReader Reader(const std::string& path) {
   FeatureSpec spec;
   spec.data.format = DataFormat::kLibsvm;
+  spec.data.normalize = Normalize::kNone;  // steps worked by hand from the raw values
   return ShardReader(spec, {path}, 0, 1);
 }
 

@@ -104,9 +104,11 @@ TEST(ConfigTest, DefaultsOfMinimalConfig) {
   EXPECT_EQ(c.model.loss, Loss::kLogistic);
   EXPECT_EQ(c.model.init_std, 0.01f);
   EXPECT_EQ(c.optimizer.name, OptimizerName::kAdagrad);
-  EXPECT_EQ(c.optimizer.lr, 0.05f);
+  EXPECT_EQ(c.optimizer.lr, 0.1f);
   EXPECT_EQ(c.train.epochs, 1);
-  EXPECT_EQ(c.train.batch_size, 1024);
+  EXPECT_EQ(c.train.batch_size, 32);
+  EXPECT_EQ(c.data.normalize, Normalize::kInstance);
+  EXPECT_EQ(c.optimizer.initial_accumulator, 0.001f);
   EXPECT_EQ(c.train.consistency, Consistency::kAsync);
   EXPECT_EQ(c.train.max_delay, 4);
   EXPECT_EQ(c.train.progress_seconds, 5.0);
@@ -495,6 +497,11 @@ TEST(ConfigTest, CrossKeyRules) {
             GradientScale::kSum);
   EXPECT_EQ(Parse("data: {train: a, format: libsvm, normalize: instance}").data.normalize,
             Normalize::kInstance);
+  // A model file's data section without the key (written before it existed): none, not
+  // the new default; with the key, as written.
+  EXPECT_EQ(ParseDataSection("data:\n  format: libsvm\n").normalize, Normalize::kNone);
+  EXPECT_EQ(ParseDataSection("data:\n  format: libsvm\n  normalize: instance\n").normalize,
+            Normalize::kInstance);
   EXPECT_EQ(Parse(base + "optimizer: {name: ftrl, l1: 2}").optimizer.l1, 2.0f);
   EXPECT_EQ(Parse(base + "train: {max_delay: 3}").train.max_delay, 3);
   EXPECT_EQ(Parse(base + "checkpoint: {dir: ''}").checkpoint.dir, "");
@@ -733,22 +740,22 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(data.csv.multi, "[c1]", csv, label, "data.csv.categorical=[c1]"),
       FMPS_PROBE(data.csv.multi_separator, ";", csv, label),
       FMPS_PROBE(data.negatives.per_positive, "2", csv, label, "data.csv.categorical=[u, i]",
-                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.normalize=none", "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
                  "data.negatives.items=a.csv"),
       FMPS_PROBE(data.negatives.items, "b.csv", csv, label, "data.csv.categorical=[u, i]",
-                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.normalize=none", "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
                  "data.negatives.items=a.csv"),
       FMPS_PROBE(data.negatives.distribution, "popularity", csv, label,
-                 "data.csv.categorical=[u, i]", "model.sides.user=[u]", "model.sides.item=[i]",
+                 "data.csv.categorical=[u, i]", "data.normalize=none", "model.sides.user=[u]", "model.sides.item=[i]",
                  "data.negatives.per_positive=1", "data.negatives.items=a.csv"),
       FMPS_PROBE(data.negatives.exponent, "0.5", csv, label, "data.csv.categorical=[u, i]",
-                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.normalize=none", "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
                  "data.negatives.items=a.csv", "data.negatives.distribution=popularity"),
       FMPS_PROBE(data.negatives.seed, "7", csv, label, "data.csv.categorical=[u, i]",
-                 "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
+                 "data.normalize=none", "model.sides.user=[u]", "model.sides.item=[i]", "data.negatives.per_positive=1",
                  "data.negatives.items=a.csv"),
       FMPS_PROBE(data.on_error, "fail"),
-      FMPS_PROBE(data.normalize, "instance"),
+      FMPS_PROBE(data.normalize, "none"),
       FMPS_PROBE(data.max_bad_fraction, "0.25"),
       FMPS_PROBE(data.valid, "[v1.txt, v2.txt]"),
       FMPS_PROBE(data.valid_fraction, "0.25"),
@@ -759,9 +766,9 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(model.l2_v, "0.125"),
       FMPS_PROBE(model.min_count, "3"),
       FMPS_PROBE(model.fields, "7", "data.format=libffm", "model.kind=ffm", "model.fields=4"),
-      FMPS_PROBE(model.sides.user, "[3]", "data.format=libffm", "model.sides.user=[1]",
+      FMPS_PROBE(model.sides.user, "[3]", "data.format=libffm", "data.normalize=none", "model.sides.user=[1]",
                  "model.sides.item=[2]"),
-      FMPS_PROBE(model.sides.item, "[3]", "data.format=libffm", "model.sides.user=[1]",
+      FMPS_PROBE(model.sides.item, "[3]", "data.format=libffm", "data.normalize=none", "model.sides.user=[1]",
                  "model.sides.item=[2]"),
       FMPS_PROBE(optimizer.name, "sgd"),
       FMPS_PROBE(optimizer.lr, "0.5"),

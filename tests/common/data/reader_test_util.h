@@ -29,6 +29,7 @@ inline FeatureSpec Spec(DataFormat format, int hash_bits = 0, Loss loss = Loss::
   FeatureSpec spec;
   spec.data.format = format;
   spec.data.hash_bits = hash_bits;
+  spec.data.normalize = Normalize::kNone;  // the values as written (instance is the default)
   spec.loss = loss;
   return spec;
 }

@@ -33,7 +33,7 @@ TEST(SgdTest, OneStepByHand) {
 }
 
 TEST(AdagradTest, TwoStepsByHand) {
-  auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f});
+  auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f, .initial_accumulator = 0.0f});
   EXPECT_EQ(opt->state_floats(), 1);
   float p = 0.5f;
   float h = 123.0f;
@@ -275,7 +275,7 @@ TEST(L2Test, ShrinksParametersWithoutGradient) {
   }
   {
     // AdaGrad: g = 0.5, h = 0.25, p = 1 - 0.1 * 0.5 / 0.5 = 0.9.
-    auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f});
+    auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f, .initial_accumulator = 0.0f});
     float p = 1.0f;
     float h = 0.0f;
     opt->Update(&p, &h, &zero, 1, 0.5f, &step);
@@ -423,7 +423,7 @@ TEST(ReferenceTest, Sgd) {
 TEST(ReferenceTest, Adagrad) {
   for (int n : kSizes) {
     SCOPED_TRACE(n);
-    auto opt = MakeAdagrad({.lr = 0.05f, .eps = 1e-6f});
+    auto opt = MakeAdagrad({.lr = 0.05f, .eps = 1e-6f, .initial_accumulator = 0.0f});
     AdagradRef ref(0.05f, 1e-6f, n);
     RunAgainstReference(*opt, ref, RandomInit(n, n), 0.01f, 1.0f, 200 + n);
   }

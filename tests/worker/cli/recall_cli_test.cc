@@ -26,7 +26,7 @@ using testing::Planted;
 using testing::Fmps;
 
 constexpr const char* kCsvSides =
-    "data:\n  train: t.csv\n  format: csv\n  csv:\n    label: y\n"
+    "data:\n  train: t.csv\n  format: csv\n  normalize: none\n  csv:\n    label: y\n"
     "    categorical: [u, i, g]\n";
 
 std::string CheckError(const TempDir& dir, const std::string& yaml) {

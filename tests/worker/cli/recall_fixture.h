@@ -39,7 +39,7 @@ struct Planted {
     config = dir.Write(
         "recall.yaml",
         "data:\n  train: " + train +
-            "\n  format: csv\n  csv:\n    label: y\n    categorical: [u, i, g]\n"
+            "\n  format: csv\n  normalize: none\n  csv:\n    label: y\n    categorical: [u, i, g]\n"
             "    multi: [g]\n  negatives:\n    per_positive: 4\n    items: " +
             items +
             "\n    distribution: popularity\n    seed: 3\nmodel:\n  k: 4\n  sides:\n"

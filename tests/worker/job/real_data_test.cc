@@ -38,11 +38,11 @@ TEST(RealDataTest, A9aReachesTheSameLossAtAnyBatchSize) {
   FMPS_REQUIRE_SHARED_DATA(train, "a9a/a9a");
   auto run = [&](const std::string& optimizer, int batch_size, int epochs) {
     TempDir out;
-    return TrainLocal(RealConfig(train, testing::SharedData("a9a/a9a.t"), out.path(),
-                                 "  format: libsvm\nmodel:\n  k: 4\noptimizer:\n  " + optimizer +
-                                     "\ntrain:\n  epochs: " + std::to_string(epochs) +
-                                     "\n  batch_size: " + std::to_string(batch_size) +
-                                     "\ncluster:\n  local_workers: 1\n"));
+    return TrainLocal(RealConfig(
+        train, testing::SharedData("a9a/a9a.t"), out.path(),
+        "  format: libsvm\n  normalize: none\nmodel:\n  k: 4\noptimizer:\n  " + optimizer +
+            "\ntrain:\n  epochs: " + std::to_string(epochs) +
+            "\n  batch_size: " + std::to_string(batch_size) + "\ncluster:\n  local_workers: 1\n"));
   };
   const TrainSummary a1 = run("name: adagrad\n  lr: 0.05", 1, 3);
   const TrainSummary a1024 = run("name: adagrad\n  lr: 0.05", 1024, 3);

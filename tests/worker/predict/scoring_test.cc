@@ -30,6 +30,7 @@ FeatureSpec Spec(OnError on_error) {
   FeatureSpec spec;
   spec.data.format = DataFormat::kLibsvm;
   spec.data.on_error = on_error;
+  spec.data.normalize = Normalize::kNone;  // scores worked by hand from the raw values
   return spec;
 }
 
