@@ -43,6 +43,20 @@ ModelWriter::ModelWriter(const std::string& path, const ModelMeta& meta)
   XXH3_64bits_reset(hash_.get());
   file_ = std::fopen(tmp_path_.c_str(), "wb");
   if (file_ == nullptr) throw IoError("cannot write " + tmp_path_ + ": " + Errno());
+  WriteHeader();
+}
+
+ModelWriter::ModelWriter(std::string* sink, const std::string& name, const ModelMeta& meta)
+    : path_(name), sink_(sink), meta_(meta), hash_(XXH3_createState(), &FreeHashState) {
+  meta.shape.Validate("model " + name);
+  if (!hash_) throw std::bad_alloc();
+  XXH3_64bits_reset(hash_.get());
+  sink_->clear();
+  WriteHeader();
+}
+
+void ModelWriter::WriteHeader() {
+  const ModelMeta& meta = meta_;
   Write(kMagic, sizeof(kMagic));
   pb::ModelHeader h;
   h.set_version(kVersion);
@@ -76,6 +90,10 @@ void ModelWriter::FreeHashState(XXH3_state_s* state) { XXH3_freeState(state); }
 
 void ModelWriter::Write(const void* data, std::size_t n) {
   XXH3_64bits_update(hash_.get(), data, n);
+  if (sink_ != nullptr) {
+    sink_->append(static_cast<const char*>(data), n);
+    return;
+  }
   if (std::fwrite(data, 1, n, file_) != n) {
     throw IoError("cannot write " + tmp_path_ + ": " + Errno());
   }
@@ -131,6 +149,7 @@ void ModelWriter::Finish() {
   c.set_last(true);  // the final record: no keys, the checksum of every byte before it
   c.set_checksum(XXH3_64bits_digest(hash_.get()));
   WriteRecord(c.SerializeAsString());
+  if (sink_ != nullptr) return;  // in memory: nothing to sync or rename
   if (std::fflush(file_) != 0 || fsync(fileno(file_)) != 0) {
     throw IoError("cannot write " + tmp_path_ + ": " + Errno());
   }

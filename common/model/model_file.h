@@ -50,9 +50,14 @@ struct ModelMeta {
 
 // Streams a model to `path`: construct with the header, Append chunks of ascending keys,
 // then Finish(). If Finish() is not reached (exception), the partial temp file is removed.
+// The in-memory form writes the same bytes (checksum included) to a string instead and
+// touches no file.
 class ModelWriter {
  public:
   ModelWriter(const std::string& path, const ModelMeta& meta);
+  // Writes the model's bytes to *sink (cleared first; borrowed, must outlive the writer);
+  // `name` stands for the model in messages. *sink holds a complete model only after Finish.
+  ModelWriter(std::string* sink, const std::string& name, const ModelMeta& meta);
   ~ModelWriter();
   ModelWriter(const ModelWriter&) = delete;
   ModelWriter& operator=(const ModelWriter&) = delete;
@@ -67,7 +72,9 @@ class ModelWriter {
   static void FreeHashState(XXH3_state_s* state);
   void Write(const void* data, std::size_t n);  // through the running checksum
   void WriteRecord(const std::string& bytes);
+  void WriteHeader();
   std::string path_;
+  std::string* sink_ = nullptr;  // the in-memory form's bytes (then file_ stays null)
   std::string tmp_path_;
   ModelMeta meta_;
   std::unique_ptr<XXH3_state_s, void (*)(XXH3_state_s*)> hash_;  // of every byte written

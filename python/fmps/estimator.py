@@ -14,8 +14,6 @@ and ``fmps.Model.from_bytes(est.model_bytes_)`` or writing them to a file gives 
 
 import json
 import numbers
-import os
-import tempfile
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -23,7 +21,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from fmps import _arrays, _core
-from fmps.jobs import read_events
 
 # (parameter, YAML key, default). Defaults differ from the YAML's where small in-memory data
 # needs it (see README "Python"): epochs 1 -> 20 and batch_size 1024 -> 32, since a data set
@@ -156,15 +153,11 @@ class _FMBase(BaseEstimator):
             _arrays.field_ids(self.fields, self.n_features_in_, test_x)  # checks the indices
             test_y = self._encode_y(np.asarray(y_val), fitting=False)
         yaml, sets = self._config()
-        with tempfile.TemporaryDirectory(prefix="fmps-fit-") as out:
-            _core.train_arrays(yaml, sets + [f"output.dir={out}"], train_x, train_y, test_x,
-                               test_y, ids)
-            with open(os.path.join(out, "model.fmps"), "rb") as f:
-                self.model_bytes_ = f.read()
-            with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
-                self.summary_ = json.load(f)
-            events = read_events(out)
-        self.evals_result_ = _evals_result(events)
+        # The run's outputs come back in memory: fit writes no file at all.
+        self.model_bytes_, summary, events = _core.train_arrays(yaml, sets, train_x, train_y,
+                                                                test_x, test_y, ids)
+        self.summary_ = json.loads(summary)
+        self.evals_result_ = _evals_result([json.loads(e) for e in events])
         self.best_epoch_ = self.summary_.get("best_epoch")
         self._model = _core.Model.from_bytes(self.model_bytes_)
         return self

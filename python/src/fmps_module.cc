@@ -149,9 +149,17 @@ PySet ToSet(const py::tuple& csr, const py::array_t<float, py::array::c_style>& 
   return s;
 }
 
+// A run's in-memory outputs for Python: (model bytes, summary JSON text, [event JSON text]).
+py::tuple ToPython(const MemoryRunOutput& run) {
+  py::list events;
+  for (const std::string& e : run.events) events.append(py::str(e));
+  return py::make_tuple(py::bytes(run.model), py::str(run.summary_json), events);
+}
+
 // The training job over arrays: `train` (and `test`, when given: evaluated at every epoch
-// end) split into cluster.local_workers row ranges. Returns the output directory.
-std::string TrainArrays(const std::string& yaml, const std::vector<std::string>& overrides,
+// end) split into cluster.local_workers row ranges. Writes no file (output.dir is unused):
+// returns (model.fmps bytes, summary.json text, metrics.jsonl events as JSON texts).
+py::tuple TrainArrays(const std::string& yaml, const std::vector<std::string>& overrides,
                         const py::tuple& train_x,
                         const py::array_t<float, py::array::c_style>& train_y,
                         const py::object& test_x, const py::object& test_y,
@@ -186,8 +194,9 @@ std::string TrainArrays(const std::string& yaml, const std::vector<std::string>&
                                                      config.data.normalize));
     sources.valid.push_back(owned.back().get());  // early stopping judges the eval set
   }
-  RunInterruptible([&] { TrainLocalFromSources(config, sources); });
-  return config.output.dir;
+  MemoryRunOutput run;
+  RunInterruptible([&] { TrainLocalFromSources(config, sources, {.memory = &run}); });
+  return ToPython(run);
 }
 
 // Raw scores of every row of `x` under `model` on `threads` threads (GIL released).

@@ -1,7 +1,10 @@
 """FMClassifier / FMRegressor: scikit-learn's own checks, the breast-cancer example,
 labels, validation, eval_set, pickling."""
 
+import os
 import pickle
+import tempfile
+import threading
 
 import numpy as np
 import pytest
@@ -120,3 +123,42 @@ def test_fields_per_column(planted):
     assert clf.predict_proba(X).shape == (1000, 2)
     with pytest.raises(ValueError, match="one field id per column"):
         fmps.FMClassifier(fields=fields[:5]).fit(X, y)
+
+
+def test_fit_writes_no_file(planted, tmp_path, monkeypatch):
+    """fit keeps the run's outputs (model, summary, metrics) in memory: neither the
+    temporary directory nor the working directory gets a file, not even for a while (a
+    thread watches both during fit: the job releases the GIL)."""
+    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd"
+    tmp.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    monkeypatch.chdir(cwd)
+    assert tempfile.gettempdir() == str(tmp)
+    X, y = planted(500, cols=40, nnz=5)
+    clf = fmps.FMClassifier(epochs=3, early_stop="logloss", patience=5)
+    seen, done = set(), threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.update(os.listdir(tmp), os.listdir(cwd))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        clf.fit(X, y, eval_set=(X, y))
+    finally:
+        done.set()
+        watcher.join()
+    assert seen == set()
+    assert list(tmp.iterdir()) == [] and list(cwd.iterdir()) == []
+    for name in ("model.fmps", "summary.json", "metrics.jsonl"):
+        assert not list(tmp_path.rglob(name))
+    assert "tempfile" not in vars(fmps.estimator)
+    # what the files held comes back all the same
+    assert clf.summary_["rows_trained"] == 3 * 500
+    assert len(clf.evals_result_["valid_logloss"]) == 3
+    assert clf.best_epoch_ is not None
+    back = fmps.Model.from_bytes(clf.model_bytes_)
+    np.testing.assert_array_equal(back.decision_function(X), clf.decision_function(X))

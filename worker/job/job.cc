@@ -178,7 +178,7 @@ std::chrono::milliseconds ReplyTimeout(const Config& c) {
 constexpr std::size_t kSavePieceKeys = std::size_t{1} << 16;
 
 SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
-                                const FeatureSpec& spec, const std::string& path, DumpOf what) {
+                                const FeatureSpec& spec, const ModelTarget& target, DumpOf what) {
   const ModelShape shape = ShapeFromConfig(config.model);
   const std::size_t width = static_cast<std::size_t>(shape.row_width());
   // The dump's chunks as they arrive (no reallocation of one growing array), and per key
@@ -213,7 +213,8 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
     keys.pop_back();
   }
   meta.num_keys = keys.size();
-  ModelWriter writer(path, meta);
+  ModelWriter writer = target.bytes != nullptr ? ModelWriter(target.bytes, target.path, meta)
+                                                : ModelWriter(target.path, meta);
   std::vector<Key> piece_keys;
   std::vector<float> piece_rows;
   for (std::size_t begin = 0; begin < keys.size(); begin += kSavePieceKeys) {

@@ -20,6 +20,7 @@
 #include "server/server.h"
 #include "server/store/param_store.h"
 #include "worker/job/checkpoint.h"
+#include "worker/job/run_output.h"
 #include "worker/worker.h"
 
 namespace fmps {
@@ -99,10 +100,10 @@ struct SavedModel {
 
 // Dumps the shards of servers 0 .. num_servers-1 through `control` (DumpServers: its
 // endpoint may have no data request in flight), merges them in key order and writes the
-// model file atomically to `path`.
+// model file atomically to `target.path`, or into *target.bytes when that is set (no file).
 // `what`: the servers' stores, or the best model they kept (early stopping).
 SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
-                                const FeatureSpec& spec, const std::string& path,
+                                const FeatureSpec& spec, const ModelTarget& target,
                                 DumpOf what = DumpOf::kStore);
 
 // Asks servers 0 .. num_servers-1 for their ServerStats (StatsRequest) and waits for their

@@ -104,15 +104,17 @@ struct LocalJob {
   LocalSources sources;
   // Where a fresh squared-loss job's bias starts; nullopt: from data.train (MakeJobServer).
   std::optional<double> mean_label;
+  RunOutputOptions output;  // output.dir's files, or memory
 };
 
 // The servers and workers of one single-node job, as threads; returns worker 0's summary.
 TrainSummary RunLocalJob(const LocalJob& job) {
   const Config& config = job.config;
   const JobTopology topology{config.cluster.local_servers, config.cluster.local_workers};
-  RunOutput out(config);
+  RunOutput out(config, job.output);
   Log("single-node mode: " + std::to_string(topology.num_servers) + " server thread(s), " +
-      std::to_string(topology.num_workers) + " worker thread(s), output in " + out.dir());
+      std::to_string(topology.num_workers) + " worker thread(s), output in " +
+      (job.output.memory != nullptr ? std::string("memory") : out.dir()));
 
   // Endpoints: servers 0..S-1, workers S..S+W-1 (worker 0 coordinates).
   InProcHub hub(topology.num_servers + topology.num_workers);
@@ -179,10 +181,12 @@ TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
        .train_bytes = train_bytes,
        .sources = {Borrow(readers.train), Borrow(readers.test), Borrow(readers.valid),
                    Borrow(readers.resumed)},
-       .mean_label = std::nullopt});
+       .mean_label = std::nullopt,
+       .output = {}});
 }
 
-TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources) {
+TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources,
+                                   const RunOutputOptions& output) {
   if (!config.checkpoint.dir.empty()) {
     throw ConfigError(
         "checkpoint.dir: checkpoints and --resume need files; training from "
@@ -210,7 +214,8 @@ TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& so
                       .sources = {sources.train, sources.test, sources.valid, {}},
                       .mean_label = config.model.loss == Loss::kSquared
                                         ? std::optional<double>(MeanLabelOf(sources.train))
-                                        : std::nullopt});
+                                        : std::nullopt,
+                      .output = output});
 }
 
 }  // namespace fmps

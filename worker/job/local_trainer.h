@@ -11,6 +11,7 @@
 
 #include "common/config/config.h"
 #include "common/data/row_source.h"
+#include "worker/job/run_output.h"
 #include "worker/job/training_job.h"
 
 namespace fmps {
@@ -33,9 +34,12 @@ struct MemorySources {
   FeatureSpec spec;
 };
 
-// The same job as TrainLocal over `sources`, writing the same outputs. No checkpoints and
-// no resume: a checkpoint's position refers to files (ConfigError naming checkpoint.dir
-// when it is set). Stops on StopSignal() like TrainLocal (throws Interrupted).
-TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources);
+// The same job as TrainLocal over `sources`, writing the same outputs to output.dir, or
+// with output.memory set, into *output.memory (model bytes, summary, events) and no file
+// at all. No checkpoints and no resume: a checkpoint's position refers to files
+// (ConfigError naming checkpoint.dir when it is set). Stops on StopSignal() like TrainLocal
+// (throws Interrupted).
+TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources,
+                                   const RunOutputOptions& output = {});
 
 }  // namespace fmps

@@ -37,8 +37,15 @@ void WriteFileAtomic(const std::string& path, const std::string& content) {
   }
 }
 
-RunOutput::RunOutput(const Config& config)
-    : dir_(config.output.dir), loss_(config.model.loss), start_(std::chrono::steady_clock::now()) {
+RunOutput::RunOutput(const Config& config, const RunOutputOptions& options)
+    : dir_(config.output.dir),
+      memory_(options.memory),
+      loss_(config.model.loss),
+      start_(std::chrono::steady_clock::now()) {
+  if (memory_ != nullptr) {
+    *memory_ = MemoryRunOutput();
+    return;
+  }
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec || !std::filesystem::is_directory(dir_)) {
@@ -56,7 +63,17 @@ RunOutput::RunOutput(const Config& config)
   if (!metrics_) throw IoError("output.dir: cannot write " + dir_ + "/metrics.jsonl");
 }
 
+std::string RunOutput::ModelPath() const {
+  return memory_ != nullptr ? "(in memory)" : dir_ + "/model.fmps";
+}
+
+ModelTarget RunOutput::ModelDestination() const {
+  return memory_ != nullptr ? ModelTarget{.path = ModelPath(), .bytes = &memory_->model}
+                            : ModelTarget{.path = ModelPath(), .bytes = nullptr};
+}
+
 void RunOutput::Begin(const RunStart& start) {
+  if (memory_ != nullptr && !start.resumed) return;
   if (!start.resumed) {
     metrics_.close();
     metrics_.open(dir_ + "/metrics.jsonl", std::ios::out | std::ios::trunc);
@@ -77,6 +94,10 @@ double RunOutput::Elapsed() const {
 }
 
 void RunOutput::Event(const JsonObject& event) {
+  if (memory_ != nullptr) {
+    memory_->events.push_back(event.str());
+    return;
+  }
   metrics_ << event.str() << '\n';
   metrics_.flush();
   if (!metrics_) throw IoError("cannot write " + dir_ + "/metrics.jsonl");
@@ -165,6 +186,10 @@ void RunOutput::Evaluation(int epoch, std::uint64_t rows, double rows_per_s, dou
 }
 
 void RunOutput::Summary(const JsonObject& summary) {
+  if (memory_ != nullptr) {
+    memory_->summary_json = summary.str();
+    return;
+  }
   WriteFileAtomic(dir_ + "/summary.json", summary.str() + "\n");
 }
 

@@ -1,6 +1,8 @@
 // RunOutput: the files of one training run in output.dir: config.yaml,
 // metrics.jsonl (one JSON object per progress or evaluation event), summary.json, and the
-// progress line on stderr. Owned by the one rank/thread that reports for the job.
+// progress line on stderr. Owned by the one rank/thread that reports for the job. In memory
+// (RunOutputOptions::memory, the Python estimators) it keeps the same events, summary and
+// model bytes in a MemoryRunOutput instead and writes no file at all.
 #pragma once
 
 #include <chrono>
@@ -36,11 +38,32 @@ struct RunStart {
   std::uint64_t rows = 0;  // rows trained before this run
 };
 
+// A run's outputs kept in memory: what metrics.jsonl, summary.json and model.fmps would hold.
+struct MemoryRunOutput {
+  std::vector<std::string> events;  // one JSON object per event, in order (no newline)
+  std::string summary_json;         // the summary.json object
+  std::string model;                // the bytes of model.fmps (Model::FromBytes reads them)
+};
+
+// Where a run's outputs go.
+struct RunOutputOptions {
+  // Null: the files in output.dir. Else: into *memory (borrowed; must outlive the RunOutput
+  // and the model save), and output.dir is neither created nor written.
+  MemoryRunOutput* memory = nullptr;
+};
+
+// Where the job saves the model: the file `path`, or the bytes *bytes when not null.
+struct ModelTarget {
+  std::string path;
+  std::string* bytes = nullptr;
+};
+
 class RunOutput {
  public:
   // Creates output.dir (and parents) and writes config.yaml. Throws IoError naming the
   // directory if it cannot be created or written, or if model.fmps there is not a file.
-  explicit RunOutput(const Config& config);
+  // In memory (options.memory): clears *options.memory and touches no file.
+  explicit RunOutput(const Config& config, const RunOutputOptions& options = {});
 
   // Starts metrics.jsonl: truncates it for a fresh run; appends a "resume" event (epoch,
   // mid_epoch, rows) to it for a resumed one. Call once, before any other event.
@@ -59,15 +82,18 @@ class RunOutput {
   // validation rows, the best epoch so far and whether training stops early here.
   void Validation(int epoch, const char* metric, const EvalResult& valid, double value,
                   int best_epoch, bool stop);
-  // Writes summary.json (atomically) from the given object.
+  // Writes summary.json (atomically) from the given object (in memory: keeps its text).
   void Summary(const JsonObject& summary);
 
-  std::string ModelPath() const { return dir_ + "/model.fmps"; }
+  // dir/model.fmps; in memory "(in memory)", what summary.json's "model" then says.
+  std::string ModelPath() const;
+  ModelTarget ModelDestination() const;
   const std::string& dir() const { return dir_; }
 
  private:
   void Event(const JsonObject& event);
   std::string dir_;
+  MemoryRunOutput* memory_;
   Loss loss_;
   std::ofstream metrics_;
   std::chrono::steady_clock::time_point start_;

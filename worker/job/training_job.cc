@@ -425,7 +425,8 @@ TrainSummary TrainingJob::FinishOnRoot() {
   SettleBestModel();
   const SavedModel saved =
       SaveModelFromServers(control_, ctx_.num_servers, config_, ctx_.inputs->spec,
-                           ctx_.out->ModelPath(), totals_.best_model ? DumpOf::kBest : DumpOf::kStore);
+                           ctx_.out->ModelDestination(),
+                           totals_.best_model ? DumpOf::kBest : DumpOf::kStore);
   totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
   ShutdownServers(control_, ctx_.num_servers);
   totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);

@@ -35,9 +35,8 @@ ModelMeta MakeMeta(int k, std::uint64_t keys) {
   return m;
 }
 
-// Writes `n` keys 0, 3, 6, ... with params derived from the key.
-void WriteModel(const std::string& path, int k, std::uint64_t n) {
-  ModelWriter w(path, MakeMeta(k, n));
+// Writes `n` keys 0, 3, 6, ... with params derived from the key through `w`, and finishes.
+void FillModel(ModelWriter& w, int k, std::uint64_t n) {
   std::vector<Key> keys;
   std::vector<float> params;
   for (std::uint64_t i = 0; i < n; ++i) {
@@ -51,6 +50,30 @@ void WriteModel(const std::string& path, int k, std::uint64_t n) {
   }
   w.Append(keys, params);
   w.Finish();
+}
+
+void WriteModel(const std::string& path, int k, std::uint64_t n) {
+  ModelWriter w(path, MakeMeta(k, n));
+  FillModel(w, k, n);
+}
+
+// The in-memory writer gives the file's bytes (checksum included) and creates no file.
+TEST(ModelFileTest, InMemoryWriterGivesTheFileBytes) {
+  TempDir dir;
+  const std::uint64_t n = 70000;  // two chunks
+  WriteModel(dir.File("m.fmps"), 2, n);
+  std::string bytes = "stale";
+  {
+    ModelWriter w(&bytes, "memory", MakeMeta(2, n));
+    FillModel(w, 2, n);
+  }
+  EXPECT_EQ(bytes, testing::ReadFile(dir.File("m.fmps")));
+  EXPECT_EQ(Model::FromBytes(bytes, "memory").num_keys(), n);
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    names.push_back(e.path().filename());
+  }
+  EXPECT_EQ(names, std::vector<std::string>{"m.fmps"});
 }
 
 TEST(ModelFileTest, RoundTripAcrossChunks) {

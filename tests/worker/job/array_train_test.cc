@@ -18,6 +18,7 @@
 #include "tests/util/test_util.h"
 #include "worker/job/interrupt.h"
 #include "worker/job/local_trainer.h"
+#include "worker/job/run_output.h"
 
 namespace fmps {
 namespace {
@@ -134,6 +135,30 @@ TEST_F(ArrayTrainTest, TrainsTheModelTheFileTrains) {
   const Model from_bytes = Model::FromBytes(ReadFile(array_out.File("model.fmps")), "bytes");
   EXPECT_EQ(MaxAbsDiff(from_bytes, from_arrays), 0.0);
   EXPECT_THROW(Model::FromBytes("FMPSMDL1 and then garbage", "bytes"), ModelError);
+}
+
+// In memory (RunOutputOptions::memory): output.dir is never created, and the memory holds
+// the model the file run writes, the summary and the events metrics.jsonl would hold.
+TEST_F(ArrayTrainTest, InMemoryOutputWritesNoFile) {
+  TempDir file_out, parent;
+  const std::string dir = parent.File("never");
+  TrainLocal(MakeConfig(file_out.path()));
+  const Config config = MakeConfig(dir);
+  ArrayRowSource source(train_->View(), ArrayShard(train_->block.rows(), 0, 1), Normalize::kNone);
+  MemoryRunOutput run;
+  TrainLocalFromSources(config, OneWorker(&source, config), {.memory = &run});
+  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_TRUE(std::filesystem::is_empty(parent.path()));
+  const Model from_file = Model::Load(file_out.File("model.fmps"));
+  const Model from_memory = Model::FromBytes(run.model, "memory");
+  ASSERT_EQ(from_file.num_keys(), from_memory.num_keys());
+  EXPECT_EQ(MaxAbsDiff(from_file, from_memory), 0.0);
+  EXPECT_NE(run.summary_json.find("\"rows_trained\""), std::string::npos) << run.summary_json;
+  ASSERT_FALSE(run.events.empty());
+  for (const std::string& e : run.events) {
+    EXPECT_EQ(e.rfind("{\"event\":", 0), 0u) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
 }
 
 TEST_F(ArrayTrainTest, RefusesCheckpoints) {

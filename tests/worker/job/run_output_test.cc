@@ -170,6 +170,32 @@ TEST(RunOutputTest, SummaryIsReplacedAtomicallyAndConfigYamlIsTheEffectiveConfig
   EXPECT_EQ(names, (std::vector<std::string>{"config.yaml", "metrics.jsonl", "summary.json"}));
 }
 
+// In memory: output.dir is never created; the events, the summary and the model's bytes go
+// to the MemoryRunOutput (cleared first).
+TEST(RunOutputTest, InMemoryKeepsEventsAndSummaryAndWritesNoFile) {
+  TempDir dir;
+  const std::string out = dir.File("never");
+  MemoryRunOutput memory;
+  memory.events = {"stale"};
+  RunOutput run(MakeConfig(out, "logistic"), {.memory = &memory});
+  EXPECT_TRUE(memory.events.empty());
+  run.Begin(RunStart());
+  ProgressReport p;
+  p.epoch = p.epochs = 1;
+  p.workers = {{1, 1, 0.001, 0.001}};
+  run.Progress(p);
+  JsonObject s;
+  s.Add("rows_trained", std::uint64_t{7});
+  run.Summary(s);
+  ASSERT_EQ(memory.events.size(), 1u);
+  EXPECT_EQ(ParseFlatObject(memory.events[0]).at("event"), "\"progress");
+  EXPECT_EQ(memory.summary_json, s.str());
+  EXPECT_EQ(run.ModelDestination().bytes, &memory.model);
+  EXPECT_EQ(run.ModelPath(), "(in memory)");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
 TEST(RunOutputTest, UnusableDirectoryOrModelPathThrowsIoError) {
   TempDir dir;
   const std::string file = dir.Write("file", "x");
