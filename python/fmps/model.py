@@ -35,6 +35,18 @@ class Model:
         s = self.decision_function(X, fields, threads)
         return 1.0 / (1.0 + np.exp(-s)) if self.loss == "logistic" else s
 
+    def embed(self, X, side, fields=None, own=False):
+        """Serving vectors of a recall model (``model.sides``), as ``fmps embed`` writes
+        them: one row of k + 1 floats per row of X, ``[S_user, 1]`` for ``side="user"`` and
+        ``[S_item, item-only terms]`` for ``side="item"`` (float32). Features of the other
+        side are ignored, so full interaction rows embed on either side. With ``own=True``
+        also returns each row's own part (users: w0 plus the user-only terms), so that
+        ``(U * I).sum(1) + own_user`` is the FM score of the (user, item) rows."""
+        parts = _arrays.csr_parts(X)
+        ids = _arrays.field_ids(fields, parts[4], parts)
+        vectors, own_part = self._core.embed(parts, str(side), ids)
+        return (vectors, own_part) if own else vectors
+
     @property
     def loss(self):
         return self._core.loss

@@ -29,6 +29,7 @@
 #include "common/base/error.h"
 #include "common/config/config.h"
 #include "common/data/array_source.h"
+#include "common/model/embedding.h"
 #include "common/model/model_file.h"
 #include "worker/job/interrupt.h"
 #include "worker/job/local_trainer.h"
@@ -265,6 +266,39 @@ void RegisterErrors(py::module_& m) {
   });
 }
 
+// Recall models (model.sides): the augmented vectors of every row of `x` on `side` ("user"
+// or "item"), rows x (k + 1) floats, and each row's own part (common/model/embedding.h).
+py::tuple Embed(const Model& model, const py::tuple& x_csr, const std::string& side,
+                const py::object& fields) {
+  if (side != "user" && side != "item") {
+    throw ConfigError("side: '" + side + "' is not a side (user or item)");
+  }
+  const SideMap sides = ModelSides(model, "model");
+  const PyCsr x = ToCsr(x_csr);
+  py::array_t<std::uint32_t, py::array::c_style> field_ids;
+  if (!fields.is_none()) field_ids = fields.cast<py::array_t<std::uint32_t, py::array::c_style>>();
+  const CsrArrays arrays = x.View(nullptr, fields.is_none() ? nullptr : field_ids.data());
+  const auto rows = static_cast<py::ssize_t>(x.rows);
+  py::array_t<float> vectors({rows, static_cast<py::ssize_t>(model.shape().k + 1)});
+  py::array_t<float> own(rows);
+  float* v = vectors.mutable_data();
+  float* o = own.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ArrayRowSource source(arrays, ArrayShard(x.rows, 0, 1), model.meta().features.data.normalize);
+    RowBlock block;
+    EmbedScratch scratch;
+    const std::size_t width = static_cast<std::size_t>(model.shape().k + 1);
+    for (std::size_t row = 0;; row += block.rows()) {
+      block.Clear();
+      if (source.Read(kScoreRows, &block) == 0) break;
+      EmbedSide(model, sides, block, side == "user" ? Side::kUser : Side::kItem, &scratch,
+                v + row * width, o + row);
+    }
+  }
+  return py::make_tuple(vectors, own);
+}
+
 void RegisterModel(py::module_& m) {
   py::class_<Model>(m, "Model")
       .def_static("load", &Model::Load, py::arg("path"), py::call_guard<py::gil_scoped_release>())
@@ -289,7 +323,8 @@ void RegisterModel(py::module_& m) {
                                return py::array_t<std::uint64_t>(
                                    static_cast<py::ssize_t>(x.num_keys()), x.keys().data());
                              })
-      .def_property_readonly("table", &Table);
+      .def_property_readonly("table", &Table)
+      .def("embed", &Embed, py::arg("csr"), py::arg("side"), py::arg("fields") = py::none());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import fmps
 
@@ -74,6 +75,35 @@ def test_train_runs_a_yaml_job_and_read_metrics(tmp_path, planted):
     assert [e["epoch"] for e in evals] == [1, 2]
     with pytest.raises(ValueError, match="train.epochs"):
         fmps.train(config, train__epochs=0)
+
+
+def test_embed_splits_the_score_into_user_and_item_vectors(tmp_path):
+    # A recall model on libffm rows: field 0 the user (keys 0..19), fields 1 and 2 the item
+    # (keys 100..139) and its genre (keys 200..209); hash_bits 0, so column j is key j.
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 20, 4000), rng.integers(100, 140, 4000)
+    genres = 200 + items % 10
+    labels = ((users % 2) == (items % 2)).astype(int)
+    with open(tmp_path / "train.ffm", "w", encoding="ascii") as f:
+        for u, i, g, y in zip(users, items, genres, labels):
+            f.write(f"{y} 0:{u}:1 1:{i}:1 2:{g}:1\n")
+    config = {"data": {"train": str(tmp_path / "train.ffm"), "format": "libffm",
+                       "normalize": "none"},
+              "model": {"k": 4, "sides": {"user": [0], "item": [1, 2]}},
+              "train": {"epochs": 3}, "output": {"dir": str(tmp_path / "run")}}
+    fmps.train(config)
+    model = fmps.Model.load(tmp_path / "run" / "model.fmps")
+    rows = np.repeat(np.arange(50), 3)
+    cols = np.stack([users[:50], items[:50], genres[:50]], axis=1).ravel()
+    X = sp.csr_matrix((np.ones(150, np.float32), (rows, cols)), shape=(50, 210))
+    fields = np.where(np.arange(210) < 100, 0, np.where(np.arange(210) < 200, 1, 2))
+    U, own = model.embed(X, "user", fields=fields, own=True)
+    I = model.embed(X, "item", fields=fields)
+    assert U.shape == (50, 5) and I.shape == (50, 5) and np.all(U[:, 4] == 1.0)
+    scores = (U.astype(np.float64) * I).sum(axis=1) + own
+    np.testing.assert_allclose(scores, model.decision_function(X, fields=fields), atol=1e-5)
+    with pytest.raises(ValueError, match="side"):
+        model.embed(X, "movie", fields=fields)
 
 
 def interrupt_after(seconds):
