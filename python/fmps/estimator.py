@@ -112,11 +112,14 @@ class _FMBase(BaseEstimator):
         """(YAML text, overrides): the job's config as fmps parses it."""
         fmt = "libsvm" if self.fields is None else "libffm"
         yaml = f"data:\n  train: [arrays]\n  format: {fmt}\nmodel:\n  loss: {self._loss}\n"
+        if self.kind == "ffm" and self.fields is not None and len(self.fields):
+            # model.fields: the number of fields F, from the per-column field ids
+            yaml += f"  kind: ffm\n  fields: {int(np.max(self.fields)) + 1}\n"
         sets = []
         for name, key, _ in _PARAMS:
             value = getattr(self, name)
             # kind "fm" is the default of every fmps; the key exists once FFM does.
-            if value is None or (name == "kind" and value == "fm"):
+            if value is None or (name == "kind" and (value == "fm" or "kind:" in yaml)):
                 continue
             sets.append(f"{key}={_yaml_scalar(value)}")
         return yaml, sets

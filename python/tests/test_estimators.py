@@ -85,15 +85,19 @@ def test_hyper_parameters_are_validated_with_fmps_messages():
     assert "k: 16" in fmps.FMRegressor(k=16).effective_config()
 
 
-def test_kind_passes_through_to_the_config():
-    # kind="fm" is every fmps's default; another kind goes to model.kind, which the config
-    # validates (accepted once that kind exists, else an error naming the key).
-    assert "model:" in fmps.FMClassifier(kind="fm").effective_config()
-    try:
-        text = fmps.FMClassifier(kind="ffm").effective_config()
-        assert "kind: ffm" in text
-    except ValueError as e:
-        assert "model.kind" in str(e)
+def test_kind_ffm_trains_a_field_aware_model(planted):
+    # kind="ffm" with per-column fields: model.fields is their count, and the fitted model
+    # is field-aware (the FFM kernel scores it); without fields (libsvm rows) it is refused.
+    X, y = planted(2000, cols=60, nnz=6)
+    fields = np.arange(60) % 3
+    clf = fmps.FMClassifier(kind="ffm", k=4, epochs=2, fields=fields).fit(X, y)
+    assert "kind: ffm" in clf.effective_config() and "fields: 3" in clf.effective_config()
+    model = fmps.Model.from_bytes(clf.model_bytes_)
+    assert model.v.shape == (len(model.keys), 3 * 4)  # F vectors of k per key
+    np.testing.assert_allclose(clf.decision_function(X),
+                               model.decision_function(X, fields=fields), atol=1e-6)
+    with pytest.raises(ValueError, match="ffm"):
+        fmps.FMClassifier(kind="ffm").fit(X, y)
 
 
 def test_pickle_and_clone_round_trip():
