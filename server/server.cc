@@ -386,8 +386,10 @@ void Server::HandleDump(int requester, bool best) {
       const KeyRecord r = best_.record(i);
       float* row = add(r.key);
       row[0] = r.w;
-      if (r.v != nullptr) std::copy(r.v, r.v + (width - 1), row + 1);
-      else std::fill(row + 1, row + width, 0.0f);
+      if (r.v != nullptr)
+        std::copy(r.v, r.v + (width - 1), row + 1);
+      else
+        std::fill(row + 1, row + width, 0.0f);
       flush_full();
     }
   } else {

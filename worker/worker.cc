@@ -103,8 +103,7 @@ void Worker::TrainEpoch(RowSource* reader, Progress* progress,
   divergence_.CheckPartial();  // before the epoch's checkpoint and model
 }
 
-void Worker::TrainAsync(RowSource* reader, Progress* progress,
-                        const std::function<void()>& hook) {
+void Worker::TrainAsync(RowSource* reader, Progress* progress, const std::function<void()>& hook) {
   BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
   std::deque<Timestamp> pushes;  // unacknowledged, oldest first
   // Waits for the oldest pushes until at most `limit` remain in flight.

@@ -121,13 +121,13 @@ struct OptimizerConfig {
 // epoch end; the model written is the best epoch's. metric none: off.
 struct EarlyStopConfig {
   EarlyStopMetric metric = EarlyStopMetric::kNone;  // auto: auc (logistic) or rmse (squared)
-  int patience = 3;       // >= 1: epochs without an improvement before training stops
+  int patience = 3;        // >= 1: epochs without an improvement before training stops
   double min_delta = 0.0;  // >= 0: the least change that counts as an improvement
 };
 
 struct TrainConfig {
-  int epochs = 1;         // >= 1
-  int batch_size = 32;    // >= 1 (default: see README "Model quality")
+  int epochs = 1;       // >= 1
+  int batch_size = 32;  // >= 1 (default: see README "Model quality")
   Consistency consistency = Consistency::kAsync;
   int max_delay = 4;  // >= 1; async only
   std::uint64_t seed = 0;

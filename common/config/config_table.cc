@@ -33,8 +33,7 @@ bool IsCsv(const Config& c) { return c.data.format == DataFormat::kCsv; }
 bool HasCheckpointDir(const Config& c) { return !c.checkpoint.dir.empty(); }
 bool HasNegatives(const Config& c) { return c.data.negatives.per_positive > 0; }
 bool IsPopularity(const Config& c) {
-  return HasNegatives(c) &&
-         c.data.negatives.distribution == NegativeDistribution::kPopularity;
+  return HasNegatives(c) && c.data.negatives.distribution == NegativeDistribution::kPopularity;
 }
 
 const Condition kAdamOnly{"to optimizer.name: adam", IsAdam, "optimizer.name"};
@@ -46,7 +45,7 @@ const Condition kAsyncOnly{"to train.consistency: async", IsAsync, "train.consis
                            "bsp runs one update per step"};
 const Condition kCsvOnly{"to data.format: csv", IsCsv, "data.format"};
 const Condition kWithNegatives{"with data.negatives.per_positive > 0", HasNegatives,
-                                "data.negatives.per_positive"};
+                               "data.negatives.per_positive"};
 const Condition kPopularityOnly{"to data.negatives.distribution: popularity", IsPopularity,
                                 "data.negatives.distribution"};
 const Condition kWithCheckpointDir{"with checkpoint.dir set", HasCheckpointDir, "checkpoint.dir",
@@ -138,8 +137,7 @@ std::vector<ConfigField> NegativesFields() {
        .meaning = "label-0 rows sampled from the catalogue per training row; 0 = off",
        .digest = true},
       {.key = "data.negatives.items",
-       .kind = TextField{FMPS_AT(data.negatives.items), "the catalogue csv path",
-                         "empty path"},
+       .kind = TextField{FMPS_AT(data.negatives.items), "the catalogue csv path", "empty path"},
        .meaning = "csv catalogue: the item id column and the item-side columns of model.sides",
        .applies = &kWithNegatives,
        .presence = Presence::kRequired,
@@ -398,9 +396,9 @@ std::vector<ConfigField> EarlyStopFields() {
 
 std::vector<ConfigField> MakeTable() {
   std::vector<ConfigField> all;
-  for (auto part : {DataFields, CsvFields, NegativesFields, DataTailFields, ValidationFields,
-                    ModelFields, ModelKindFields, OptimizerFields, TrainFields, EarlyStopFields,
-                    RunFields}) {
+  for (auto part :
+       {DataFields, CsvFields, NegativesFields, DataTailFields, ValidationFields, ModelFields,
+        ModelKindFields, OptimizerFields, TrainFields, EarlyStopFields, RunFields}) {
     for (ConfigField& f : part()) all.push_back(f);
   }
   return all;

@@ -124,8 +124,10 @@ SideMap::SideMap(const DataConfig& data, const SidesConfig& sides) {
   };
   mark(sides.user, Side::kUser);
   mark(sides.item, Side::kItem);
-  if (!sides.item.empty()) item_id_field_ = static_cast<std::uint32_t>(FieldId(data, sides.item[0]));
-  if (!sides.user.empty()) user_id_field_ = static_cast<std::uint32_t>(FieldId(data, sides.user[0]));
+  if (!sides.item.empty())
+    item_id_field_ = static_cast<std::uint32_t>(FieldId(data, sides.item[0]));
+  if (!sides.user.empty())
+    user_id_field_ = static_cast<std::uint32_t>(FieldId(data, sides.user[0]));
 }
 
 }  // namespace fmps

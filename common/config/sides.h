@@ -39,9 +39,7 @@ class SideMap {
   SideMap(const DataConfig& data, const SidesConfig& sides);
   bool empty() const { return sides_.empty(); }
   // The side of `field`; kNone for a field on no side (possible for libffm only).
-  Side Of(std::uint32_t field) const {
-    return field < sides_.size() ? sides_[field] : Side::kNone;
-  }
+  Side Of(std::uint32_t field) const { return field < sides_.size() ? sides_[field] : Side::kNone; }
   std::uint32_t item_id_field() const { return item_id_field_; }
   std::uint32_t user_id_field() const { return user_id_field_; }
 

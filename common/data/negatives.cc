@@ -104,8 +104,9 @@ void NegativeSampler::CountPopularity(const FeatureSpec& spec) {
     cumulative_[i] = total;
   }
   if (total <= 0.0) {
-    throw ConfigError("data.negatives.distribution: popularity, but no catalogue item occurs in "
-                      "data.train");
+    throw ConfigError(
+        "data.negatives.distribution: popularity, but no catalogue item occurs in "
+        "data.train");
   }
 }
 

@@ -161,7 +161,7 @@ class ShardReader final : public RowSource {
   std::vector<ByteRange> Remaining() const;
   void Remaining(std::vector<ByteRange>* out) const override;
 
-  std::uint64_t rows_read() const;       // good rows returned since construction
+  std::uint64_t rows_read() const;                // good rows returned since construction
   std::uint64_t bytes_in_shard() const override;  // total bytes of the ranges
   // Bytes of the ranges before the reader's position, since the last Rewind (progress):
   // bytes_in_shard() minus the bytes of Remaining(). O(number of ranges).

@@ -9,8 +9,9 @@ namespace fmps {
 SideMap ModelSides(const Model& model, const std::string& what) {
   const FeatureSpec& f = model.meta().features;
   if (f.sides.user.empty() || f.sides.item.empty()) {
-    throw ModelError(what + ": the model has no model.sides (train it with model.sides: {user: "
-                            "[...], item: [...]})");
+    throw ModelError(what +
+                     ": the model has no model.sides (train it with model.sides: {user: "
+                     "[...], item: [...]})");
   }
   return SideMap(f.data, f.sides);
 }

@@ -161,10 +161,10 @@ py::tuple ToPython(const MemoryRunOutput& run) {
 // end) split into cluster.local_workers row ranges. Writes no file (output.dir is unused):
 // returns (model.fmps bytes, summary.json text, metrics.jsonl events as JSON texts).
 py::tuple TrainArrays(const std::string& yaml, const std::vector<std::string>& overrides,
-                        const py::tuple& train_x,
-                        const py::array_t<float, py::array::c_style>& train_y,
-                        const py::object& test_x, const py::object& test_y,
-                        const py::object& fields) {
+                      const py::tuple& train_x,
+                      const py::array_t<float, py::array::c_style>& train_y,
+                      const py::object& test_x, const py::object& test_y,
+                      const py::object& fields) {
   const Config config = ParseConfigForArrays(yaml, "estimator", overrides);
   const PySet train = ToSet(train_x, train_y);
   std::optional<PySet> test;

@@ -63,16 +63,15 @@ void RunFfm(benchmark::State& state, std::size_t table_rows) {
   const std::unique_ptr<ModelKernel> kernel = MakeKernel(fx.shape, Loss::kLogistic);
   std::size_t b = 0;
   for (auto _ : state) {
-    ModelBatch batch{kFfmRows,           fx.labels.data(), fx.offsets.data(), fx.local[b].data(),
-                     fx.values.data(), fx.fields.data()};
+    ModelBatch batch{kFfmRows,           fx.labels.data(), fx.offsets.data(),
+                     fx.local[b].data(), fx.values.data(), fx.fields.data()};
     double loss = kernel->ForwardBackward(batch, fx.params.data(), fx.grads.data(), scores.data());
     benchmark::DoNotOptimize(loss);
     benchmark::ClobberMemory();
     b = (b + 1) % kFfmBatches;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kFfmRows));
-  state.counters["table_mb"] =
-      static_cast<double>(fx.params.size() * sizeof(float)) / (1 << 20);
+  state.counters["table_mb"] = static_cast<double>(fx.params.size() * sizeof(float)) / (1 << 20);
 }
 
 void BM_FfmCache(benchmark::State& state) { RunFfm(state, 512); }

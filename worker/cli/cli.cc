@@ -125,9 +125,9 @@ int Check(int argc, char** argv) {
 }
 
 int Synth(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "synth",
-                     {"out", "rows", "test-rows", "fields", "vocab", "k", "seed", "format", "model"},
-                     {});
+  Args a = ParseArgs(
+      argc, argv, 2, "synth",
+      {"out", "rows", "test-rows", "fields", "vocab", "k", "seed", "format", "model"}, {});
   if (!a.positional.empty()) throw ConfigError("synth: unexpected argument " + a.positional[0]);
   SynthOptions o;
   o.out_dir = a.Require("synth", "out");

@@ -54,8 +54,8 @@ int CrossValidate(int argc, char** argv) {
   Args a = ParseArgs(argc, argv, 2, "cv", {"set", "folds"}, {});
   if (a.positional.size() != 1) throw ConfigError("cv: expected exactly one CONFIG.yaml argument");
   const std::string path = a.positional[0];
-  const int folds = static_cast<int>(std::min<std::uint64_t>(
-      ParseUint("cv", "folds", a.Require("cv", "folds")), 1u << 20));
+  const int folds = static_cast<int>(
+      std::min<std::uint64_t>(ParseUint("cv", "folds", a.Require("cv", "folds")), 1u << 20));
   const std::vector<std::string> user = Overrides(a);
   CheckFolds(folds);
   const Config base = LoadConfigForFolds(path, user);

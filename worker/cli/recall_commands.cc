@@ -196,9 +196,9 @@ std::string MetricsJson(const std::vector<TopK>& top, const ItemLists& truth, in
 }  // namespace
 
 int Recall(int argc, char** argv) {
-  Args a = ParseArgs(argc, argv, 2, "recall",
-                     {"model", "users", "items", "k", "exclude", "index", "threads", "out", "truth"},
-                     {});
+  Args a = ParseArgs(
+      argc, argv, 2, "recall",
+      {"model", "users", "items", "k", "exclude", "index", "threads", "out", "truth"}, {});
   const Model model = Model::Load(a.Require("recall", "model"));
   const int k = static_cast<int>(
       std::min<std::uint64_t>(ParseUint("recall", "k", a.Get("k", "100")), 1u << 20));
@@ -221,8 +221,8 @@ int Recall(int argc, char** argv) {
     exclude = ItemsPerUser(ReadInteractions(model, path), users, item_index);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  const auto index = MakeRecallIndex(spec, items.vectors.data(), items.ids.size(), items.dim,
-                                     threads);
+  const auto index =
+      MakeRecallIndex(spec, items.vectors.data(), items.ids.size(), items.dim, threads);
   const auto t1 = std::chrono::steady_clock::now();
   const std::vector<TopK> top = SearchAll(*index, users, k, exclude);
   const double search_s =
@@ -236,9 +236,9 @@ int Recall(int argc, char** argv) {
     const ItemLists truth = ItemsPerUser(ReadInteractions(model, path), users, item_index);
     std::vector<TopK> exact;
     if (spec != "exact") {
-      exact = SearchAll(*MakeRecallIndex("exact", items.vectors.data(), items.ids.size(),
-                                         items.dim, threads),
-                        users, k, exclude);
+      exact = SearchAll(
+          *MakeRecallIndex("exact", items.vectors.data(), items.ids.size(), items.dim, threads),
+          users, k, exclude);
     }
     std::printf("%s\n", MetricsJson(top, truth, k, spec != "exact" ? &exact : nullptr).c_str());
   }

@@ -111,7 +111,8 @@ FeatureSpec SpecFor(const Model& model, const Args& a, const std::string& comman
   FeatureSpec spec = model.meta().features;
   if (std::string f = a.Get("format"); !f.empty()) spec.data.format = ParseFormat(command, f);
   spec.data.on_error = on_error;
-  if (model.shape().kind == ModelKind::kFfm && spec.data.format != model.meta().features.data.format) {
+  if (model.shape().kind == ModelKind::kFfm &&
+      spec.data.format != model.meta().features.data.format) {
     throw ConfigError(command + ": --format " + ToString(spec.data.format) + ": " +
                       model.shape().ToString() + " model reads only its training format, " +
                       ToString(model.meta().features.data.format) + " (its field ids)");
@@ -309,9 +310,9 @@ int Export(int argc, char** argv) {
   const std::string kind = model.shape().kind == ModelKind::kFfm
                                ? " kind=ffm fields=" + std::to_string(model.shape().fields)
                                : std::string();
-  std::fprintf(f.get(), "# fmps model: k=%d%s loss=%s keys=%zu; lines: bias W0, then KEY W V1..V%d\n",
-               k, kind.c_str(), ToString(model.meta().loss), model.num_keys(),
-               model.shape().v_width());
+  std::fprintf(
+      f.get(), "# fmps model: k=%d%s loss=%s keys=%zu; lines: bias W0, then KEY W V1..V%d\n", k,
+      kind.c_str(), ToString(model.meta().loss), model.num_keys(), model.shape().v_width());
   std::fprintf(f.get(), "bias %.9g\n", model.meta().bias);
   for (std::size_t i = 0; i < model.num_keys(); ++i) {
     const float* row = model.row(i);

@@ -122,7 +122,8 @@ Manifest ManifestFromYaml(const std::string& text) {
     m.validation.best_epoch = v["best_epoch"].as<int>();
     m.validation.best_value = Double(v["best_value"].as<std::uint64_t>());
     m.validation.best_seq = v["best_seq"].as<std::uint64_t>();
-    for (const auto& h : v["history"]) m.validation.history.push_back(Double(h.as<std::uint64_t>()));
+    for (const auto& h : v["history"])
+      m.validation.history.push_back(Double(h.as<std::uint64_t>()));
     const YAML::Node t = v["best_test"];
     m.validation.best_test_rows = t[0].as<std::uint64_t>();
     m.validation.best_test_logloss = Double(t[1].as<std::uint64_t>());

@@ -45,8 +45,8 @@ JobInputs PrepareInputs(const Config& config, const JobRequest& request) {
   in.train_files = ExpandPaths(config.data.train, "data.train");
   if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
   if (!config.data.valid.empty()) in.valid_files = ExpandPaths(config.data.valid, "data.valid");
-  in.held_out = request.fold >= 0 ? CrossValidationFold(request.fold, request.folds)
-                                  : HeldOutOf(config);
+  in.held_out =
+      request.fold >= 0 ? CrossValidationFold(request.fold, request.folds) : HeldOutOf(config);
   auto require_data = [](const std::vector<std::string>& files, const char* key) {
     if (TotalBytes(files) != 0) return;
     std::string msg = key;
@@ -191,15 +191,16 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
   };
   std::vector<Where> keys;
   SavedModel saved;
-  saved.server_bytes = DumpServers(control, num_servers, static_cast<int>(width),
-                                   [&](int, std::span<const Key> ks, std::span<const float> vs) {
-                                     const auto c = static_cast<std::uint32_t>(chunks.size());
-                                     chunks.emplace_back(vs.begin(), vs.end());
-                                     for (std::size_t i = 0; i < ks.size(); ++i) {
-                                       keys.push_back({ks[i], c, static_cast<std::uint32_t>(i)});
-                                     }
-                                   },
-                                   what);
+  saved.server_bytes = DumpServers(
+      control, num_servers, static_cast<int>(width),
+      [&](int, std::span<const Key> ks, std::span<const float> vs) {
+        const auto c = static_cast<std::uint32_t>(chunks.size());
+        chunks.emplace_back(vs.begin(), vs.end());
+        for (std::size_t i = 0; i < ks.size(); ++i) {
+          keys.push_back({ks[i], c, static_cast<std::uint32_t>(i)});
+        }
+      },
+      what);
   saved.stored_keys = keys.size();
   std::sort(keys.begin(), keys.end(), [](const Where& a, const Where& b) { return a.key < b.key; });
   auto row_of = [&](const Where& w) { return chunks[w.chunk].data() + w.row * width; };
@@ -214,7 +215,7 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
   }
   meta.num_keys = keys.size();
   ModelWriter writer = target.bytes != nullptr ? ModelWriter(target.bytes, target.path, meta)
-                                                : ModelWriter(target.path, meta);
+                                               : ModelWriter(target.path, meta);
   std::vector<Key> piece_keys;
   std::vector<float> piece_rows;
   for (std::size_t begin = 0; begin < keys.size(); begin += kSavePieceKeys) {
@@ -276,9 +277,8 @@ void AddValidation(const JobTotals& t, JsonObject* j) {
       .AddArray("valid_history", v.history)
       .Add("best_epoch", v.best_epoch)
       .Add("best_valid", v.best_epoch == 0 ? std::nan("") : v.best_value)
-      .Add("model_epoch", t.best_model && v.best_epoch != 0
-                              ? v.best_epoch
-                              : static_cast<int>(v.history.size()))
+      .Add("model_epoch",
+           t.best_model && v.best_epoch != 0 ? v.best_epoch : static_cast<int>(v.history.size()))
       .Add("stopped_epoch", t.stopped_epoch);
 }
 }  // namespace

@@ -110,7 +110,8 @@ JobServer MakeJobServer(const Config& config, const ResumePoint& start, const Jo
   s.server = std::make_unique<Server>(s.store.get(), transport,
                                       MakeServerOptions(config, topology, index));
   if (start.manifest) {
-    std::optional<StoreSnapshot> best = LoadBest(config, *start.manifest, topology, index, *s.store);
+    std::optional<StoreSnapshot> best =
+        LoadBest(config, *start.manifest, topology, index, *s.store);
     if (best) s.server->SetBest(std::move(*best));
   }
   return s;

@@ -3,10 +3,9 @@
 // warm-started from train.init_model, and its ServerOptions derived from the config.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
-
-#include <memory>
 
 #include "common/comm/transport.h"
 #include "common/config/config.h"

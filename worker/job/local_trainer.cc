@@ -124,9 +124,10 @@ TrainSummary RunLocalJob(const LocalJob& job) {
   std::vector<std::thread> threads;
   for (int s = 0; s < topology.num_servers; ++s) {
     threads.emplace_back([&, s, transport = hub.Connect(s)] {
-      errors.Guard(
-          [&] { MakeJobServer(config, job.start, topology, s, transport.get(), job.mean_label)
-              .server->Run(); });
+      errors.Guard([&] {
+        MakeJobServer(config, job.start, topology, s, transport.get(), job.mean_label)
+            .server->Run();
+      });
     });
   }
   std::optional<TrainSummary> summary;
@@ -174,15 +175,14 @@ TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
   const std::uint64_t train_bytes = TotalBytes(inputs.train_files);
   const ResumePoint start = FindResume(config, request.resume, train_bytes);
   const WorkerReaders readers = OpenReaders(inputs, start, config.cluster.local_workers);
-  return RunLocalJob(
-      {.config = config,
-       .inputs = inputs,
-       .start = start,
-       .train_bytes = train_bytes,
-       .sources = {Borrow(readers.train), Borrow(readers.test), Borrow(readers.valid),
-                   Borrow(readers.resumed)},
-       .mean_label = std::nullopt,
-       .output = {}});
+  return RunLocalJob({.config = config,
+                      .inputs = inputs,
+                      .start = start,
+                      .train_bytes = train_bytes,
+                      .sources = {Borrow(readers.train), Borrow(readers.test),
+                                  Borrow(readers.valid), Borrow(readers.resumed)},
+                      .mean_label = std::nullopt,
+                      .output = {}});
 }
 
 TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& sources,

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-#include <memory>
-#include <optional>
 
 #include "common/base/error.h"
 #include "common/base/log.h"
@@ -254,8 +254,8 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
     // A timeout or a broken peer: name the ranks that no longer answer, if any.
     const std::string unreachable = ReportUnreachable(probe, hosts, rank, servers, e.what());
     if (unreachable.empty()) {
-      std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank,
-                   RoleName(rank, servers).c_str(), e.what());
+      std::fprintf(stderr, "fmps: error: rank %d (%s): %s\n", rank, RoleName(rank, servers).c_str(),
+                   e.what());
     } else {
       std::fprintf(stderr, "fmps: error: %s\n", unreachable.c_str());
     }

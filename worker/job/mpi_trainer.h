@@ -12,10 +12,10 @@
 #pragma once
 
 #include <optional>
-#include "worker/job/training_job.h"
-
 #include <string>
 #include <vector>
+
+#include "worker/job/training_job.h"
 
 namespace fmps {
 

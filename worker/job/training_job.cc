@@ -121,16 +121,16 @@ class TrainingJob {
   Checkpointer* ckpt_ = nullptr;  // root only (in ctx_.checkpointer)
   const int coordinator_;         // the root's endpoint
   int epoch_ = 0;
-  RowSource* reader_ = nullptr;  // this epoch's training reader
+  RowSource* reader_ = nullptr;    // this epoch's training reader
   std::uint64_t epoch_bytes_ = 0;  // of every worker's shard
   Clock::time_point next_post_;
-  double t0_ = 0.0;                  // root: output clock at the epoch's start
-  Counters before_;                  // root: job-wide counters at the epoch's start
-  Counters after_;                   // root: ... at its end (exact)
-  JobTotals totals_;                 // root
-  bool stop_cut_ = false;            // root: the cut before stopping on SIGTERM was requested
-  Clock::time_point stop_deadline_;  // root: past it, stop without that cut
-  std::optional<EarlyStopper> stopper_;         // root, with validation rows
+  double t0_ = 0.0;                      // root: output clock at the epoch's start
+  Counters before_;                      // root: job-wide counters at the epoch's start
+  Counters after_;                       // root: ... at its end (exact)
+  JobTotals totals_;                     // root
+  bool stop_cut_ = false;                // root: the cut before stopping on SIGTERM was requested
+  Clock::time_point stop_deadline_;      // root: past it, stop without that cut
+  std::optional<EarlyStopper> stopper_;  // root, with validation rows
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -151,8 +151,8 @@ TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
     o.rows_base = ctx_.start->rows_base;
     o.loss_base = ctx_.start->loss_base;
     if (ctx_.valid != nullptr) {
-      stopper_.emplace(config_, ctx_.start->manifest ? ctx_.start->manifest->validation
-                                                     : ValidationRecord());
+      stopper_.emplace(
+          config_, ctx_.start->manifest ? ctx_.start->manifest->validation : ValidationRecord());
       o.validation = stopper_->record();
     }
     ckpt_ = &ctx_.checkpointer->emplace(config_, control_, o);
@@ -423,10 +423,9 @@ void TrainingJob::CollectTraffic() {
 TrainSummary TrainingJob::FinishOnRoot() {
   ckpt_->Drain();
   SettleBestModel();
-  const SavedModel saved =
-      SaveModelFromServers(control_, ctx_.num_servers, config_, ctx_.inputs->spec,
-                           ctx_.out->ModelDestination(),
-                           totals_.best_model ? DumpOf::kBest : DumpOf::kStore);
+  const SavedModel saved = SaveModelFromServers(
+      control_, ctx_.num_servers, config_, ctx_.inputs->spec, ctx_.out->ModelDestination(),
+      totals_.best_model ? DumpOf::kBest : DumpOf::kStore);
   totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
   ShutdownServers(control_, ctx_.num_servers);
   totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);
@@ -449,8 +448,8 @@ TrainSummary TrainingJob::FinishOnRoot() {
   s.model_path = totals_.model_path;
   s.valid_metric = totals_.valid_metric;
   s.best_epoch = totals_.validation.best_epoch;
-  s.best_valid = s.best_epoch == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                   : totals_.validation.best_value;
+  s.best_valid =
+      s.best_epoch == 0 ? std::numeric_limits<double>::quiet_NaN() : totals_.validation.best_value;
   return s;
 }
 

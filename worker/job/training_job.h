@@ -64,18 +64,18 @@ struct JobContext {
   const Config* config = nullptr;
   const JobInputs* inputs = nullptr;
   const ResumePoint* start = nullptr;
-  std::uint64_t train_bytes = 0;   // of every training file (checkpoint manifests)
-  int num_servers = 1;             // servers are endpoints 0 .. num_servers - 1
-  const char* mode = "";           // "single-node" | "mpi" (summary.json)
-  RowSource* train = nullptr;      // this worker's shard of data.train
-  RowSource* test = nullptr;       // its shard of data.test, or null without one
+  std::uint64_t train_bytes = 0;  // of every training file (checkpoint manifests)
+  int num_servers = 1;            // servers are endpoints 0 .. num_servers - 1
+  const char* mode = "";          // "single-node" | "mpi" (summary.json)
+  RowSource* train = nullptr;     // this worker's shard of data.train
+  RowSource* test = nullptr;      // its shard of data.test, or null without one
   // Its share of the validation rows (evaluated at each epoch end; train.early_stop judges
   // them), or null without any. Every worker of a job has one, or none does: a shard of
   // data.valid, of the held-out training rows (OpenValidReader, job.h), or any source of
   // labelled rows the caller builds (an in-memory eval set) with the job's FeatureSpec.
   RowSource* valid = nullptr;
-  RowSource* resumed = nullptr;    // the first epoch's remainder after a mid-epoch resume
-  RunOutput* out = nullptr;        // root only: the run's output files
+  RowSource* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
+  RunOutput* out = nullptr;      // root only: the run's output files
   // Root only: where the root's Checkpointer lives. Its destructor removes the checkpoints
   // this job left incomplete, so the caller keeps it until no server writes a shard any
   // more (single-node: until the server threads are joined).

@@ -210,8 +210,8 @@ class FaissIndex : public RecallIndex {
  private:
   // The best q.k of one user's candidates that are not excluded, re-scored exactly.
   template <typename Row>
-  void Keep(const RecallQuery& q, std::size_t u, const faiss::Index::idx_t* labels,
-            std::size_t n, const Row& user, TopK* t) const {
+  void Keep(const RecallQuery& q, std::size_t u, const faiss::Index::idx_t* labels, std::size_t n,
+            const Row& user, TopK* t) const {
     std::vector<Candidate> kept;
     for (std::size_t j = 0; j < n; ++j) {
       if (labels[j] < 0) continue;

@@ -75,8 +75,8 @@ SideVectors EmbedSideFile(const Model& model, Side side, const std::string& path
   spec.partial_columns = true;
   CsvLines lines(path, spec.data.csv.delimiter);
   const bool user = side == Side::kUser;
-  const std::size_t id_col =
-      lines.Column(user ? spec.sides.user.front() : spec.sides.item.front(), user ? "user" : "item");
+  const std::size_t id_col = lines.Column(user ? spec.sides.user.front() : spec.sides.item.front(),
+                                          user ? "user" : "item");
   LineParser parser(spec, lines.header());
   SideVectors out;
   out.dim = model.shape().v_width() + 1;

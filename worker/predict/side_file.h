@@ -23,10 +23,10 @@
 namespace fmps {
 
 struct SideVectors {
-  int dim = 0;                     // k + 1
-  std::vector<std::string> ids;    // per row, in file order
-  std::vector<float> vectors;      // ids.size() * dim
-  std::vector<float> own;          // per row: its own terms (embedding.h)
+  int dim = 0;                   // k + 1
+  std::vector<std::string> ids;  // per row, in file order
+  std::vector<float> vectors;    // ids.size() * dim
+  std::vector<float> own;        // per row: its own terms (embedding.h)
 };
 
 // Embeds every row of `path` on `side`. Throws ConfigError (header), DataError (a bad row,

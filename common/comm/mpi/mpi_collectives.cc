@@ -11,8 +11,7 @@
 
 namespace fmps {
 
-MpiCollectives::MpiCollectives(MPI_Comm comm, int progress_width,
-                               std::chrono::milliseconds timeout)
+MpiCollectives::MpiCollectives(MPI_Comm comm, int progress_width, std::chrono::milliseconds timeout)
     : width_(progress_width), timeout_(timeout) {
   MPI_Comm_dup(comm, &comm_);
   MPI_Comm_rank(comm_, &rank_);

@@ -46,8 +46,9 @@ TEST(ValidationConfigTest, EarlyStopWithEitherValidationSource) {
 }
 
 TEST(ValidationConfigTest, ErrorsNameTheKey) {
-  EXPECT_NE(ErrorOf({"train.early_stop.metric=auc"}).find("train.early_stop.metric: auc needs "
-                                                          "validation rows"),
+  EXPECT_NE(ErrorOf({"train.early_stop.metric=auc"})
+                .find("train.early_stop.metric: auc needs "
+                      "validation rows"),
             std::string::npos);
   EXPECT_NE(ErrorOf({"data.valid_fraction=0.2", "train.early_stop.metric=auto",
                      "train.early_stop.patience=0"})
@@ -64,10 +65,10 @@ TEST(ValidationConfigTest, ErrorsNameTheKey) {
   EXPECT_NE(ErrorOf({"data.valid_fraction=0.1", "train.early_stop.metric=rmse"})
                 .find("train.early_stop.metric: rmse is not measured for model.loss logistic"),
             std::string::npos);
-  EXPECT_NE(ErrorOf({"model.loss=squared", "data.valid_fraction=0.1",
-                     "train.early_stop.metric=auc"})
-                .find("train.early_stop.metric: auc"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf({"model.loss=squared", "data.valid_fraction=0.1", "train.early_stop.metric=auc"})
+          .find("train.early_stop.metric: auc"),
+      std::string::npos);
   EXPECT_NE(ErrorOf({"train.early_stop.metric=best"}).find("train.early_stop.metric"),
             std::string::npos);
 }

@@ -85,8 +85,8 @@ TEST(NegativesTest, PopularityDrawsFollowCountToTheExponent) {
   for (std::size_t i = 0; i < 5; ++i) EXPECT_NEAR(s.Probability(i), p[i], 1e-12);
   const int n = 50000;
   const std::vector<double> counts = DrawCounts(s, 0, n);
-  EXPECT_EQ(counts[4], 0.0);                   // never seen in data.train: weight 0
-  EXPECT_LT(ChiSquare(counts, p, n), 16.27);   // 3 dof, P = 0.001
+  EXPECT_EQ(counts[4], 0.0);                  // never seen in data.train: weight 0
+  EXPECT_LT(ChiSquare(counts, p, n), 16.27);  // 3 dof, P = 0.001
   Fixture g(NegativeDistribution::kPopularity, 0.5);
   EXPECT_NEAR(NegativeSampler(g.spec).Probability(3),
               std::sqrt(8.0) / (1 + std::sqrt(2.0) + 2 + std::sqrt(8.0)), 1e-12);

@@ -104,9 +104,9 @@ TEST_P(FfmKernelTest, GradientsMatchFiniteDifferences) {
   for (Loss loss : {Loss::kLogistic, Loss::kSquared}) {
     FfmBatch b = MakeBatch(k, fields, 12, 8, 99 + k + fields, /*ones=*/false, 6);
     std::vector<float> grads(b.params.size(), 0.0f), scores(b.labels.size());
-    const double total = MakeKernel(b.shape(), loss)
-                             ->ForwardBackward(b.view(), b.params.data(), grads.data(),
-                                               scores.data());
+    const double total =
+        MakeKernel(b.shape(), loss)
+            ->ForwardBackward(b.view(), b.params.data(), grads.data(), scores.data());
     auto loss_at = [&]() {
       double sum = 0.0;
       for (std::size_t r = 0; r < b.labels.size(); ++r) {

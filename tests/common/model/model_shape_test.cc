@@ -44,7 +44,7 @@ TEST(ModelShapeTest, ValidateNamesTheProblem) {
 }
 
 TEST(ModelShapeTest, KindNumbersAreStable) {
-  EXPECT_EQ(ModelKindFromNumber(0, "x"), ModelKind::kFm);  // files store 0 for FM
+  EXPECT_EQ(ModelKindFromNumber(0, "x"), ModelKind::kFm);   // files store 0 for FM
   EXPECT_EQ(ModelKindFromNumber(1, "x"), ModelKind::kFfm);  // and 1 for FFM
   EXPECT_THROW(ModelKindFromNumber(2, "x"), ModelError);
 }

@@ -106,9 +106,9 @@ TEST_F(CvTest, BadArgumentsAreNamed) {
   std::string out;
   EXPECT_EQ(RunCommand(testing::FmpsBinary() + " cv " + config_ + " --folds 1", &out), 2);
   EXPECT_NE(out.find("--folds must be 2..1000"), std::string::npos) << out;
-  EXPECT_EQ(RunCommand(testing::FmpsBinary() + " cv " + config_ + " --folds 3 --set data.valid=x",
-                       &out),
-            2);
+  EXPECT_EQ(
+      RunCommand(testing::FmpsBinary() + " cv " + config_ + " --folds 3 --set data.valid=x", &out),
+      2);
   EXPECT_NE(out.find("data.valid: fmps cv holds out"), std::string::npos) << out;
   EXPECT_EQ(RunCommand(testing::FmpsBinary() + " cv " + config_, &out), 2);
   EXPECT_NE(out.find("--folds"), std::string::npos) << out;

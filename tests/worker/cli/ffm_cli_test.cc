@@ -55,8 +55,8 @@ class FfmCliTest : public ::testing::Test {
     if (!fm) model += "  kind: ffm\n  fields: " + std::to_string(fields) + "\n";
     return d.Write("exp.yaml", "data:\n  train: " + data + "/train.libffm\n  test: " + data +
                                    "/test.libffm\n  format: libffm\n" + model +
-                                   "train:\n  epochs: 2\n" + extra + "output:\n  dir: " +
-                                   d.File("run") + "\n");
+                                   "train:\n  epochs: 2\n" + extra +
+                                   "output:\n  dir: " + d.File("run") + "\n");
   }
   static int Train(const std::string& cfg, const std::string& args, std::string* out) {
     return RunCommand(FmpsBinary() + " train " + cfg + " " + args + " 2>&1", out);
@@ -115,10 +115,10 @@ TEST_F(FfmCliTest, PredictEvalExportAndBadFieldIds) {
       << out;
   EXPECT_EQ(RunCommand(FmpsBinary() + " eval --model " + model + " --data " + bad, &out), 0);
   EXPECT_EQ(JsonNumber(out, "bad_rows"), 1) << out;
-  EXPECT_EQ(RunCommand(FmpsBinary() + " eval --model " + model + " --data " + bad +
-                           " --format criteo",
-                       &out),
-            2);
+  EXPECT_EQ(
+      RunCommand(FmpsBinary() + " eval --model " + model + " --data " + bad + " --format criteo",
+                 &out),
+      2);
   EXPECT_NE(out.find("reads only its training format, libffm"), std::string::npos) << out;
   // Training: on_error fail stops at the row; skip counts it (max_bad_fraction applies).
   const std::string cfg = d.Write("bad.yaml", "data:\n  train: " + bad +
@@ -128,8 +128,7 @@ TEST_F(FfmCliTest, PredictEvalExportAndBadFieldIds) {
                                                   d.File("badrun") + "\n");
   EXPECT_EQ(Train(cfg, "", &out), 1);
   EXPECT_NE(out.find("bad.libffm:2: field id out of range"), std::string::npos) << out;
-  EXPECT_EQ(Train(cfg, "--set data.on_error=skip --set data.max_bad_fraction=0.5", &out), 0)
-      << out;
+  EXPECT_EQ(Train(cfg, "--set data.on_error=skip --set data.max_bad_fraction=0.5", &out), 0) << out;
   EXPECT_EQ(JsonNumber(ReadFile(d.File("badrun/summary.json")), "bad_rows"), 1);
   EXPECT_EQ(Train(cfg, "--set data.on_error=skip", &out), 1);
   EXPECT_NE(out.find("data.max_bad_fraction"), std::string::npos) << out;
@@ -143,8 +142,7 @@ TEST_F(FfmCliTest, BspServerCountsAndResumeGiveTheSameModel) {
   std::string out;
   ASSERT_EQ(Train(Config(one, "small"), bsp + " --set cluster.local_servers=1", &out), 0) << out;
   ASSERT_EQ(Train(Config(two, "small"), bsp + " --set cluster.local_servers=2", &out), 0) << out;
-  ASSERT_EQ(Train(Config(three, "small"), bsp + " --set cluster.local_servers=3", &out), 0)
-      << out;
+  ASSERT_EQ(Train(Config(three, "small"), bsp + " --set cluster.local_servers=3", &out), 0) << out;
   const Model m1 = Model::Load(one.File("run/model.fmps"));
   EXPECT_EQ(MaxAbsDiff(m1, Model::Load(two.File("run/model.fmps"))), 0.0);
   EXPECT_EQ(MaxAbsDiff(m1, Model::Load(three.File("run/model.fmps"))), 0.0);
@@ -164,24 +162,21 @@ TEST_F(FfmCliTest, WarmStartFromAnFfmModel) {
   std::string out;
   ASSERT_EQ(Train(Config(first, "small"), "--set train.epochs=1", &out), 0) << out;
   const std::string model = first.File("run/model.fmps");
-  ASSERT_EQ(Train(Config(warm, "small"), "--set train.epochs=1 --set train.init_model=" + model,
-                  &out),
-            0)
+  ASSERT_EQ(
+      Train(Config(warm, "small"), "--set train.epochs=1 --set train.init_model=" + model, &out), 0)
       << out;
   EXPECT_LT(TestLogloss(warm), TestLogloss(first));
   ASSERT_EQ(Train(Config(fm, "small", /*fm=*/true), "--set train.epochs=1", &out), 0) << out;
-  EXPECT_EQ(Train(Config(warm, "small"), "--set train.init_model=" + fm.File("run/model.fmps"),
-                  &out),
-            2);
+  EXPECT_EQ(
+      Train(Config(warm, "small"), "--set train.init_model=" + fm.File("run/model.fmps"), &out), 2);
   EXPECT_NE(out.find("train.init_model: " + fm.File("run/model.fmps") +
                      " has model shape fm k=4 but the config trains ffm k=4 fields=4"),
             std::string::npos)
       << out;
-  EXPECT_EQ(Train(Config(warm, "small"), "--set model.fields=5 --set train.init_model=" + model,
-                  &out),
-            2);
-  EXPECT_NE(out.find("ffm k=4 fields=4 but the config trains ffm k=4 fields=5"),
-            std::string::npos)
+  EXPECT_EQ(
+      Train(Config(warm, "small"), "--set model.fields=5 --set train.init_model=" + model, &out),
+      2);
+  EXPECT_NE(out.find("ffm k=4 fields=4 but the config trains ffm k=4 fields=5"), std::string::npos)
       << out;
 }
 
@@ -190,8 +185,7 @@ TEST_F(FfmCliTest, FfmOptionsRejectedWhereTheyDoNotApply) {
   TempDir d;
   std::string out;
   const std::string cfg = Config(d, "small");
-  EXPECT_EQ(RunCommand(FmpsBinary() + " check " + cfg + " --set data.format=libsvm 2>&1", &out),
-            2);
+  EXPECT_EQ(RunCommand(FmpsBinary() + " check " + cfg + " --set data.format=libsvm 2>&1", &out), 2);
   EXPECT_NE(out.find("model.kind: ffm needs a field for every feature, and data.format libsvm "
                      "has none"),
             std::string::npos)

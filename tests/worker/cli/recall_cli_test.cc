@@ -16,14 +16,14 @@
 namespace fmps {
 namespace {
 
+using testing::Fmps;
 using testing::FmpsBinary;
 using testing::JsonNumber;
 using testing::Lines;
+using testing::Planted;
 using testing::ReadFile;
 using testing::RunCommand;
 using testing::TempDir;
-using testing::Planted;
-using testing::Fmps;
 
 constexpr const char* kCsvSides =
     "data:\n  train: t.csv\n  format: csv\n  normalize: none\n  csv:\n    label: y\n"
@@ -48,8 +48,9 @@ TEST(RecallCliTest, ConfigChecksSidesMultiAndNegatives) {
   EXPECT_NE(CheckError(dir, base + "model:\n  sides: {user: [u, x], item: [i, g]}\n")
                 .find("model.sides.user: 'x' is not a field"),
             std::string::npos);
-  EXPECT_NE(CheckError(dir, "data: {train: t, format: libsvm}\nmodel:\n  sides: {user: [1], "
-                            "item: [2]}\n")
+  EXPECT_NE(CheckError(dir,
+                       "data: {train: t, format: libsvm}\nmodel:\n  sides: {user: [1], "
+                       "item: [2]}\n")
                 .find("model.sides: data.format libsvm has no fields"),
             std::string::npos);
   EXPECT_NE(CheckError(dir, base + "    ignore: [h]\n    multi: [h]\n")
@@ -63,9 +64,10 @@ TEST(RecallCliTest, ConfigChecksSidesMultiAndNegatives) {
                 .find("data.negatives.per_positive: 2 requires data.negatives.items"),
             std::string::npos);
   const std::string good = dir.Write(
-      "ok.yaml", base + "    multi: [g]\n  negatives: {per_positive: 2, items: c.csv, "
-                        "distribution: popularity, exponent: 0.5}\nmodel:\n  sides: {user: [u], "
-                        "item: [i, g]}\n");
+      "ok.yaml", base +
+                     "    multi: [g]\n  negatives: {per_positive: 2, items: c.csv, "
+                     "distribution: popularity, exponent: 0.5}\nmodel:\n  sides: {user: [u], "
+                     "item: [i, g]}\n");
   std::string out;
   EXPECT_EQ(RunCommand(FmpsBinary() + " check " + good, &out), 0) << out;
   EXPECT_NE(out.find("exponent: 0.5"), std::string::npos) << out;
@@ -76,7 +78,7 @@ TEST(RecallCliTest, TrainEmbedRecallOnPlantedGroups) {
   Fmps("train " + p.config);
   // embed: one line per item, id and k + 1 numbers; npy of the same shape plus the ids.
   Fmps("embed --model " + p.Model() + " --side item --data " + p.items + " --out " +
-      p.dir.File("items.txt"));
+       p.dir.File("items.txt"));
   const std::vector<std::string> lines = Lines(ReadFile(p.dir.File("items.txt")));
   ASSERT_EQ(lines.size(), 60u);
   std::istringstream first(lines[0]);
@@ -88,7 +90,7 @@ TEST(RecallCliTest, TrainEmbedRecallOnPlantedGroups) {
   EXPECT_EQ(id, "0");
   EXPECT_EQ(numbers, 5);
   Fmps("embed --model " + p.Model() + " --side user --data " + p.users + " --format npy --out " +
-      p.dir.File("users.npy"));
+       p.dir.File("users.npy"));
   const std::string npy = ReadFile(p.dir.File("users.npy"));
   EXPECT_EQ(npy.substr(1, 5), "NUMPY");
   EXPECT_NE(npy.find("'shape': (40, 5)"), std::string::npos);

@@ -20,16 +20,16 @@ TEST(RecallMpiTest, NegativesGiveTheSameBspModelUnderMpirunAsSingleNode) {
   Planted p;
   Fmps("train " + p.config + " --set output.dir=" + p.dir.File("local"));
   std::string out;
-  ASSERT_EQ(RunCommand("mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
-                       "mpi_yield_when_idle 1 -np 3 " +
-                           FmpsBinary() + " train " + p.config +
-                           " --set output.dir=" + p.dir.File("mpi"),
-                       &out),
-            0)
+  ASSERT_EQ(
+      RunCommand("mpirun --allow-run-as-root --oversubscribe --bind-to none --mca "
+                 "mpi_yield_when_idle 1 -np 3 " +
+                     FmpsBinary() + " train " + p.config + " --set output.dir=" + p.dir.File("mpi"),
+                 &out),
+      0)
       << out;
   for (const char* run : {"local", "mpi"}) {
-    Fmps(std::string("export --model ") + p.dir.File(run) + "/model.fmps --out " +
-         p.dir.File(run) + "/export.txt");
+    Fmps(std::string("export --model ") + p.dir.File(run) + "/model.fmps --out " + p.dir.File(run) +
+         "/export.txt");
   }
   EXPECT_EQ(ReadFile(p.dir.File("mpi/export.txt")), ReadFile(p.dir.File("local/export.txt")));
 }

@@ -36,8 +36,8 @@ TEST_F(EarlyStopTest, BspStopsAfterPatienceAndWritesTheBestEpochsModel) {
 // best epoch's is never pruned), the job continues to the same stop and the same model.
 TEST_F(EarlyStopTest, ResumeKeepsTheBestEpochFromAnOlderCheckpoint) {
   TempDir out, ckpt;
-  const std::string sets = es::Sets(Valid()) + " --set checkpoint.dir=" + ckpt.path() +
-                           " --set checkpoint.keep=1";
+  const std::string sets =
+      es::Sets(Valid()) + " --set checkpoint.dir=" + ckpt.path() + " --set checkpoint.keep=1";
   Train(0, "adagrad", out.path(), sets + " --set train.epochs=5");
   EXPECT_EQ(JsonNumber(ReadFile(out.File("summary.json")), "best_epoch"), es::kBestEpoch);
   Train(0, "adagrad", out.path(), sets + " --resume");

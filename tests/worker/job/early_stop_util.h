@@ -52,8 +52,9 @@ inline double EvalLogloss(const std::string& model, const std::string& data) {
   return testing::JsonNumber(out, "logloss");
 }
 
-// The run in `dir` (whose data.test is `valid_path` as well) reports the golden history, best and stopping epoch, and its model.fmps is
-// epoch 4's: its logloss on the validation file is the one recorded for epoch 4.
+// The run in `dir` (whose data.test is `valid_path` as well) reports the golden history, best and
+// stopping epoch, and its model.fmps is epoch 4's: its logloss on the validation file is the one
+// recorded for epoch 4.
 inline void ExpectGoldenRun(const testing::TempDir& dir, const std::string& valid_path) {
   const std::string summary = testing::ReadFile(dir.File("summary.json"));
   golden::ExpectGolden(JsonArray(summary, "valid_history"), kValidLoglosses, "valid_history");

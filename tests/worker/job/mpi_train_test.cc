@@ -294,11 +294,11 @@ TEST(FfmMpiTest, BspModelIsTheSameOnEveryTopology) {
                        &out),
             0)
       << out;
-  const std::string cfg = dir.Write(
-      "exp.yaml", "data:\n  train: " + dir.File("d/train.libffm") + "\n  test: " +
-                      dir.File("d/test.libffm") +
-                      "\n  format: libffm\nmodel:\n  kind: ffm\n  fields: 4\n  k: 4\n"
-                      "train:\n  epochs: 2\n  batch_size: 256\n  consistency: bsp\n");
+  const std::string cfg =
+      dir.Write("exp.yaml", "data:\n  train: " + dir.File("d/train.libffm") +
+                                "\n  test: " + dir.File("d/test.libffm") +
+                                "\n  format: libffm\nmodel:\n  kind: ffm\n  fields: 4\n  k: 4\n"
+                                "train:\n  epochs: 2\n  batch_size: 256\n  consistency: bsp\n");
   auto train = [&](const std::string& command, const TempDir& o, const std::string& sets) {
     EXPECT_EQ(RunCommand(command + " train " + cfg + " --set output.dir=" + o.path() + " " + sets +
                              " 2>&1",

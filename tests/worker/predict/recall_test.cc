@@ -66,7 +66,7 @@ TEST(RecallTest, MultiValuedCsvColumnGivesOneFeaturePerValueInItsField) {
   ASSERT_TRUE(parser.Parse("0,u1,2.5,i1,c", &b, nullptr));
   ASSERT_EQ(b.offsets[1], 6u);  // u, age, i, then a, b, c (the empty value adds nothing)
   for (std::size_t i = 3; i < 6; ++i) EXPECT_EQ(b.fields[i], 3u);  // age 0, u 1, i 2, g 3
-  EXPECT_EQ(b.keys[5], b.keys[b.offsets[2] - 1]);  // "c" alone is the same feature
+  EXPECT_EQ(b.keys[5], b.keys[b.offsets[2] - 1]);                  // "c" alone is the same feature
   std::set<Key> genres(b.keys.begin() + 3, b.keys.begin() + 6);
   EXPECT_EQ(genres.size(), 3u);
 }
@@ -149,7 +149,9 @@ void ExpectExactMatchesBruteForce(bool coarse) {
   }
 }
 
-TEST(RecallTest, ExactTopKEqualsBruteForceSortWithExclusions) { ExpectExactMatchesBruteForce(false); }
+TEST(RecallTest, ExactTopKEqualsBruteForceSortWithExclusions) {
+  ExpectExactMatchesBruteForce(false);
+}
 
 TEST(RecallTest, ExactTopKBreaksTiesByLowerItemIndex) { ExpectExactMatchesBruteForce(true); }
 
