@@ -186,7 +186,8 @@ class OmpThreads {
 // through ExactIndex (the Debian Faiss runs its own on the reference BLAS, ~1 GFLOP/s, which
 // made k-means training and every query's list assignment the bulk of the cost). Nearest
 // centroid = largest <[x, 1], [2c, -|c|^2]>; ties go to the lower centroid index. Searches
-// on omp_get_max_threads() threads: the build's count, 1 inside FaissIndex::Search's threads.
+// on set_threads() threads: the build's count during the build (Faiss calls it from one
+// thread), then 1 (FaissIndex::Search calls it from each of its threads).
 // add/reset keep the lifted centroids in step (Faiss's k-means calls them every iteration);
 // other mutations (remove_ids, merge) are not supported.
 class GemmQuantizer : public faiss::IndexFlatL2 {
@@ -201,6 +202,7 @@ class GemmQuantizer : public faiss::IndexFlatL2 {
     faiss::IndexFlatL2::reset();
     Refresh();
   }
+  void set_threads(int threads) { threads_ = threads; }
 
   void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
               const faiss::SearchParameters* /*params*/) const override {
@@ -214,7 +216,7 @@ class GemmQuantizer : public faiss::IndexFlatL2 {
       lifted.leftCols(d) = xs;
       lifted.col(d).setOnes();
       exact_->SearchOn({lifted.data(), static_cast<std::size_t>(nb), static_cast<int>(k), {}},
-                       omp_get_max_threads(), &tops);
+                       threads_, &tops);
       for (idx_t u = 0; u < nb; ++u) {
         const float norm = xs.row(u).squaredNorm();
         const TopK& t = tops[u];
@@ -239,6 +241,7 @@ class GemmQuantizer : public faiss::IndexFlatL2 {
 
   RowMatrix lifted_;
   std::unique_ptr<ExactIndex> exact_;
+  int threads_ = 1;
 };
 
 // k-means of an IVF index trains on at most this many items per list (Faiss's
@@ -246,23 +249,26 @@ class GemmQuantizer : public faiss::IndexFlatL2 {
 constexpr int kTrainPointsPerList = 64;
 
 // An IVF index with a flat L2 coarse quantizer gets a GemmQuantizer and the training sample
-// above; other indexes (HNSW, IVF over an HNSW quantizer, ...) are left as built. Returns the
-// index if it is then an IVF-Flat (which FaissIndex scans itself), else null.
-const faiss::IndexIVFFlat* TuneIvf(faiss::Index* index) {
+// above; other indexes (HNSW, IVF over an HNSW quantizer, ...) are left as built.
+struct TunedIvf {
+  GemmQuantizer* quantizer = nullptr;        // the new quantizer (owned by the index)
+  const faiss::IndexIVFFlat* flat = nullptr;  // the index, if an IVF-Flat (FaissIndex scans it)
+};
+TunedIvf TuneIvf(faiss::Index* index) {
   auto* ivf = dynamic_cast<faiss::IndexIVF*>(index);
   if (ivf == nullptr || ivf->quantizer->ntotal != 0 ||
       ivf->quantizer->metric_type != faiss::METRIC_L2 ||
       (typeid(*ivf->quantizer) != typeid(faiss::IndexFlatL2) &&
        typeid(*ivf->quantizer) != typeid(faiss::IndexFlat))) {
-    return nullptr;
+    return {};
   }
   auto* q = new GemmQuantizer(static_cast<int>(ivf->d));
   if (ivf->own_fields) delete ivf->quantizer;
   ivf->quantizer = q;
   ivf->own_fields = true;
   ivf->cp.max_points_per_centroid = kTrainPointsPerList;
-  return typeid(*ivf) == typeid(faiss::IndexIVFFlat) ? static_cast<faiss::IndexIVFFlat*>(ivf)
-                                                     : nullptr;
+  return {q, typeid(*ivf) == typeid(faiss::IndexIVFFlat) ? static_cast<faiss::IndexIVFFlat*>(ivf)
+                                                        : nullptr};
 }
 
 // Faiss over the items after the MIPS-to-L2 transform: item x -> [x, sqrt(M^2 - |x|^2)]
@@ -271,7 +277,8 @@ const faiss::IndexIVFFlat* TuneIvf(faiss::Index* index) {
 // indexes built with the L2 metric keep balanced lists, which inner-product k-means does not
 // (large-norm centroids attract most items). Candidates are re-scored exactly.
 //
-// Threads: the build runs Faiss's OpenMP loops on `threads` threads. Search splits the users
+// Threads: the build runs Faiss's OpenMP loops on `threads` threads (1 with a GemmQuantizer,
+// which then runs on `threads`). Search splits the users
 // into fixed blocks of kSearchBlock taken round-robin by `threads` threads of ours, each
 // running Faiss single-threaded on its block (no OpenMP team per call, whose idle members
 // spin on a loaded machine); a user's list does not depend on the thread count.
@@ -280,17 +287,23 @@ class FaissIndex : public RecallIndex {
   FaissIndex(const std::string& factory, const std::string& params, const float* items,
              std::size_t count, int dim, int threads)
       : items_(items, static_cast<Eigen::Index>(count), dim), count_(count), threads_(threads) {
-    const OmpThreads omp(threads);
     const float m2 = count == 0 ? 0.0f : items_.rowwise().squaredNorm().maxCoeff();
     RowMatrix lifted(static_cast<Eigen::Index>(count), dim + 1);
     lifted.leftCols(dim) = items_;
     lifted.col(dim) = (m2 - items_.rowwise().squaredNorm().array()).max(0.0f).sqrt();
     try {
       index_.reset(faiss::index_factory(dim + 1, factory.c_str(), faiss::METRIC_L2));
-      ivf_flat_ = TuneIvf(index_.get());
+      const TunedIvf tuned = TuneIvf(index_.get());
+      ivf_flat_ = tuned.flat;
+      // With a GemmQuantizer the heavy part (k-means assignments, list assignment) runs on
+      // its threads; Faiss's own loops are then O(items * dim), and an OpenMP team would
+      // mostly spin-wait in them: one OpenMP thread.
+      const OmpThreads omp(tuned.quantizer != nullptr ? 1 : threads);
+      if (tuned.quantizer != nullptr) tuned.quantizer->set_threads(threads);
       const auto n = static_cast<faiss::Index::idx_t>(count);
       if (!index_->is_trained) index_->train(n, lifted.data());
       index_->add(n, lifted.data());
+      if (tuned.quantizer != nullptr) tuned.quantizer->set_threads(1);
     } catch (const std::exception& e) {
       throw ConfigError("--index: faiss:" + factory + ": " + e.what());
     }
@@ -307,8 +320,11 @@ class FaissIndex : public RecallIndex {
 
   void Search(const RecallQuery& q, std::vector<TopK>* out) const override {
     out->resize(q.n);
+    // Faiss's own search cannot skip excluded items: it returns that many more candidates.
     std::size_t extra = 0;
-    for (const auto& ex : q.exclude) extra = std::max(extra, ex.size());
+    if (ivf_flat_ == nullptr) {
+      for (const auto& ex : q.exclude) extra = std::max(extra, ex.size());
+    }
     const auto kk = static_cast<idx_t>(std::min(count_, q.k + extra));
     const std::size_t blocks = (q.n + kSearchBlock - 1) / kSearchBlock;
     std::vector<std::thread> pool;
@@ -352,7 +368,7 @@ class FaissIndex : public RecallIndex {
     s->dist.resize(nb * kk);
     s->labels.resize(nb * kk);
     if (ivf_flat_ != nullptr) {
-      ScanIvfFlat(kk, s);
+      ScanIvfFlat(q, begin, kk, s);
     } else {
       index_->search(nb, s->lifted.data(), kk, s->dist.data(), s->labels.data());
     }
@@ -364,10 +380,11 @@ class FaissIndex : public RecallIndex {
 
   // IVF-Flat search of s->lifted's users into s->labels (kk per user, -1 padded): the nprobe
   // nearest lists from the quantizer, then each list's lifted item vectors times the lifted
-  // user ([u, 0]: the inner product itself) by Eigen, into a bounded heap. Faiss's own scan
+  // user ([u, 0]: the inner product itself) by Eigen, into a bounded heap that skips the
+  // user's excluded items (so kk = k suffices, however many there are). Faiss's own scan
   // computes one scalar L2 distance per item (Debian's build has no SIMD kernels), ~20x
   // slower per item on 17-dim vectors.
-  void ScanIvfFlat(idx_t kk, Scratch* s) const {
+  void ScanIvfFlat(const RecallQuery& q, std::size_t begin, idx_t kk, Scratch* s) const {
     const auto nb = static_cast<idx_t>(s->lifted.rows());
     const auto nprobe = static_cast<idx_t>(std::min(ivf_flat_->nprobe, ivf_flat_->nlist));
     s->coarse_dist.resize(nb * nprobe);
@@ -376,6 +393,7 @@ class FaissIndex : public RecallIndex {
                                  s->coarse.data());
     const faiss::InvertedLists* lists = ivf_flat_->invlists;
     for (idx_t u = 0; u < nb; ++u) {
+      const std::vector<std::uint32_t>* ex = q.exclude.empty() ? nullptr : &q.exclude[begin + u];
       s->heap.Reset(static_cast<int>(kk));
       for (idx_t j = 0; j < nprobe; ++j) {
         const idx_t list = s->coarse[u * nprobe + j];
@@ -389,10 +407,11 @@ class FaissIndex : public RecallIndex {
         s->scores.noalias() = vectors * s->lifted.row(u).transpose();
         float threshold = s->heap.threshold();
         for (Eigen::Index i = 0; i < size; ++i) {
-          if (s->scores[i] >= threshold) {
-            s->heap.Offer(s->scores[i], static_cast<std::uint32_t>(ids.get()[i]));
-            threshold = s->heap.threshold();
-          }
+          if (s->scores[i] < threshold) continue;
+          const auto item = static_cast<std::uint32_t>(ids.get()[i]);
+          if (ex != nullptr && std::binary_search(ex->begin(), ex->end(), item)) continue;
+          s->heap.Offer(s->scores[i], item);
+          threshold = s->heap.threshold();
         }
       }
       s->heap.Take(&s->top);
