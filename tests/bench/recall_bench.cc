@@ -12,10 +12,10 @@
 #define EIGEN_DONT_PARALLELIZE  // our threads each run their own products
 #include <Eigen/Core>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string>
 #include <thread>
@@ -201,8 +201,7 @@ int main(int argc, char** argv) {
               nu / best_exact.wall, nu / best_exact.cpu, 100.0 * best_bare / best_exact.wall);
   const Baseline base{nu, k, best_exact, &exact};
   for (int l : lists) {
-    Sweep("IVF" + std::to_string(l) + ",Flat", "nprobe", nprobes, items, ni, dim, threads, q,
-          base);
+    Sweep("IVF" + std::to_string(l) + ",Flat", "nprobe", nprobes, items, ni, dim, threads, q, base);
   }
   for (int m : hnsw) {
     Sweep("HNSW" + std::to_string(m), "efSearch", efs, items, ni, dim, threads, q, base);

@@ -251,7 +251,7 @@ constexpr int kTrainPointsPerList = 64;
 // An IVF index with a flat L2 coarse quantizer gets a GemmQuantizer and the training sample
 // above; other indexes (HNSW, IVF over an HNSW quantizer, ...) are left as built.
 struct TunedIvf {
-  GemmQuantizer* quantizer = nullptr;        // the new quantizer (owned by the index)
+  GemmQuantizer* quantizer = nullptr;         // the new quantizer (owned by the index)
   const faiss::IndexIVFFlat* flat = nullptr;  // the index, if an IVF-Flat (FaissIndex scans it)
 };
 TunedIvf TuneIvf(faiss::Index* index) {
@@ -268,7 +268,7 @@ TunedIvf TuneIvf(faiss::Index* index) {
   ivf->own_fields = true;
   ivf->cp.max_points_per_centroid = kTrainPointsPerList;
   return {q, typeid(*ivf) == typeid(faiss::IndexIVFFlat) ? static_cast<faiss::IndexIVFFlat*>(ivf)
-                                                        : nullptr};
+                                                         : nullptr};
 }
 
 // Faiss over the items after the MIPS-to-L2 transform: item x -> [x, sqrt(M^2 - |x|^2)]
