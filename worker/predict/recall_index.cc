@@ -278,10 +278,10 @@ TunedIvf TuneIvf(faiss::Index* index) {
 // (large-norm centroids attract most items). Candidates are re-scored exactly.
 //
 // Threads: the build runs Faiss's OpenMP loops on `threads` threads (1 with a GemmQuantizer,
-// which then runs on `threads`). Search splits the users
-// into fixed blocks of kSearchBlock taken round-robin by `threads` threads of ours, each
-// running Faiss single-threaded on its block (no OpenMP team per call, whose idle members
-// spin on a loaded machine); a user's list does not depend on the thread count.
+// which then runs on `threads`). Search splits the users into fixed blocks of kSearchBlock
+// taken round-robin by `threads` threads of ours, each running Faiss single-threaded on its
+// block (no OpenMP team per call, whose idle members spin on a loaded machine); a user's
+// list does not depend on the thread count.
 class FaissIndex : public RecallIndex {
  public:
   FaissIndex(const std::string& factory, const std::string& params, const float* items,
