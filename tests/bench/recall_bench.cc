@@ -2,9 +2,11 @@
 // (worker/predict/recall_index.h) beside the bare matrix product of the same shape, and
 // Faiss IVF recall/speed pairs against the exact top-k.
 //
-//   recall_bench [--items N] [--users U] [--dim D] [--k K] [--threads T] [--ivf LISTS]
-//                [--clusters C]
+//   recall_bench [--items N] [--users U] [--dim D] [--k K] [--threads T] [--clusters C]
+//                [--ivf L1,L2,...] [--nprobe P1,P2,...] [--hnsw M1,...] [--efsearch E1,...]
 //
+// Each `faiss:IVF<L>,Flat` (default 1024,4096; 0 for none) is built once and searched at
+// every nprobe; each `faiss:HNSW<M>` (default none) at every efSearch.
 // Items and users are drawn around C random centres (a trained embedding's items cluster by
 // taste; C = 0 draws plain N(0, 1) vectors). Prints one line per case.
 #define EIGEN_DONT_PARALLELIZE  // our threads each run their own products
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string>
 #include <thread>
@@ -80,11 +83,86 @@ std::vector<std::vector<std::uint32_t>> Lists(const std::vector<fmps::TopK>& t) 
   return l;
 }
 
-long Arg(int argc, char** argv, const char* name, long fallback) {
+const char* Find(int argc, char** argv, const char* name) {
   for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], name) == 0) return std::atol(argv[i + 1]);
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
   }
-  return fallback;
+  return nullptr;
+}
+
+long Arg(int argc, char** argv, const char* name, long fallback) {
+  const char* v = Find(argc, argv, name);
+  return v == nullptr ? fallback : std::atol(v);
+}
+
+// A comma-separated list of numbers ("1024,4096"); "0" or "" gives none.
+std::vector<int> ListArg(int argc, char** argv, const char* name, const char* fallback) {
+  const char* v = Find(argc, argv, name);
+  std::vector<int> out;
+  for (const char* p = v == nullptr ? fallback : v; *p != '\0';) {
+    char* end = nullptr;
+    const long x = std::strtol(p, &end, 10);
+    if (end == p) break;
+    if (x > 0) out.push_back(static_cast<int>(x));
+    p = *end == ',' ? end + 1 : end;
+  }
+  return out;
+}
+
+// Seconds of CPU time this process has used (all threads).
+double CpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+struct Timing {
+  double wall = 1e30;  // best of the runs
+  double cpu = 1e30;   // CPU seconds of that best run
+};
+
+// One timed Search; keeps it in *best if faster.
+void TimeOnce(const fmps::RecallIndex& index, const fmps::RecallQuery& q,
+              std::vector<fmps::TopK>* out, Timing* best) {
+  const auto t0 = Clock::now();
+  const double c0 = CpuSeconds();
+  index.Search(q, out);
+  const double wall = Seconds(t0);
+  if (wall < best->wall) *best = {wall, CpuSeconds() - c0};
+}
+
+struct Baseline {
+  int k;
+  const fmps::RecallIndex* exact;
+  fmps::RecallQuery sample;              // the first users, for the exact runs beside each setting
+  const std::vector<fmps::TopK>* lists;  // the exact lists of all users
+};
+
+// Builds faiss:<factory>, then prints one line per parameter setting: users/s (wall) and
+// users per CPU-second, recall of the exact top-k, and the speed-up over exact search timed
+// in alternation with it (best of 3 each: a busy machine slows both alike).
+void Sweep(const std::string& factory, const std::string& param, const std::vector<int>& values,
+           const std::vector<float>& items, std::size_t ni, int dim, int threads,
+           const fmps::RecallQuery& q, const Baseline& base) {
+  auto t0 = Clock::now();
+  const auto index = fmps::MakeRecallIndex("faiss:" + factory, items.data(), ni, dim, threads);
+  std::printf("%s built in %.1f s\n", factory.c_str(), Seconds(t0));
+  std::vector<fmps::TopK> approx, scratch;
+  for (int v : values) {
+    index->SetParameters(param + "=" + std::to_string(v));  // one build, several settings
+    Timing t, e;
+    for (int rep = 0; rep < 3; ++rep) {
+      TimeOnce(*base.exact, base.sample, &scratch, &e);
+      TimeOnce(*index, q, &approx, &t);
+    }
+    const double speed = q.n / t.wall, exact = base.sample.n / e.wall;
+    std::printf(
+        "%-14s %s %4d: %7.0f users/s %7.0f per CPU-s  recall %.4f  %5.1fx exact (%4.0f users/s; "
+        "CPU %5.1fx)\n",
+        factory.c_str(), param.c_str(), v, speed, q.n / t.cpu,
+        fmps::ListOverlap(Lists(approx), Lists(*base.lists), base.k), speed / exact, exact,
+        (q.n / t.cpu) / (base.sample.n / e.cpu));
+  }
 }
 
 }  // namespace
@@ -96,41 +174,37 @@ int main(int argc, char** argv) {
   const int k = static_cast<int>(Arg(argc, argv, "--k", 100));
   const int threads = static_cast<int>(
       Arg(argc, argv, "--threads", std::max(1u, std::thread::hardware_concurrency())));
-  const int lists = static_cast<int>(Arg(argc, argv, "--ivf", 1024));
+  const std::vector<int> lists = ListArg(argc, argv, "--ivf", "1024,4096");
+  const std::vector<int> nprobes = ListArg(argc, argv, "--nprobe", "1,2,4,8,16,32");
+  const std::vector<int> hnsw = ListArg(argc, argv, "--hnsw", "0");
+  const std::vector<int> efs = ListArg(argc, argv, "--efsearch", "16,32,64,128,256");
   const int clusters = static_cast<int>(Arg(argc, argv, "--clusters", 1000));
   const std::vector<float> items = Vectors(ni, dim, clusters, 1);
   const std::vector<float> users = Vectors(nu, dim, clusters, 2);
   std::printf("catalogue %zu items x %d dims (%d clusters), %zu users, top-%d, %d threads\n", ni,
               dim, clusters, nu, k, threads);
   fmps::RecallQuery q{users.data(), nu, k, {}};
-  std::vector<fmps::TopK> exact, approx;
+  std::vector<fmps::TopK> exact;
   const auto index = fmps::MakeRecallIndex("exact", items.data(), ni, dim, threads);
   // Alternating runs, best of 3 each: a busy machine slows both alike.
-  double best_bare = 1e30, best_exact = 1e30;
+  double best_bare = 1e30;
+  Timing best_exact;
   for (int rep = 0; rep < 3; ++rep) {
     best_bare = std::min(best_bare, BareProduct(users, nu, items, ni, dim, threads));
-    const auto t0 = Clock::now();
-    index->Search(q, &exact);
-    best_exact = std::min(best_exact, Seconds(t0));
+    TimeOnce(*index, q, &exact, &best_exact);
   }
   const double flops = 2.0 * static_cast<double>(nu) * ni * dim;
   std::printf("bare product:   %9.0f users/s  %6.1f GFLOP/s\n", nu / best_bare,
               flops / best_bare * 1e-9);
-  std::printf("exact top-%d:   %9.0f users/s  (%.0f%% of the bare product)\n", k, nu / best_exact,
-              100.0 * best_bare / best_exact);
-  if (lists == 0) return 0;  // --ivf 0: no Faiss
-  const std::string factory = "faiss:IVF" + std::to_string(lists) + ",Flat";
-  auto t0 = Clock::now();
-  const auto ivf = fmps::MakeRecallIndex(factory, items.data(), ni, dim, threads);
-  std::printf("%s built in %.1f s\n", factory.c_str(), Seconds(t0));
-  for (int nprobe : {1, 2, 4, 8, 16, 32, 64}) {
-    ivf->SetParameters("nprobe=" + std::to_string(nprobe));  // one build, several settings
-    t0 = Clock::now();
-    ivf->Search(q, &approx);
-    const double sec = Seconds(t0);
-    std::printf("IVF nprobe %3d: %9.0f users/s  recall of exact top-%d %.4f  (%.1fx exact)\n",
-                nprobe, nu / sec, k, fmps::ListOverlap(Lists(approx), Lists(exact), k),
-                best_exact / sec);
+  std::printf("exact top-%d:   %9.0f users/s  %8.0f per CPU-s  (%.0f%% of the bare product)\n", k,
+              nu / best_exact.wall, nu / best_exact.cpu, 100.0 * best_bare / best_exact.wall);
+  const std::size_t sample = std::min<std::size_t>(nu, 256);
+  const Baseline base{k, index.get(), {users.data(), sample, k, {}}, &exact};
+  for (int l : lists) {
+    Sweep("IVF" + std::to_string(l) + ",Flat", "nprobe", nprobes, items, ni, dim, threads, q, base);
+  }
+  for (int m : hnsw) {
+    Sweep("HNSW" + std::to_string(m), "efSearch", efs, items, ni, dim, threads, q, base);
   }
   return 0;
 }

@@ -13,12 +13,20 @@
 // recall_index.cc); parameters after '?' go to faiss::ParameterSpace (e.g.
 // "IVF1024,Flat?nprobe=16", "HNSW32?efSearch=128"; several separated by ','). Candidates
 // are re-scored exactly; the lists are approximate. `items` must outlive the index too.
+// IVF indexes over a flat coarse quantizer get one that runs on Eigen's GEMM, and k-means
+// trains on at most 64 items per list (a sample under Faiss's fixed seed); an IVF-Flat index
+// is scanned by Eigen (inner products of each probed list, ties to the lower item index, so
+// probing every list gives the exact lists), honouring nprobe only. Build cost:
+// O(lists * min(items, 64 * lists) * dim * 10) flops for k-means plus O(items * lists * dim);
+// search: O(nprobe * items / lists * dim) per user.
 //
 // Exclusion: a user's excluded item indices (sorted) never appear in its list; exact search
 // skips them, Faiss search asks for k + (their number) and drops them.
 //
 // Thread safety: Search may be called from one thread at a time per index (it runs its own
-// threads).
+// `threads` threads; Faiss runs single-threaded inside each, so there is no OpenMP team per
+// call). The Faiss build runs Faiss's OpenMP loops on `threads` threads. A user's list does
+// not depend on the thread count.
 #pragma once
 
 #include <cstdint>

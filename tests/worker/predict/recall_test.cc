@@ -127,24 +127,39 @@ std::vector<float> Scores(const std::vector<float>& users, std::size_t u,
   return s;
 }
 
+// n items and 150 users (several item and user blocks) of 5 dimensions drawn from seeds
+// `seed` and seed + 1; every third user excludes five items; top-17.
+struct SearchCase {
+  SearchCase(std::size_t items_n, unsigned seed, bool coarse)
+      : n(items_n),
+        items(RandomMatrix(n, dim, seed, coarse)),
+        users(RandomMatrix(nu, dim, seed + 1, coarse)),
+        exclude(nu) {
+    for (std::size_t u = 0; u < nu; u += 3) {
+      exclude[u] = {0, 7, 2047, 2048, static_cast<std::uint32_t>(n - 1)};
+    }
+  }
+  RecallQuery Query() const { return {users.data(), nu, k, exclude}; }
+
+  static constexpr int dim = 5, k = 17;
+  static constexpr std::size_t nu = 150;
+  std::size_t n;
+  std::vector<float> items, users;
+  std::vector<std::vector<std::uint32_t>> exclude;
+};
+
 void ExpectExactMatchesBruteForce(bool coarse) {
-  const int dim = 5, k = 17;
-  const std::size_t n = 5000, nu = 150;  // several item and user blocks
-  const std::vector<float> items = RandomMatrix(n, dim, 1, coarse);
-  const std::vector<float> users = RandomMatrix(nu, dim, 2, coarse);
-  std::vector<std::vector<std::uint32_t>> exclude(nu);
-  for (std::size_t u = 0; u < nu; u += 3) exclude[u] = {0, 7, 2047, 2048, 4999};
-  const auto index = MakeRecallIndex("exact", items.data(), n, dim, 3);
+  const SearchCase c(5000, 1, coarse);
+  const auto index = MakeRecallIndex("exact", c.items.data(), c.n, c.dim, 3);
   std::vector<TopK> got;
-  RecallQuery q{users.data(), nu, k, exclude};
-  index->Search(q, &got);
-  ASSERT_EQ(got.size(), nu);
-  for (std::size_t u = 0; u < nu; ++u) {
-    const std::vector<float> s = Scores(users, u, items, n, dim);
-    const TopK want = BruteForceTopK(s, k, exclude[u]);
-    EXPECT_EQ(got[u].items, want.items) << "user " << u;
+  index->Search(c.Query(), &got);
+  ASSERT_EQ(got.size(), c.nu);
+  for (std::size_t u = 0; u < c.nu; ++u) {
+    const std::vector<float> s = Scores(c.users, u, c.items, c.n, c.dim);
+    const std::vector<std::uint32_t>& ex = c.exclude[u];
+    EXPECT_EQ(got[u].items, BruteForceTopK(s, c.k, ex).items) << "user " << u;
     for (std::uint32_t i : got[u].items) {
-      EXPECT_FALSE(std::binary_search(exclude[u].begin(), exclude[u].end(), i));
+      EXPECT_FALSE(std::binary_search(ex.begin(), ex.end(), i));
     }
   }
 }
@@ -187,6 +202,23 @@ TEST(RecallTest, FaissIndexesAgreeWithExactOnASmallCatalogue) {
   }
   EXPECT_THROW(MakeRecallIndex("faiss:NoSuchIndex", items.data(), n, dim, 1), ConfigError);
   EXPECT_THROW(MakeRecallIndex("annoy", items.data(), n, dim, 1), ConfigError);
+}
+
+// An IVF index probing every list returns the exact lists, ties included (to the lower item
+// index, as exact search), whatever the thread count: on a coarse catalogue most scores tie.
+TEST(RecallTest, FaissIvfProbingEveryListBreaksTiesAsExactOnAnyThreadCount) {
+  const SearchCase c(4000, 7, true);  // users in several search blocks
+  std::vector<TopK> exact, approx;
+  MakeRecallIndex("exact", c.items.data(), c.n, c.dim, 2)->Search(c.Query(), &exact);
+  for (int threads : {1, 3}) {
+    MakeRecallIndex("faiss:IVF32,Flat?nprobe=32", c.items.data(), c.n, c.dim, threads)
+        ->Search(c.Query(), &approx);
+    ASSERT_EQ(approx.size(), c.nu);
+    for (std::size_t u = 0; u < c.nu; ++u) {
+      EXPECT_EQ(approx[u].items, exact[u].items) << "user " << u << ", " << threads << " threads";
+      EXPECT_EQ(approx[u].scores, exact[u].scores) << "user " << u;
+    }
+  }
 }
 
 TEST(RecallTest, RankingMetricsOnAHandMadeCase) {
