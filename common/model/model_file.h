@@ -1,16 +1,14 @@
 // model.fmps: the trained model, self-contained for predict/eval/export.
 //
-// Format (see common/proto/fmps.proto and README): the 8 bytes "FMPSMDL1", then records, each a
-// little-endian uint32 byte length followed by a serialized protobuf message: one
-// ModelHeader (model shape, loss, bias, number of keys, the `data:` feature settings and csv
-// standardisation statistics, the training config), then ModelChunk records (raw
-// little-endian keys ascending and shape.row_width() floats per key) until one marked last. Chunks
-// keep every record far below protobuf's 2 GB limit, so models of any size work. The final
-// record (version 2) holds no keys and carries the XXH3-64 of every byte before it: Load
-// refuses a damaged file. Version-1 files (written before the checksum) load with a warning.
+// Format (see common/proto/fmps.proto and README): a record file (common/base/record_file.h)
+// with the magic "FMPSMDL1": one ModelHeader (model shape, loss, bias, number of keys, the
+// `data:` feature settings and csv standardisation statistics, the training config), then
+// ModelChunk records (raw little-endian keys ascending and shape.row_width() floats per key,
+// at most 2^16 keys each, so models of any size work) until one marked last. The final record
+// (version 2) holds no keys and carries the XXH3-64 of every byte before it: Load refuses a
+// damaged file. Version-1 files (written before the checksum) load with a warning.
 //
-// Writing is atomic: the file appears under its name only when complete (temp file,
-// fsync, rename), so a crash never leaves a partial model.fmps.
+// Writing is atomic (RecordWriter): a crash never leaves a partial model.fmps.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +21,7 @@
 
 #include "common/base/huge_pages.h"
 #include "common/base/key_index.h"
+#include "common/base/record_file.h"
 #include "common/base/types.h"
 #include "common/config/config.h"
 #include "common/data/reader.h"
@@ -30,14 +29,11 @@
 #include "common/model/model_kernel.h"
 #include "common/model/model_shape.h"
 
-struct XXH3_state_s;  // xxhash's running hash (XXH3_state_t)
-
 namespace fmps {
 
 namespace pb {
 class ModelChunk;
 }
-class ModelReader;  // model_file.cc: one pass over a file's bytes
 
 struct ModelMeta {
   ModelShape shape;
@@ -69,16 +65,11 @@ class ModelWriter {
   void Finish();
 
  private:
-  static void FreeHashState(XXH3_state_s* state);
-  void Write(const void* data, std::size_t n);  // through the running checksum
-  void WriteRecord(const std::string& bytes);
   void WriteHeader();
-  std::string path_;
-  std::string* sink_ = nullptr;  // the in-memory form's bytes (then file_ stays null)
-  std::string tmp_path_;
+  void WriteChunk();  // the pending keys as one record
+  std::string name_;  // the path, or the in-memory form's name
   ModelMeta meta_;
-  std::unique_ptr<XXH3_state_s, void (*)(XXH3_state_s*)> hash_;  // of every byte written
-  std::FILE* file_ = nullptr;
+  RecordWriter out_;
   std::uint64_t written_keys_ = 0;
   Key last_key_ = 0;
   std::vector<Key> pending_keys_;
@@ -120,8 +111,8 @@ class Model {
 
  private:
   ModelBatch LocalBatch(const RowBlock& block, std::vector<std::uint32_t>* local) const;
-  static Model Read(ModelReader* reader, const std::string& path);
-  void AppendChunk(const pb::ModelChunk& c, const std::string& path, std::uint64_t index);
+  static Model Read(RecordReader* reader);
+  void AppendChunk(const pb::ModelChunk& c, const RecordReader& r, std::uint64_t index);
   ModelMeta meta_;
   std::unique_ptr<const ModelKernel> kernel_;
   std::vector<Key> keys_;

@@ -57,6 +57,15 @@ ModelShape ShapeFromConfig(const ModelConfig& model);
 // Kind from its stored number; throws ModelError naming `what` when unknown.
 ModelKind ModelKindFromNumber(unsigned number, const std::string& what);
 
+// Records `shape` in a model file or checkpoint shard header (pb::ModelHeader,
+// pb::ShardHeader): the kind by number, k and fields.
+template <typename Header>
+void SetShapeOf(const ModelShape& shape, Header* header) {
+  header->set_kind(static_cast<std::uint32_t>(shape.kind));
+  header->set_k(static_cast<std::uint32_t>(shape.k));
+  header->set_fields(static_cast<std::uint32_t>(shape.fields));
+}
+
 // The bound on field ids a shape's data must respect (FeatureSpec::field_limit): `fields`
 // for FFM, kFieldLimit (any field) for FM.
 constexpr std::uint32_t FieldLimitOf(const ModelShape& shape) {

@@ -189,11 +189,10 @@ py::tuple TrainArrays(const std::string& yaml, const std::vector<std::string>& o
                                                      ArrayShard(test->x.rows, w, workers),
                                                      config.data.normalize));
     sources.test.push_back(owned.back().get());
-    if (config.train.early_stop.metric == EarlyStopMetric::kNone) continue;
-    owned.push_back(std::make_unique<ArrayRowSource>(test->x.View(test->labels.data(), f),
-                                                     ArrayShard(test->x.rows, w, workers),
-                                                     config.data.normalize));
-    sources.valid.push_back(owned.back().get());  // early stopping judges the eval set
+    // Early stopping judges the eval set: the same source, scored once per epoch.
+    if (config.train.early_stop.metric != EarlyStopMetric::kNone) {
+      sources.valid.push_back(owned.back().get());
+    }
   }
   MemoryRunOutput run;
   RunInterruptible([&] { TrainLocalFromSources(config, sources, {.memory = &run}); });

@@ -1,39 +1,24 @@
 #include "server/store/checkpoint_shard.h"
 
-#include <fcntl.h>
-#include <google/protobuf/stubs/logging.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <bit>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <limits>
-#include <memory>
 #include <string>
 #include <type_traits>
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
-#include <xxhash.h>
 
 #include "common/base/error.h"
 #include "common/base/raw_arrays.h"
+#include "common/base/record_file.h"
 #include "fmps.pb.h"  // generated from common/proto/fmps.proto
 
 namespace fmps {
 
 namespace {
 
-constexpr char kMagic[8] = {'F', 'M', 'P', 'S', 'S', 'H', 'D', '1'};
+constexpr RecordFileKind kShardFile{"FMPSSHD1", "checkpoint shard"};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kTargetChunkBytes = std::size_t{8} << 20;  // payload per chunk record
-constexpr std::uint32_t kMaxRecordBytes = 1u << 30;
 constexpr std::uint32_t kMaxStateFloats = 64;
-
-std::string ErrnoText(int e) { return std::strerror(e); }
 
 // Concatenates strings and numbers (avoids "literal" + std::to_string(x), on which GCC 12
 // gives a false -Wrestrict).
@@ -70,75 +55,6 @@ std::size_t KeyBytes(const pb::ShardHeader& h) {
 }
 
 // ---- writing ----
-
-// An open temp file; every byte written goes through the running XXH3.
-class HashedFile {
- public:
-  explicit HashedFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw IoError("cannot write " + path + ": " + ErrnoText(errno));
-    XXH3_64bits_reset(&hash_);
-  }
-  ~HashedFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  HashedFile(const HashedFile&) = delete;
-  HashedFile& operator=(const HashedFile&) = delete;
-
-  void Write(const void* data, std::size_t n) {
-    XXH3_64bits_update(&hash_, data, n);
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t got = ::write(fd_, p, n);
-      if (got < 0) {
-        if (errno == EINTR) continue;
-        throw IoError("cannot write " + path_ + ": " + ErrnoText(errno));
-      }
-      p += got;
-      n -= static_cast<std::size_t>(got);
-      bytes_ += static_cast<std::uint64_t>(got);
-    }
-  }
-
-  // `rec` = 4 placeholder bytes followed by a serialized message: fills in the length.
-  void WriteRecord(std::string* rec) {
-    const std::size_t n = rec->size() - 4;
-    if (n > kMaxRecordBytes) throw IoError("cannot write " + path_ + ": record too large");
-    for (int i = 0; i < 4; ++i) (*rec)[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-    Write(rec->data(), rec->size());
-  }
-
-  void SyncAndClose() {
-    if (::fsync(fd_) != 0) throw IoError("cannot fsync " + path_ + ": " + ErrnoText(errno));
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) throw IoError("cannot close " + path_ + ": " + ErrnoText(errno));
-  }
-
-  std::uint64_t digest() const { return XXH3_64bits_digest(&hash_); }
-  std::uint64_t bytes() const { return bytes_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  XXH3_state_t hash_;
-  std::uint64_t bytes_ = 0;
-};
-
-// Serializes `m` into *rec after 4 bytes reserved for the length.
-void Serialize(const google::protobuf::MessageLite& m, std::string* rec) {
-  rec->assign(4, '\0');
-  if (!m.AppendToString(rec)) throw std::logic_error("checkpoint shard: serialization failed");
-}
-
-void SyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw IoError("cannot open directory " + dir + ": " + ErrnoText(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw IoError("cannot fsync directory " + dir + ": " + ErrnoText(err));
-}
 
 template <typename T>
 void Put(std::string* s, std::size_t index, const T& value) {
@@ -195,28 +111,11 @@ void FillChunk(const StoreSnapshot& snap, const pb::ShardHeader& h, std::size_t 
 
 // ---- reading ----
 
-class ShardReader {
+class ShardReader : public RecordReader {
  public:
-  explicit ShardReader(const std::string& path) : path_(path) {
-    file_ = std::fopen(path.c_str(), "rb");
-    if (file_ == nullptr)
-      throw IoError("cannot open checkpoint shard " + path + ": " + ErrnoText(errno));
-    struct stat st;
-    if (::fstat(fileno(file_), &st) != 0) {
-      const int err = errno;
-      std::fclose(file_);
-      throw IoError("cannot stat " + path + ": " + ErrnoText(err));
-    }
-    size_ = static_cast<std::uint64_t>(st.st_size);
-  }
-  ~ShardReader() { std::fclose(file_); }
-  ShardReader(const ShardReader&) = delete;
-  ShardReader& operator=(const ShardReader&) = delete;
-
-  std::uint64_t size() const { return size_; }
-
+  explicit ShardReader(const std::string& path) : RecordReader(path, kShardFile) {}
   [[noreturn]] void Fail(const std::string& what) const {
-    throw ModelError("checkpoint shard " + path_ + ": " + what);
+    RecordReader::Fail("checkpoint shard " + what);
   }
 
   // Reads the file from its start, validating everything; calls apply(header, chunk) for
@@ -225,85 +124,39 @@ class ShardReader {
   pb::ShardHeader Scan(
       const std::function<void(const pb::ShardHeader&, const pb::ShardChunk&)>& apply,
       std::uint64_t* digest) {
-    if (std::fseek(file_, 0, SEEK_SET) != 0) Fail(Cat("cannot seek: ", ErrnoText(errno)));
-    XXH3_64bits_reset(&hash_);
-    offset_ = 0;
-    char magic[sizeof(kMagic)];
-    if (!ReadExact(magic, sizeof(magic))) Fail("truncated (no magic)");
-    if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) Fail("not a checkpoint shard (bad magic)");
-    if (!ReadRecord()) Fail("truncated (no header)");
+    Start();
     pb::ShardHeader h;
-    {
-      google::protobuf::LogSilencer quiet;  // a damaged string field: our one-line error only
-      if (!h.ParseFromString(rec_)) Fail("corrupt header record");
-    }
+    ReadHeader(&h);
     CheckHeader(h);
     std::uint64_t keys = 0;
     std::uint64_t embedded = 0;
     for (std::uint64_t index = 0;; ++index) {
-      const std::uint64_t before = XXH3_64bits_digest(&hash_);
-      const std::uint64_t at = offset_;
-      if (!ReadRecord()) Fail("truncated (no final record)");
-      if (!chunk_.ParseFromString(rec_)) {
-        Fail(Cat("corrupt chunk record ", index, " at byte ", at));
-      }
+      const std::uint64_t before = ReadChunk(&chunk_, index);
       if (chunk_.last()) {
-        if (!chunk_.keys().empty()) Fail("final record holds keys");
-        if (chunk_.checksum() != before) Fail("checksum mismatch (self-check of the file)");
-        // The checksum does not cover this record: its bytes must be the canonical encoding
-        // (e.g. last = 0x5b would parse as true).
-        if (chunk_.SerializeAsString() != rec_) Fail("corrupt final record");
+        CheckFinal(chunk_, !chunk_.keys().empty(), chunk_.checksum(), before);
         break;
       }
       embedded += CheckChunk(h, chunk_, index);
       keys += chunk_.keys().size() / sizeof(Key);
       if (apply) apply(h, chunk_);
     }
-    char extra;
-    if (ReadExact(&extra, 1)) Fail("trailing bytes after the final record");
     if (keys != h.num_keys() || embedded != h.num_embedded()) {
-      Fail(Cat("holds ", keys, " keys (", embedded, " embedded), header says ", h.num_keys(), " (",
-               h.num_embedded(), ")"));
+      Damaged(Cat("holds ", keys, " keys (", embedded, " embedded), header says ", h.num_keys(),
+                  " (", h.num_embedded(), ")"));
     }
-    *digest = XXH3_64bits_digest(&hash_);
+    *digest = RecordReader::digest();
     return h;
   }
 
  private:
-  // False on a clean end of file before any byte; Fail on a partial read.
-  bool ReadExact(void* out, std::size_t n) {
-    const std::size_t got = std::fread(out, 1, n, file_);
-    if (std::ferror(file_)) throw IoError("cannot read " + path_ + ": " + ErrnoText(errno));
-    if (got == 0 && n > 0) return false;
-    if (got != n) Fail(Cat("truncated at byte ", offset_ + got));
-    XXH3_64bits_update(&hash_, out, n);
-    offset_ += n;
-    return true;
-  }
-
-  bool ReadRecord() {
-    unsigned char len[4];
-    if (!ReadExact(len, 4)) return false;
-    const std::uint32_t n =
-        len[0] | (len[1] << 8) | (len[2] << 16) | (static_cast<std::uint32_t>(len[3]) << 24);
-    if (n > kMaxRecordBytes || offset_ + n > size_) {
-      Fail(offset_ + n > size_
-               ? Cat("truncated (record of ", n, " bytes at byte ", offset_ - 4, " passes the end)")
-               : std::string("corrupt record length"));
-    }
-    rec_.resize(n);
-    if (n > 0 && !ReadExact(rec_.data(), n)) Fail("truncated (record body)");
-    return true;
-  }
-
   void CheckHeader(const pb::ShardHeader& h) const {
-    if (h.version() != kVersion) Fail(Cat("unsupported version ", h.version()));
+    if (h.version() != kVersion) Fail(Cat("version ", h.version(), " is not supported"));
     try {
       ShapeOf(h).Validate("header");
     } catch (const ModelError& e) {
       Fail(e.what());
     }
-    if (h.state_floats() > kMaxStateFloats) Fail("bad state_floats in header");
+    if (h.state_floats() > kMaxStateFloats) Damaged("bad state_floats in header");
   }
 
   // Validates the sizes of a chunk's arrays; returns its number of keys with a v.
@@ -314,7 +167,7 @@ class ShardReader {
     const std::uint64_t k = VWidth(h);
     std::uint64_t m = 0;
     for (const char b : c.has_v()) {
-      if (b != 0 && b != 1) Fail(Cat("corrupt chunk ", index, " (has_v)"));
+      if (b != 0 && b != 1) Damaged(Cat("corrupt has_v in chunk ", index));
       m += static_cast<std::uint64_t>(b);
     }
     const bool ok = c.keys().size() % sizeof(Key) == 0 && c.w().size() == n * 4 &&
@@ -322,16 +175,10 @@ class ShardReader {
                     c.steps().size() == (h.step_counters() ? n * 8 : 0) &&
                     c.counts().size() == (h.min_count() > 1 ? n * 4 : 0) && c.has_v().size() == n &&
                     c.v().size() == m * k * 4 && c.v_state().size() == m * k * s * 4;
-    if (!ok) Fail(Cat("corrupt chunk ", index, " (array sizes do not match)"));
+    if (!ok) Damaged(Cat("array sizes of chunk ", index, " do not match"));
     return m;
   }
 
-  std::string path_;
-  std::FILE* file_ = nullptr;
-  std::uint64_t size_ = 0;
-  std::uint64_t offset_ = 0;
-  XXH3_state_t hash_;
-  std::string rec_;
   pb::ShardChunk chunk_;
 };
 
@@ -382,17 +229,10 @@ std::string Hex(std::uint64_t x) {
 }  // namespace
 
 ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path) {
-  static std::atomic<std::uint64_t> counter{0};
-  std::string tmp = path + ".tmp.";
-  tmp += std::to_string(::getpid());
-  tmp += '.';
-  tmp += std::to_string(counter.fetch_add(1));
   const StoreFormat& f = snap.format();
   pb::ShardHeader h;
   h.set_version(kVersion);
-  h.set_k(static_cast<std::uint32_t>(f.shape.k));
-  h.set_kind(static_cast<std::uint32_t>(f.shape.kind));
-  h.set_fields(static_cast<std::uint32_t>(f.shape.fields));
+  SetShapeOf(f.shape, &h);
   h.set_optimizer(f.optimizer);
   h.set_state_floats(static_cast<std::uint32_t>(f.state_floats));
   h.set_step_counters(f.step_counters);
@@ -401,58 +241,34 @@ ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path)
   h.set_num_embedded(snap.embedded());
   h.set_seed(f.seed);
   h.set_init_std(f.init_std);
-  ShardFileInfo info;
-  try {
-    HashedFile file(tmp);
-    file.Write(kMagic, sizeof(kMagic));
-    std::string rec;
-    Serialize(h, &rec);
-    file.WriteRecord(&rec);
-    const std::size_t per_chunk = std::max<std::size_t>(1, kTargetChunkBytes / KeyBytes(h));
-    pb::ShardChunk c;
-    for (std::size_t begin = 0; begin < snap.size(); begin += per_chunk) {
-      FillChunk(snap, h, begin, std::min(snap.size(), begin + per_chunk), &c);
-      Serialize(c, &rec);
-      file.WriteRecord(&rec);
-    }
-    c.Clear();
-    c.set_last(true);
-    c.set_checksum(file.digest());
-    Serialize(c, &rec);
-    file.WriteRecord(&rec);
-    file.SyncAndClose();
-    info.bytes = file.bytes();
-    info.checksum = file.digest();
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      throw IoError("cannot rename " + tmp + " to " + path + ": " + ErrnoText(errno));
-    }
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+  RecordWriter file(path, kShardFile);
+  file.Write(h);
+  const std::size_t per_chunk = std::max<std::size_t>(1, kTargetChunkBytes / KeyBytes(h));
+  pb::ShardChunk c;
+  for (std::size_t begin = 0; begin < snap.size(); begin += per_chunk) {
+    FillChunk(snap, h, begin, std::min(snap.size(), begin + per_chunk), &c);
+    file.Write(c);
   }
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  SyncDirectory(parent.empty() ? std::string(".") : parent.string());
-  info.path = path;
-  info.keys = snap.size();
-  return info;
+  file.Finish<pb::ShardChunk>();
+  return {.path = path, .bytes = file.bytes(), .checksum = file.digest(), .keys = snap.size()};
 }
 
 std::uint64_t LoadShardFile(const std::string& path, const ShardFileInfo* expected,
                             ParamStore* store, const std::function<bool(Key)>& keep) {
   ShardReader reader(path);
   if (expected != nullptr && reader.size() != expected->bytes) {
-    reader.Fail(Cat("size ", reader.size(), " bytes, expected ", expected->bytes,
+    reader.Fail(Cat("of ", reader.size(), " bytes, expected ", expected->bytes,
                     " (truncated or replaced)"));
   }
   // Pass 1: the whole file is read and validated before the store is touched.
   std::uint64_t digest = 0;
   const pb::ShardHeader h = reader.Scan(nullptr, &digest);
   if (expected != nullptr && digest != expected->checksum) {
-    reader.Fail(
+    reader.Damaged(
         Cat("checksum mismatch: file has ", Hex(digest), ", expected ", Hex(expected->checksum)));
   }
   if (expected != nullptr && h.num_keys() != expected->keys) {
-    reader.Fail(Cat("holds ", h.num_keys(), " keys, expected ", expected->keys));
+    reader.Damaged(Cat("holds ", h.num_keys(), " keys, expected ", expected->keys));
   }
   const StoreFormat& f = store->format();
   if (ShapeOf(h) != f.shape) {

@@ -1,13 +1,12 @@
 // Checkpoint shard files: one server's ParamStore (parameters, optimizer state, Adam step
 // counters, min_count occurrence counts) saved so that training resumes exactly.
 //
-// Format (common/proto/fmps.proto, "checkpoint shards"): the 8 bytes "FMPSSHD1", then records,
-// each a little-endian uint32 byte length and a serialized protobuf message: one ShardHeader
-// (model shape, optimizer, state floats per parameter, step counters, min_count, key counts,
-// seed), then ShardChunk records of raw little-endian arrays (keys, w, w state, steps,
-// counts, has_v, v, v state), each far below protobuf's 2 GB limit (~8 MiB), and a final
-// ShardChunk with last = true, no keys and the XXH3-64 of every byte before it, so a file
-// checks itself even without an expected checksum.
+// Format (common/proto/fmps.proto, "checkpoint shards"): a record file (common/base/
+// record_file.h) with the magic "FMPSSHD1": one ShardHeader (model shape, optimizer, state
+// floats per parameter, step counters, min_count, key counts, seed), then ShardChunk records
+// of raw little-endian arrays (keys, w, w state, steps, counts, has_v, v, v state) of ~8 MiB
+// each, and the final ShardChunk (last, no keys, the XXH3-64 of every byte before it), so a
+// file checks itself even without an expected checksum.
 //
 // Thread safety: the functions share no state; concurrent calls on different files (and
 // different stores) are safe.
@@ -34,8 +33,8 @@ struct ShardFileInfo {
   std::uint64_t keys = 0;      // keys saved
 };
 
-// Writes `snap` to `path` atomically: a temp file in the same directory, fsync, rename,
-// fsync of the directory, so `path` is either absent/old or complete. The checksum is
+// Writes `snap` to `path` atomically (RecordWriter): a temp file in the same directory, fsync,
+// rename, fsync of the directory, so `path` is either absent/old or complete. The checksum is
 // computed while writing. Throws IoError naming the file (the temp file is removed).
 // Cost: one pass over the snapshot, sequential writes of about its size, two fsyncs.
 // Does not touch any store: meant to run on a thread other than the store's.

@@ -23,6 +23,11 @@ RowSubset CrossValidationFold(int fold, int folds) {
   return RowSubset{.lo = fold / static_cast<double>(folds), .hi = hi, .inside = true};
 }
 
+std::optional<RowSubset> HeldOutFor(const Config& config, const JobRequest& request) {
+  if (request.fold >= 0) return CrossValidationFold(request.fold, request.folds);
+  return HeldOutOf(config);
+}
+
 std::unique_ptr<ShardReader> OpenValidReader(const JobInputs& in, int w, int num_workers) {
   if (!in.valid_files.empty()) {
     return std::make_unique<ShardReader>(in.spec, in.valid_files, w, num_workers);
@@ -45,8 +50,7 @@ JobInputs PrepareInputs(const Config& config, const JobRequest& request) {
   in.train_files = ExpandPaths(config.data.train, "data.train");
   if (!config.data.test.empty()) in.test_files = ExpandPaths(config.data.test, "data.test");
   if (!config.data.valid.empty()) in.valid_files = ExpandPaths(config.data.valid, "data.valid");
-  in.held_out =
-      request.fold >= 0 ? CrossValidationFold(request.fold, request.folds) : HeldOutOf(config);
+  in.held_out = HeldOutFor(config, request);
   auto require_data = [](const std::vector<std::string>& files, const char* key) {
     if (TotalBytes(files) != 0) return;
     std::string msg = key;

@@ -55,6 +55,10 @@ struct JobRequest {
   int folds = 0;
 };
 
+// The validation rows a job holds out of data.train: the fold of a cross-validation request
+// (CrossValidationFold), else data.valid_fraction's (HeldOutOf); nullopt: none.
+std::optional<RowSubset> HeldOutFor(const Config& config, const JobRequest& request);
+
 // Expands data.train/test (ConfigError if nothing matches or the files hold no byte at all)
 // and runs the csv first pass.
 JobInputs PrepareInputs(const Config& config, const JobRequest& request = {});

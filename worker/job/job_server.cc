@@ -44,37 +44,38 @@ std::optional<StoreSnapshot> LoadBest(const Config& config, const Manifest& mani
   return best.Snapshot();
 }
 
-// Squared loss: the mean label of the first kBiasRows training rows (held-out rows left out),
-// where the bias starts, so that the first steps learn the features rather than the
-// labels' offset (a rating's mean of ~3.5 takes AdaGrad hundreds of steps to reach). Reads
-// only labels: csv columns are not transformed.
-constexpr std::size_t kBiasRows = 100000;
-double MeanLabel(const Config& config) {
+constexpr std::size_t kBiasRows = 100000;  // BiasStart reads the first 10^5 rows
+
+// A fresh job: the server owning the bias sets it to `bias_start` (when given).
+void InitBias(const JobTopology& topology, int index, std::optional<double> bias_start,
+              ParamStore* store) {
+  if (!bias_start || ServerOfKey(kBiasKey, topology.num_servers) != index) return;
+  std::vector<float> row(static_cast<std::size_t>(store->row_width()), 0.0f);
+  row[0] = static_cast<float>(*bias_start);
+  store->Set(kBiasKey, row.data());
+}
+
+}  // namespace
+
+std::optional<double> BiasStart(const Config& config, const std::vector<std::string>& train_files,
+                                const std::optional<RowSubset>& held_out,
+                                const ResumePoint& start) {
+  if (config.model.loss != Loss::kSquared || start.manifest || !config.train.init_model.empty()) {
+    return std::nullopt;
+  }
   FeatureSpec spec;
   spec.data = config.data;
   spec.data.csv.transform = NumericTransform::kNone;
   spec.data.on_error = OnError::kSkip;
   spec.loss = config.model.loss;
-  ShardReader reader(spec, ExpandPaths(config.data.train, "data.train"), 0, 1);
-  if (std::optional<RowSubset> held_out = HeldOutOf(config)) {
-    held_out->inside = false;
-    reader.SetSubset(*held_out);
+  ShardReader reader(spec, train_files, 0, 1);
+  if (held_out) {
+    RowSubset rest = *held_out;
+    rest.inside = false;
+    reader.SetSubset(rest);
   }
   return MeanLabelOf({&reader});
 }
-
-// A fresh squared-loss job: the server owning the bias sets it to the mean label.
-void InitBias(const Config& config, const JobTopology& topology, int index,
-              std::optional<double> mean_label, ParamStore* store) {
-  if (config.model.loss != Loss::kSquared || ServerOfKey(kBiasKey, topology.num_servers) != index) {
-    return;
-  }
-  std::vector<float> row(static_cast<std::size_t>(store->row_width()), 0.0f);
-  row[0] = static_cast<float>(mean_label ? *mean_label : MeanLabel(config));
-  store->Set(kBiasKey, row.data());
-}
-
-}  // namespace
 
 double MeanLabelOf(const std::vector<RowSource*>& sources) {
   RowBlock block;
@@ -94,7 +95,7 @@ double MeanLabelOf(const std::vector<RowSource*>& sources) {
 }
 
 JobServer MakeJobServer(const Config& config, const ResumePoint& start, const JobTopology& topology,
-                        int index, Transport* transport, std::optional<double> mean_label) {
+                        int index, Transport* transport, std::optional<double> bias_start) {
   JobServer s;
   s.store = std::make_unique<ParamStore>(MakeStoreOptions(config), MakeOptimizer(config.optimizer));
   if (start.manifest) {
@@ -105,7 +106,7 @@ JobServer MakeJobServer(const Config& config, const ResumePoint& start, const Jo
     Log("server " + std::to_string(index) + ": warm start with " + std::to_string(loaded) +
         " keys from " + config.train.init_model);
   } else {
-    InitBias(config, topology, index, mean_label, s.store.get());
+    InitBias(topology, index, bias_start, s.store.get());
   }
   s.server = std::make_unique<Server>(s.store.get(), transport,
                                       MakeServerOptions(config, topology, index));

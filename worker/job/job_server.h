@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/comm/transport.h"
@@ -32,18 +33,25 @@ struct JobServer {
 ServerOptions MakeServerOptions(const Config& config, const JobTopology& topology, int index);
 
 // Builds server `index`: a fresh store, then the keys it owns from start.manifest (if any)
-// or else from train.init_model (if set; logged). Otherwise, for squared loss, the server
-// owning the bias starts it at the mean label of the first 10^5 training rows (read once,
-// labels only). After a resume with an early-stopping record, the server also gets the best
-// epoch's parameters (Server::SetBest). `mean_label`, when given, is where that bias starts
-// instead (a job over sources other than data.train's files: MeanLabelOf). Throws
+// or else from train.init_model (if set; logged), or else, on the server owning the bias, the
+// bias set to `bias_start` when given (BiasStart). After a resume with an early-stopping
+// record, the server also gets the best epoch's parameters (Server::SetBest). Throws
 // ModelError/IoError on a bad file.
 JobServer MakeJobServer(const Config& config, const ResumePoint& start, const JobTopology& topology,
-                        int index, Transport* transport,
-                        std::optional<double> mean_label = std::nullopt);
+                        int index, Transport* transport, std::optional<double> bias_start);
+
+// Where a fresh squared-loss job starts the bias, computed once by the job's driver and
+// handed to the servers: the mean label of the first 10^5 rows it trains on, those of
+// `train_files` outside `held_out` (its validation rows, HeldOutFor; nullopt: none). Reads
+// labels only (csv columns are not transformed). The first steps then learn the features
+// rather than the labels' offset (a rating's mean of ~3.5 takes AdaGrad hundreds of steps to
+// reach). nullopt when the job does not start the bias so: logistic loss, a resume
+// (start.manifest), a warm start (train.init_model).
+std::optional<double> BiasStart(const Config& config, const std::vector<std::string>& train_files,
+                                const std::optional<RowSubset>& held_out, const ResumePoint& start);
 
 // The mean label of the first 10^5 rows of `sources` (read in order; 0 without rows), each
-// rewound afterwards. For jobs that train from sources in memory.
+// rewound afterwards: BiasStart's figure for jobs that train from sources in memory.
 double MeanLabelOf(const std::vector<RowSource*>& sources);
 
 }  // namespace fmps

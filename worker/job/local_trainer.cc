@@ -102,8 +102,8 @@ struct LocalJob {
   const ResumePoint& start;
   std::uint64_t train_bytes = 0;
   LocalSources sources;
-  // Where a fresh squared-loss job's bias starts; nullopt: from data.train (MakeJobServer).
-  std::optional<double> mean_label;
+  // Where a fresh squared-loss job's bias starts (BiasStart); nullopt: at 0.
+  std::optional<double> bias_start;
   RunOutputOptions output;  // output.dir's files, or memory
 };
 
@@ -125,7 +125,7 @@ TrainSummary RunLocalJob(const LocalJob& job) {
   for (int s = 0; s < topology.num_servers; ++s) {
     threads.emplace_back([&, s, transport = hub.Connect(s)] {
       errors.Guard([&] {
-        MakeJobServer(config, job.start, topology, s, transport.get(), job.mean_label)
+        MakeJobServer(config, job.start, topology, s, transport.get(), job.bias_start)
             .server->Run();
       });
     });
@@ -181,7 +181,7 @@ TrainSummary TrainLocal(const Config& config, const JobRequest& request) {
                       .train_bytes = train_bytes,
                       .sources = {Borrow(readers.train), Borrow(readers.test),
                                   Borrow(readers.valid), Borrow(readers.resumed)},
-                      .mean_label = std::nullopt,
+                      .bias_start = BiasStart(config, inputs.train_files, inputs.held_out, start),
                       .output = {}});
 }
 
@@ -212,7 +212,7 @@ TrainSummary TrainLocalFromSources(const Config& config, const MemorySources& so
                       .start = start,
                       .train_bytes = 0,
                       .sources = {sources.train, sources.test, sources.valid, {}},
-                      .mean_label = config.model.loss == Loss::kSquared
+                      .bias_start = config.model.loss == Loss::kSquared
                                         ? std::optional<double>(MeanLabelOf(sources.train))
                                         : std::nullopt,
                       .output = output});

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -36,6 +37,7 @@ struct Setup {
   Config config;
   std::uint64_t train_bytes = 0;
   ResumePoint start;
+  std::optional<double> bias_start;  // BiasStart, computed by rank 0 and broadcast
   JobInputs inputs;
   std::unique_ptr<ShardReader> train;
   std::unique_ptr<ShardReader> test;
@@ -105,9 +107,14 @@ void PrepareRank(const std::string& config_path, const std::vector<std::string>&
                       std::to_string(size) + " ranks; start at least " +
                       std::to_string(servers + 1) + " ranks or lower cluster.servers");
   }
-  s->train_bytes = TotalBytes(ExpandPaths(s->config.data.train, "data.train"));
-  // Rank 0 chooses the checkpoint (verifying shards); the others read its manifest later.
-  if (rank == 0) s->start = FindResume(s->config, s->request.resume, s->train_bytes);
+  const std::vector<std::string> train_files = ExpandPaths(s->config.data.train, "data.train");
+  s->train_bytes = TotalBytes(train_files);
+  // Rank 0 chooses the checkpoint (verifying shards; the others read its manifest later) and
+  // computes where the bias starts (broadcast with it).
+  if (rank == 0) {
+    s->start = FindResume(s->config, s->request.resume, s->train_bytes);
+    s->bias_start = BiasStart(s->config, train_files, HeldOutFor(s->config, s->request), s->start);
+  }
   if (rank < servers) return;
   const int w = rank - servers, workers = size - servers;
   s->inputs = PrepareInputs(s->config, s->request);
@@ -151,7 +158,7 @@ std::array<unsigned long long, 2> RunRank(Setup& s, int rank, int size, MPI_Comm
   std::optional<MpiTransport> transport(std::in_place, kv);
   if (rank < servers) {
     const JobTopology topology{servers, size - servers};
-    JobServer server = MakeJobServer(s.config, s.start, topology, rank, &*transport);
+    JobServer server = MakeJobServer(s.config, s.start, topology, rank, &*transport, s.bias_start);
     if (rank == 0) {
       Log("MPI mode: " + std::to_string(servers) + " server rank(s), " +
           std::to_string(size - servers) + " worker rank(s)");
@@ -238,6 +245,10 @@ int TrainMpi(const std::string& config_path, const std::vector<std::string>& ove
   // Every rank learns the checkpoint rank 0 chose (0: none).
   unsigned long long seq = s.start.manifest ? s.start.manifest->seq : 0;
   MPI_Bcast(&seq, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
+  // ... and where the bias starts (NaN: it is not set).
+  double bias_start = s.bias_start.value_or(std::nan(""));
+  MPI_Bcast(&bias_start, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  if (!std::isnan(bias_start)) s.bias_start = bias_start;
 
   // Phase 2: the job. Any error from here on aborts every rank.
   const int servers = s.config.cluster.servers;

@@ -131,6 +131,7 @@ class TrainingJob {
   bool stop_cut_ = false;                // root: the cut before stopping on SIGTERM was requested
   Clock::time_point stop_deadline_;      // root: past it, stop without that cut
   std::optional<EarlyStopper> stopper_;  // root, with validation rows
+  EvalResult last_valid_;                // root: this epoch's validation metrics
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -344,7 +345,8 @@ EvalResult TrainingJob::ScoreAll(RowSource* reader) {
 
 // Scores this worker's test shard; the root computes the exact metrics of all of them.
 void TrainingJob::EvaluateEpoch(int epoch) {
-  const EvalResult eval = ScoreAll(ctx_.test);
+  // Test rows that are the validation rows (an estimator's eval set) were scored just before.
+  const EvalResult eval = ctx_.test == ctx_.valid ? last_valid_ : ScoreAll(ctx_.test);
   std::array<std::uint64_t, 1> bad = {ctx_.test->bad_rows().count};
   if (epoch == 1) coll_.AllReduce(bad, ReduceOp::kSum);
   if (root()) {
@@ -364,6 +366,7 @@ void TrainingJob::EvaluateEpoch(int epoch) {
 // worker learns. Returns whether training stops after this epoch.
 bool TrainingJob::ValidateEpoch(int epoch) {
   const EvalResult r = ScoreAll(ctx_.valid);
+  last_valid_ = r;
   std::string decision;
   if (root()) {
     const double value = MetricValue(stopper_->metric(), r);

@@ -73,6 +73,7 @@ struct JobContext {
   // them), or null without any. Every worker of a job has one, or none does: a shard of
   // data.valid, of the held-out training rows (OpenValidReader, job.h), or any source of
   // labelled rows the caller builds (an in-memory eval set) with the job's FeatureSpec.
+  // `test` may be this very source (an in-memory eval set): it is then scored once per epoch.
   RowSource* valid = nullptr;
   RowSource* resumed = nullptr;  // the first epoch's remainder after a mid-epoch resume
   RunOutput* out = nullptr;      // root only: the run's output files

@@ -161,6 +161,54 @@ TEST_F(ArrayTrainTest, InMemoryOutputWritesNoFile) {
   }
 }
 
+// A source that counts the rows it served (of `inner`).
+class CountingSource : public RowSource {
+ public:
+  explicit CountingSource(RowSource* inner) : inner_(inner) {}
+  std::size_t Read(std::size_t max_rows, RowBlock* block) override {
+    const std::size_t n = inner_->Read(max_rows, block);
+    rows_read += n;
+    return n;
+  }
+  void Rewind() override { inner_->Rewind(); }
+  void Remaining(std::vector<ByteRange>* out) const override { inner_->Remaining(out); }
+  std::uint64_t bytes_in_shard() const override { return inner_->bytes_in_shard(); }
+  std::uint64_t bytes_consumed() const override { return inner_->bytes_consumed(); }
+  const BadRowStats& bad_rows() const override { return inner_->bad_rows(); }
+  std::uint64_t rows_read = 0;
+
+ private:
+  RowSource* inner_;
+};
+
+// An eval set that is both the test and the validation rows (the estimators' eval_set with
+// early stopping) is scored once per epoch, and both metrics are its metrics.
+TEST_F(ArrayTrainTest, EvalSetAsTestAndValidationIsScoredOncePerEpoch) {
+  TempDir out;
+  const Config config =
+      ParseConfigForArrays(ConfigToYaml(MakeConfig(out.path())), "array.yaml",
+                           {"train.early_stop.metric=logloss", "train.early_stop.patience=5"});
+  ArrayRowSource source(train_->View(), ArrayShard(train_->block.rows(), 0, 1), Normalize::kNone);
+  ArrayRowSource eval_rows(train_->View(), ArrayShard(train_->block.rows(), 0, 1),
+                           Normalize::kNone);
+  CountingSource eval(&eval_rows);
+  MemorySources sources = OneWorker(&source, config);
+  sources.test = {&eval};
+  sources.valid = {&eval};
+  MemoryRunOutput run;
+  const TrainSummary s = TrainLocalFromSources(config, sources, {.memory = &run});
+  EXPECT_EQ(eval.rows_read, 2u * train_->block.rows());  // 2 epochs, one pass each
+  std::vector<std::string> test_loss, valid_loss;
+  for (const std::string& e : run.events) {
+    const std::size_t t = e.find("\"test_logloss\":"), v = e.find("\"valid_logloss\":");
+    if (t != std::string::npos) test_loss.push_back(e.substr(t + 15, 10));
+    if (v != std::string::npos) valid_loss.push_back(e.substr(v + 16, 10));
+  }
+  ASSERT_EQ(test_loss.size(), 2u);
+  EXPECT_EQ(test_loss, valid_loss);
+  EXPECT_EQ(s.best_epoch, 2);
+}
+
 TEST_F(ArrayTrainTest, RefusesCheckpoints) {
   TempDir out;
   const Config config = MakeConfig(out.path(), {"checkpoint.dir=" + out.File("ckpt")});
