@@ -3,7 +3,7 @@
 
 For each public data set (fixed train/test split; sets without a test file are split
 deterministically: rows 4, 9, 14, ... counting from 0 after any header go to the test file),
-trains `fmps train` single-node over a grid of optimizer x lr x batch_size, and once with the
+trains `fmps train` single-node (or, with --mpi NP, under mpirun with 1 server rank) over a grid of optimizer x lr x batch_size, and once with the
 default config (no optimizer or batch keys). Each run's metric is taken at its best epoch on
 the test file (as an early-stopping user would). Prints, per data set: the default's metric,
 the best of the sweep and its setting, the default's gap to the best, the divergence count,
@@ -133,9 +133,19 @@ def best_epoch(metrics_path, loss):
     return best
 
 
-def train(fmps, cfg, outdir, sets, timeout):
+def launcher(mpi_ranks):
+    """The command prefix of a run: none single-node; mpirun with 1 server rank under --mpi."""
+    if not mpi_ranks:
+        return []
+    return ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+            "--mca", "mpi_yield_when_idle", "1", "-np", str(mpi_ranks)]
+
+
+def train(fmps, cfg, outdir, sets, timeout, mpi_ranks=0):
     os.makedirs(outdir, exist_ok=True)
-    cmd = [fmps, "train", cfg, "--set", f"output.dir={outdir}"]
+    cmd = launcher(mpi_ranks) + [fmps, "train", cfg, "--set", f"output.dir={outdir}"]
+    if mpi_ranks:
+        cmd += ["--set", "cluster.servers=1"]  # 1 server rank, the others workers
     for s in sets:
         cmd += ["--set", s]
     t0 = time.perf_counter()
@@ -145,7 +155,9 @@ def train(fmps, cfg, outdir, sets, timeout):
         return {"status": "timeout", "seconds": timeout}
     dt = time.perf_counter() - t0
     if p.returncode != 0:
-        err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        # under mpirun the last lines are mpirun's own report: take fmps's error line
+        lines = [x for x in p.stderr.strip().splitlines() if x.startswith("fmps: error")]
+        err = lines[-1] if lines else (p.stderr.strip().splitlines() or [""])[-1]
         status = "diverged" if "diverged" in err else "failed"
         if status == "failed":
             log(f"FAILED: {' '.join(shlex.quote(c) for c in cmd)}: {err}")
@@ -197,8 +209,9 @@ def run_set(fmps, name, spec, args, outroot):
     default_opt = default_optimizer(fmps, cfg)
     for label, sets in settings:
         opt = label.split()[0] if label != "default" else default_opt
-        out = os.path.join(outroot, "out", name, label.replace(" ", "_").replace("=", ""))
-        r = train(fmps, cfg, out, sets + extra_sets(args.set, opt), args.timeout)
+        out = os.path.join(outroot, "out" + ("-mpi" if args.mpi else ""), name,
+                           label.replace(" ", "_").replace("=", ""))
+        r = train(fmps, cfg, out, sets + extra_sets(args.set, opt), args.timeout, args.mpi)
         r["setting"] = label
         if r["status"] == "ok":
             r.update(best_epoch(os.path.join(out, "metrics.jsonl"), loss))
@@ -290,6 +303,9 @@ def main():
     ap.add_argument("--from-json", default="",
                     help="print the table of an earlier run's JSON (recomputed) and exit")
     ap.add_argument("--fmps", default="", help="binary to run (default: build/fmps)")
+    ap.add_argument("--mpi", type=int, default=0, metavar="NP",
+                    help="run every training under mpirun -np NP with cluster.servers 1 "
+                    "(1 server rank, NP-1 workers) instead of single-node")
     args = ap.parse_args()
     args.optimizers = [o for o in args.optimizers.split(",") if o]
     args.lrs = [float(x) for x in args.lrs.split(",") if x]
@@ -309,12 +325,14 @@ def main():
             sys.exit(f"quality: unknown set '{n}' (known: {', '.join(SETS)})")
     t0 = time.perf_counter()
     results = [run_set(fmps, n, SETS[n], args, outroot) for n in names]
-    print(f"fmps quality sweep: grid {args.grid}, epochs x{args.epochs_scale}, "
+    mode = f"mpirun -np {args.mpi} (1 server)" if args.mpi else "single-node"
+    print(f"fmps quality sweep: {mode}, grid {args.grid}, epochs x{args.epochs_scale}, "
           f"extra {args.set or 'none'}, {time.perf_counter() - t0:.0f} s")
     print_table(results)
     path = os.path.join(outroot, f"quality-{args.tag}.json")
     with open(path, "w") as f:
         json.dump({"grid": args.grid, "epochs_scale": args.epochs_scale, "extra": args.set,
+                   "mpi_ranks": args.mpi,
                    "results": results}, f, indent=1)
     log(f"wrote {path}")
 
