@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/base/error.h"
+#include "common/base/huge_pages.h"
 
 namespace fmps {
 
@@ -196,6 +197,7 @@ void Server::HandlePull(Message&& m) {
   // recycled push's (see Recycle): reused as is, its old contents overwritten by the store.
   reply.vals = std::move(m.vals);
   if (reply.vals.capacity() == 0) std::swap(reply.vals, spare_vals_);
+  ReserveHugeFloats(&reply.vals, n * store_->row_width());
   reply.vals.resize(n * store_->row_width());
   ParamStore::RowHandle* handles = nullptr;
   if (m.flags.has(DataFlag::kKeepRows)) {

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "common/base/error.h"
+#include "common/base/huge_pages.h"
 #include "common/base/types.h"
 
 namespace fmps {
@@ -71,7 +72,9 @@ Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float
 }
 
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
-  grads_.assign(b.keys.size() * static_cast<std::size_t>(options_.shape.row_width()), 0.0f);
+  const std::size_t n = b.keys.size() * static_cast<std::size_t>(options_.shape.row_width());
+  ReserveHugeFloats(&grads_, n);  // read and written at random by the kernel
+  grads_.assign(n, 0.0f);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
   if (options_.key_mean) DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());

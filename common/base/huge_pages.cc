@@ -27,4 +27,15 @@ void Unmap(void* p, std::size_t bytes) {
   if (p != nullptr) munmap(p, bytes);
 }
 
+void ReserveHugeFloats(std::vector<float>* buffer, std::size_t n) {
+  if (buffer->capacity() >= n) return;
+  std::vector<float>().swap(*buffer);  // drop the old array first: nothing to copy
+  buffer->reserve(n + n / 8);
+  const auto begin = reinterpret_cast<std::uintptr_t>(buffer->data());
+  const std::uintptr_t end = begin + buffer->capacity() * sizeof(float);
+  const std::uintptr_t first = (begin + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  const std::uintptr_t last = end / kHugePageBytes * kHugePageBytes;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
 }  // namespace fmps

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <new>
+#include <vector>
 
 namespace fmps {
 
@@ -22,6 +23,14 @@ char* MapZeroed(std::size_t bytes);
 
 // Unmaps a MapZeroed(bytes) mapping; p may be null.
 void Unmap(void* p, std::size_t bytes);
+
+// Makes *buffer's capacity at least n floats for a buffer whose contents are about to be
+// overwritten (a pull or gradient buffer of tens of MB, read at random by a model kernel):
+// when it must grow, its old contents are dropped (not copied), it gets 1/8 slack, and the
+// whole 2 MiB pages inside its new allocation are advised as transparent huge pages before
+// anything touches them. Its size is unchanged when no growth is needed; a buffer that grew
+// is empty. Cost: nothing when the capacity suffices; else one allocation and one madvise.
+void ReserveHugeFloats(std::vector<float>* buffer, std::size_t n);
 
 // std::allocator's stand-in for vectors that hold lookup tables: allocations of at least one
 // huge page get their own MapZeroed mapping (rounded up to whole pages), smaller ones come

@@ -78,7 +78,7 @@ void CheckDumpChunk(const Message& m, int num_servers, std::size_t row_width) {
 
 std::uint64_t DumpServers(
     ControlChannel* control, int num_servers, int row_width,
-    const std::function<void(int, std::span<const Key>, std::span<const float>)>& sink,
+    const std::function<void(int, std::span<const Key>, std::vector<float>&&)>& sink,
     DumpOf what) {
   for (int s = 0; s < num_servers; ++s) {
     pb::Control m;
@@ -101,7 +101,7 @@ std::uint64_t DumpServers(
     if (Message* m = std::get_if<Message>(&*r)) {
       CheckDumpChunk(*m, num_servers, static_cast<std::size_t>(row_width));
       if (done[m->sender]) throw TransportError("dump chunk after the server's DumpDone");
-      sink(m->sender, m->keys, m->vals);
+      sink(m->sender, m->keys, std::move(m->vals));
       continue;
     }
     ControlMessage& c = std::get<ControlMessage>(*r);

@@ -55,15 +55,17 @@ void ShutdownServers(ControlChannel* control, int num_servers);
 
 // Streams every (key, row) pair of servers 0 .. num_servers-1 to sink: sends DumpRequest,
 // then receives each server's kDumpChunk data messages (keys in the store's order, rows of
-// row_width floats) until its DumpDone. Control messages of other types that arrive
-// meanwhile are kept in `control`. The endpoint must have no data request in flight (an
-// unexpected data message throws TransportError). Returns the bytes all stores use.
+// row_width floats) until its DumpDone. The sink is handed each chunk's rows to keep (a
+// model of 10^5+ FFM keys is hundreds of MB: keeping the received arrays spares a copy).
+// Control messages of other types that arrive meanwhile are kept in `control`. The endpoint
+// must have no data request in flight (an unexpected data message throws TransportError).
+// Returns the bytes all stores use.
 // Which parameters DumpServers streams: the stores', or the best model each server kept
 // (pb::Control keep_best; a server that kept none dumps its store).
 enum class DumpOf { kStore, kBest };
 std::uint64_t DumpServers(
     ControlChannel* control, int num_servers, int row_width,
-    const std::function<void(int server, std::span<const Key>, std::span<const float>)>& sink,
+    const std::function<void(int server, std::span<const Key>, std::vector<float>&& rows)>& sink,
     DumpOf what = DumpOf::kStore);
 
 }  // namespace fmps

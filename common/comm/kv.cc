@@ -7,6 +7,7 @@
 
 #include "common/base/error.h"
 #include "common/base/hash.h"
+#include "common/base/huge_pages.h"
 
 namespace fmps {
 
@@ -54,6 +55,7 @@ Timestamp KVClient::Pull(const PullRequest& request, std::vector<float>* vals) {
   DataFlags flags;
   flags.set(DataFlag::kCreate, request.create);
   flags.set(DataFlag::kKeepRows, request.keep_rows);
+  ReserveHugeFloats(vals, keys.size() * row_width());
   vals->resize(keys.size() * row_width());
   Pending p;
   p.ts = next_ts_++;
@@ -68,7 +70,10 @@ Timestamp KVClient::Pull(const PullRequest& request, std::vector<float>* vals) {
     m.flags = flags;
     m.keys.assign(server_keys.begin(), server_keys.end());
     // A buffer for the server to write the reply into (its contents are not sent).
-    if (transport_->moves_buffers()) m.vals = Spare();
+    if (transport_->moves_buffers()) {
+      m.vals = Spare();
+      ReserveHugeFloats(&m.vals, m.keys.size() * row_width());
+    }
     transport_->Send(server, std::move(m));
     ++p.remaining;
   };

@@ -138,7 +138,7 @@ TEST(KVTest, PullPushAcrossServersMatchesStores) {
   // Dump: every key once, each server's chunk ascending.
   std::vector<Key> dumped;
   DumpServers(&ps.control(), 3, width,
-              [&](int s, std::span<const Key> ks, std::span<const float> vs) {
+              [&](int s, std::span<const Key> ks, std::vector<float>&& vs) {
                 EXPECT_TRUE(std::is_sorted(ks.begin(), ks.end()));
                 for (std::size_t i = 0; i < ks.size(); ++i) {
                   EXPECT_EQ(ServerOfKey(ks[i], 3), s);

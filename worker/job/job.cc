@@ -197,9 +197,9 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
   SavedModel saved;
   saved.server_bytes = DumpServers(
       control, num_servers, static_cast<int>(width),
-      [&](int, std::span<const Key> ks, std::span<const float> vs) {
+      [&](int, std::span<const Key> ks, std::vector<float>&& vs) {
         const auto c = static_cast<std::uint32_t>(chunks.size());
-        chunks.emplace_back(vs.begin(), vs.end());
+        chunks.push_back(std::move(vs));  // kept as received: no copy
         for (std::size_t i = 0; i < ks.size(); ++i) {
           keys.push_back({ks[i], c, static_cast<std::uint32_t>(i)});
         }
