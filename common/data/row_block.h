@@ -13,6 +13,7 @@
 // AddFeature does too, one built by pushing to keys/values directly may leave fields empty.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -54,10 +55,24 @@ struct RowBlock {
     offsets.push_back(keys.size());
   }
   // Scales the values of the last finished row to unit L2 norm (a row of zeros, or one
-  // without features, is left as it is). O(row's non-zeros).
+  // without features, is left as it is). O(row's non-zeros). A row whose values are all 1
+  // (one-hot data) takes a shortcut with the same bits: its sum of squares is exactly n, and
+  // 1 * inv is inv. The general loop's sum is a chain of dependent double additions, about
+  // 4 cycles a non-zero, which was 15-20% of libsvm parsing.
+  static constexpr std::uint32_t kOneBits = 0x3f800000u;  // 1.0f
+  static_assert(std::bit_cast<float>(kOneBits) == 1.0f);
   void NormalizeLastRow() {
     const std::size_t begin = offsets[offsets.size() - 2];
     const std::size_t end = offsets.back();
+    if (begin == end) return;
+    std::uint32_t diff = 0;  // 0 iff every value is 1.0f (compared as bits: vectorizes)
+    for (std::size_t i = begin; i < end; ++i)
+      diff |= std::bit_cast<std::uint32_t>(values[i]) ^ kOneBits;
+    if (diff == 0) {
+      const auto inv = static_cast<float>(1.0 / std::sqrt(static_cast<double>(end - begin)));
+      for (std::size_t i = begin; i < end; ++i) values[i] = inv;
+      return;
+    }
     double sum = 0.0;
     for (std::size_t i = begin; i < end; ++i) sum += static_cast<double>(values[i]) * values[i];
     if (sum == 0.0) return;

@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -343,6 +345,29 @@ TEST(DivideByCountsTest, MeanPerKeyByHand) {
   std::vector<float> g = {3, 6, 9, 1.5f, 2, 4, -1, 8};
   DivideByCounts(b.counts, width, g.data());
   EXPECT_EQ(g, (std::vector<float>{1, 2, 3, 0.5f, 2, 4, -1, 8}));
+}
+
+// DivideByCounts multiplies every row (by 1 for counts 0 and 1, by a table or a division
+// otherwise): the same bits as dividing only the counted rows, for counts across the
+// table's end and gradients of every sign and scale.
+TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
+  const int width = 9;
+  std::vector<std::uint32_t> counts;
+  for (std::uint32_t c = 0; c < 3000; ++c) counts.push_back(c);
+  counts.push_back(1u << 20);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> g(counts.size() * width);
+  for (std::size_t i = 0; i < g.size(); ++i) g[i] = normal(rng) * std::ldexp(1.0f, i % 40 - 20);
+  g[3] = -0.0f;
+  std::vector<float> want = g;
+  for (std::size_t u = 0; u < counts.size(); ++u) {
+    if (counts[u] <= 1) continue;
+    const float inv = 1.0f / static_cast<float>(counts[u]);
+    for (int j = 0; j < width; ++j) want[u * width + j] *= inv;
+  }
+  DivideByCounts(counts, width, g.data());
+  ASSERT_EQ(0, std::memcmp(g.data(), want.data(), g.size() * sizeof(float)));
 }
 
 }  // namespace

@@ -71,6 +71,26 @@ TEST(ReaderTest, NormalizeInstanceScalesRowsToUnitNorm) {
   EXPECT_EQ(RowFeatures(c, 1), (std::vector<Feature>{{1, 0.6f}, {2, 0.8f}}));
 }
 
+// NormalizeLastRow's shortcut for rows of ones gives the bits of the general sum-of-squares
+// formula (double sum, 1 / sqrt, each value times it) for every row length up to 300, and
+// rows with one value other than 1 still take the general path.
+TEST(ReaderTest, NormalizeRowOfOnesEqualsTheGeneralFormulaBitForBit) {
+  for (std::size_t n = 1; n <= 300; ++n) {
+    for (const float odd : {1.0f, 2.0f, 0.5f}) {
+      RowBlock b;
+      for (std::size_t i = 0; i < n; ++i) b.AddFeature(i, i + 1 == n ? odd : 1.0f);
+      b.FinishRow(1.0f);
+      std::vector<float> want = b.values;
+      double sum = 0.0;
+      for (const float v : want) sum += static_cast<double>(v) * v;
+      const double inv = 1.0 / std::sqrt(sum);
+      for (float& v : want) v = static_cast<float>(v * inv);
+      b.NormalizeLastRow();
+      ASSERT_EQ(b.values, want) << "n " << n << ", last value " << odd;
+    }
+  }
+}
+
 TEST(ReaderTest, SquaredLossAcceptsRealLabels) {
   TempDir dir;
   const std::string path = dir.Write("a.txt", "2.5 1:1\n-7 2:1\n1e2 3:1\n");
