@@ -24,9 +24,9 @@ with model.sides: user [sum of v*x, 1], item [sum of v*x, item-only terms], so t
 <user, item> ranks the items of a user as the FM score does. text: one line per row, the
 id then the k + 1 numbers; npy: a float32 matrix (rows x (k + 1)) in FILE and the ids,
 one per line, in FILE.ids. A row whose id appeared before is skipped.
-For a model trained on libffm data FILE is libffm: a row is `ID field:feature:value ...`,
-the first token the row's id (in place of the label), the features read as training reads
-them; features of the other side's fields are ignored.
+For a model trained on libffm or criteo data FILE is in that format, a row with its label
+replaced by the row's id (`ID field:feature:value ...`, or ID<TAB>I1<TAB>...<TAB>C26), the
+features read as training reads them; features of the other side's fields are ignored.
 )"},
     {"recall", R"(usage: fmps recall --model PATH --users FILE.csv --items CATALOGUE.csv --out FILE
                    [--k K] [--exclude INTERACTIONS.csv] [--index exact|faiss:FACTORY]
@@ -39,8 +39,9 @@ metric from a factory string (faiss:IVF1024,Flat?nprobe=16, faiss:HNSW32?efSearc
 --exclude leaves out each user's items in INTERACTIONS.csv (user id and item id columns);
 --truth prints JSON: hit_rate, recall, ndcg, mrr at 10, 50, 100 (those <= K) against the
 held-out pairs of HELDOUT.csv, and with faiss the overlap with the exact top-K.
-For a model trained on libffm data the users and items files are libffm side files (see
-fmps embed --help) and INTERACTIONS / HELDOUT hold one `user_id item_id` pair per line.
+For a model trained on libffm or criteo data the users and items files are side files in
+that format (see fmps embed --help) and INTERACTIONS / HELDOUT hold one `user_id item_id`
+pair per line (separated by spaces for libffm, by a tab for criteo).
 )"},
     {"train", R"(usage: fmps train CONFIG.yaml [--set KEY=VALUE]... [--resume]
 

@@ -76,12 +76,24 @@ std::string_view FirstToken(std::string_view line, std::string_view* rest) {
   return line.substr(b, e - b);
 }
 
+// The id of a side-file row whose id stands in place of the label (libffm: the first
+// whitespace-separated token; criteo: the first tab-separated cell) and the rest of the line
+// (starting with the separator).
+std::string_view IdCell(std::string_view line, DataFormat format, std::string_view* rest) {
+  if (format != DataFormat::kCriteo) return FirstToken(line, rest);
+  const std::size_t tab = std::min(line.find('\t'), line.size());
+  *rest = line.substr(tab);
+  return line.substr(0, tab);
+}
+
+bool Blank(std::string_view line) { return line.find_first_not_of(" \t") == std::string::npos; }
+
 DataFormat SideFileFormat(const Model& model) {
   const DataFormat format = model.meta().features.data.format;
-  if (format != DataFormat::kCsv && format != DataFormat::kLibffm) {
-    throw ConfigError(std::string("recall files are csv or libffm: the model was trained on "
-                                  "data.format ") +
-                      ToString(format));
+  if (format == DataFormat::kLibsvm) {
+    throw ConfigError(
+        "recall files are csv, libffm or criteo: the model was trained on "
+        "data.format libsvm");
   }
   return format;
 }
@@ -148,20 +160,22 @@ SideVectors EmbedCsvSideFile(const Model& model, Side side, const std::string& p
   return builder.Finish();
 }
 
-// libffm side file: "ID field:feature:value ...". The features after the id are parsed as
-// the training reader parses a row (a label 0 stands in for the id).
-SideVectors EmbedLibffmSideFile(const Model& model, Side side, const std::string& path) {
+// libffm or criteo side file: a row of the format with its label replaced by the row's id.
+// The rest is parsed as the training reader parses a row (a label 0 stands in for the id).
+SideVectors EmbedIdFirstSideFile(const Model& model, Side side, const std::string& path) {
   SideBuilder builder(model, side, path);
   FeatureSpec spec = model.meta().features;
   spec.labels = LabelPolicy::kRequired;
+  const DataFormat format = spec.data.format;
   LineParser parser(spec, {});
   TextLines lines(path);
   std::string line, row, reason;
   while (lines.Next(&line)) {
     std::string_view rest;
-    const std::string id(FirstToken(line, &rest));
-    if (id.empty()) continue;  // a blank line
-    if (id.find(':') != std::string::npos) {
+    const std::string id(IdCell(line, format, &rest));
+    if (id.empty() && Blank(line)) continue;
+    if (id.empty()) lines.Fail("empty id (the first cell)");
+    if (format == DataFormat::kLibffm && id.find(':') != std::string::npos) {
       lines.Fail("missing id (first token '" + id +
                  "' is a feature; a row is ID field:feature:value ...)");
     }
@@ -182,11 +196,29 @@ SideVectors EmbedLibffmSideFile(const Model& model, Side side, const std::string
   return builder.Finish();
 }
 
+// An interaction file of a libffm or criteo model: "user_id item_id" per line, separated as
+// the side files separate the id (criteo: a tab).
+std::vector<std::pair<std::string, std::string>> ReadIdPairs(DataFormat format,
+                                                             const std::string& path) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  TextLines lines(path);
+  std::string line;
+  while (lines.Next(&line)) {
+    if (Blank(line)) continue;
+    std::string_view rest, none;
+    const std::string_view user = IdCell(line, format, &rest);
+    const std::string_view item = rest.empty() ? rest : IdCell(rest.substr(1), format, &none);
+    if (user.empty() || item.empty()) lines.Fail("expected 'user_id item_id'");
+    pairs.emplace_back(user, item);
+  }
+  return pairs;
+}
+
 }  // namespace
 
 SideVectors EmbedSideFile(const Model& model, Side side, const std::string& path) {
   return SideFileFormat(model) == DataFormat::kCsv ? EmbedCsvSideFile(model, side, path)
-                                                   : EmbedLibffmSideFile(model, side, path);
+                                                   : EmbedIdFirstSideFile(model, side, path);
 }
 
 std::vector<std::pair<std::string, std::string>> ReadInteractions(const Model& model,
@@ -196,20 +228,9 @@ std::vector<std::pair<std::string, std::string>> ReadInteractions(const Model& m
   if (spec.sides.user.empty() || spec.sides.item.empty()) {
     throw ModelError(path + ": the model has no model.sides");
   }
+  if (format != DataFormat::kCsv) return ReadIdPairs(format, path);
   std::vector<std::pair<std::string, std::string>> pairs;
   std::string line;
-  if (format == DataFormat::kLibffm) {
-    TextLines lines(path);
-    while (lines.Next(&line)) {
-      std::string_view rest, none;
-      const std::string_view user = FirstToken(line, &rest);
-      const std::string_view item = FirstToken(rest, &none);
-      if (user.empty()) continue;  // a blank line
-      if (item.empty()) lines.Fail("expected 'user_id item_id'");
-      pairs.emplace_back(user, item);
-    }
-    return pairs;
-  }
   CsvLines lines(path, spec.data.csv.delimiter);
   const std::size_t u = lines.Column(spec.sides.user.front(), "user");
   const std::size_t i = lines.Column(spec.sides.item.front(), "item");
