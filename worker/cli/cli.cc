@@ -56,11 +56,11 @@ usage:
                                      or mse and rmse (squared loss)
   fmps export  --model PATH --out FILE.txt             readable text dump
   fmps cv      CONFIG.yaml --folds K [--set KEY=VALUE]...   K-fold cross-validation
-  fmps embed   --model PATH --side user|item --data FILE.csv --out FILE [--format text|npy]
+  fmps embed   --model PATH --side user|item --data DATA --out FILE [--format text|npy]
                                      serving vectors of a recall model (model.sides)
-  fmps recall  --model PATH --users FILE.csv --items CATALOGUE.csv --out FILE [--k K]
-               [--exclude FILE.csv] [--index exact|faiss:FACTORY[?PARAMS]] [--threads N]
-               [--truth FILE.csv]     top-K items per user; --truth prints JSON metrics
+  fmps recall  --model PATH --users USERS --items CATALOGUE --out FILE [--k K]
+               [--exclude FILE] [--index exact|faiss:FACTORY[?PARAMS]] [--threads N]
+               [--truth FILE]         top-K items per user; --truth prints JSON metrics
   fmps COMMAND --help                                  usage of one command
   fmps --help | --version
 

@@ -15,27 +15,34 @@ struct CommandHelp {
 };
 
 constexpr CommandHelp kHelp[] = {
-    {"embed", R"(usage: fmps embed --model PATH --side user|item --data FILE.csv --out FILE
+    {"embed", R"(usage: fmps embed --model PATH --side user|item --data DATA --out FILE
                   [--format text|npy]
 
-Writes the serving vector of every row of FILE.csv (a csv with the side's id column, the
-first of model.sides.user / .item, and the side's feature columns) for a model trained
-with model.sides: user [sum of v*x, 1], item [sum of v*x, item-only terms], so that
-<user, item> ranks the items of a user as the FM score does. text: one line per row, the
-id then the k + 1 numbers; npy: a float32 matrix (rows x (k + 1)) in FILE and the ids,
-one per line, in FILE.ids. A row whose id appeared before is skipped.
+Writes the serving vector of every row of DATA for a model trained with model.sides:
+user [sum of v*x, 1], item [sum of v*x, item-only terms], so that <user, item> ranks the
+items of a user as the FM score does. text: one line per row, the id then the k + 1
+numbers; npy: a float32 matrix (rows x (k + 1)) in FILE and the ids, one per line, in
+FILE.ids. A row whose id appeared before is skipped. DATA is in the model's data.format:
+  csv      a header with the side's id column (the first of model.sides.user / .item)
+           and any of the side's feature columns
+  libffm   ID field:feature:value ...   (a row with its label replaced by its id)
+  criteo   ID<TAB>I1<TAB>...<TAB>C26     (the same; empty cells add no feature)
+Features are read as training reads them; those of the other side are ignored.
 )"},
-    {"recall", R"(usage: fmps recall --model PATH --users FILE.csv --items CATALOGUE.csv --out FILE
-                   [--k K] [--exclude INTERACTIONS.csv] [--index exact|faiss:FACTORY]
-                   [--threads N] [--truth HELDOUT.csv]
+    {"recall", R"(usage: fmps recall --model PATH --users USERS --items CATALOGUE --out FILE
+                   [--k K] [--exclude INTERACTIONS] [--index exact|faiss:FACTORY]
+                   [--threads N] [--truth HELDOUT]
 
 Writes each user's top-K items (default K 100) as one line `user_id item_id:score ...`,
-best first, ties broken by the smaller item id. --index exact (default) scores every item
+best first, ties broken by the smaller item id. USERS and CATALOGUE are side files as
+fmps embed reads them (see fmps embed --help). --index exact (default) scores every item
 by blocked matrix products; faiss:FACTORY builds a Faiss index with the inner-product
 metric from a factory string (faiss:IVF1024,Flat?nprobe=16, faiss:HNSW32?efSearch=128).
---exclude leaves out each user's items in INTERACTIONS.csv (user id and item id columns);
---truth prints JSON: hit_rate, recall, ndcg, mrr at 10, 50, 100 (those <= K) against the
-held-out pairs of HELDOUT.csv, and with faiss the overlap with the exact top-K.
+--exclude leaves out each user's items in INTERACTIONS; --truth prints JSON: hit_rate,
+recall, ndcg, mrr at 10, 50, 100 (those <= K) against the held-out pairs of HELDOUT, and
+with faiss the overlap with the exact top-K. Both are (user id, item id) pairs: for a csv
+model a csv with the user and item id columns; for libffm and criteo `user_id item_id`
+lines (separated by spaces for libffm, by a tab for criteo).
 )"},
     {"train", R"(usage: fmps train CONFIG.yaml [--set KEY=VALUE]... [--resume]
 
