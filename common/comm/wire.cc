@@ -232,13 +232,20 @@ void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) const {
 
 // ---- WireDecoder ----
 
+struct WireDecoder::HashState {
+  XXH3_state_t state;
+};
+
+WireDecoder::WireDecoder(WireDecoder&&) noexcept = default;
+WireDecoder& WireDecoder::operator=(WireDecoder&&) noexcept = default;
+WireDecoder::~WireDecoder() = default;
+
 WireDecoder::WireDecoder(int sender) : sender_(sender) {}
 
 void WireDecoder::Fail(const std::string& what) {
   in_progress_ = false;
   msg_ = Message();
   control_.clear();
-  head_.clear();
   throw TransportError(std::string("malformed message from endpoint ") + std::to_string(sender_) +
                        ": " + what);
 }
@@ -281,7 +288,6 @@ void WireDecoder::StartMessage(std::span<const std::uint8_t> chunk) {
     Fail(std::string("first chunk has ") + std::to_string(chunk.size()) +
          " bytes, the header says " + std::to_string(chunk_bytes));
   }
-  head_.assign(reinterpret_cast<const char*>(chunk.data()), kPrefixBytes + header_bytes);
   total_bytes_ = *total;
   chunk_bytes_ = chunk_bytes;
   Prepare(h, header_bytes);
@@ -312,10 +318,27 @@ void WireDecoder::Prepare(const pb::WireHeader& h, std::uint64_t header_bytes) {
   counts_at_ = vals_at_ + h.num_vals() * sizeof(float);
   trailer_at_ = counts_at_ + h.num_counts() * sizeof(std::uint32_t);
   received_ = 0;
+  if (!hash_) hash_ = std::make_unique<HashState>();
+  XXH3_64bits_reset(&hash_->state);
   in_progress_ = true;
 }
 
 void WireDecoder::Copy(std::span<const std::uint8_t> chunk) {
+  // Block by block, each hashed right after it is copied while it is still in cache: one
+  // pass over the received bytes instead of a copy and then a checksum pass over the arrays.
+  constexpr std::size_t kBlock = std::size_t{256} << 10;
+  for (std::size_t off = 0; off < chunk.size(); off += kBlock) {
+    const std::span<const std::uint8_t> block = chunk.subspan(off, std::min(kBlock, chunk.size() - off));
+    const std::uint64_t at = received_;
+    CopyBlock(block);
+    if (at < trailer_at_) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), trailer_at_ - at));
+      XXH3_64bits_update(&hash_->state, block.data(), n);
+    }
+  }
+}
+
+void WireDecoder::CopyBlock(std::span<const std::uint8_t> chunk) {
   const std::uint64_t at = received_;
   Scatter(chunk, at, control_at_, keys_at_, &control_);
   Scatter(chunk, at, keys_at_, vals_at_, &msg_.keys);
@@ -346,9 +369,8 @@ std::optional<Received> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
 Received WireDecoder::Finish() {
   std::uint64_t stated;
   std::memcpy(&stated, trailer_, kTrailerBytes);
-  if (stated != StreamChecksum(head_, control_, msg_)) Fail("checksum mismatch");
+  if (stated != XXH3_64bits_digest(&hash_->state)) Fail("checksum mismatch");
   in_progress_ = false;
-  head_.clear();
   if (!control_frame_) return Received(std::in_place_type<Message>, std::move(msg_));
   ControlMessage c;
   c.sender = sender_;

@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,10 +91,13 @@ class WireDecoder {
  public:
   // `sender` becomes the messages' sender and is named in errors.
   explicit WireDecoder(int sender);
+  WireDecoder(WireDecoder&&) noexcept;
+  WireDecoder& operator=(WireDecoder&&) noexcept;
+  ~WireDecoder();
 
   // Consumes the next chunk. Returns the message (data or control) once its last chunk is
   // in, else nullopt. Throws TransportError on malformed input, and then forgets the partial
-  // message. O(chunk bytes); the last chunk also checksums the whole message.
+  // message. O(chunk bytes): each chunk is checksummed as it is copied in.
   std::optional<Received> Add(std::span<const std::uint8_t> chunk);
 
   // True between the first and last chunk of a multi-chunk message.
@@ -104,7 +108,9 @@ class WireDecoder {
   void StartMessage(std::span<const std::uint8_t> chunk);
   // Sets up msg_, the array offsets and the reservations for the stream `h` describes.
   void Prepare(const pb::WireHeader& h, std::uint64_t header_bytes);
+  // Copies the chunk into the message and feeds it to the running checksum, block by block.
   void Copy(std::span<const std::uint8_t> chunk);
+  void CopyBlock(std::span<const std::uint8_t> chunk);
   // The finished message (checksum verified).
   Received Finish();
   [[noreturn]] void Fail(const std::string& what);
@@ -114,7 +120,6 @@ class WireDecoder {
   bool control_frame_ = false;
   Message msg_;                        // being assembled (data frame)
   std::vector<std::uint8_t> control_;  // being assembled (control frame)
-  std::string head_;                   // u32 length prefix + serialized header, for the checksum
   std::uint64_t control_at_ = 0;       // stream offsets of the control body, arrays, trailer
   std::uint64_t keys_at_ = 0;
   std::uint64_t vals_at_ = 0;
@@ -124,6 +129,8 @@ class WireDecoder {
   std::uint64_t chunk_bytes_ = 0;
   std::uint64_t received_ = 0;  // stream bytes consumed so far
   std::uint8_t trailer_[8] = {};
+  struct HashState;                  // XXH3 state over the stream bytes received so far
+  std::unique_ptr<HashState> hash_;  // allocated on the first message, then reused
 };
 
 // The whole stream of `msg` as one buffer (one chunk). O(message bytes).
