@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -173,29 +174,58 @@ TEST_F(MpiTrainTest, WarmStartLoadsTheModelOnEveryServer) {
 class MpiKillTest : public MpiTrainTest {
  protected:
   static constexpr const char* kBsp = "--set train.consistency=bsp --set train.batch_size=64";
+  static constexpr int kAttempts = 3;
 
-  // Starts the job, waits for its first complete checkpoint, SIGKILLs MPI rank `victim`,
-  // checks how the job ended, then resumes it and checks the result.
-  static void KillAndResume(int victim) {
-    TempDir plain, ckpt, killed, resumed;
-    const std::string reference = Train(Mpirun(3), plain.path(), kBsp);
-    const std::string with_ckpt = std::string(kBsp) + " --set checkpoint.dir=" + ckpt.path() +
-                                  " --set checkpoint.every_seconds=0.2 --set checkpoint.keep=2";
+  // One killed run in `out` with `sets`: waits for the job's first complete checkpoint in
+  // `ckpt`, freezes every rank (SIGSTOP), and only if the job is still training (the root has
+  // not logged the last epoch's evaluation, so no rank is past the collectives before the
+  // model is written) SIGKILLs rank `victim` before letting the others go on. A kill that
+  // comes after training (the machine so loaded that the whole job ran out in between)
+  // leaves out/late instead. Files in `out`: log, rc, ended, killed or late.
+  static void RunAndKill(int victim, const std::string& ckpt, const std::string& sets,
+                         const TempDir& out) {
+    const std::string ranks = "for p in $(pgrep -f 'fmps train " + config_ +
+                              "'); do "
+                              "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -q";
     std::string script = "(";
-    script += Mpirun(3) + " train " + config_ + " --set output.dir=" + killed.path() + " ";
-    script += with_ckpt + " > " + killed.File("log") + " 2>&1; echo $? > " + killed.File("rc");
-    script += "; date +%s.%N > " + killed.File("ended") + ") & ";
-    script += "for i in $(seq 1 400); do ls " + ckpt.path();
-    script += "/*/MANIFEST >/dev/null 2>&1 && break; sleep 0.025; done; ";
-    script += "for p in $(pgrep -f 'fmps train " + config_ + "'); do ";
-    script += "tr '\\0' '\\n' < /proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=" +
-              std::to_string(victim) + " && kill -9 $p && date +%s.%N > " + killed.File("killed");
-    script += "; done; wait";
-    std::string out;
-    RunCommand("bash " + killed.Write("kill.sh", script), &out);
+    script += Mpirun(3) + " train " + config_ + " --set output.dir=" + out.path() + " ";
+    script += sets + " > " + out.File("log") + " 2>&1; echo $? > " + out.File("rc");
+    script += "; date +%s.%N > " + out.File("ended") + ") & ";
+    script += "until ls " + ckpt + "/*/MANIFEST >/dev/null 2>&1 || [ -e " + out.File("rc") +
+              " ]; do sleep 0.025; done; ";
+    script += "all=; victim=; " + ranks + " '^OMPI_COMM_WORLD_RANK=' && all=\"$all $p\"; done; ";
+    script += "[ -n \"$all\" ] && kill -STOP $all; ";
+    script += ranks + "x OMPI_COMM_WORLD_RANK=" + std::to_string(victim) + " && victim=$p; done; ";
+    // The fixture trains 2 epochs: the root logs epoch 2's evaluation when training is over.
+    script += "if grep -q '\"event\":\"eval\",\"time_s\":[^,]*,\"epoch\":2,' " +
+              out.File("metrics.jsonl") + " 2>/dev/null; then touch " + out.File("late") + "; ";
+    script += "elif [ -n \"$victim\" ]; then kill -9 $victim && date +%s.%N > " +
+              out.File("killed") + "; fi; ";
+    script += "[ -n \"$all\" ] && kill -CONT $all; wait";
+    std::string ignored;
+    RunCommand("bash " + out.Write("kill.sh", script), &ignored);
+  }
+
+  // Kills rank `victim` mid-training (retrying a run the kill came too late for), checks how
+  // the job ended, then resumes it and checks the result.
+  static void KillAndResume(int victim) {
+    TempDir plain, ckpt_root;
+    const std::string reference = Train(Mpirun(3), plain.path(), kBsp);
+    std::vector<std::unique_ptr<TempDir>> runs;
+    std::string with_ckpt;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      runs.push_back(std::make_unique<TempDir>());
+      const std::string ckpt = ckpt_root.File("attempt" + std::to_string(attempt));
+      with_ckpt = std::string(kBsp) + " --set checkpoint.dir=" + ckpt +
+                  " --set checkpoint.every_seconds=0.2 --set checkpoint.keep=2";
+      RunAndKill(victim, ckpt, with_ckpt, *runs.back());
+      if (!std::filesystem::exists(runs.back()->File("late"))) break;
+      std::cout << "attempt " << attempt << ": training was over before the kill; again\n";
+    }
+    const TempDir& killed = *runs.back();
     const std::string log = ReadFile(killed.File("log"));
     ASSERT_TRUE(std::filesystem::exists(killed.File("killed")))
-        << "rank " << victim << " not found: " << log;
+        << "rank " << victim << " not killed mid-training in " << kAttempts << " attempts: " << log;
     EXPECT_NE(ReadFile(killed.File("rc")), "0\n") << "the job ended before the kill: " << log;
     const double kill_to_exit =
         std::stod(ReadFile(killed.File("ended"))) - std::stod(ReadFile(killed.File("killed")));
@@ -207,6 +237,7 @@ class MpiKillTest : public MpiTrainTest {
     EXPECT_NE(log.find("rank " + std::to_string(victim)), std::string::npos) << log;
     EXPECT_FALSE(std::filesystem::exists(killed.File("model.fmps")));
     // Relaunch with --resume: it continues from the newest complete checkpoint.
+    TempDir resumed;
     const std::string after = Train(Mpirun(3), resumed.path(), with_ckpt + " --resume");
     EXPECT_EQ(JsonNumber(after, "rows_trained"), 200000);
     const double a = JsonNumber(reference, "test_logloss"), b = JsonNumber(after, "test_logloss");
