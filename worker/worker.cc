@@ -34,10 +34,6 @@ ModelBatch View(const PreparedBatch& b) {
 // Batches the prefetcher reads ahead of the worker.
 constexpr int kPrefetchDepth = 2;
 
-}  // namespace
-
-namespace {
-
 // 1 / c for the counts most keys have (kReciprocals[0] = [1] = 1: those rows are multiplied
 // by 1, which leaves every float as it is). Computed at compile time with the same IEEE
 // division the run-time fallback does, so both give the same bits.

@@ -187,10 +187,7 @@ std::uint64_t RecordReader::ReadChunk(google::protobuf::MessageLite* chunk, std:
   return before;
 }
 
-void RecordReader::CheckFinal(const google::protobuf::MessageLite& final, bool holds_keys,
-                              std::uint64_t checksum, std::uint64_t before) {
-  if (holds_keys) Damaged("final record holds keys");
-  if (checksum != before) Damaged("checksum mismatch");
+void RecordReader::CheckFinalBytes(const google::protobuf::MessageLite& final) {
   // E.g. last = 0x5b would parse as true.
   if (final.SerializeAsString() != record_) Damaged("corrupt final record");
   char extra;

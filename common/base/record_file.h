@@ -111,13 +111,19 @@ class RecordReader {
   // must not end before the final record. Returns the digest of every byte before it (what a
   // final record's checksum must equal).
   std::uint64_t ReadChunk(google::protobuf::MessageLite* chunk, std::uint64_t index);
-  // Checks the final record just read by ReadChunk: it holds no keys, its checksum equals
-  // `before`, its bytes are the canonical encoding of `final` (the checksum does not cover
-  // them) and nothing follows it.
-  void CheckFinal(const google::protobuf::MessageLite& final, bool holds_keys,
-                  std::uint64_t checksum, std::uint64_t before);
+  // Checks the final record just read by ReadChunk, a `Chunk` (the format's chunk message):
+  // it holds no keys, its checksum equals `before`, its bytes are the canonical encoding of
+  // `final` (the checksum does not cover them) and nothing follows it.
+  template <typename Chunk>
+  void CheckFinal(const Chunk& final, std::uint64_t before) {
+    if (!final.keys().empty()) Damaged("final record holds keys");
+    if (final.checksum() != before) Damaged("checksum mismatch");
+    CheckFinalBytes(final);
+  }
 
  private:
+  // CheckFinal's last two checks: the canonical encoding, then the end of the file.
+  void CheckFinalBytes(const google::protobuf::MessageLite& final);
   // False on a clean end of file before any byte; Truncated on a partial read.
   bool ReadExact(void* out, std::size_t n);
   std::string name_;

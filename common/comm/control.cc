@@ -78,8 +78,7 @@ void CheckDumpChunk(const Message& m, int num_servers, std::size_t row_width) {
 
 std::uint64_t DumpServers(
     ControlChannel* control, int num_servers, int row_width,
-    const std::function<void(int, std::span<const Key>, std::vector<float>&&)>& sink,
-    DumpOf what) {
+    const std::function<void(int, std::span<const Key>, std::vector<float>&&)>& sink, DumpOf what) {
   for (int s = 0; s < num_servers; ++s) {
     pb::Control m;
     if (what == DumpOf::kBest) {

@@ -328,11 +328,13 @@ void WireDecoder::Copy(std::span<const std::uint8_t> chunk) {
   // pass over the received bytes instead of a copy and then a checksum pass over the arrays.
   constexpr std::size_t kBlock = std::size_t{256} << 10;
   for (std::size_t off = 0; off < chunk.size(); off += kBlock) {
-    const std::span<const std::uint8_t> block = chunk.subspan(off, std::min(kBlock, chunk.size() - off));
+    const std::span<const std::uint8_t> block =
+        chunk.subspan(off, std::min(kBlock, chunk.size() - off));
     const std::uint64_t at = received_;
     CopyBlock(block);
     if (at < trailer_at_) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), trailer_at_ - at));
+      const auto n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), trailer_at_ - at));
       XXH3_64bits_update(&hash_->state, block.data(), n);
     }
   }

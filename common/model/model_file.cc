@@ -204,7 +204,7 @@ Model Model::Read(RecordReader* reader) {
       break;
     }
     if (c.last()) {
-      r.CheckFinal(c, !c.keys().empty(), c.checksum(), before);
+      r.CheckFinal(c, before);
       break;
     }
     m.AppendChunk(c, r, index);

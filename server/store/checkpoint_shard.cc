@@ -133,7 +133,7 @@ class ShardReader : public RecordReader {
     for (std::uint64_t index = 0;; ++index) {
       const std::uint64_t before = ReadChunk(&chunk_, index);
       if (chunk_.last()) {
-        CheckFinal(chunk_, !chunk_.keys().empty(), chunk_.checksum(), before);
+        CheckFinal(chunk_, before);
         break;
       }
       embedded += CheckChunk(h, chunk_, index);
