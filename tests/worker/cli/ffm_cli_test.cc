@@ -218,7 +218,7 @@ std::string Criteo39Config(const TempDir& d, const std::string& data, bool ffm) 
                                  d.File("run") + "\n");
 }
 
-TEST(FfmCliQualityTest, Planted39FieldsNearBayesAndBeatsFm) {
+TEST(FfmCliQualityTest, PlantedFfmBeatsFmAt39Fields) {
   TempDir data, ffm, fm;
   std::string out;
   ASSERT_EQ(RunCommand(FmpsBinary() + " synth --out " + data.File("s") +
