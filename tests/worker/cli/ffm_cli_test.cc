@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/model/model_file.h"
@@ -202,18 +203,18 @@ TEST_F(FfmCliTest, FfmOptionsRejectedWhereTheyDoNotApply) {
   EXPECT_NE(out.find("--model ffm needs a format with fields"), std::string::npos) << out;
 }
 
-
 // At 39 fields (Criteo-shaped, k 8) FFM needs many rows per key: on 150k rows over 169 keys
 // (vocab 195, 5 values per column; about 35k occurrences per key) and unnormalized rows,
 // two epochs come within 3% of the Bayes logloss (measured 2.0%) with at most 0.75 of FM's
 // excess over Bayes (FM: 3.5%, measured ratio 0.58). FM diverges at lr 0.05 on these rows
 // (39 values of 1, no normalization), FFM does not.
-std::string Criteo39Config(const TempDir& d, const std::string& data, bool ffm) {
+// `model_and_optimizer`: the YAML lines that differ between the FFM and the FM run.
+std::string Criteo39Config(const TempDir& d, const std::string& data,
+                           const std::string& model_and_optimizer) {
   return d.Write("exp.yaml", "data:\n  train: " + data + "/train.txt\n  test: " + data +
                                  "/test.txt\n  format: criteo\n  normalize: none\nmodel:\n"
                                  "  k: 8\n" +
-                                 (ffm ? "  kind: ffm\n  fields: 39\noptimizer:\n  lr: 0.05\n"
-                                      : "optimizer:\n  lr: 0.02\n") +
+                                 model_and_optimizer +
                                  "train:\n  epochs: 2\n  batch_size: 1024\noutput:\n  dir: " +
                                  d.File("run") + "\n");
 }
@@ -228,9 +229,12 @@ TEST(FfmCliQualityTest, PlantedFfmBeatsFmAt39Fields) {
             0)
       << out;
   const double bayes = std::stod(out.substr(out.find("Bayes test logloss ") + 19));
-  for (const TempDir* d : {&ffm, &fm}) {
+  const std::pair<const TempDir*, std::string> runs[] = {
+      {&ffm, "  kind: ffm\n  fields: 39\noptimizer:\n  lr: 0.05\n"},
+      {&fm, "optimizer:\n  lr: 0.02\n"}};
+  for (const auto& [d, model_and_optimizer] : runs) {
     ASSERT_EQ(RunCommand(FmpsBinary() + " train " +
-                             Criteo39Config(*d, data.File("s"), /*ffm=*/d == &ffm) + " 2>&1",
+                             Criteo39Config(*d, data.File("s"), model_and_optimizer) + " 2>&1",
                          &out),
               0)
         << out;
