@@ -99,7 +99,7 @@ def synthesize(fmps, spec, dst_dir):
     return os.path.join(dst_dir, "train.libsvm"), os.path.join(dst_dir, "test.libsvm")
 
 
-def write_config(name, spec, outdir, epochs_scale, fmps):
+def write_config(name, spec, outdir, epochs_scale, fmps, tag):
     if "synth" in spec:
         train, test = synthesize(fmps, spec, os.path.join(outdir, "data", name))
     elif spec["test"] is None:
@@ -113,8 +113,9 @@ def write_config(name, spec, outdir, epochs_scale, fmps):
             + spec.get("csv", "")
             + f"model:\n  k: {spec['k']}\n  loss: {spec['loss']}\n"
             + f"train:\n  epochs: {epochs}\n")
-    os.makedirs(os.path.join(outdir, "cfg"), exist_ok=True)
-    path = os.path.join(outdir, "cfg", name + ".yaml")
+    # per tag: sweeps run at the same time (other tags) must not rewrite each other's config
+    os.makedirs(os.path.join(outdir, "cfg", tag), exist_ok=True)
+    path = os.path.join(outdir, "cfg", tag, name + ".yaml")
     with open(path, "w") as f:
         f.write(text)
     return path, test
@@ -219,7 +220,7 @@ def grid_settings(spec, args):
 
 def run_one(fmps, cfg, name, label, sets, args, outroot, loss, opt):
     """Trains one setting; returns its run record (status, seconds, best-epoch metrics)."""
-    out = os.path.join(outroot, "out" + ("-mpi" if args.mpi else ""), name,
+    out = os.path.join(outroot, "out" + ("-mpi" if args.mpi else ""), args.tag, name,
                        label.replace(" #", "_rep").replace(" ", "_").replace("=", ""))
     r = train(fmps, cfg, out, sets + extra_sets(args.set, opt), args.timeout, args.mpi)
     r["setting"] = label.split(" #")[0]
@@ -232,7 +233,7 @@ def run_one(fmps, cfg, name, label, sets, args, outroot, loss, opt):
 
 
 def run_set(fmps, name, spec, args, outroot):
-    cfg, test = write_config(name, spec, outroot, args.epochs_scale, fmps)
+    cfg, test = write_config(name, spec, outroot, args.epochs_scale, fmps, args.tag)
     loss = spec["loss"]
     settings = [("default", [])] + grid_settings(spec, args)
     default_opt = default_optimizer(fmps, cfg)

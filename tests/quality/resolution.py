@@ -174,20 +174,31 @@ def print_repeats(results):
             print(f"  {res['set']:14s} {m:8s} {parts[0]};  best cell {parts[1]}")
 
 
+def _beyond_noise(results, gaps):
+    """The (set, metric) gaps above both the tolerance and 2 standard errors of the set."""
+    out = []
+    for res in results:
+        for m in res["best"]:
+            g, se2 = gaps.get((res["set"], m)), two_se(res, m)
+            if g is not None and g > TOLERANCE[m] and (se2 is None or g > se2):
+                out.append(f"{res['set']} {m} {_pct(g)}")
+    return ", ".join(out) or "none"
+
+
 def print_closest(results):
-    """The closest fixed setting: the measured limit of any single default."""
+    """The closest fixed setting (the measured limit of any single default) and the default's
+    worst gap; each with the gaps that exceed both the tolerance and 2 standard errors."""
     c = closest_setting(results)
     if c is None or len(results) < 2:
         return
     cell, worst, gaps = c
     key = max(gaps, key=lambda k: gaps[k] / TOLERANCE[k[1]])
     print(f"closest fixed setting: {cell}: worst gap {worst:.1f}x the tolerance "
-          f"({key[0]} {key[1]} {_pct(gaps[key])}; tolerance 1% AUC, 2% logloss/RMSE)")
-    dworst, dkey = 0.0, None
-    for res in results:
-        for m, g in res["default_gap"].items():
-            if g / TOLERANCE[m] > dworst:
-                dworst, dkey = g / TOLERANCE[m], (res["set"], m, g)
-    if dkey:
-        print(f"default: worst gap {dworst:.1f}x the tolerance "
-              f"({dkey[0]} {dkey[1]} {_pct(dkey[2])})")
+          f"({key[0]} {key[1]} {_pct(gaps[key])}; tolerance 1% AUC, 2% logloss/RMSE); "
+          f"beyond tolerance and 2se: {_beyond_noise(results, gaps)}")
+    dgaps = {(res["set"], m): g for res in results for m, g in res["default_gap"].items()}
+    if dgaps:
+        dkey = max(dgaps, key=lambda k: dgaps[k] / TOLERANCE[k[1]])
+        print(f"default: worst gap {dgaps[dkey] / TOLERANCE[dkey[1]]:.1f}x the tolerance "
+              f"({dkey[0]} {dkey[1]} {_pct(dgaps[dkey])}); beyond tolerance and 2se: "
+              f"{_beyond_noise(results, dgaps)}")
