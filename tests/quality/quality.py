@@ -354,7 +354,8 @@ def main():
     ap.add_argument("--tag", default="latest", help="JSON file runs/quality/quality-TAG.json")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--from-json", default="",
-                    help="print the table of an earlier run's JSON (recomputed) and exit")
+                    help="print the table of earlier runs' JSON (comma-separated files: one "
+                    "table, the closest fixed setting over all their sets) and exit")
     ap.add_argument("--fmps", default="", help="binary to run (default: build/fmps)")
     ap.add_argument("--mpi", type=int, default=0, metavar="NP",
                     help="run every training under mpirun -np NP with cluster.servers 1 "
@@ -365,10 +366,12 @@ def main():
     args.batches = [int(x) for x in args.batches.split(",") if x]
     args.l2s = [float(x) for x in args.l2s.split(",") if x]
     if args.from_json:
-        with open(args.from_json) as f:
-            old = json.load(f)
+        old = []
+        for path in args.from_json.split(","):
+            with open(path) as f:
+                old += json.load(f)["results"]
         print_table([summarize(r["set"], dict(SETS[r["set"]], ref=r.get("reference", {})),
-                               r["runs"], r) for r in old["results"]])
+                               r["runs"], r) for r in old])
         return
     os.chdir(args.repo)
     fmps = os.path.abspath(args.fmps) if args.fmps else os.path.join(args.repo, "build", "fmps")
