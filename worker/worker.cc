@@ -45,6 +45,15 @@ constexpr std::array<float, kReciprocalTable> kReciprocals = [] {
   return r;
 }();
 
+// 1 / sqrt(c) for the same counts (key_sqrt); [0] = [1] = 1.
+const std::array<float, kReciprocalTable> kReciprocalSqrts = [] {
+  std::array<float, kReciprocalTable> r{};
+  r[0] = 1.0f;
+  for (std::uint32_t c = 1; c < kReciprocalTable; ++c)
+    r[c] = 1.0f / std::sqrt(static_cast<float>(c));
+  return r;
+}();
+
 }  // namespace
 
 // Every row is scaled, by 1 where the count is 0 or 1: a branch on the count mispredicted
@@ -52,6 +61,15 @@ constexpr std::array<float, kReciprocalTable> kReciprocals = [] {
 void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
   for (const std::uint32_t c : counts) {
     const float inv = c < kReciprocalTable ? kReciprocals[c] : 1.0f / static_cast<float>(c);
+    for (int j = 0; j < width; ++j) grads[j] *= inv;
+    grads += width;
+  }
+}
+
+void DivideBySqrtCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
+  for (const std::uint32_t c : counts) {
+    const float inv =
+        c < kReciprocalTable ? kReciprocalSqrts[c] : 1.0f / std::sqrt(static_cast<float>(c));
     for (int j = 0; j < width; ++j) grads[j] *= inv;
     grads += width;
   }
@@ -89,7 +107,11 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   grads_.assign(n, 0.0f);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
-  if (options_.key_mean) DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
+  if (options_.gradient == GradientScale::kKeyMean) {
+    DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
+  } else if (options_.gradient == GradientScale::kKeySqrt) {
+    DivideBySqrtCounts(b.counts, options_.shape.row_width(), grads_.data());
+  }
   return loss;
 }
 

@@ -370,5 +370,19 @@ TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
   ASSERT_EQ(0, std::memcmp(g.data(), want.data(), g.size() * sizeof(float)));
 }
 
+// optimizer.gradient: key_sqrt divides each key's summed gradient by the square root of its
+// count: key 5 (3 rows) by sqrt(3), the others (1 row) not at all; counts past the table's
+// end by the same rule.
+TEST(DivideByCountsTest, SqrtPerKeyByHand) {
+  const std::vector<std::uint32_t> counts = {4, 3, 1, 0, 1u << 20};
+  const int width = 2;
+  std::vector<float> g = {4, -8, 3, 6, 2, 4, -1, 8, 1024, 2048};
+  DivideBySqrtCounts(counts, width, g.data());
+  const float s3 = 1.0f / std::sqrt(3.0f);
+  const std::vector<float> want = {2, -4, 3 * s3, 6 * s3, 2, 4, -1, 8, 1, 2};
+  ASSERT_EQ(g.size(), want.size());
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_FLOAT_EQ(g[i], want[i]) << i;
+}
+
 }  // namespace
 }  // namespace fmps

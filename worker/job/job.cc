@@ -160,7 +160,7 @@ WorkerOptions MakeWorkerOptions(const Config& c) {
           .consistency = c.train.consistency,
           .max_delay = c.train.max_delay,
           .send_counts = c.model.min_count > 1,
-          .key_mean = c.optimizer.gradient == GradientScale::kKeyMean};
+          .gradient = EffectiveGradient(c.optimizer)};
 }
 
 KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
