@@ -129,9 +129,9 @@ void ValueBufferPool::Put(std::vector<float>&& buffer) {
     buffers_.push_back(std::move(buffer));
     return;
   }
-  auto smallest = std::min_element(buffers_.begin(), buffers_.end(), [](const auto& a, const auto& b) {
-    return a.capacity() < b.capacity();
-  });
+  auto smallest =
+      std::min_element(buffers_.begin(), buffers_.end(),
+                       [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
   if (smallest->capacity() < buffer.capacity()) *smallest = std::move(buffer);
 }
 

@@ -112,10 +112,10 @@ class WireEncoder {
   // Copies stream bytes [at, at + len) to out (the trailer once the hash is final).
   void Gather(std::uint64_t at, std::size_t len, std::uint8_t* out) const;
 
-  const Message& msg_;   // a data frame's message (an empty one for control frames)
-  std::string control_;  // a control frame's serialized body
-  std::string head_;     // u32 length prefix + serialized header
-  std::uint64_t checksum_ = 0;   // valid once every byte before the trailer is hashed
+  const Message& msg_;          // a data frame's message (an empty one for control frames)
+  std::string control_;         // a control frame's serialized body
+  std::string head_;            // u32 length prefix + serialized header
+  std::uint64_t checksum_ = 0;  // valid once every byte before the trailer is hashed
   std::uint64_t trailer_at_ = 0;
   std::uint64_t total_bytes_ = 0;
   std::size_t chunk_bytes_ = 0;  // as stated in the header: total_bytes_ if one chunk

@@ -262,7 +262,8 @@ MpiTransport::SendBuffer MpiTransport::TakeSendBuffer(std::size_t bytes) {
   if (bytes >= kMinPooledBytes && bytes <= kMaxPooledBytes) {
     auto best = free_send_buffers_.end();
     for (auto it = free_send_buffers_.begin(); it != free_send_buffers_.end(); ++it) {
-      if (it->capacity >= bytes && (best == free_send_buffers_.end() || it->capacity < best->capacity)) {
+      if (it->capacity >= bytes &&
+          (best == free_send_buffers_.end() || it->capacity < best->capacity)) {
         best = it;
       }
     }

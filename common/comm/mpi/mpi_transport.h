@@ -191,7 +191,7 @@ class MpiTransport : public Transport {
   std::vector<int> indices_scratch_;
   std::vector<SendBuffer> free_send_buffers_;  // of completed sends, for reuse
   ValueBufferPool value_pool_{kMaxPooledValueArrays, kMaxPooledBytes / sizeof(float)};
-  std::vector<WireDecoder> decoders_;          // per sender rank (using value_pool_)
+  std::vector<WireDecoder> decoders_;         // per sender rank (using value_pool_)
   ChannelQueues inbox_;                       // complete messages not yet received
   std::unique_ptr<std::uint8_t[]> recv_buf_;  // reused for frames that are not huge
   std::size_t recv_capacity_ = 0;
