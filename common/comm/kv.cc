@@ -30,8 +30,15 @@ void KVClient::Split(std::span<const Key> keys) {
 }
 
 void KVClient::Recycle(std::vector<float>&& buffer) {
-  if (buffer.capacity() == 0 || spare_.size() >= kMaxSpare) return;
-  spare_.push_back(std::move(buffer));
+  if (buffer.capacity() == 0) return;
+  // Over a decoding transport only a push takes spares (one per push): lend the rest to the
+  // transport, which decodes the next replies into them (evaluation makes no pushes).
+  const std::size_t keep = transport_->moves_buffers() ? kMaxSpare : 1;
+  if (spare_.size() < keep) {
+    spare_.push_back(std::move(buffer));
+  } else if (!transport_->moves_buffers()) {
+    transport_->Lend(std::move(buffer));
+  }
 }
 
 std::vector<float> KVClient::Spare() {

@@ -18,7 +18,10 @@
 //  * Buffers: over a transport that moves buffers (in-process), servers hand the value
 //    arrays of consumed requests back in their replies; the client keeps a few and sends
 //    them with its pulls, so steady-state training allocates, zero-fills and copies no value
-//    arrays.
+//    arrays. Over MPI the transport does the same: a reply's values are decoded into the
+//    array of a message this rank sent before or of a buffer the client lent it
+//    (Transport::Lend: the caller's old pull buffer once a reply is swapped in), and with one
+//    server the reply's array is swapped in as is.
 //  * Requests to one server are served in the order issued. Wait may be called in any
 //    order; every Pull/Push must be waited for exactly once.
 //  * Every wait has a timeout: no reply within `reply_timeout` throws TransportError naming
@@ -142,7 +145,8 @@ class KVClient {
   void DeliverPull(Pending* p, Message&& reply);
   // Adds a new pending request; returns its timestamp.
   Timestamp AddPending(Pending&& p);
-  // Keeps a buffer a reply brought back (at most kMaxSpare); Spare() takes one (or an empty
+  // Keeps a buffer a reply brought back (at most kMaxSpare; over a transport that does not
+  // move buffers one, lending the others to it); Spare() takes one (or an empty
   // vector), of unspecified size and contents.
   void Recycle(std::vector<float>&& buffer);
   std::vector<float> Spare();

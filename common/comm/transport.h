@@ -138,8 +138,14 @@ class Transport {
   virtual std::optional<Received> Receive(std::chrono::milliseconds timeout, Channels from) = 0;
   // Whether a sent Message's vectors reach the receiver as they are (moved within one
   // process, capacity included). Then a message may carry a buffer back to its sender for
-  // reuse (see KVClient and Server); across processes everything sent goes on the wire.
+  // reuse (see KVClient and Server); across processes everything sent goes on the wire (and
+  // MpiTransport keeps the value arrays of sent messages to decode later messages into).
   virtual bool moves_buffers() const = 0;
+  // Lends the storage of a value array the caller no longer needs (its contents are garbage
+  // from now on) for the values of a message this endpoint will receive. A transport that
+  // decodes received messages (MPI) keeps a few and decodes into them instead of allocating
+  // (see ValueBufferPool); one that moves buffers drops it. Same thread rules as a receive.
+  virtual void Lend(std::vector<float>&& buffer) { std::vector<float>().swap(buffer); }
 
   // Receive restricted to one channel.
   std::optional<Message> Recv(std::chrono::milliseconds timeout) {

@@ -5,12 +5,13 @@
 #include <cstring>
 #include <limits>
 #include <new>
-#include <string_view>
+#include <stdexcept>
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include "common/base/error.h"
+#include "common/base/huge_pages.h"
 #include "common/base/raw_arrays.h"
 #include "fmps.pb.h"
 
@@ -42,22 +43,9 @@ const std::uint8_t* BytesOf(const std::vector<T>& v) {
   return reinterpret_cast<const std::uint8_t*>(v.data());
 }
 
-void Hash(XXH3_state_t* state, const void* data, std::size_t size) {
-  if (size > 0) XXH3_64bits_update(state, data, size);
-}
-
-// Checksum of the stream up to (not including) its trailer.
-std::uint64_t StreamChecksum(std::string_view head, std::span<const std::uint8_t> control,
-                             const Message& m) {
-  XXH3_state_t state;
-  XXH3_64bits_reset(&state);
-  Hash(&state, head.data(), head.size());
-  Hash(&state, control.data(), control.size());
-  Hash(&state, m.keys.data(), m.keys.size() * sizeof(Key));
-  Hash(&state, m.vals.data(), m.vals.size() * sizeof(float));
-  Hash(&state, m.counts.data(), m.counts.size() * sizeof(std::uint32_t));
-  return XXH3_64bits_digest(&state);
-}
+// Copies and checksums go block by block: each block is hashed right after it is copied,
+// while it is still in cache (one pass over the bytes instead of a copy and a hash pass).
+constexpr std::size_t kHashBlock = std::size_t{256} << 10;
 
 std::uint32_t LoadU32(const std::uint8_t* p) {
   std::uint32_t v;
@@ -73,7 +61,7 @@ struct Segment {
 };
 
 // Copies the part of `seg` that overlaps stream bytes [at, at + len) into out[0, len).
-void Gather(const Segment& seg, std::uint64_t at, std::uint64_t len, std::uint8_t* out) {
+void GatherSegment(const Segment& seg, std::uint64_t at, std::uint64_t len, std::uint8_t* out) {
   const std::uint64_t lo = std::max(at, seg.begin);
   const std::uint64_t hi = std::min(at + len, seg.begin + seg.size);
   if (lo < hi) std::memcpy(out + (lo - at), seg.data + (lo - seg.begin), hi - lo);
@@ -133,7 +121,49 @@ std::string HeaderFault(const pb::WireHeader& h) {
 
 }  // namespace
 
+// ---- ValueBufferPool ----
+
+void ValueBufferPool::Put(std::vector<float>&& buffer) {
+  if (buffer.capacity() == 0 || buffer.capacity() > max_buffer_floats_ || max_buffers_ == 0) return;
+  if (buffers_.size() < max_buffers_) {
+    buffers_.push_back(std::move(buffer));
+    return;
+  }
+  auto smallest =
+      std::min_element(buffers_.begin(), buffers_.end(),
+                       [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
+  if (smallest->capacity() < buffer.capacity()) *smallest = std::move(buffer);
+}
+
+std::vector<float> ValueBufferPool::Take(std::size_t n, bool allocate) {
+  if (n == 0) return {};
+  auto best = buffers_.end();
+  for (auto it = buffers_.begin(); it != buffers_.end(); ++it) {
+    if (it->capacity() >= n && (best == buffers_.end() || it->capacity() < best->capacity())) {
+      best = it;
+    }
+  }
+  std::vector<float> v;
+  if (best != buffers_.end()) {
+    v = std::move(*best);
+    buffers_.erase(best);
+    v.resize(n);  // within capacity: fills only past the old size
+  } else if (allocate && n <= max_buffer_floats_) {
+    ReserveHugeFloats(&v, n);  // will be reused: slack, and huge pages for the kernels
+  } else if (allocate) {
+    v.reserve(n);  // too big to keep (a dump's chunk): used once, as a plain allocation
+  }
+  return v;
+}
+
 // ---- WireEncoder ----
+
+struct WireEncoder::HashState {
+  XXH3_state_t state;
+};
+
+WireEncoder::WireEncoder(WireEncoder&&) noexcept = default;
+WireEncoder::~WireEncoder() = default;
 
 WireEncoder::WireEncoder(const Message& msg, std::size_t chunk_bytes) : msg_(msg) {
   const auto kind = static_cast<std::uint32_t>(msg.kind);
@@ -200,8 +230,9 @@ void WireEncoder::Init(std::uint32_t channel, std::size_t chunk_bytes) {
       !h.SerializeToArray(head_.data() + kPrefixBytes, static_cast<int>(header_bytes))) {
     throw TransportError("internal error: wire header serialization failed");
   }
-  checksum_ = StreamChecksum(
-      head_, {reinterpret_cast<const std::uint8_t*>(control_.data()), control_.size()}, msg_);
+  trailer_at_ = total_bytes_ - kTrailerBytes;
+  hash_ = std::make_unique<HashState>();
+  XXH3_64bits_reset(&hash_->state);
 }
 
 std::size_t WireEncoder::ChunkSize(std::size_t i) const {
@@ -209,9 +240,32 @@ std::size_t WireEncoder::ChunkSize(std::size_t i) const {
   return static_cast<std::size_t>(std::min<std::uint64_t>(chunk_bytes_, total_bytes_ - begin));
 }
 
-void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) const {
+void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) {
+  if (i != next_chunk_ || i >= num_chunks_) {
+    throw std::logic_error("WireEncoder::WriteChunk: chunk " + std::to_string(i) +
+                           " written out of order (next is " + std::to_string(next_chunk_) +
+                           " of " + std::to_string(num_chunks_) + ")");
+  }
   const std::uint64_t at = static_cast<std::uint64_t>(i) * chunk_bytes_;
   const std::size_t len = ChunkSize(i);
+  for (std::size_t off = 0; off < len; off += kHashBlock) {
+    const std::uint64_t b = at + off;
+    const std::size_t n = std::min(kHashBlock, len - off);
+    const std::size_t body =
+        b < trailer_at_ ? static_cast<std::size_t>(std::min<std::uint64_t>(n, trailer_at_ - b)) : 0;
+    if (body > 0) {
+      Gather(b, body, out + off);
+      XXH3_64bits_update(&hash_->state, out + off, body);
+    }
+    if (body < n) {  // the trailer: every byte before it has been hashed
+      checksum_ = XXH3_64bits_digest(&hash_->state);
+      Gather(b + body, n - body, out + off + body);
+    }
+  }
+  ++next_chunk_;
+}
+
+void WireEncoder::Gather(std::uint64_t at, std::size_t len, std::uint8_t* out) const {
   const std::uint64_t control_at = head_.size();
   const std::uint64_t keys_at = control_at + control_.size();
   const std::uint64_t vals_at = keys_at + msg_.keys.size() * sizeof(Key);
@@ -227,7 +281,7 @@ void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) const {
       {counts_at, BytesOf(msg_.counts), trailer_at - counts_at},
       {trailer_at, trailer, kTrailerBytes},
   };
-  for (const Segment& s : segments) Gather(s, at, len, out);
+  for (const Segment& s : segments) GatherSegment(s, at, len, out);
 }
 
 // ---- WireDecoder ----
@@ -240,7 +294,7 @@ WireDecoder::WireDecoder(WireDecoder&&) noexcept = default;
 WireDecoder& WireDecoder::operator=(WireDecoder&&) noexcept = default;
 WireDecoder::~WireDecoder() = default;
 
-WireDecoder::WireDecoder(int sender) : sender_(sender) {}
+WireDecoder::WireDecoder(int sender, ValueBufferPool* pool) : sender_(sender), pool_(pool) {}
 
 void WireDecoder::Fail(const std::string& what) {
   in_progress_ = false;
@@ -307,7 +361,10 @@ void WireDecoder::Prepare(const pb::WireHeader& h, std::uint64_t header_bytes) {
     // Reserve only: pages are touched as chunks arrive (see Scatter).
     control_.reserve(static_cast<std::size_t>(h.num_control_bytes()));
     msg_.keys.reserve(static_cast<std::size_t>(h.num_keys()));
-    msg_.vals.reserve(static_cast<std::size_t>(h.num_vals()));
+    const auto num_vals = static_cast<std::size_t>(h.num_vals());
+    // A pooled vector already has num_vals values (stale ones, all overwritten below).
+    if (pool_ != nullptr) msg_.vals = pool_->Take(num_vals, /*allocate=*/true);
+    msg_.vals.reserve(num_vals);
     msg_.counts.reserve(static_cast<std::size_t>(h.num_counts()));
   } catch (const std::bad_alloc&) {
     Fail(std::string("cannot allocate a message of ") + std::to_string(total_bytes_) + " bytes");
@@ -324,12 +381,9 @@ void WireDecoder::Prepare(const pb::WireHeader& h, std::uint64_t header_bytes) {
 }
 
 void WireDecoder::Copy(std::span<const std::uint8_t> chunk) {
-  // Block by block, each hashed right after it is copied while it is still in cache: one
-  // pass over the received bytes instead of a copy and then a checksum pass over the arrays.
-  constexpr std::size_t kBlock = std::size_t{256} << 10;
-  for (std::size_t off = 0; off < chunk.size(); off += kBlock) {
+  for (std::size_t off = 0; off < chunk.size(); off += kHashBlock) {
     const std::span<const std::uint8_t> block =
-        chunk.subspan(off, std::min(kBlock, chunk.size() - off));
+        chunk.subspan(off, std::min(kHashBlock, chunk.size() - off));
     const std::uint64_t at = received_;
     CopyBlock(block);
     if (at < trailer_at_) {

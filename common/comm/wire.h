@@ -17,7 +17,8 @@
 // checksum, that a control body parses and has a known type) and throws TransportError
 // naming the sender and the fault. Malformed input never crashes and never yields a Message.
 // Memory for the arrays is reserved up front but only touched as chunks arrive, so a forged
-// huge size costs nothing until real bytes back it.
+// huge size costs nothing until real bytes back it (values decoded into a pooled vector
+// touch only memory that vector already owns).
 //
 // The numeric arrays are copied with memcpy: the format is little-endian and so must be the
 // host (checked at compile time).
@@ -50,10 +51,39 @@ inline constexpr std::uint64_t kWireMaxMessageBytes = std::uint64_t{1} << 40;
 // Largest serialized Control accepted (64 MiB; real ones are under a few KiB).
 inline constexpr std::uint64_t kWireMaxControlBytes = std::uint64_t{64} << 20;
 
+// Value arrays kept for reuse: a decoder given a pool decodes a message's values into one of
+// its vectors instead of a fresh allocation, which would page-fault and be zero-filled before
+// the copy (an FFM pull reply or push is ~16 MB). The MPI transport puts the value arrays of
+// the messages it has sent into its pool, so each rank's sends feed its receives.
+// Not thread-safe (one owner). Holds at most max_buffers vectors (Put drops the smallest
+// beyond that) of at most max_buffer_floats floats of capacity each (bigger ones, such as a
+// dump's chunks, are not kept), so it retains at most max_buffers * max_buffer_floats * 4
+// bytes. Cost: O(max_buffers) per call, no copies.
+class ValueBufferPool {
+ public:
+  ValueBufferPool(std::size_t max_buffers, std::size_t max_buffer_floats)
+      : max_buffers_(max_buffers), max_buffer_floats_(max_buffer_floats) {}
+  // Keeps `buffer`'s storage (its contents are garbage from now on); empty ones are dropped.
+  void Put(std::vector<float>&& buffer);
+  // A vector of size n: a kept one whose capacity fits n (the smallest such) with its stale
+  // contents (zero-filled only where it grows past its old size), or else, when none fits,
+  // an empty vector whose capacity is at least n if `allocate` (one the pool would keep: 1/8
+  // slack and huge pages, see ReserveHugeFloats; a bigger one: exactly n, plain pages), else
+  // an empty one. The caller overwrites all n values.
+  std::vector<float> Take(std::size_t n, bool allocate);
+  std::size_t size() const { return buffers_.size(); }
+
+ private:
+  std::size_t max_buffers_;
+  std::size_t max_buffer_floats_;
+  std::vector<std::vector<float>> buffers_;
+};
+
 // Encodes one message as a stream of chunks. Construction serializes the header (and a
-// control body) and checksums the arrays: O(message bytes). Chunks are produced one at a
-// time, so sending a huge message needs only one chunk of extra memory at a time. Not
-// thread-safe.
+// control body): O(header). Chunks are produced one at a time and IN ORDER (chunk 0, 1, ...,
+// each once): the arrays are checksummed block by block right after each block is copied
+// (one pass over the values), and the checksum lands in the trailer of the last chunk. So
+// sending a huge message needs only one chunk of extra memory at a time. Not thread-safe.
 class WireEncoder {
  public:
   // `msg` must outlive the encoder, unchanged. `chunk_bytes` >= kWireMinChunkBytes (else
@@ -69,28 +99,40 @@ class WireEncoder {
   std::size_t num_chunks() const { return num_chunks_; }
   // Size of chunk i (< num_chunks()).
   std::size_t ChunkSize(std::size_t i) const;
-  // Writes the ChunkSize(i) bytes of chunk i to out. O(ChunkSize(i)).
-  void WriteChunk(std::size_t i, std::uint8_t* out) const;
+  // Writes the ChunkSize(i) bytes of chunk i to out. O(ChunkSize(i)). Chunks must be
+  // written in order: i must be the number of chunks written so far (else std::logic_error).
+  void WriteChunk(std::size_t i, std::uint8_t* out);
+
+  WireEncoder(WireEncoder&&) noexcept;
+  ~WireEncoder();
 
  private:
-  // Serializes the header and checksums the stream; msg_ and control_ are set.
+  // Serializes the header; msg_ and control_ are set.
   void Init(std::uint32_t channel, std::size_t chunk_bytes);
+  // Copies stream bytes [at, at + len) to out (the trailer once the hash is final).
+  void Gather(std::uint64_t at, std::size_t len, std::uint8_t* out) const;
 
-  const Message& msg_;   // a data frame's message (an empty one for control frames)
-  std::string control_;  // a control frame's serialized body
-  std::string head_;     // u32 length prefix + serialized header
-  std::uint64_t checksum_ = 0;
+  const Message& msg_;          // a data frame's message (an empty one for control frames)
+  std::string control_;         // a control frame's serialized body
+  std::string head_;            // u32 length prefix + serialized header
+  std::uint64_t checksum_ = 0;  // valid once every byte before the trailer is hashed
+  std::uint64_t trailer_at_ = 0;
   std::uint64_t total_bytes_ = 0;
   std::size_t chunk_bytes_ = 0;  // as stated in the header: total_bytes_ if one chunk
   std::size_t num_chunks_ = 0;
+  std::size_t next_chunk_ = 0;  // chunks written so far
+  struct HashState;             // XXH3 state over the stream bytes written so far
+  std::unique_ptr<HashState> hash_;
 };
 
 // Reassembles the chunk streams of one sender: feed its chunks in the order they were sent.
 // Holds the partial message between chunks. Not thread-safe; one decoder per sender.
 class WireDecoder {
  public:
-  // `sender` becomes the messages' sender and is named in errors.
-  explicit WireDecoder(int sender);
+  // `sender` becomes the messages' sender and is named in errors. With a `pool` (which must
+  // outlive the decoder), a data message's values are decoded into a vector taken from it
+  // (ValueBufferPool::Take): the message holds exactly the values sent, never stale ones.
+  explicit WireDecoder(int sender, ValueBufferPool* pool = nullptr);
   WireDecoder(WireDecoder&&) noexcept;
   WireDecoder& operator=(WireDecoder&&) noexcept;
   ~WireDecoder();
@@ -129,6 +171,7 @@ class WireDecoder {
   std::uint64_t chunk_bytes_ = 0;
   std::uint64_t received_ = 0;  // stream bytes consumed so far
   std::uint8_t trailer_[8] = {};
+  ValueBufferPool* pool_ = nullptr;
   struct HashState;                  // XXH3 state over the stream bytes received so far
   std::unique_ptr<HashState> hash_;  // allocated on the first message, then reused
 };

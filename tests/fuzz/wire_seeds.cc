@@ -20,7 +20,7 @@ void WriteSeed(const std::string& path, const std::vector<std::uint8_t>& bytes) 
 }
 
 // Writes `encoder`'s stream as length-prefixed chunks (mode byte 1).
-void WriteChunked(const std::string& path, const fmps::WireEncoder& encoder) {
+void WriteChunked(const std::string& path, fmps::WireEncoder&& encoder) {
   std::vector<std::uint8_t> chunked = {1};
   for (std::size_t i = 0; i < encoder.num_chunks(); ++i) {
     const std::size_t n = encoder.ChunkSize(i);

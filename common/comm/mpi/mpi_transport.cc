@@ -25,8 +25,6 @@ using Clock = std::chrono::steady_clock;
 constexpr int kQuickProbes = 16;
 constexpr std::chrono::nanoseconds kFirstSleep = std::chrono::microseconds(10);
 constexpr std::chrono::nanoseconds kMaxSleep = std::chrono::microseconds(500);
-// Receive buffers up to this size are kept for the next frame; larger ones are freed.
-constexpr std::size_t kKeepRecvBytes = std::size_t{16} << 20;
 
 class Backoff {
  public:
@@ -146,7 +144,7 @@ MpiTransport::MpiTransport(MPI_Comm comm, const MpiTransportOptions& options)
   CheckMpi(MPI_Comm_rank(comm_, &rank_), -1, "MPI_Comm_rank");
   CheckMpi(MPI_Comm_size(comm_, &size_), rank_, "MPI_Comm_size");
   decoders_.reserve(size_);
-  for (int r = 0; r < size_; ++r) decoders_.emplace_back(r);
+  for (int r = 0; r < size_; ++r) decoders_.emplace_back(r, &value_pool_);
 }
 
 MpiTransport::~MpiTransport() {
@@ -176,7 +174,7 @@ void MpiTransport::Detach() noexcept {
   MPI_Finalized(&finalized);
   for (PendingSend& p : pending_) {
     if (!finalized && p.request != MPI_REQUEST_NULL) MPI_Request_free(&p.request);
-    (void)p.buffer.release();  // MPI may still read it: leak rather than free
+    (void)p.buffer.data.release();  // MPI may still read it: leak rather than free
   }
   try {
     Warn(std::string("rank ") + std::to_string(rank_) + ": " + std::to_string(pending_.size()) +
@@ -208,6 +206,7 @@ void MpiTransport::Reap() {
     PendingSend& p = pending_[indices_scratch_[j]];
     p.request = MPI_REQUEST_NULL;
     pending_bytes_ -= p.bytes;
+    ReturnSendBuffer(std::move(p.buffer));
   }
   std::erase_if(pending_, [](const PendingSend& p) { return p.request == MPI_REQUEST_NULL; });
 }
@@ -236,22 +235,60 @@ bool MpiTransport::PollOnce() {
   }
   const auto bytes = static_cast<std::size_t>(count);
   std::unique_ptr<std::uint8_t[]> huge;
-  std::uint8_t* buf;
-  if (bytes > kKeepRecvBytes) {
-    huge = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
-    buf = huge.get();
-  } else {
-    if (recv_capacity_ < bytes || !recv_buf_) {
-      recv_capacity_ = std::max<std::size_t>(bytes, 64 << 10);
-      recv_buf_ = std::make_unique_for_overwrite<std::uint8_t[]>(recv_capacity_);
-    }
-    buf = recv_buf_.get();
-  }
+  std::uint8_t* buf = RecvBuffer(bytes, &huge);
   CheckMpi(MPI_Mrecv(buf, count, MPI_BYTE, &handle, MPI_STATUS_IGNORE), rank_, "MPI_Mrecv");
   bytes_received_ += bytes;
   std::optional<Received> m = decoders_[source].Add({buf, bytes});
   if (m) inbox_.Push(std::move(*m));
   return true;
+}
+
+std::uint8_t* MpiTransport::RecvBuffer(std::size_t bytes, std::unique_ptr<std::uint8_t[]>* huge) {
+  if (bytes > kMaxPooledBytes) {
+    *huge = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
+    return huge->get();
+  }
+  if (recv_capacity_ < bytes || !recv_buf_) {
+    recv_buf_.reset();  // nothing to keep: free before allocating
+    // 1/8 slack, so frames that vary a little in size (minibatches) fit the next time too.
+    recv_capacity_ = std::min(kMaxPooledBytes, std::max<std::size_t>(bytes + bytes / 8, 64 << 10));
+    recv_buf_ = std::make_unique_for_overwrite<std::uint8_t[]>(recv_capacity_);
+  }
+  return recv_buf_.get();
+}
+
+MpiTransport::SendBuffer MpiTransport::TakeSendBuffer(std::size_t bytes) {
+  SendBuffer b;
+  if (bytes >= kMinPooledBytes && bytes <= kMaxPooledBytes) {
+    auto best = free_send_buffers_.end();
+    for (auto it = free_send_buffers_.begin(); it != free_send_buffers_.end(); ++it) {
+      if (it->capacity >= bytes &&
+          (best == free_send_buffers_.end() || it->capacity < best->capacity)) {
+        best = it;
+      }
+    }
+    if (best != free_send_buffers_.end()) {
+      b = std::move(*best);
+      free_send_buffers_.erase(best);
+      return b;
+    }
+    bytes = std::min(kMaxPooledBytes, bytes + bytes / 8);  // slack, as for the receive buffer
+  }
+  b.data = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
+  b.capacity = bytes;
+  return b;
+}
+
+void MpiTransport::ReturnSendBuffer(SendBuffer&& buffer) {
+  if (buffer.capacity < kMinPooledBytes || buffer.capacity > kMaxPooledBytes) return;
+  if (free_send_buffers_.size() < kMaxFreeSendBuffers) {
+    free_send_buffers_.push_back(std::move(buffer));
+    return;
+  }
+  auto smallest = std::min_element(
+      free_send_buffers_.begin(), free_send_buffers_.end(),
+      [](const SendBuffer& a, const SendBuffer& b) { return a.capacity < b.capacity; });
+  if (smallest->capacity < buffer.capacity) *smallest = std::move(buffer);
 }
 
 bool MpiTransport::HasRoom(std::size_t extra_bytes) const {
@@ -294,26 +331,34 @@ void MpiTransport::Send(int dest, Message msg) {
   CheckThread("Send");
   CheckDest(dest);
   msg.sender = rank_;
-  SendChunks(dest, WireEncoder(msg, options_.chunk_bytes));
+  WireEncoder encoder(msg, options_.chunk_bytes);
+  SendChunks(dest, &encoder);
+  Lend(std::move(msg.vals));  // copied out: decode a later message into it
+}
+
+void MpiTransport::Lend(std::vector<float>&& buffer) {
+  CheckThread("Lend");
+  value_pool_.Put(std::move(buffer));
 }
 
 void MpiTransport::SendControl(int dest, pb::Control msg) {
   CheckThread("SendControl");
   CheckDest(dest);
-  SendChunks(dest, WireEncoder(msg, options_.chunk_bytes));
+  WireEncoder encoder(msg, options_.chunk_bytes);
+  SendChunks(dest, &encoder);
 }
 
-void MpiTransport::SendChunks(int dest, const WireEncoder& encoder) {
-  for (std::size_t i = 0; i < encoder.num_chunks(); ++i) {
-    const std::size_t bytes = encoder.ChunkSize(i);
+void MpiTransport::SendChunks(int dest, WireEncoder* encoder) {
+  for (std::size_t i = 0; i < encoder->num_chunks(); ++i) {
+    const std::size_t bytes = encoder->ChunkSize(i);
     WaitForSends(bytes, /*all=*/false, options_.send_timeout);
     PendingSend p;
-    p.buffer = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
+    p.buffer = TakeSendBuffer(bytes);
     p.bytes = bytes;
     p.dest = dest;
-    encoder.WriteChunk(i, p.buffer.get());
-    CheckMpi(MPI_Isend(p.buffer.get(), static_cast<int>(bytes), MPI_BYTE, dest, options_.tag, comm_,
-                       &p.request),
+    encoder->WriteChunk(i, p.buffer.data.get());
+    CheckMpi(MPI_Isend(p.buffer.data.get(), static_cast<int>(bytes), MPI_BYTE, dest, options_.tag,
+                       comm_, &p.request),
              rank_, "MPI_Isend");
     pending_bytes_ += bytes;
     bytes_sent_ += bytes;

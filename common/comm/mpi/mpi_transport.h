@@ -77,8 +77,16 @@ struct MpiTransportOptions {
 // Send (data) and SendControl encode the message (common/comm/wire.h; a control message as a
 // control frame), split it into chunks of at most chunk_bytes and start an MPI_Isend per
 // chunk, keeping each buffer until its request completes; completed sends are reaped on
-// every call. Cost: one copy of the message plus its checksum, O(bytes). Both channels share
-// one MPI tag, so one sender's messages keep their order across channels.
+// every call. Cost: one copy of the message, checksummed as it is copied, O(bytes). Both
+// channels share one MPI tag, so one sender's messages keep their order across channels.
+// Buffers are reused, so steady traffic of big messages (an FFM pull reply or push is
+// ~16 MB) allocates and page-faults nothing: the buffers of completed sends of
+// [kMinPooledBytes, kMaxPooledBytes] (at most kMaxFreeSendBuffers of them), the receive
+// buffer (frames up to kMaxPooledBytes), and the value arrays of sent messages up to
+// kMaxPooledBytes, which go to a ValueBufferPool (at most kMaxPooledValueArrays) that the
+// decoders fill with the values of received messages (common/comm/wire.h). Memory kept for
+// reuse: at most (kMaxFreeSendBuffers + kMaxPooledValueArrays + 1) * kMaxPooledBytes; a
+// job's bigger frames (a dump's chunks) are allocated and freed as before.
 // Receive probes for frames from any rank (MPI_Improbe + MPI_Mrecv), reassembles each
 // sender's chunks (MPI keeps order between two ranks on one tag) and queues whole messages
 // per channel in arrival order. While idle, it backs off: a few quick probes, then sleeps
@@ -102,6 +110,8 @@ class MpiTransport : public Transport {
 
   int endpoint() const override { return rank_; }
   bool moves_buffers() const override { return false; }
+  // Keeps the buffer in the decoders' ValueBufferPool (see above).
+  void Lend(std::vector<float>&& buffer) override;
   // Number of endpoints (ranks in comm).
   int size() const { return size_; }
 
@@ -127,17 +137,34 @@ class MpiTransport : public Transport {
   std::size_t pending_bytes() const { return pending_bytes_; }
 
  private:
+  // A send buffer of `capacity` bytes.
+  struct SendBuffer {
+    std::unique_ptr<std::uint8_t[]> data;
+    std::size_t capacity = 0;
+  };
   struct PendingSend {
     MPI_Request request = MPI_REQUEST_NULL;
-    std::unique_ptr<std::uint8_t[]> buffer;  // read by MPI until the request completes
+    SendBuffer buffer;  // read by MPI until the request completes
     std::size_t bytes = 0;
     int dest = -1;
   };
+  // Sends of at least kMinPooledBytes reuse buffers (smaller ones: fresh and cheap);
+  // buffers, receive buffers and value arrays over kMaxPooledBytes are not kept.
+  static constexpr std::size_t kMinPooledBytes = std::size_t{64} << 10;
+  static constexpr std::size_t kMaxPooledBytes = std::size_t{64} << 20;
+  static constexpr std::size_t kMaxFreeSendBuffers = 4;
+  static constexpr std::size_t kMaxPooledValueArrays = 2;
 
   void CheckThread(const char* what) const;
   void CheckDest(int dest) const;
   // Starts the sends of every chunk of `encoder` to dest.
-  void SendChunks(int dest, const WireEncoder& encoder);
+  void SendChunks(int dest, WireEncoder* encoder);
+  // A buffer of at least `bytes` (a free one that fits, else a new one).
+  SendBuffer TakeSendBuffer(std::size_t bytes);
+  // Keeps a completed send's buffer for reuse (or frees it).
+  void ReturnSendBuffer(SendBuffer&& buffer);
+  // The receive buffer for a frame of `bytes` (huge ones go to *huge and are freed after).
+  std::uint8_t* RecvBuffer(std::size_t bytes, std::unique_ptr<std::uint8_t[]>* huge);
   // Tests every pending send and drops completed ones (keeps order).
   void Reap();
   // Receives at most one frame if one is waiting; queues a completed message in inbox_.
@@ -162,7 +189,9 @@ class MpiTransport : public Transport {
   std::uint64_t bytes_received_ = 0;
   std::vector<MPI_Request> requests_scratch_;  // for MPI_Testsome
   std::vector<int> indices_scratch_;
-  std::vector<WireDecoder> decoders_;         // per sender rank
+  std::vector<SendBuffer> free_send_buffers_;  // of completed sends, for reuse
+  ValueBufferPool value_pool_{kMaxPooledValueArrays, kMaxPooledBytes / sizeof(float)};
+  std::vector<WireDecoder> decoders_;         // per sender rank (using value_pool_)
   ChannelQueues inbox_;                       // complete messages not yet received
   std::unique_ptr<std::uint8_t[]> recv_buf_;  // reused for frames that are not huge
   std::size_t recv_capacity_ = 0;

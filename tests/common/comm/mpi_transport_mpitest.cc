@@ -210,6 +210,26 @@ TEST_F(MpiTransportTest, MessagesLargerThanTheChunkLimitAreReassembled) {
   t.Flush(kWait);
 }
 
+// Messages big enough for the transport's reused buffers (send buffers, the receive buffer,
+// value arrays decoded into the arrays of sent messages), sizes going down and up: every one
+// arrives with exactly its own values, none left over from a bigger earlier one.
+TEST_F(MpiTransportTest, ReusedBuffersCarryNoStaleValues) {
+  MpiTransport t(comm_, options_);
+  const std::vector<std::size_t> sizes = {40000, 30000, 5000, 39000, 100, 41000, 20000};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    for (int to = 0; to < size_; ++to) {
+      if (to != rank_) t.Send(to, Numbered(rank_, to, i, sizes[i]));
+    }
+    for (int got = 0; got < size_ - 1; ++got) {
+      std::optional<Message> m = t.Recv(kWait);
+      ASSERT_TRUE(m.has_value()) << "round " << i;
+      ASSERT_EQ(m->request_id, i);
+      ExpectNumbered(*m, rank_, i, sizes[i]);
+    }
+  }
+  t.Flush(kWait);
+}
+
 // bytes_sent / bytes_received count every frame once: over all ranks they agree, and each
 // message costs its arrays plus a small header.
 TEST_F(MpiTransportTest, CountsTheWireBytesSentAndReceived) {
