@@ -45,15 +45,40 @@ constexpr std::array<float, kReciprocalTable> kReciprocals = [] {
   return r;
 }();
 
+// The reciprocal DivideByCounts multiplies a key's row by.
+inline float ReciprocalOf(std::uint32_t c) {
+  return c < kReciprocalTable ? kReciprocals[c] : 1.0f / static_cast<float>(c);
+}
+
+// DivideByCounts for a row width known at compile time (kWidth > 0) or not (0): with a
+// constant width the row is a fixed sequence of vector multiplies, no loop over j.
+template <int kWidth>
+void ScaleRows(std::span<const std::uint32_t> counts, int width, float* __restrict grads) {
+  const std::size_t w = kWidth > 0 ? static_cast<std::size_t>(kWidth) : static_cast<std::size_t>(width);
+  for (const std::uint32_t c : counts) {
+    const float inv = ReciprocalOf(c);
+    for (std::size_t j = 0; j < w; ++j) grads[j] *= inv;
+    grads += w;
+  }
+}
+
 }  // namespace
 
 // Every row is scaled, by 1 where the count is 0 or 1: a branch on the count mispredicted
 // about half the time and, with a division per counted key, cost more than the multiplies.
+// The FM's row widths 1 + k for the common k get a loop of constant width.
 void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
-  for (const std::uint32_t c : counts) {
-    const float inv = c < kReciprocalTable ? kReciprocals[c] : 1.0f / static_cast<float>(c);
-    for (int j = 0; j < width; ++j) grads[j] *= inv;
-    grads += width;
+  switch (width) {
+    case 5:
+      return ScaleRows<5>(counts, width, grads);
+    case 9:
+      return ScaleRows<9>(counts, width, grads);
+    case 17:
+      return ScaleRows<17>(counts, width, grads);
+    case 33:
+      return ScaleRows<33>(counts, width, grads);
+    default:
+      return ScaleRows<0>(counts, width, grads);
   }
 }
 

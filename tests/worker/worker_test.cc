@@ -349,9 +349,8 @@ TEST(DivideByCountsTest, MeanPerKeyByHand) {
 
 // DivideByCounts multiplies every row (by 1 for counts 0 and 1, by a table or a division
 // otherwise): the same bits as dividing only the counted rows, for counts across the
-// table's end and gradients of every sign and scale.
-TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
-  const int width = 9;
+// table's end and gradients of every sign and scale; checked at every width below.
+void CheckDivideByCounts(int width) {
   std::vector<std::uint32_t> counts;
   for (std::uint32_t c = 0; c < 3000; ++c) counts.push_back(c);
   counts.push_back(1u << 20);
@@ -368,6 +367,14 @@ TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
   }
   DivideByCounts(counts, width, g.data());
   ASSERT_EQ(0, std::memcmp(g.data(), want.data(), g.size() * sizeof(float)));
+}
+
+// The FM's row widths 1 + k for k 4, 8, 16, 32 (each a loop of constant width) and others.
+TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
+  for (const int width : {1, 2, 5, 9, 10, 17, 33, 313}) {
+    SCOPED_TRACE("width " + std::to_string(width));
+    CheckDivideByCounts(width);
+  }
 }
 
 }  // namespace
