@@ -22,10 +22,10 @@ case "$kind" in
     ;;
   thread)
     build=build-tsan
-    # Less the two quality tests through the binary that train 10^5-10^6 rows (planted FFM
-    # against FM and Bayes; the default config on planted 39-field data): they take minutes
-    # under TSan and run no thread code the other threaded tests do not (the normal build
-    # and the ASan run keep them).
+    # Less the quality tests through the binary that train 10^5-10^6 rows (planted FFM
+    # against FM and Bayes, at 8 and at 39 fields; the default config on planted 39-field
+    # data): they take minutes under TSan and run no thread code the other threaded tests do
+    # not (the normal build and the ASan run keep them).
     labels=(-L threaded -LE "mpi|cluster" -E "PlantedFfmBeatsFm|DefaultsTrainTest")
     target=(--target threaded_tests)  # the other tests are not run under TSan
     export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"

@@ -45,41 +45,67 @@ constexpr std::array<float, kReciprocalTable> kReciprocals = [] {
   return r;
 }();
 
-// The reciprocal DivideByCounts multiplies a key's row by.
-inline float ReciprocalOf(std::uint32_t c) {
-  return c < kReciprocalTable ? kReciprocals[c] : 1.0f / static_cast<float>(c);
-}
+// 1 / sqrt(c) for the same counts (key_sqrt); [0] = [1] = 1.
+const std::array<float, kReciprocalTable> kReciprocalSqrts = [] {
+  std::array<float, kReciprocalTable> r{};
+  r[0] = 1.0f;
+  for (std::uint32_t c = 1; c < kReciprocalTable; ++c)
+    r[c] = 1.0f / std::sqrt(static_cast<float>(c));
+  return r;
+}();
 
-// DivideByCounts for a row width known at compile time (kWidth > 0) or not (0): with a
-// constant width the row is a fixed sequence of vector multiplies, no loop over j.
-template <int kWidth>
-void ScaleRows(std::span<const std::uint32_t> counts, int width, float* __restrict grads) {
+// What DivideByCounts and DivideBySqrtCounts multiply a key's row by.
+struct Reciprocal {
+  float operator()(std::uint32_t c) const {
+    return c < kReciprocalTable ? kReciprocals[c] : 1.0f / static_cast<float>(c);
+  }
+};
+struct ReciprocalSqrt {
+  float operator()(std::uint32_t c) const {
+    return c < kReciprocalTable ? kReciprocalSqrts[c] : 1.0f / std::sqrt(static_cast<float>(c));
+  }
+};
+
+// Multiplies key u's row by inv(counts[u]), for a row width known at compile time (kWidth >
+// 0) or not (0): with a constant width the row is a fixed sequence of vector multiplies.
+template <int kWidth, class Inv>
+void ScaleRowsOf(std::span<const std::uint32_t> counts, int width, float* __restrict grads) {
   const std::size_t w = kWidth > 0 ? static_cast<std::size_t>(kWidth) : static_cast<std::size_t>(width);
+  const Inv inv_of;
   for (const std::uint32_t c : counts) {
-    const float inv = ReciprocalOf(c);
+    const float inv = inv_of(c);
     for (std::size_t j = 0; j < w; ++j) grads[j] *= inv;
     grads += w;
   }
 }
 
-}  // namespace
-
 // Every row is scaled, by 1 where the count is 0 or 1: a branch on the count mispredicted
 // about half the time and, with a division per counted key, cost more than the multiplies.
 // The FM's row widths 1 + k for the common k get a loop of constant width.
-void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
+template <class Inv>
+void ScaleRows(std::span<const std::uint32_t> counts, int width, float* grads) {
   switch (width) {
     case 5:
-      return ScaleRows<5>(counts, width, grads);
+      return ScaleRowsOf<5, Inv>(counts, width, grads);
     case 9:
-      return ScaleRows<9>(counts, width, grads);
+      return ScaleRowsOf<9, Inv>(counts, width, grads);
     case 17:
-      return ScaleRows<17>(counts, width, grads);
+      return ScaleRowsOf<17, Inv>(counts, width, grads);
     case 33:
-      return ScaleRows<33>(counts, width, grads);
+      return ScaleRowsOf<33, Inv>(counts, width, grads);
     default:
-      return ScaleRows<0>(counts, width, grads);
+      return ScaleRowsOf<0, Inv>(counts, width, grads);
   }
+}
+
+}  // namespace
+
+void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
+  ScaleRows<Reciprocal>(counts, width, grads);
+}
+
+void DivideBySqrtCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
+  ScaleRows<ReciprocalSqrt>(counts, width, grads);
 }
 
 Worker::Worker(const WorkerOptions& options, KVClient* client)
@@ -114,7 +140,11 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   grads_.assign(n, 0.0f);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
-  if (options_.key_mean) DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
+  if (options_.gradient == GradientScale::kKeyMean) {
+    DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
+  } else if (options_.gradient == GradientScale::kKeySqrt) {
+    DivideBySqrtCounts(b.counts, options_.shape.row_width(), grads_.data());
+  }
   return loss;
 }
 

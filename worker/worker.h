@@ -40,14 +40,17 @@ struct WorkerOptions {
   Consistency consistency = Consistency::kAsync;
   int max_delay = 4;
   bool send_counts = false;  // min_count > 1
-  // Push each key's gradient divided by its occurrence count in the batch (the bias: by the
-  // number of rows), i.e. a mean per key instead of a sum (optimizer.gradient: key_mean).
-  bool key_mean = false;
+  // optimizer.gradient. kKeyMean: push each key's gradient divided by its occurrence count in
+  // the batch (the bias: by the number of rows), i.e. a mean per key instead of a sum;
+  // kKeySqrt: divided by the count's square root.
+  GradientScale gradient = GradientScale::kSum;
 };
 
 // The key_mean scaling: divides key u's `width` gradients (grads[u * width ...]) by
 // counts[u] when it is above 1. O(counts.size() * width); no allocation.
 void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads);
+// The key_sqrt scaling: the same with sqrt(counts[u]). O(counts.size() * width).
+void DivideBySqrtCounts(std::span<const std::uint32_t> counts, int width, float* grads);
 
 // One worker's live counters, updated after every batch, readable from other threads.
 struct Progress {
@@ -103,8 +106,8 @@ class Worker {
   // Publishes a finished batch to *progress.
   void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 
-  // Whether batches need their keys' occurrence counts (send_counts or key_mean).
-  bool counted() const { return options_.send_counts || options_.key_mean; }
+  // Whether batches need their keys' occurrence counts (send_counts or a per-key scaling).
+  bool counted() const { return options_.send_counts || options_.gradient != GradientScale::kSum; }
   // Runs the cut handler (if any) and clears the pending cut.
   void Cut(const std::vector<ByteRange>& remaining);
 

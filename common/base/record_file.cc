@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +20,12 @@ namespace fmps {
 namespace {
 
 std::string Errno() { return std::strerror(errno); }
+
+// O_DIRECT's alignment of buffer addresses, sizes and file offsets (a page: a multiple of
+// every block size in use).
+constexpr std::size_t kDirectAlign = 4096;
+// Bytes hashed at a time while the block buffer fills.
+constexpr std::size_t kHashPieceBytes = std::size_t{256} << 10;
 
 std::string TempPath(const std::string& path) {
   static std::atomic<std::uint64_t> counter{0};  // unique temp names across threads
@@ -38,8 +46,20 @@ void SyncDirectory(const std::string& dir) {
 RecordWriter::RecordWriter(const std::string& path, const RecordFileKind& kind)
     : path_(path), tmp_path_(TempPath(path)) {
   XXH3_64bits_reset(&hash_);
-  fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  fd_ = ::open(tmp_path_.c_str(), kFlags | O_DIRECT, 0644);
+  direct_ = fd_ >= 0;
+  if (fd_ < 0 && errno == EINVAL) {  // a file system without direct I/O (e.g. tmpfs)
+    std::remove(tmp_path_.c_str());
+    fd_ = ::open(tmp_path_.c_str(), kFlags, 0644);
+  }
   if (fd_ < 0) throw IoError("cannot write " + tmp_path_ + ": " + Errno());
+  block_ = static_cast<char*>(std::aligned_alloc(kDirectAlign, kWriteBlockBytes));
+  if (block_ == nullptr) {
+    ::close(fd_);
+    std::remove(tmp_path_.c_str());
+    throw std::bad_alloc();
+  }
   WriteBytes(kind.magic.data(), kind.magic.size());
 }
 
@@ -51,26 +71,69 @@ RecordWriter::RecordWriter(std::string* sink, const RecordFileKind& kind) : sink
 
 RecordWriter::~RecordWriter() {
   if (fd_ >= 0) ::close(fd_);
+  std::free(block_);
   if (sink_ == nullptr && !committed_) std::remove(tmp_path_.c_str());
 }
 
 void RecordWriter::WriteBytes(const void* data, std::size_t n) {
-  XXH3_64bits_update(&hash_, data, n);
   bytes_ += n;
   if (sink_ != nullptr) {
+    XXH3_64bits_update(&hash_, data, n);
     sink_->append(static_cast<const char*>(data), n);
     return;
   }
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
-    const ssize_t got = ::write(fd_, p, n);
+    const std::size_t take = std::min(n, kWriteBlockBytes - used_);
+    std::memcpy(block_ + used_, p, take);
+    used_ += take;
+    p += take;
+    n -= take;
+    if (used_ - hashed_ >= kHashPieceBytes) HashBuffered();  // while the bytes are in cache
+    if (used_ == kWriteBlockBytes) WriteBlock(used_);
+  }
+}
+
+void RecordWriter::HashBuffered() {
+  XXH3_64bits_update(&hash_, block_ + hashed_, used_ - hashed_);
+  hashed_ = used_;
+}
+
+std::uint64_t RecordWriter::digest() {
+  if (sink_ == nullptr) HashBuffered();
+  return XXH3_64bits_digest(&hash_);
+}
+
+void RecordWriter::WriteBlock(std::size_t n) {
+  HashBuffered();
+  const char* p = block_;
+  std::size_t left = n;
+  while (left > 0) {
+    const ssize_t got = ::write(fd_, p, left);
     if (got < 0) {
       if (errno == EINTR) continue;
+      if (errno == EINVAL && direct_) {  // opened O_DIRECT but refuses it: write buffered
+        EndDirect();
+        continue;
+      }
       throw IoError("cannot write " + tmp_path_ + ": " + Errno());
     }
+    // A short direct write leaves an unaligned offset: write the rest buffered.
+    if (direct_ && static_cast<std::size_t>(got) < left) EndDirect();
     p += got;
-    n -= static_cast<std::size_t>(got);
+    left -= static_cast<std::size_t>(got);
   }
+  std::memmove(block_, block_ + n, used_ - n);
+  used_ -= n;
+  hashed_ = used_;
+}
+
+void RecordWriter::EndDirect() {
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
+    throw IoError("cannot write " + tmp_path_ + ": " + Errno());
+  }
+  direct_ = false;
 }
 
 void RecordWriter::Write(const google::protobuf::MessageLite& record) {
@@ -84,6 +147,10 @@ void RecordWriter::Write(const google::protobuf::MessageLite& record) {
 
 void RecordWriter::Commit() {
   if (sink_ != nullptr) return;
+  const std::size_t aligned = used_ / kDirectAlign * kDirectAlign;
+  if (direct_ && aligned > 0) WriteBlock(aligned);
+  if (direct_) EndDirect();  // the last partial block: O_DIRECT needs whole blocks
+  if (used_ > 0) WriteBlock(used_);
   if (::fsync(fd_) != 0) throw IoError("cannot fsync " + tmp_path_ + ": " + Errno());
   const int fd = fd_;
   fd_ = -1;

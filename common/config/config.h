@@ -21,7 +21,7 @@ enum class Loss { kLogistic, kSquared };
 enum class OptimizerName { kSgd, kAdagrad, kAdam, kFtrl };
 enum class Consistency { kAsync, kBsp };
 enum class Normalize { kNone, kInstance };
-enum class GradientScale { kSum, kKeyMean };
+enum class GradientScale { kSum, kKeyMean, kKeySqrt, kAuto };
 enum class EarlyStopMetric { kNone, kAuto, kAuc, kLogloss, kRmse };
 // The model trained (model.kind). Stored in model files and checkpoint shards as its number:
 // never renumber. The shape rules of each kind are in common/model/model_shape.h.
@@ -112,10 +112,21 @@ struct OptimizerConfig {
   float clip_gradient = 0.0f;
   // kKeyMean: a worker pushes, per key, the mean of the gradients of the batch's occurrences
   // of the key (the sum divided by its count; the bias: by the rows); kSum: the sum over the
-  // batch's rows
-  GradientScale gradient = GradientScale::kKeyMean;
+  // batch's rows; kKeySqrt: the sum divided by the square root of the count (between the
+  // two); kAuto: kKeySqrt for adagrad, kKeyMean for the others (EffectiveGradient)
+  GradientScale gradient = GradientScale::kAuto;
   float initial_accumulator = 0.001f;  // adagrad only, >= 0: the sum of squares starts here
 };
+
+// The scaling workers apply: `gradient`, with kAuto resolved to kKeySqrt for adagrad (its
+// step divides by the key's own gradient history, so the scale only weighs a batch holding
+// the key c times against one holding it once: sqrt(c), between key_mean's 1 and the c of
+// per-row updates) and to kKeyMean for sgd, ftrl and adam (sgd diverges with key_sqrt on
+// keys in every row at batch >= 32: the bias would take sqrt(batch) row steps).
+inline GradientScale EffectiveGradient(const OptimizerConfig& o) {
+  if (o.gradient != GradientScale::kAuto) return o.gradient;
+  return o.name == OptimizerName::kAdagrad ? GradientScale::kKeySqrt : GradientScale::kKeyMean;
+}
 
 // train.early_stop: judged on the validation rows (data.valid / data.valid_fraction) at each
 // epoch end; the model written is the best epoch's. metric none: off.

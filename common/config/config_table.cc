@@ -279,7 +279,9 @@ std::vector<ConfigField> OptimizerFields() {
       {.key = "optimizer.gradient",
        .kind = EnumField<GradientScale>{FMPS_AT(optimizer.gradient)},
        .meaning = "key_mean: push each key's batch gradient divided by its count in the batch "
-                  "(bias: by the rows); sum: the sum over the batch's rows",
+                  "(bias: by the rows); sum: the sum over the batch's rows; key_sqrt: the sum "
+                  "divided by the square root of the count; auto (default): key_sqrt for "
+                  "adagrad, key_mean for the other optimizers",
        .digest = true},
       {.key = "optimizer.initial_accumulator",
        .kind = RealField<float>{FMPS_AT(optimizer.initial_accumulator), kNonNegative},

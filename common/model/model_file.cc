@@ -1,5 +1,6 @@
 #include "common/model/model_file.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/base/error.h"
@@ -83,6 +84,70 @@ void ModelWriter::Append(std::span<const Key> keys, std::span<const float> param
     pending_params_.insert(pending_params_.end(), params.begin() + i * width,
                            params.begin() + (i + 1) * width);
     if (pending_keys_.size() == kChunkKeys) WriteChunk();
+  }
+}
+
+void ModelWriter::CheckAscending(std::span<const Key> keys) {
+  bool any = written_keys_ + pending_keys_.size() > 0;
+  for (const Key k : keys) {
+    if (any && k <= last_key_) {
+      throw ModelError("model keys for " + name_ + " are not strictly ascending");
+    }
+    last_key_ = k;
+    any = true;
+  }
+}
+
+namespace {
+
+// Protobuf's encoding of a length-delimited field's tag and length (wire type 2).
+std::size_t PutBytesField(int field, std::uint64_t length, char* out) {
+  std::size_t n = 0;
+  out[n++] = static_cast<char>((field << 3) | 2);
+  do {
+    const auto low = static_cast<unsigned char>(length & 0x7f);
+    length >>= 7;
+    out[n++] = static_cast<char>(length != 0 ? (low | 0x80) : low);
+  } while (length != 0);
+  return n;
+}
+
+}  // namespace
+
+// The record Write(pb::ModelChunk with keys and params set) gives: keys = 1, params = 2, each
+// a tag and a varint length before the bytes (fields in number order; last and checksum at
+// their defaults are not written).
+void ModelWriter::WriteRowsChunk(std::span<const Key> keys, std::span<const float* const> rows) {
+  const std::size_t row_bytes = static_cast<std::size_t>(meta_.shape.row_width()) * sizeof(float);
+  const std::uint64_t key_bytes = keys.size() * sizeof(Key);
+  const std::uint64_t param_bytes = keys.size() * row_bytes;
+  char head[4 + 2 * 11];
+  char* fields = head + 4;
+  const std::size_t key_head = PutBytesField(1, key_bytes, fields);
+  char param_head[11];
+  const std::size_t param_head_bytes = PutBytesField(2, param_bytes, param_head);
+  const std::uint64_t length = key_head + key_bytes + param_head_bytes + param_bytes;
+  for (int i = 0; i < 4; ++i) head[i] = static_cast<char>((length >> (8 * i)) & 0xff);
+  out_.WriteBytes(head, 4 + key_head);
+  out_.WriteBytes(keys.data(), key_bytes);
+  out_.WriteBytes(param_head, param_head_bytes);
+  for (const float* row : rows) out_.WriteBytes(row, row_bytes);
+  written_keys_ += keys.size();
+}
+
+void ModelWriter::AppendRows(std::span<const Key> keys, std::span<const float* const> rows) {
+  if (rows.size() != keys.size()) {
+    throw ModelError("model chunk for " + name_ + " has mismatched sizes");
+  }
+  CheckAscending(keys);
+  if (!pending_keys_.empty()) WriteChunk();
+  const std::size_t row_bytes = static_cast<std::size_t>(meta_.shape.row_width()) * sizeof(float);
+  // At most kChunkKeys per record, and records within kMaxRecordBytes.
+  const std::size_t per_chunk =
+      std::max<std::size_t>(1, std::min(kChunkKeys, (kMaxRecordBytes - 32) / (8 + row_bytes)));
+  for (std::size_t begin = 0; begin < keys.size(); begin += per_chunk) {
+    const std::size_t n = std::min(per_chunk, keys.size() - begin);
+    WriteRowsChunk(keys.subspan(begin, n), rows.subspan(begin, n));
   }
 }
 

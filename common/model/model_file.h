@@ -60,6 +60,11 @@ class ModelWriter {
 
   // keys ascending (also across calls), params = keys.size() * meta.shape.row_width() floats.
   void Append(std::span<const Key> keys, std::span<const float> params);
+  // The same for keys whose rows lie anywhere in memory: rows[i] points at keys[i]'s
+  // row_width() floats. Each row is copied once, straight into the file's write buffer (no
+  // gathered copy of the chunk). The file's bytes are those Append writes, but for where the
+  // chunk records split.
+  void AppendRows(std::span<const Key> keys, std::span<const float* const> rows);
   // Writes the last record, fsyncs and renames into place. Throws IoError/ModelError
   // (e.g. when the number of keys appended differs from meta.num_keys).
   void Finish();
@@ -67,6 +72,10 @@ class ModelWriter {
  private:
   void WriteHeader();
   void WriteChunk();  // the pending keys as one record
+  // Checks that keys ascend after last_key_ (and updates it).
+  void CheckAscending(std::span<const Key> keys);
+  // Writes one ModelChunk record of keys and their rows, encoded here (no protobuf copy).
+  void WriteRowsChunk(std::span<const Key> keys, std::span<const float* const> rows);
   std::string name_;  // the path, or the in-memory form's name
   ModelMeta meta_;
   RecordWriter out_;

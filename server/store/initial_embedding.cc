@@ -61,39 +61,47 @@ inline double LogUnit(double u) {
   return e * kLn2Hi + (e * kLn2Lo + 2.0 * s * p);
 }
 
+// Pairs first_pair .. first_pair + kPairs - 1 of the row (see InitialEmbedding), written to
+// out[2 * first_pair ...] up to n floats in all: kPairs pairs at a time in straight-line,
+// vectorisable code (a new key's embedding is on the server thread's path; with 8 pairs GCC
+// uses whole 256-bit vectors, with 4 half of them).
+template <int kPairs>
+void PairBlock(std::uint64_t base, int first_pair, int n, double std_dev, float* out) {
+  const UnitCircle& circle = Circle();
+  constexpr int kResidualBits = 32 - kCircleBits;
+  double x[kPairs], y[kPairs];
+  for (int p = 0; p < kPairs; ++p) {
+    const std::uint64_t h = Mix64(base + static_cast<std::uint64_t>(first_pair + p + 1) * kStreamStep);
+    const double u1 = (static_cast<double>(h >> 32) + 1.0) * 0x1p-32;  // (0, 1]
+    const double r = std::sqrt(-2.0 * LogUnit(u1)) * std_dev;
+    const auto low = static_cast<std::uint32_t>(h);
+    const std::uint32_t i = low >> kResidualBits;
+    const double d = static_cast<double>(low & ((1u << kResidualBits) - 1)) *
+                     (2.0 * std::numbers::pi * 0x1p-32);
+    const double d2 = d * d;
+    const double cos_d = 1.0 - d2 * (0.5 - d2 * (1.0 / 24));
+    const double sin_d = d * (1.0 - d2 * (1.0 / 6 - d2 * (1.0 / 120)));
+    x[p] = r * (circle.cos[i] * cos_d - circle.sin[i] * sin_d);
+    y[p] = r * (circle.sin[i] * cos_d + circle.cos[i] * sin_d);
+  }
+  const int f0 = 2 * first_pair;
+  const int m = std::min(2 * kPairs, n - f0);
+  for (int j = 0; j < m; ++j) {
+    out[f0 + j] = static_cast<float>(j % 2 == 0 ? x[j / 2] : y[j / 2]);
+  }
+}
+
 }  // namespace
 
 void InitialEmbedding(std::uint64_t seed, Key key, int k, float std, float* out) {
   // Counter-based: pair f/2 of the row uses Mix64(base + (f/2 + 1) * step), Box-Muller on its
   // two 32-bit halves (radius from the high half, angle 2 pi * low / 2^32). Depends on
-  // nothing but (seed, key, f). Pairs are computed kPairs at a time in straight-line,
-  // vectorisable code (a new key's embedding is on the server thread's path).
-  const UnitCircle& circle = Circle();
+  // nothing but (seed, key, f); each pair's floats are the same whichever block computes it.
   const std::uint64_t base = Mix64(key ^ Mix64(seed + kSeedSalt));
-  constexpr int kResidualBits = 32 - kCircleBits;
-  constexpr int kPairs = 4;
-  for (int f0 = 0; f0 < k; f0 += 2 * kPairs) {
-    double x[kPairs], y[kPairs];
-    for (int p = 0; p < kPairs; ++p) {
-      const std::uint64_t h =
-          Mix64(base + static_cast<std::uint64_t>(f0 / 2 + p + 1) * kStreamStep);
-      const double u1 = (static_cast<double>(h >> 32) + 1.0) * 0x1p-32;  // (0, 1]
-      const double r = std::sqrt(-2.0 * LogUnit(u1)) * static_cast<double>(std);
-      const auto low = static_cast<std::uint32_t>(h);
-      const std::uint32_t i = low >> kResidualBits;
-      const double d = static_cast<double>(low & ((1u << kResidualBits) - 1)) *
-                       (2.0 * std::numbers::pi * 0x1p-32);
-      const double d2 = d * d;
-      const double cos_d = 1.0 - d2 * (0.5 - d2 * (1.0 / 24));
-      const double sin_d = d * (1.0 - d2 * (1.0 / 6 - d2 * (1.0 / 120)));
-      x[p] = r * (circle.cos[i] * cos_d - circle.sin[i] * sin_d);
-      y[p] = r * (circle.sin[i] * cos_d + circle.cos[i] * sin_d);
-    }
-    const int n = std::min(2 * kPairs, k - f0);
-    for (int j = 0; j < n; ++j) {
-      out[f0 + j] = static_cast<float>(j % 2 == 0 ? x[j / 2] : y[j / 2]);
-    }
-  }
+  const auto std_dev = static_cast<double>(std);
+  int f0 = 0;
+  for (; f0 + 16 <= k; f0 += 16) PairBlock<8>(base, f0 / 2, k, std_dev, out);
+  for (; f0 < k; f0 += 8) PairBlock<4>(base, f0 / 2, k, std_dev, out);
 }
 
 }  // namespace fmps

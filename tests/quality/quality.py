@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+import resolution
+
 DATA = "../shared/data"  # relative to the repository root, like the tests
 
 # name: train, test (None: split train), format, loss, k, epochs, extra YAML for data,
@@ -40,6 +42,8 @@ SETS = {
                        loss="logistic", k=8, epochs=10, hash_bits=20, ref={}),
     "movielens": dict(train="movielens_small/ratings.csv", test=None, format="csv",
                       loss="squared", k=16, epochs=10, header=True, ref={"rmse": 0.8494},
+                      # an L2 axis (model.l2_w = l2_v): xLearn's reference searched its lambda
+                      l2=[0, 0.01],
                       csv="  csv:\n    label: rating\n    categorical: [userId, movieId]\n"
                           "    ignore: [timestamp]\n"),
     # Planted-FM data from `fmps synth` (Criteo-shaped: 39 fields); its ref column is the
@@ -95,7 +99,7 @@ def synthesize(fmps, spec, dst_dir):
     return os.path.join(dst_dir, "train.libsvm"), os.path.join(dst_dir, "test.libsvm")
 
 
-def write_config(name, spec, outdir, epochs_scale, fmps):
+def write_config(name, spec, outdir, epochs_scale, fmps, tag):
     if "synth" in spec:
         train, test = synthesize(fmps, spec, os.path.join(outdir, "data", name))
     elif spec["test"] is None:
@@ -109,11 +113,12 @@ def write_config(name, spec, outdir, epochs_scale, fmps):
             + spec.get("csv", "")
             + f"model:\n  k: {spec['k']}\n  loss: {spec['loss']}\n"
             + f"train:\n  epochs: {epochs}\n")
-    os.makedirs(os.path.join(outdir, "cfg"), exist_ok=True)
-    path = os.path.join(outdir, "cfg", name + ".yaml")
+    # per tag: sweeps run at the same time (other tags) must not rewrite each other's config
+    os.makedirs(os.path.join(outdir, "cfg", tag), exist_ok=True)
+    path = os.path.join(outdir, "cfg", tag, name + ".yaml")
     with open(path, "w") as f:
         f.write(text)
-    return path
+    return path, test
 
 
 def best_epoch(metrics_path, loss):
@@ -194,34 +199,65 @@ def better(loss, a, b):
     return a < b if loss == "squared" else a > b
 
 
-def run_set(fmps, name, spec, args, outroot):
-    cfg = write_config(name, spec, outroot, args.epochs_scale, fmps)
-    loss = spec["loss"]
-    runs = []
-    settings = [("default", [])]
+def grid_settings(spec, args):
+    """(label, --set values) of every grid cell of a set: optimizer x lr x batch x l2."""
+    settings = []
     for opt, lrs in OPTIMIZERS.items():
         if args.optimizers and opt not in args.optimizers:
             continue
         for lr in args.lrs or lrs:
             for bs in args.batches or BATCHES[args.grid]:
-                settings.append((f"{opt} lr={lr} bs={bs}", [
-                    f"optimizer.name={opt}", f"optimizer.lr={lr}", f"train.batch_size={bs}"]))
+                for l2 in args.l2s or spec.get("l2", [0]):
+                    sets = [f"optimizer.name={opt}", f"optimizer.lr={lr}",
+                            f"train.batch_size={bs}"]
+                    label = f"{opt} lr={lr} bs={bs}"
+                    if l2:
+                        label += f" l2={l2}"
+                        sets += [f"model.l2_w={l2}", f"model.l2_v={l2}"]
+                    settings.append((label, sets))
+    return settings
+
+
+def run_one(fmps, cfg, name, label, sets, args, outroot, loss, opt):
+    """Trains one setting; returns its run record (status, seconds, best-epoch metrics)."""
+    out = os.path.join(outroot, "out" + ("-mpi" if args.mpi else ""), args.tag, name,
+                       label.replace(" #", "_rep").replace(" ", "_").replace("=", ""))
+    r = train(fmps, cfg, out, sets + extra_sets(args.set, opt), args.timeout, args.mpi)
+    r["setting"] = label.split(" #")[0]
+    r["out"] = out
+    if r["status"] == "ok":
+        r.update(best_epoch(os.path.join(out, "metrics.jsonl"), loss))
+    shown = {k: round(v, 5) for k, v in r.items() if k in ("auc", "logloss", "rmse")}
+    log(f"{name:14s} {label:28s} {r['status']:8s} {r['seconds']:6.1f}s {shown}")
+    return r
+
+
+def run_set(fmps, name, spec, args, outroot):
+    cfg, test = write_config(name, spec, outroot, args.epochs_scale, fmps, args.tag)
+    loss = spec["loss"]
+    settings = [("default", [])] + grid_settings(spec, args)
     default_opt = default_optimizer(fmps, cfg)
-    for label, sets in settings:
-        opt = label.split()[0] if label != "default" else default_opt
-        out = os.path.join(outroot, "out" + ("-mpi" if args.mpi else ""), name,
-                           label.replace(" ", "_").replace("=", ""))
-        r = train(fmps, cfg, out, sets + extra_sets(args.set, opt), args.timeout, args.mpi)
-        r["setting"] = label
-        if r["status"] == "ok":
-            r.update(best_epoch(os.path.join(out, "metrics.jsonl"), loss))
-        runs.append(r)
-        shown = {k: round(v, 5) for k, v in r.items() if k in ("auc", "logloss", "rmse")}
-        log(f"{name:14s} {label:28s} {r['status']:8s} {r['seconds']:6.1f}s {shown}")
-    return summarize(name, spec, runs)
+    opt_of = {label: (label.split()[0] if label != "default" else default_opt)
+              for label, _ in settings}
+    runs = [run_one(fmps, cfg, name, label, sets, args, outroot, loss, opt_of[label])
+            for label, sets in settings]
+    res = summarize(name, spec, runs)
+    # Repeats (seeds 1..R) of the default and of each metric's best cell: the spread of
+    # identical settings, and how far the best cell's grid value was a lucky draw.
+    by_label = dict(settings)
+    again = ["default"] + sorted({b["setting"] for b in res["best"].values()})
+    res["repeats"] = {label: [run_one(
+        fmps, cfg, name, f"{label} #{i + 1}", by_label[label] + [f"train.seed={i + 1}"], args,
+        outroot, loss, opt_of[label]) for i in range(args.repeats)] for label in again}
+    default = res["default"]
+    if default and default["status"] == "ok" and not args.mpi:
+        res["resolution"] = resolution.resolution(
+            fmps, os.path.join(default["out"], "model.fmps"), test, spec["format"], loss,
+            default)
+    return res
 
 
-def summarize(name, spec, runs):
+def summarize(name, spec, runs, extra=None):
     loss = spec["loss"]
     key = metric_key(loss)
     ok = [r for r in runs if r["status"] == "ok" and key in r]
@@ -239,26 +275,31 @@ def summarize(name, spec, runs):
     if default and default["status"] == "ok":
         for m, b in best.items():
             if m in default:
-                # logloss/RMSE relative to max(best, 0.01): a nearly separable set's best
-                # logloss (agaricus: ~1e-5) would make any default look infinitely worse
-                gaps[m] = (b["value"] - default[m]) / b["value"] if m == "auc" else \
-                    (default[m] - b["value"]) / max(b["value"], 0.01)
-    return {
+                gaps[m] = resolution.relative_gap(m, default[m], b["value"])
+    out = {
         "set": name, "loss": loss, "runs": runs, "best": best, "default": default,
         "default_gap": gaps, "reference": spec["ref"],
         "diverged": [r["setting"] for r in runs if r["status"] == "diverged"],
         "failed": [r["setting"] for r in runs if r["status"] not in ("ok", "diverged")],
         "grid_runs": len(runs) - 1,
     }
+    for k in ("repeats", "resolution"):
+        if extra and k in extra:
+            out[k] = extra[k]
+    return out
 
 
 def fmt(v, digits=4):
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def pct(v):
+    return "-" if v is None else f"{100 * v:6.2f}%"
+
+
 def print_table(results):
-    print(f"{'set':14s} {'metric':8s} {'default':>8s} {'best':>8s} {'gap':>7s} {'ref':>8s} "
-          f"{'diverged':>9s}  best setting")
+    print(f"{'set':14s} {'metric':8s} {'default':>8s} {'best':>8s} {'gap':>7s} {'2se':>7s} "
+          f"{'mgap':>7s} {'ref':>8s} {'diverged':>9s}  best setting")
     for res in results:
         metrics = ["rmse"] if res["loss"] == "squared" else ["auc", "logloss"]
         d = res["default"] or {}
@@ -267,11 +308,18 @@ def print_table(results):
             gap = res["default_gap"].get(m)
             div = f"{len(res['diverged'])}/{res['grid_runs']}" if i == 0 else ""
             print(f"{res['set'] if i == 0 else '':14s} {m:8s} {fmt(d.get(m)):>8s} "
-                  f"{fmt(b.get('value')):>8s} {'-' if gap is None else f'{100 * gap:6.2f}%':>7s} "
+                  f"{fmt(b.get('value')):>8s} {pct(gap):>7s} {pct(resolution.two_se(res, m)):>7s} "
+                  f"{pct(resolution.mean_gap(res, m)):>7s} "
                   f"{fmt(res['reference'].get(m)):>8s} {div:>9s}  {b.get('setting', '-')}")
         if d.get("status") not in (None, "ok"):
             print(f"{'':14s} default run: {d.get('status')}")
+    print("gap: the default's relative gap to the best (logloss/RMSE relative to max(best, "
+          "0.01)); 2se: two standard errors of the test metric (AUC: Hanley-McNeil; logloss, "
+          "RMSE: per-row losses), as relative as the gap; mgap: the gap between the default's "
+          "mean over its runs and the best cell's mean over its repeats (no selection)")
     print("ref: xLearn's best where measured; synth: the Bayes figures of its test rows")
+    resolution.print_repeats(results)
+    resolution.print_closest(results)
     for res in results:
         if res["diverged"]:
             per_opt = {}
@@ -292,6 +340,11 @@ def main():
     ap.add_argument("--optimizers", default="", help="comma-separated subset of the grid")
     ap.add_argument("--lrs", default="", help="comma-separated lrs instead of the grid's")
     ap.add_argument("--batches", default="", help="comma-separated batch sizes instead")
+    ap.add_argument("--l2s", default="",
+                    help="comma-separated model.l2_w = model.l2_v values for every set instead "
+                    "of each set's own L2 axis (0 for all but movielens)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="re-runs (train.seed 1..R) of the default and of each best cell")
     ap.add_argument("--epochs-scale", type=float, default=1.0,
                     help="multiplies each set's epochs (at least 1)")
     ap.add_argument("--set", action="append", default=[],
@@ -301,7 +354,8 @@ def main():
     ap.add_argument("--tag", default="latest", help="JSON file runs/quality/quality-TAG.json")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--from-json", default="",
-                    help="print the table of an earlier run's JSON (recomputed) and exit")
+                    help="print the table of earlier runs' JSON (comma-separated files: one "
+                    "table, the closest fixed setting over all their sets) and exit")
     ap.add_argument("--fmps", default="", help="binary to run (default: build/fmps)")
     ap.add_argument("--mpi", type=int, default=0, metavar="NP",
                     help="run every training under mpirun -np NP with cluster.servers 1 "
@@ -310,11 +364,14 @@ def main():
     args.optimizers = [o for o in args.optimizers.split(",") if o]
     args.lrs = [float(x) for x in args.lrs.split(",") if x]
     args.batches = [int(x) for x in args.batches.split(",") if x]
+    args.l2s = [float(x) for x in args.l2s.split(",") if x]
     if args.from_json:
-        with open(args.from_json) as f:
-            old = json.load(f)
+        old = []
+        for path in args.from_json.split(","):
+            with open(path) as f:
+                old += json.load(f)["results"]
         print_table([summarize(r["set"], dict(SETS[r["set"]], ref=r.get("reference", {})),
-                               r["runs"]) for r in old["results"]])
+                               r["runs"], r) for r in old])
         return
     os.chdir(args.repo)
     fmps = os.path.abspath(args.fmps) if args.fmps else os.path.join(args.repo, "build", "fmps")

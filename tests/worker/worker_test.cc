@@ -359,14 +359,19 @@ void CheckDivideByCounts(int width) {
   std::vector<float> g(counts.size() * width);
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = normal(rng) * std::ldexp(1.0f, i % 40 - 20);
   g[3] = -0.0f;
-  std::vector<float> want = g;
+  std::vector<float> want = g, want_sqrt = g;
   for (std::size_t u = 0; u < counts.size(); ++u) {
     if (counts[u] <= 1) continue;
     const float inv = 1.0f / static_cast<float>(counts[u]);
+    const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(counts[u]));
     for (int j = 0; j < width; ++j) want[u * width + j] *= inv;
+    for (int j = 0; j < width; ++j) want_sqrt[u * width + j] *= inv_sqrt;
   }
+  std::vector<float> g_sqrt = g;
   DivideByCounts(counts, width, g.data());
   ASSERT_EQ(0, std::memcmp(g.data(), want.data(), g.size() * sizeof(float)));
+  DivideBySqrtCounts(counts, width, g_sqrt.data());  // key_sqrt: the same for 1 / sqrt(count)
+  ASSERT_EQ(0, std::memcmp(g_sqrt.data(), want_sqrt.data(), g.size() * sizeof(float)));
 }
 
 // The FM's row widths 1 + k for k 4, 8, 16, 32 (each a loop of constant width) and others.
@@ -375,6 +380,20 @@ TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
     SCOPED_TRACE("width " + std::to_string(width));
     CheckDivideByCounts(width);
   }
+}
+
+// optimizer.gradient: key_sqrt divides each key's summed gradient by the square root of its
+// count: key 5 (3 rows) by sqrt(3), the others (1 row) not at all; counts past the table's
+// end by the same rule.
+TEST(DivideByCountsTest, SqrtPerKeyByHand) {
+  const std::vector<std::uint32_t> counts = {4, 3, 1, 0, 1u << 20};
+  const int width = 2;
+  std::vector<float> g = {4, -8, 3, 6, 2, 4, -1, 8, 1024, 2048};
+  DivideBySqrtCounts(counts, width, g.data());
+  const float s3 = 1.0f / std::sqrt(3.0f);
+  const std::vector<float> want = {2, -4, 3 * s3, 6 * s3, 2, 4, -1, 8, 1, 2};
+  ASSERT_EQ(g.size(), want.size());
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_FLOAT_EQ(g[i], want[i]) << i;
 }
 
 }  // namespace

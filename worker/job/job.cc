@@ -160,7 +160,7 @@ WorkerOptions MakeWorkerOptions(const Config& c) {
           .consistency = c.train.consistency,
           .max_delay = c.train.max_delay,
           .send_counts = c.model.min_count > 1,
-          .key_mean = c.optimizer.gradient == GradientScale::kKeyMean};
+          .gradient = EffectiveGradient(c.optimizer)};
 }
 
 KVClientOptions MakeKVOptions(const Config& c, int num_servers) {
@@ -177,8 +177,9 @@ std::chrono::milliseconds ReplyTimeout(const Config& c) {
 }
 
 // Writes the dumped rows in ascending key order, streamed through the writer in pieces of
-// kSavePieceKeys keys: besides the dump itself it holds one piece, not a sorted copy of the
-// model (for FFM at 39 fields and k 8 a model of 674k keys is 850 MB).
+// kSavePieceKeys keys (each row copied once, into the file's write buffer): besides the dump
+// itself it holds one piece's row pointers, not a sorted copy of the model (for FFM at 39
+// fields and k 8 a model of 674k keys is 850 MB).
 constexpr std::size_t kSavePieceKeys = std::size_t{1} << 16;
 
 SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
@@ -221,16 +222,16 @@ SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const 
   ModelWriter writer = target.bytes != nullptr ? ModelWriter(target.bytes, target.path, meta)
                                                : ModelWriter(target.path, meta);
   std::vector<Key> piece_keys;
-  std::vector<float> piece_rows;
+  std::vector<const float*> piece_rows;  // each row is copied once, into the file's buffer
   for (std::size_t begin = 0; begin < keys.size(); begin += kSavePieceKeys) {
     const std::size_t end = std::min(keys.size(), begin + kSavePieceKeys);
     piece_keys.clear();
     piece_rows.clear();
     for (std::size_t i = begin; i < end; ++i) {
       piece_keys.push_back(keys[i].key);
-      piece_rows.insert(piece_rows.end(), row_of(keys[i]), row_of(keys[i]) + width);
+      piece_rows.push_back(row_of(keys[i]));
     }
-    writer.Append(piece_keys, piece_rows);
+    writer.AppendRows(piece_keys, piece_rows);
   }
   writer.Finish();
   saved.num_keys = meta.num_keys;

@@ -947,6 +947,25 @@ TEST(ConfigTest, FfmOptionsRejectedWhereTheyDoNotApply) {
             "exp.yaml:5:9: model.kind: unknown value 'fm2' (allowed: fm, ffm); did you mean 'fm'?");
 }
 
+// optimizer.gradient: auto (the default) scales adagrad's pushes by sqrt(count) and the other
+// optimizers' by the count; an explicit value holds for every optimizer.
+TEST(ConfigTest, GradientAutoResolvesPerOptimizer) {
+  const std::string base = kMinimal;
+  const Config def = Parse(base);
+  EXPECT_EQ(def.optimizer.gradient, GradientScale::kAuto);
+  EXPECT_EQ(EffectiveGradient(def.optimizer), GradientScale::kKeySqrt);
+  for (const char* name : {"sgd", "ftrl", "adam"}) {
+    const Config c = Parse(base + "optimizer: {name: " + name + "}");
+    EXPECT_EQ(EffectiveGradient(c.optimizer), GradientScale::kKeyMean) << name;
+  }
+  EXPECT_EQ(EffectiveGradient(Parse(base + "optimizer: {gradient: key_mean}").optimizer),
+            GradientScale::kKeyMean);
+  EXPECT_EQ(EffectiveGradient(Parse(base + "optimizer: {name: sgd, gradient: key_sqrt}").optimizer),
+            GradientScale::kKeySqrt);
+  EXPECT_EQ(EffectiveGradient(Parse(base + "optimizer: {gradient: sum}").optimizer),
+            GradientScale::kSum);
+}
+
 TEST(ConfigTableTest, ExplainListsEveryKeyWithDefaultAndCondition) {
   const std::string text = ExplainConfig();
   for (const ConfigField& f : ConfigFields()) {

@@ -76,6 +76,53 @@ TEST(ModelFileTest, InMemoryWriterGivesTheFileBytes) {
   EXPECT_EQ(names, std::vector<std::string>{"m.fmps"});
 }
 
+// AppendRows (rows anywhere in memory, written straight into the file's block buffer)
+// writes the bytes Append does (the same chunks), to a file (here 11 MB: several direct-I/O blocks and an
+// unaligned tail) and in memory, and refuses keys that do not ascend.
+TEST(ModelFileTest, AppendRowsWritesTheBytesOfAppend) {
+  TempDir dir;
+  const int k = 16;
+  const std::uint64_t n = 150000;  // 76 bytes per key: 11.4 MB, 3 chunks
+  WriteModel(dir.File("append.fmps"), k, n);
+  const std::size_t width = k + 1;
+  // The rows in reverse order in memory, so that each row is found through its pointer.
+  std::vector<float> table(n * width);
+  std::vector<Key> keys(n);
+  std::vector<const float*> rows(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    keys[i] = i * 3;
+    float* row = table.data() + (n - 1 - i) * width;
+    for (std::size_t j = 0; j < width; ++j) row[j] = static_cast<float>(i) * 0.5f + j;
+    rows[i] = row;
+  }
+  auto write_rows = [&](ModelWriter& w) {
+    const std::size_t split = 65536;  // two calls, split where Append's chunks split
+    w.AppendRows(std::span(keys).first(split), std::span(rows).first(split));
+    w.AppendRows(std::span(keys).subspan(split), std::span(rows).subspan(split));
+    w.Finish();
+  };
+  {
+    ModelWriter w(dir.File("rows.fmps"), MakeMeta(k, n));
+    write_rows(w);
+  }
+  std::string bytes;
+  {
+    ModelWriter w(&bytes, "memory", MakeMeta(k, n));
+    write_rows(w);
+  }
+  const std::string file = testing::ReadFile(dir.File("rows.fmps"));
+  ASSERT_GT(file.size(), 2 * RecordWriter::kWriteBlockBytes);
+  EXPECT_EQ(bytes, file);
+  const Model m = Model::Load(dir.File("rows.fmps"));
+  ASSERT_EQ(m.num_keys(), n);
+  EXPECT_EQ(m.row(n - 1)[k], static_cast<float>(n - 1) * 0.5f + k);
+  EXPECT_EQ(file, testing::ReadFile(dir.File("append.fmps")));  // protobuf's encoding
+  ModelWriter w(dir.File("bad.fmps"), MakeMeta(k, 2));
+  const std::vector<Key> descending = {6, 3};
+  const std::vector<const float*> two = {rows[0], rows[1]};
+  EXPECT_THROW(w.AppendRows(descending, two), ModelError);
+}
+
 TEST(ModelFileTest, RoundTripAcrossChunks) {
   TempDir dir;
   const std::string path = dir.File("m.fmps");

@@ -2,8 +2,8 @@
 // adagrad) on a small deterministic synthetic data set, shared by golden_bsp_test (single
 // node) and golden_bsp_mpi_test (mpirun). bsp is reproducible bit for bit whatever the
 // topology, so every run must reproduce these values. The config fixes data.normalize: none
-// and adagrad's initial_accumulator: 0 (these values predate both defaults; the math they
-// pin is unchanged).
+// and adagrad's initial_accumulator: 0, and optimizer.gradient: key_mean (these values predate
+// those defaults; the math they pin is unchanged).
 //
 // Regenerating (only when the training math changes on purpose: the FM kernel, the loss,
 // an optimizer, initialisation, batching, the reader or the synthetic generator): run
@@ -46,7 +46,8 @@ inline SynthResult MakeData(const std::string& dir) {
 inline std::string ConfigYaml(const SynthResult& data, const std::string& optimizer) {
   return "data:\n  train: " + data.train_path + "\n  test: " + data.test_path +
          "\n  format: libsvm\n  normalize: none\nmodel:\n  k: 4\noptimizer:\n  name: " + optimizer +
-         "\n  lr: " + (optimizer == "sgd" ? "0.01" : "0.05\n  initial_accumulator: 0") +
+         "\n  gradient: key_mean\n  lr: " +
+         (optimizer == "sgd" ? "0.01" : "0.05\n  initial_accumulator: 0") +
          "\ntrain:\n  epochs: 3\n  batch_size: 128\n  consistency: bsp\n  seed: 9\n"
          "cluster:\n  servers: 2\n  local_servers: 2\n  local_workers: 2\n";
 }
