@@ -9,13 +9,21 @@ RowRules RulesOf(const FeatureSpec& spec) {
           .labels_optional = spec.labels == LabelPolicy::kOptional,
           .field_limit = spec.field_limit};
 }
+// The sparse parsers normalise the rows themselves (while they read the values).
+RowRules SparseRulesOf(const FeatureSpec& spec) {
+  RowRules rules = RulesOf(spec);
+  rules.normalize = spec.data.normalize == Normalize::kInstance;
+  return rules;
+}
 }  // namespace
 
 RowParser::RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
                      std::string_view file)
     : format_(spec.data.format),
-      normalize_(spec.data.normalize == Normalize::kInstance),
-      sparse_(RulesOf(spec)),
+      // The sparse parsers normalise their rows themselves.
+      normalize_(spec.data.normalize == Normalize::kInstance && format_ != DataFormat::kLibsvm &&
+                 format_ != DataFormat::kLibffm),
+      sparse_(SparseRulesOf(spec)),
       criteo_(RulesOf(spec)) {
   if (format_ == DataFormat::kCsv) csv_.emplace(spec, header, file);
 }

@@ -32,7 +32,7 @@ class RowParser {
 
  private:
   DataFormat format_;
-  bool normalize_;  // data.normalize: instance
+  bool normalize_;  // data.normalize: instance and a format whose parser does not normalise
   SparseParser sparse_;
   CriteoParser criteo_;
   std::optional<CsvParser> csv_;  // csv only

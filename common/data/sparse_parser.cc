@@ -40,7 +40,8 @@ bool SparseParser::IdError(const char* tok, const char* end, int feature,
 }
 
 // Both formats: kFfm reads "field:id:value" tokens, else "id:value" ones with field 0.
-template <bool kFfm>
+// kNormalize: scale the row to unit norm, its squares summed as the values are read.
+template <bool kFfm, bool kNormalize>
 bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::string* reason) const {
   const char* p = line.data();
   const char* const end = p + line.size();
@@ -53,6 +54,7 @@ bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::stri
     p = q;
   }
   int feature = 0;
+  RowBlock::RowSquares squares;
   for (;;) {
     while (p != end && IsSep(*p)) ++p;
     if (p == end) break;
@@ -84,18 +86,22 @@ bool SparseParser::ParseSparse(std::string_view line, RowBlock* block, std::stri
     p = r;
     if (v != 0.0f) {
       block->AddFeature(KeyFromId(id, rules_.hash_bits), v, static_cast<std::uint32_t>(field));
+      if constexpr (kNormalize) squares.Add(v);
     }
   }
   block->FinishRow(y);
+  if constexpr (kNormalize) block->NormalizeLastRow(squares);
   return true;
 }
 
 bool SparseParser::ParseLibsvm(std::string_view line, RowBlock* block, std::string* reason) const {
-  return ParseSparse<false>(line, block, reason);
+  return rules_.normalize ? ParseSparse<false, true>(line, block, reason)
+                          : ParseSparse<false, false>(line, block, reason);
 }
 
 bool SparseParser::ParseLibffm(std::string_view line, RowBlock* block, std::string* reason) const {
-  return ParseSparse<true>(line, block, reason);
+  return rules_.normalize ? ParseSparse<true, true>(line, block, reason)
+                          : ParseSparse<true, false>(line, block, reason);
 }
 
 // Explains why the "field:id:value" token at tok is bad (cold path): a missing part, then

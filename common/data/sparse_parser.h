@@ -1,7 +1,9 @@
 // Parsers of the sparse text formats (private to common/data):
 //   libsvm  "<label> <id>:<value> ..."            every non-zero gets field 0 (no fields)
 //   libffm  "<label> <field>:<id>:<value> ..."    every non-zero gets its field as written
-// Separators are runs of spaces and tabs. A value of 0 adds no non-zero. Ids are kept
+// Separators are runs of spaces and tabs. A value of 0 adds no non-zero. With
+// RowRules::normalize each row is scaled to unit L2 norm (RowBlock::NormalizeLastRow, its
+// sum of squares gathered while the values are parsed). Ids are kept
 // (hash_bits 0; id 2^64-1, the bias key, is then out of range) or hashed into 2^hash_bits.
 // A libffm field must be an integer in [0, kFieldLimit): else the row is bad, "bad field id"
 // ("bad field" when the field is no integer at all); with a FeatureSpec::field_limit (a
@@ -32,7 +34,7 @@ class SparseParser {
   bool ParseLibffm(std::string_view line, RowBlock* block, std::string* reason) const;
 
  private:
-  template <bool kFfm>
+  template <bool kFfm, bool kNormalize>
   bool ParseSparse(std::string_view line, RowBlock* block, std::string* reason) const;
   bool ParseSparseLabel(std::string_view tok, float* y, std::string* reason) const;
   // Rejects raw id 2^64-1 (the bias key) when ids are kept as given.

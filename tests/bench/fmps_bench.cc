@@ -47,6 +47,7 @@
 #include "server/store/optimizer.h"
 #include "server/store/param_store.h"
 #include "worker/batch_prefetcher.h"
+#include "worker/worker.h"
 
 namespace fmps {
 namespace {
@@ -429,6 +430,46 @@ void BM_Dedup(benchmark::State& state) {
   state.counters["nnz_per_row"] = static_cast<double>(pool_nnz) / static_cast<double>(rows);
 }
 BENCHMARK(BM_Dedup);
+
+// Issue 15's per-row and per-key costs (tests/bench/README.md, "Issue 15 throughput A/B"):
+// reading the libsvm file with data.normalize none (0) or instance (1), and key_mean's
+// DivideByCounts over one 1024-row batch's counted keys (k 8: rows of 9 floats).
+void BM_ParseNormalize(benchmark::State& state) {
+  const std::string path = DataFile(DataFormat::kLibsvm);
+  FeatureSpec spec = SpecOf(DataFormat::kLibsvm, path);
+  spec.data.normalize = state.range(0) != 0 ? Normalize::kInstance : Normalize::kNone;
+  RowBlock block;
+  std::uint64_t rows = 0;
+  for (auto _ : state) {
+    ShardReader reader(spec, {path}, 0, 1);
+    while (true) {
+      block.Clear();
+      const std::size_t n = reader.Read(kBatchRows, &block);
+      if (n == 0) break;
+      rows += n;
+    }
+    benchmark::DoNotOptimize(block.values.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(rows));
+}
+BENCHMARK(BM_ParseNormalize)->ArgName("normalize")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+void BM_DivideByCounts(benchmark::State& state) {
+  const std::string path = DataFile(DataFormat::kLibsvm);
+  ShardReader reader(SpecOf(DataFormat::kLibsvm, path), {path}, 0, 1);
+  PreparedBatch b;
+  if (reader.Read(kBatchRows, &b.block) == 0) std::abort();
+  KeyIndex index;
+  b.Deduplicate(&index, /*count=*/true);
+  constexpr int kWidth = 9;
+  std::vector<float> grads(b.keys.size() * kWidth, 1.5f);
+  for (auto _ : state) {
+    DivideByCounts(b.counts, kWidth, grads.data());
+    benchmark::DoNotOptimize(grads.data());
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * b.keys.size()));
+}
+BENCHMARK(BM_DivideByCounts);
 
 // The training file the server replay uses: $FMPS_BENCH_TRAIN (run.sh passes the
 // end-to-end cases' file, so that the store has their 10^6 keys), else the libsvm DataFile.

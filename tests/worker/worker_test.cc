@@ -349,9 +349,8 @@ TEST(DivideByCountsTest, MeanPerKeyByHand) {
 
 // DivideByCounts multiplies every row (by 1 for counts 0 and 1, by a table or a division
 // otherwise): the same bits as dividing only the counted rows, for counts across the
-// table's end and gradients of every sign and scale.
-TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
-  const int width = 9;
+// table's end and gradients of every sign and scale; checked at every width below.
+void CheckDivideByCounts(int width) {
   std::vector<std::uint32_t> counts;
   for (std::uint32_t c = 0; c < 3000; ++c) counts.push_back(c);
   counts.push_back(1u << 20);
@@ -360,14 +359,27 @@ TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
   std::vector<float> g(counts.size() * width);
   for (std::size_t i = 0; i < g.size(); ++i) g[i] = normal(rng) * std::ldexp(1.0f, i % 40 - 20);
   g[3] = -0.0f;
-  std::vector<float> want = g;
+  std::vector<float> want = g, want_sqrt = g;
   for (std::size_t u = 0; u < counts.size(); ++u) {
     if (counts[u] <= 1) continue;
     const float inv = 1.0f / static_cast<float>(counts[u]);
+    const float inv_sqrt = 1.0f / std::sqrt(static_cast<float>(counts[u]));
     for (int j = 0; j < width; ++j) want[u * width + j] *= inv;
+    for (int j = 0; j < width; ++j) want_sqrt[u * width + j] *= inv_sqrt;
   }
+  std::vector<float> g_sqrt = g;
   DivideByCounts(counts, width, g.data());
   ASSERT_EQ(0, std::memcmp(g.data(), want.data(), g.size() * sizeof(float)));
+  DivideBySqrtCounts(counts, width, g_sqrt.data());  // key_sqrt: the same for 1 / sqrt(count)
+  ASSERT_EQ(0, std::memcmp(g_sqrt.data(), want_sqrt.data(), g.size() * sizeof(float)));
+}
+
+// The FM's row widths 1 + k for k 4, 8, 16, 32 (each a loop of constant width) and others.
+TEST(DivideByCountsTest, SameBitsAsScalingOnlyCountedRows) {
+  for (const int width : {1, 2, 5, 9, 10, 17, 33, 313}) {
+    SCOPED_TRACE("width " + std::to_string(width));
+    CheckDivideByCounts(width);
+  }
 }
 
 // optimizer.gradient: key_sqrt divides each key's summed gradient by the square root of its

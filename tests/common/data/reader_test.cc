@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <random>
 #include <set>
 #include <string>
@@ -87,6 +89,55 @@ TEST(ReaderTest, NormalizeRowOfOnesEqualsTheGeneralFormulaBitForBit) {
       for (float& v : want) v = static_cast<float>(v * inv);
       b.NormalizeLastRow();
       ASSERT_EQ(b.values, want) << "n " << n << ", last value " << odd;
+    }
+  }
+}
+
+// The sparse parsers normalise as they read (RowSquares gathered value by value): the same
+// bits as normalising each parsed row afterwards, for rows of ones, of mixed values (every
+// sign and scale, zeros dropped), of one value and empty rows, libsvm and libffm.
+TEST(ReaderTest, NormalizeWhileParsingEqualsNormalizingTheParsedRowBitForBit) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::string svm, ffm;
+  for (int r = 0; r < 2000; ++r) {
+    const int n = static_cast<int>(rng() % 60);
+    const bool ones = rng() % 2 == 0;
+    svm.append(r % 2 == 0 ? "1" : "0");
+    ffm.append(r % 2 == 0 ? "1" : "0");
+    for (int i = 0; i < n; ++i) {
+      const float x = ones            ? 1.0f
+                      : rng() % 10 == 0 ? 0.0f
+                                        : normal(rng) * std::ldexp(1.0f, i % 30 - 15);
+      char v[64];
+      std::snprintf(v, sizeof(v), " %d:%.9g", i * 7 + 1, static_cast<double>(x));
+      svm.append(v);
+      std::snprintf(v, sizeof(v), " %d:%d:%.9g", i % 5, i * 7 + 1, static_cast<double>(x));
+      ffm.append(v);
+    }
+    svm.append("\n");
+    ffm.append("\n");
+  }
+  TempDir dir;
+  for (const auto& [format, text] : {std::pair{DataFormat::kLibsvm, svm}, {DataFormat::kLibffm, ffm}}) {
+    const std::string path = dir.Write("a.txt", text);
+    FeatureSpec spec = Spec(format, 0);
+    const RowBlock plain = ReadAll(spec, {path});
+    spec.data.normalize = Normalize::kInstance;
+    const RowBlock normalized = ReadAll(spec, {path});
+    ASSERT_EQ(plain.rows(), 2000u);
+    ASSERT_EQ(normalized.offsets, plain.offsets);
+    ASSERT_EQ(normalized.keys, plain.keys);
+    for (std::size_t r = 0; r < plain.rows(); ++r) {
+      RowBlock row;
+      for (std::size_t i = plain.offsets[r]; i < plain.offsets[r + 1]; ++i) {
+        row.AddFeature(plain.keys[i], plain.values[i]);
+      }
+      row.FinishRow(plain.labels[r]);
+      row.NormalizeLastRow();
+      ASSERT_EQ(0, std::memcmp(row.values.data(), normalized.values.data() + plain.offsets[r],
+                               row.values.size() * sizeof(float)))
+          << "row " << r;
     }
   }
 }
