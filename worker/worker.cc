@@ -70,7 +70,8 @@ struct ReciprocalSqrt {
 // 0) or not (0): with a constant width the row is a fixed sequence of vector multiplies.
 template <int kWidth, class Inv>
 void ScaleRowsOf(std::span<const std::uint32_t> counts, int width, float* __restrict grads) {
-  const std::size_t w = kWidth > 0 ? static_cast<std::size_t>(kWidth) : static_cast<std::size_t>(width);
+  const std::size_t w =
+      kWidth > 0 ? static_cast<std::size_t>(kWidth) : static_cast<std::size_t>(width);
   const Inv inv_of;
   for (const std::uint32_t c : counts) {
     const float inv = inv_of(c);

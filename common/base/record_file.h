@@ -91,9 +91,9 @@ class RecordWriter {
   bool committed_ = false;
   XXH3_state_t hash_;
   std::uint64_t bytes_ = 0;
-  std::string record_;  // the record being written: 4 length bytes, then the message
-  bool direct_ = false;  // fd_ has O_DIRECT
-  char* block_ = nullptr;  // kWriteBlockBytes, page-aligned (file mode only)
+  std::string record_;      // the record being written: 4 length bytes, then the message
+  bool direct_ = false;     // fd_ has O_DIRECT
+  char* block_ = nullptr;   // kWriteBlockBytes, page-aligned (file mode only)
   std::size_t used_ = 0;    // bytes in block_
   std::size_t hashed_ = 0;  // of which hashed
 };

@@ -81,7 +81,8 @@ struct RowBlock {
       diff |= std::bit_cast<std::uint32_t>(values[i]) ^ kOneBits;
     RowSquares sq{.diff = diff};
     if (diff != 0) {
-      for (std::size_t i = begin; i < end; ++i) sq.sum += static_cast<double>(values[i]) * values[i];
+      for (std::size_t i = begin; i < end; ++i)
+        sq.sum += static_cast<double>(values[i]) * values[i];
     }
     NormalizeLastRow(sq);
   }

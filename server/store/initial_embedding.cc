@@ -71,13 +71,14 @@ void PairBlock(std::uint64_t base, int first_pair, int n, double std_dev, float*
   constexpr int kResidualBits = 32 - kCircleBits;
   double x[kPairs], y[kPairs];
   for (int p = 0; p < kPairs; ++p) {
-    const std::uint64_t h = Mix64(base + static_cast<std::uint64_t>(first_pair + p + 1) * kStreamStep);
+    const std::uint64_t h =
+        Mix64(base + static_cast<std::uint64_t>(first_pair + p + 1) * kStreamStep);
     const double u1 = (static_cast<double>(h >> 32) + 1.0) * 0x1p-32;  // (0, 1]
     const double r = std::sqrt(-2.0 * LogUnit(u1)) * std_dev;
     const auto low = static_cast<std::uint32_t>(h);
     const std::uint32_t i = low >> kResidualBits;
-    const double d = static_cast<double>(low & ((1u << kResidualBits) - 1)) *
-                     (2.0 * std::numbers::pi * 0x1p-32);
+    const double d =
+        static_cast<double>(low & ((1u << kResidualBits) - 1)) * (2.0 * std::numbers::pi * 0x1p-32);
     const double d2 = d * d;
     const double cos_d = 1.0 - d2 * (0.5 - d2 * (1.0 / 24));
     const double sin_d = d * (1.0 - d2 * (1.0 / 6 - d2 * (1.0 / 120)));

@@ -106,7 +106,7 @@ TEST(ReaderTest, NormalizeWhileParsingEqualsNormalizingTheParsedRowBitForBit) {
     svm.append(r % 2 == 0 ? "1" : "0");
     ffm.append(r % 2 == 0 ? "1" : "0");
     for (int i = 0; i < n; ++i) {
-      const float x = ones            ? 1.0f
+      const float x = ones              ? 1.0f
                       : rng() % 10 == 0 ? 0.0f
                                         : normal(rng) * std::ldexp(1.0f, i % 30 - 15);
       char v[64];
@@ -119,7 +119,8 @@ TEST(ReaderTest, NormalizeWhileParsingEqualsNormalizingTheParsedRowBitForBit) {
     ffm.append("\n");
   }
   TempDir dir;
-  for (const auto& [format, text] : {std::pair{DataFormat::kLibsvm, svm}, {DataFormat::kLibffm, ffm}}) {
+  for (const auto& [format, text] :
+       {std::pair{DataFormat::kLibsvm, svm}, {DataFormat::kLibffm, ffm}}) {
     const std::string path = dir.Write("a.txt", text);
     FeatureSpec spec = Spec(format, 0);
     const RowBlock plain = ReadAll(spec, {path});

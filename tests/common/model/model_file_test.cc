@@ -77,8 +77,8 @@ TEST(ModelFileTest, InMemoryWriterGivesTheFileBytes) {
 }
 
 // AppendRows (rows anywhere in memory, written straight into the file's block buffer)
-// writes the bytes Append does (the same chunks), to a file (here 11 MB: several direct-I/O blocks and an
-// unaligned tail) and in memory, and refuses keys that do not ascend.
+// writes the bytes Append does (the same chunks), to a file (here 11 MB: several direct-I/O blocks
+// and an unaligned tail) and in memory, and refuses keys that do not ascend.
 TEST(ModelFileTest, AppendRowsWritesTheBytesOfAppend) {
   TempDir dir;
   const int k = 16;
