@@ -136,6 +136,7 @@ TEST(ReaderTest, NormalizeWhileParsingEqualsNormalizingTheParsedRowBitForBit) {
       }
       row.FinishRow(plain.labels[r]);
       row.NormalizeLastRow();
+      if (row.values.empty()) continue;  // memcmp may not be given the null data() of a row
       ASSERT_EQ(0, std::memcmp(row.values.data(), normalized.values.data() + plain.offsets[r],
                                row.values.size() * sizeof(float)))
           << "row " << r;
