@@ -7,12 +7,14 @@
 #include <new>
 #include <stdexcept>
 
+
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
 #include "common/base/error.h"
 #include "common/base/huge_pages.h"
 #include "common/base/raw_arrays.h"
+#include "common/comm/buffer_pool.h"
 #include "fmps.pb.h"
 
 namespace fmps {
@@ -123,26 +125,18 @@ std::string HeaderFault(const pb::WireHeader& h) {
 
 // ---- ValueBufferPool ----
 
+namespace {
+std::size_t Capacity(const std::vector<float>& v) { return v.capacity(); }
+}  // namespace
+
 void ValueBufferPool::Put(std::vector<float>&& buffer) {
-  if (buffer.capacity() == 0 || buffer.capacity() > max_buffer_floats_ || max_buffers_ == 0) return;
-  if (buffers_.size() < max_buffers_) {
-    buffers_.push_back(std::move(buffer));
-    return;
-  }
-  auto smallest =
-      std::min_element(buffers_.begin(), buffers_.end(),
-                       [](const auto& a, const auto& b) { return a.capacity() < b.capacity(); });
-  if (smallest->capacity() < buffer.capacity()) *smallest = std::move(buffer);
+  if (buffer.capacity() == 0 || buffer.capacity() > max_buffer_floats_) return;
+  KeepLargest(&buffers_, max_buffers_, std::move(buffer), Capacity);
 }
 
 std::vector<float> ValueBufferPool::Take(std::size_t n, bool allocate) {
   if (n == 0) return {};
-  auto best = buffers_.end();
-  for (auto it = buffers_.begin(); it != buffers_.end(); ++it) {
-    if (it->capacity() >= n && (best == buffers_.end() || it->capacity() < best->capacity())) {
-      best = it;
-    }
-  }
+  const auto best = SmallestFitting(buffers_, n, Capacity);
   std::vector<float> v;
   if (best != buffers_.end()) {
     v = std::move(*best);

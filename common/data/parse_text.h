@@ -25,7 +25,7 @@ struct RowRules {
   bool logistic = true;
   bool labels_optional = false;
   std::uint32_t field_limit = 0xffffffffu;  // FeatureSpec::field_limit
-  bool normalize = false;  // data.normalize: instance (the sparse parsers scale each row)
+  bool normalize = false;  // data.normalize: instance (honoured by the sparse parsers only)
 };
 
 using internal::NumStatus;

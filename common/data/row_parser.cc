@@ -7,23 +7,18 @@ RowRules RulesOf(const FeatureSpec& spec) {
   return {.hash_bits = spec.data.hash_bits,
           .logistic = spec.loss == Loss::kLogistic,
           .labels_optional = spec.labels == LabelPolicy::kOptional,
-          .field_limit = spec.field_limit};
+          .field_limit = spec.field_limit,
+          .normalize = spec.data.normalize == Normalize::kInstance};
 }
-// The sparse parsers normalise the rows themselves (while they read the values).
-RowRules SparseRulesOf(const FeatureSpec& spec) {
-  RowRules rules = RulesOf(spec);
-  rules.normalize = spec.data.normalize == Normalize::kInstance;
-  return rules;
-}
+// The sparse parsers normalise their rows themselves (while they read the values).
+bool ParserNormalizes(DataFormat f) { return f == DataFormat::kLibsvm || f == DataFormat::kLibffm; }
 }  // namespace
 
 RowParser::RowParser(const FeatureSpec& spec, const std::vector<std::string>& header,
                      std::string_view file)
     : format_(spec.data.format),
-      // The sparse parsers normalise their rows themselves.
-      normalize_(spec.data.normalize == Normalize::kInstance && format_ != DataFormat::kLibsvm &&
-                 format_ != DataFormat::kLibffm),
-      sparse_(SparseRulesOf(spec)),
+      normalize_(spec.data.normalize == Normalize::kInstance && !ParserNormalizes(format_)),
+      sparse_(RulesOf(spec)),
       criteo_(RulesOf(spec)) {
   if (format_ == DataFormat::kCsv) csv_.emplace(spec, header, file);
 }

@@ -75,11 +75,8 @@ void ModelWriter::Append(std::span<const Key> keys, std::span<const float> param
   if (params.size() != keys.size() * width) {
     throw ModelError("model chunk for " + name_ + " has mismatched sizes");
   }
+  CheckAscending(keys);
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (written_keys_ + pending_keys_.size() > 0 && keys[i] <= last_key_) {
-      throw ModelError("model keys for " + name_ + " are not strictly ascending");
-    }
-    last_key_ = keys[i];
     pending_keys_.push_back(keys[i]);
     pending_params_.insert(pending_params_.end(), params.begin() + i * width,
                            params.begin() + (i + 1) * width);

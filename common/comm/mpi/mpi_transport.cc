@@ -10,6 +10,7 @@
 
 #include "common/base/error.h"
 #include "common/base/log.h"
+#include "common/comm/buffer_pool.h"
 
 namespace fmps {
 
@@ -243,6 +244,8 @@ bool MpiTransport::PollOnce() {
   return true;
 }
 
+std::size_t MpiTransport::CapacityOf(const SendBuffer& b) { return b.capacity; }
+
 std::uint8_t* MpiTransport::RecvBuffer(std::size_t bytes, std::unique_ptr<std::uint8_t[]>* huge) {
   if (bytes > kMaxPooledBytes) {
     *huge = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);
@@ -260,13 +263,7 @@ std::uint8_t* MpiTransport::RecvBuffer(std::size_t bytes, std::unique_ptr<std::u
 MpiTransport::SendBuffer MpiTransport::TakeSendBuffer(std::size_t bytes) {
   SendBuffer b;
   if (bytes >= kMinPooledBytes && bytes <= kMaxPooledBytes) {
-    auto best = free_send_buffers_.end();
-    for (auto it = free_send_buffers_.begin(); it != free_send_buffers_.end(); ++it) {
-      if (it->capacity >= bytes &&
-          (best == free_send_buffers_.end() || it->capacity < best->capacity)) {
-        best = it;
-      }
-    }
+    const auto best = SmallestFitting(free_send_buffers_, bytes, CapacityOf);
     if (best != free_send_buffers_.end()) {
       b = std::move(*best);
       free_send_buffers_.erase(best);
@@ -281,14 +278,7 @@ MpiTransport::SendBuffer MpiTransport::TakeSendBuffer(std::size_t bytes) {
 
 void MpiTransport::ReturnSendBuffer(SendBuffer&& buffer) {
   if (buffer.capacity < kMinPooledBytes || buffer.capacity > kMaxPooledBytes) return;
-  if (free_send_buffers_.size() < kMaxFreeSendBuffers) {
-    free_send_buffers_.push_back(std::move(buffer));
-    return;
-  }
-  auto smallest = std::min_element(
-      free_send_buffers_.begin(), free_send_buffers_.end(),
-      [](const SendBuffer& a, const SendBuffer& b) { return a.capacity < b.capacity; });
-  if (smallest->capacity < buffer.capacity) *smallest = std::move(buffer);
+  KeepLargest(&free_send_buffers_, kMaxFreeSendBuffers, std::move(buffer), CapacityOf);
 }
 
 bool MpiTransport::HasRoom(std::size_t extra_bytes) const {

@@ -142,6 +142,7 @@ class MpiTransport : public Transport {
     std::unique_ptr<std::uint8_t[]> data;
     std::size_t capacity = 0;
   };
+  static std::size_t CapacityOf(const SendBuffer& b);
   struct PendingSend {
     MPI_Request request = MPI_REQUEST_NULL;
     SendBuffer buffer;  // read by MPI until the request completes
