@@ -241,6 +241,48 @@ TEST_F(MpiTransportTest, ReusedBuffersCarryNoStaleValues) {
   t.Flush(kWait);
 }
 
+// Big value arrays go apart from their frames: MPI reads the sent array itself and writes
+// the received one in place, so the transport copies only headers, keys and counts. Several
+// such messages (each in several value chunks) are in flight to every peer at once,
+// interleaved with control messages and small messages, and each arrives exactly, in order.
+TEST_F(MpiTransportTest, BigValueArraysTravelInPlaceSeveralInFlight) {
+  options_.value_chunk_bytes = 1 << 20;  // 3.6 MB of values: 4 value chunks
+  MpiTransport t(comm_, options_);
+  constexpr std::size_t kKeys = 300000;  // 3 floats per key
+  constexpr std::uint64_t kRounds = 3;
+  for (std::uint64_t i = 0; i < kRounds; ++i) {
+    for (int to = 0; to < size_; ++to) {
+      if (to == rank_) continue;
+      t.Send(to, Numbered(rank_, to, 2 * i, kKeys));
+      pb::Control c;
+      c.mutable_snapshot()->set_seq(i);
+      t.SendControl(to, std::move(c));
+      t.Send(to, Numbered(rank_, to, 2 * i + 1, 10));
+    }
+  }
+  std::vector<std::uint64_t> next(size_, 0);
+  std::vector<std::uint64_t> next_control(size_, 0);
+  for (std::uint64_t got = 0; got < 3 * kRounds * (size_ - 1); ++got) {
+    std::optional<Received> r = t.Receive(kWait, Channels::kBoth);
+    ASSERT_TRUE(r.has_value()) << "after " << got << " messages";
+    if (std::holds_alternative<ControlMessage>(*r)) {
+      const ControlMessage& c = std::get<ControlMessage>(*r);
+      EXPECT_EQ(c.body.snapshot().seq(), next_control[c.sender]++);
+      EXPECT_EQ(next[c.sender], 2 * next_control[c.sender] - 1) << "control overtook data";
+      continue;
+    }
+    const Message& m = std::get<Message>(*r);
+    const std::uint64_t seq = next[m.sender]++;
+    ASSERT_EQ(m.request_id, seq);
+    ExpectNumbered(m, rank_, seq, seq % 2 == 0 ? kKeys : 10);
+  }
+  t.Flush(kWait);
+  const std::uint64_t values = kKeys * 3 * sizeof(float) * kRounds * (size_ - 1);
+  EXPECT_GE(t.bytes_sent(), values);
+  // Headers, keys and counts are copied (both ways); the big value arrays are not.
+  EXPECT_EQ(t.bytes_copied(), t.bytes_sent() + t.bytes_received() - 2 * values);
+}
+
 // bytes_sent / bytes_received count every frame once: over all ranks they agree, and each
 // message costs its arrays plus a small header.
 TEST_F(MpiTransportTest, CountsTheWireBytesSentAndReceived) {
@@ -360,6 +402,9 @@ TEST_F(MpiTransportTest, RejectsMisuse) {
   EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
   bad = options_;
   bad.chunk_bytes = kWireMaxChunkBytes + 1;
+  EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
+  bad = options_;
+  bad.value_chunk_bytes = 100;
   EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
 
   MpiTransport t(comm_, options_);
