@@ -7,9 +7,19 @@
 #include <new>
 #include <stdexcept>
 
-
-#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
+// Compiled here, for this machine's vector units (the shared library is built for the
+// baseline ISA): the checksums of ~16 MB frames run about 2.5x faster in cache. Same bits.
+// (GCC 12 warns falsely inside its own AVX-512 intrinsics that xxhash inlines.)
+#define XXH_INLINE_ALL
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <xxhash.h>
+#pragma GCC diagnostic pop
+#else
+#include <xxhash.h>
+#endif
 
 #include "common/base/error.h"
 #include "common/base/huge_pages.h"
