@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -281,6 +282,42 @@ TEST_F(MpiTransportTest, BigValueArraysTravelInPlaceSeveralInFlight) {
   EXPECT_GE(t.bytes_sent(), values);
   // Headers, keys and counts are copied (both ways); the big value arrays are not.
   EXPECT_EQ(t.bytes_copied(), t.bytes_sent() + t.bytes_received() - 2 * values);
+}
+
+// Value chunks forged on the wire (raw MPI sends of the transport's tag): a corrupted one,
+// received in place, fails its checksum; a short one fails its size check. Both name the
+// sender, and neither yields a message.
+TEST_F(MpiTransportTest, CorruptedOrShortValueChunksAreRejected) {
+  MpiTransport t(comm_, options_);
+  const Message m = Numbered(0, 1, 5, 30000);  // 360 kB of values: sent apart
+  WireEncoder encoder(m, {.chunk_bytes = 1 << 20, .values_apart = true});
+  ASSERT_EQ(encoder.num_chunks(), 1u);
+  ASSERT_EQ(encoder.num_value_chunks(), 1u);
+  std::vector<std::uint8_t> frame(encoder.ChunkSize(0));
+  encoder.WriteChunk(0, frame.data());
+  const std::span<const std::uint8_t> v = encoder.ValueChunk(0);
+  std::vector<std::uint8_t> values(v.begin(), v.end());
+  values[values.size() / 2] ^= 0x08;
+  const auto send = [&](const std::vector<std::uint8_t>& bytes, std::size_t n) {
+    MPI_Send(bytes.data(), static_cast<int>(n), MPI_BYTE, 1, options_.tag, comm_);
+  };
+  if (rank_ == 0) {
+    send(frame, frame.size());
+    send(values, values.size());
+    send(frame, frame.size());
+    send(values, values.size() - 4);
+  } else if (rank_ == 1) {
+    for (const char* fault : {"value checksum mismatch", "value chunk at byte 0"}) {
+      try {
+        t.Recv(kWait);
+        ADD_FAILURE() << "not rejected: " << fault;
+      } catch (const TransportError& e) {
+        EXPECT_NE(std::string(e.what()).find(fault), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("endpoint 0"), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_FALSE(t.Recv(milliseconds(0)).has_value());
+  }
 }
 
 // bytes_sent / bytes_received count every frame once: over all ranks they agree, and each
