@@ -11,6 +11,12 @@
 // last one shorter), sent in order over one ordered channel; only the first chunk holds the
 // header, which also states the total size and the chunk size, so the receiver checks every
 // chunk's size as it arrives.
+// Values apart (a data frame's option, for big value arrays): the stream leaves the values
+// out (num_vals still states their count) and its header carries their XXH3-64 and the size
+// of their chunks; right after the stream, over the same ordered channel, the value bytes
+// follow as chunks of that size (the last one shorter), sent straight from the message's
+// array and received straight into the destination array, so a value is never copied by
+// the codec. The receiver checks each value chunk's size and the values' checksum.
 //
 // Decoding validates everything (header length and parse, version, channel, kind, the flags
 // the kind allows, that the sizes add up exactly without overflow, every chunk's size, the
@@ -79,11 +85,21 @@ class ValueBufferPool {
   std::vector<std::vector<float>> buffers_;
 };
 
+struct WireEncodeOptions {
+  // Largest chunk (>= kWireMinChunkBytes), of the stream and of the values sent apart.
+  std::size_t chunk_bytes = kWireMaxChunkBytes;
+  // Send a data frame's values apart (see the top of this file); ignored without values.
+  bool values_apart = false;
+  // Largest value chunk when apart (0: chunk_bytes); in [kWireMinChunkBytes, chunk_bytes].
+  std::size_t value_chunk_bytes = 0;
+};
+
 // Encodes one message as a stream of chunks. Construction serializes the header (and a
-// control body): O(header). Chunks are produced one at a time and IN ORDER (chunk 0, 1, ...,
-// each once): the arrays are checksummed block by block right after each block is copied
-// (one pass over the values), and the checksum lands in the trailer of the last chunk. So
-// sending a huge message needs only one chunk of extra memory at a time. Not thread-safe.
+// control body): O(header), plus one checksum pass over the values if they go apart. Chunks are
+// produced one at a time and IN ORDER (chunk 0, 1, ..., each once): the arrays are checksummed
+// block by block right after each block is copied (one pass over the values), and the checksum
+// lands in the trailer of the last chunk. So sending a huge message needs only one chunk of extra
+// memory at a time. Not thread-safe.
 class WireEncoder {
  public:
   // `msg` must outlive the encoder, unchanged. `chunk_bytes` >= kWireMinChunkBytes (else
@@ -91,6 +107,7 @@ class WireEncoder {
   // if msg.kind is not a MsgKind, msg.flags are not allowed for it, or the stream would
   // exceed kWireMaxMessageBytes. msg.sender is not encoded: the receiver knows the sender.
   WireEncoder(const Message& msg, std::size_t chunk_bytes);
+  WireEncoder(const Message& msg, const WireEncodeOptions& options);
   // A control frame. Throws TransportError if msg has no body or is over
   // kWireMaxControlBytes. The encoder keeps its own serialized copy.
   WireEncoder(const pb::Control& msg, std::size_t chunk_bytes);
@@ -102,6 +119,12 @@ class WireEncoder {
   // Writes the ChunkSize(i) bytes of chunk i to out. O(ChunkSize(i)). Chunks must be
   // written in order: i must be the number of chunks written so far (else std::logic_error).
   void WriteChunk(std::size_t i, std::uint8_t* out);
+
+  // Values apart: the chunks of value bytes to send after the stream's chunks, in order
+  // (0 of them otherwise). ValueChunk(i) points into msg.vals itself: no copy, and msg.vals
+  // must stay unchanged (its buffer may move with the vector) until each chunk is sent.
+  std::size_t num_value_chunks() const { return num_value_chunks_; }
+  std::span<const std::uint8_t> ValueChunk(std::size_t i) const;
 
   WireEncoder(WireEncoder&&) noexcept;
   ~WireEncoder();
@@ -121,6 +144,9 @@ class WireEncoder {
   std::size_t chunk_bytes_ = 0;  // as stated in the header: total_bytes_ if one chunk
   std::size_t num_chunks_ = 0;
   std::size_t next_chunk_ = 0;  // chunks written so far
+  std::size_t inline_vals_ = 0;  // values in the stream: msg.vals.size() unless apart
+  std::size_t value_chunk_bytes_ = 0;
+  std::size_t num_value_chunks_ = 0;
   struct HashState;             // XXH3 state over the stream bytes written so far
   std::unique_ptr<HashState> hash_;
 };
@@ -142,7 +168,18 @@ class WireDecoder {
   // message. O(chunk bytes): each chunk is checksummed as it is copied in.
   std::optional<Received> Add(std::span<const std::uint8_t> chunk);
 
-  // True between the first and last chunk of a multi-chunk message.
+  // Values apart: once a message's stream is in (and checked), the bytes its next value
+  // chunk must fill, inside the message's own value array (taken from the pool: the final
+  // destination); empty when no value chunk is expected. The transport receives the chunk
+  // straight into them and then calls ValueChunkWritten(); a chunk of any other size must go
+  // through Add (which rejects it). Throws TransportError if the array cannot be allocated.
+  std::span<std::uint8_t> NextValueChunk();
+  // The NextValueChunk() bytes have been written: checksums them and returns the message
+  // once its last value chunk is in (its checksum verified), else nullopt. Throws
+  // TransportError on a checksum mismatch.
+  std::optional<Received> ValueChunkWritten();
+
+  // True between the first and last chunk of a multi-chunk message (value chunks included).
   bool in_progress() const { return in_progress_; }
   int sender() const { return sender_; }
 
@@ -155,6 +192,8 @@ class WireDecoder {
   void CopyBlock(std::span<const std::uint8_t> chunk);
   // The finished message (checksum verified).
   Received Finish();
+  // Checks the stream's checksum and starts expecting the values apart.
+  void AwaitValues();
   [[noreturn]] void Fail(const std::string& what);
 
   int sender_;
@@ -171,6 +210,12 @@ class WireDecoder {
   std::uint64_t chunk_bytes_ = 0;
   std::uint64_t received_ = 0;  // stream bytes consumed so far
   std::uint8_t trailer_[8] = {};
+  bool vals_apart_ = false;          // the message being assembled sends its values apart
+  bool awaiting_values_ = false;     // its stream is in; value chunks are expected
+  std::uint64_t vals_checksum_ = 0;  // stated by the header
+  std::uint64_t value_bytes_ = 0;
+  std::uint64_t value_chunk_bytes_ = 0;
+  std::uint64_t values_received_ = 0;  // value bytes written so far
   ValueBufferPool* pool_ = nullptr;
   struct HashState;                  // XXH3 state over the stream bytes received so far
   std::unique_ptr<HashState> hash_;  // allocated on the first message, then reused

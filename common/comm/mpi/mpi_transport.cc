@@ -132,6 +132,11 @@ MpiTransport::MpiTransport(MPI_Comm comm, const MpiTransportOptions& options)
                          std::to_string(kWireMinChunkBytes) + ", " +
                          std::to_string(kWireMaxChunkBytes) + "]");
   }
+  if (options_.value_chunk_bytes < kWireMinChunkBytes) {
+    throw TransportError(std::string("MPI transport: value_chunk_bytes ") +
+                         std::to_string(options_.value_chunk_bytes) + " below " +
+                         std::to_string(kWireMinChunkBytes));
+  }
   int* tag_ub = nullptr;
   int has_tag_ub = 0;
   MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &has_tag_ub);
@@ -176,6 +181,7 @@ void MpiTransport::Detach() noexcept {
   for (PendingSend& p : pending_) {
     if (!finalized && p.request != MPI_REQUEST_NULL) MPI_Request_free(&p.request);
     (void)p.buffer.data.release();  // MPI may still read it: leak rather than free
+    if (p.values) new std::shared_ptr<std::vector<float>>(std::move(p.values));  // leaked too
   }
   try {
     Warn(std::string("rank ") + std::to_string(rank_) + ": " + std::to_string(pending_.size()) +
@@ -207,7 +213,7 @@ void MpiTransport::Reap() {
     PendingSend& p = pending_[indices_scratch_[j]];
     p.request = MPI_REQUEST_NULL;
     pending_bytes_ -= p.bytes;
-    ReturnSendBuffer(std::move(p.buffer));
+    Recycle(std::move(p));
   }
   std::erase_if(pending_, [](const PendingSend& p) { return p.request == MPI_REQUEST_NULL; });
 }
@@ -235,11 +241,23 @@ bool MpiTransport::PollOnce() {
                          " bytes from rank " + std::to_string(source) + ")");
   }
   const auto bytes = static_cast<std::size_t>(count);
-  std::unique_ptr<std::uint8_t[]> huge;
-  std::uint8_t* buf = RecvBuffer(bytes, &huge);
-  CheckMpi(MPI_Mrecv(buf, count, MPI_BYTE, &handle, MPI_STATUS_IGNORE), rank_, "MPI_Mrecv");
   bytes_received_ += bytes;
-  std::optional<Received> m = decoders_[source].Add({buf, bytes});
+  WireDecoder& decoder = decoders_[source];
+  std::optional<Received> m;
+  // A value chunk of the expected size goes straight into the message's array; anything
+  // else goes through the receive buffer and Add (which rejects a wrong-sized chunk).
+  if (const std::span<std::uint8_t> into = decoder.NextValueChunk();
+      !into.empty() && into.size() == bytes) {
+    CheckMpi(MPI_Mrecv(into.data(), count, MPI_BYTE, &handle, MPI_STATUS_IGNORE), rank_,
+             "MPI_Mrecv");
+    m = decoder.ValueChunkWritten();
+  } else {
+    std::unique_ptr<std::uint8_t[]> huge;
+    std::uint8_t* buf = RecvBuffer(bytes, &huge);
+    CheckMpi(MPI_Mrecv(buf, count, MPI_BYTE, &handle, MPI_STATUS_IGNORE), rank_, "MPI_Mrecv");
+    bytes_copied_ += bytes;
+    m = decoder.Add({buf, bytes});
+  }
   if (m) inbox_.Push(std::move(*m));
   return true;
 }
@@ -321,9 +339,51 @@ void MpiTransport::Send(int dest, Message msg) {
   CheckThread("Send");
   CheckDest(dest);
   msg.sender = rank_;
-  WireEncoder encoder(msg, options_.chunk_bytes);
+  const bool apart = msg.vals.size() * sizeof(float) >= kMinApartBytes;
+  WireEncoder encoder(
+      msg, {.chunk_bytes = options_.chunk_bytes,
+            .values_apart = apart,
+            .value_chunk_bytes = std::min(options_.value_chunk_bytes, options_.chunk_bytes)});
   SendChunks(dest, &encoder);
-  Lend(std::move(msg.vals));  // copied out: decode a later message into it
+  if (encoder.num_value_chunks() > 0) {
+    SendValueChunks(dest, encoder, std::move(msg.vals));
+  } else {
+    Lend(std::move(msg.vals));  // copied out: decode a later message into it
+  }
+}
+
+void MpiTransport::SendValueChunks(int dest, const WireEncoder& encoder,
+                                   std::vector<float>&& vals) {
+  // The chunks point into vals' buffer, which moving the vector keeps where it is.
+  value_chunks_.clear();
+  for (std::size_t i = 0; i < encoder.num_value_chunks(); ++i) {
+    value_chunks_.push_back(encoder.ValueChunk(i));
+  }
+  auto values = std::make_shared<std::vector<float>>(std::move(vals));
+  for (const std::span<const std::uint8_t> chunk : value_chunks_) {
+    WaitForSends(chunk.size(), /*all=*/false, options_.send_timeout);
+    PendingSend p;
+    p.values = values;
+    p.bytes = chunk.size();
+    p.dest = dest;
+    StartSend(std::move(p), chunk.data());
+  }
+}
+
+void MpiTransport::StartSend(PendingSend&& p, const void* data) {
+  CheckMpi(
+      MPI_Isend(data, static_cast<int>(p.bytes), MPI_BYTE, p.dest, options_.tag, comm_, &p.request),
+      rank_, "MPI_Isend");
+  pending_bytes_ += p.bytes;
+  bytes_sent_ += p.bytes;
+  pending_.push_back(std::move(p));  // moves the pointers only; the bytes stay put
+}
+
+void MpiTransport::Recycle(PendingSend&& p) {
+  ReturnSendBuffer(std::move(p.buffer));
+  // The last of a value array's sends hands the array to the decoders' pool.
+  if (p.values && p.values.use_count() == 1) value_pool_.Put(std::move(*p.values));
+  p.values.reset();
 }
 
 void MpiTransport::Lend(std::vector<float>&& buffer) {
@@ -347,12 +407,9 @@ void MpiTransport::SendChunks(int dest, WireEncoder* encoder) {
     p.bytes = bytes;
     p.dest = dest;
     encoder->WriteChunk(i, p.buffer.data.get());
-    CheckMpi(MPI_Isend(p.buffer.data.get(), static_cast<int>(bytes), MPI_BYTE, dest, options_.tag,
-                       comm_, &p.request),
-             rank_, "MPI_Isend");
-    pending_bytes_ += bytes;
-    bytes_sent_ += bytes;
-    pending_.push_back(std::move(p));  // moves the pointer only; the bytes stay put
+    bytes_copied_ += bytes;
+    const std::uint8_t* data = p.buffer.data.get();
+    StartSend(std::move(p), data);
   }
 }
 

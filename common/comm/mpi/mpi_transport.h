@@ -63,6 +63,9 @@ struct MpiTransportOptions {
   // Largest MPI message; longer encoded messages are split. In [kWireMinChunkBytes,
   // kWireMaxChunkBytes].
   std::size_t chunk_bytes = kWireMaxChunkBytes;
+  // Largest MPI message of values sent apart (see below), at most chunk_bytes: small enough
+  // that each chunk is still in cache when the receiver checksums it right after MPI wrote it.
+  std::size_t value_chunk_bytes = std::size_t{1} << 20;
   // Send buffers kept alive for pending MPI_Isend requests. Above either bound, Send waits
   // for the oldest pending sends (receiving meanwhile, so two ranks sending to each other
   // cannot deadlock). One chunk may exceed max_pending_bytes on its own.
@@ -77,8 +80,14 @@ struct MpiTransportOptions {
 // Send (data) and SendControl encode the message (common/comm/wire.h; a control message as a
 // control frame), split it into chunks of at most chunk_bytes and start an MPI_Isend per
 // chunk, keeping each buffer until its request completes; completed sends are reaped on
-// every call. Cost: one copy of the message, checksummed as it is copied, O(bytes). Both
-// channels share one MPI tag, so one sender's messages keep their order across channels.
+// every call. Cost: one copy of the message, checksummed as it is copied, O(bytes). A data
+// message with at least kMinApartBytes of values sends them apart (WireEncodeOptions): its
+// small frame (header, keys, counts) is copied as above, and its value array itself goes to
+// MPI_Isend (the transport keeps the vector until those sends complete, then pools it), so
+// the values cost one checksum pass and no copy; the receiver takes each value chunk
+// straight into the array the message will carry (MPI_Mrecv into the decoder's
+// NextValueChunk), checksummed there. Both channels share one MPI tag, so one sender's
+// messages (and a message's value chunks) keep their order across channels.
 // Buffers are reused, so steady traffic of big messages (an FFM pull reply or push is
 // ~16 MB) allocates and page-faults nothing: the buffers of completed sends of
 // [kMinPooledBytes, kMaxPooledBytes] (at most kMaxFreeSendBuffers of them), the receive
@@ -131,6 +140,10 @@ class MpiTransport : public Transport {
   // messages with their headers and checksums, not MPI's or TCP's own framing).
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   std::uint64_t bytes_received() const { return bytes_received_; }
+  // Bytes of those frames copied through the transport's own buffers (encoded into a send
+  // buffer, or received into the receive buffer and decoded out of it): all but the values
+  // sent apart, which MPI reads from and writes to the value arrays themselves.
+  std::uint64_t bytes_copied() const { return bytes_copied_; }
 
   // Sends started but not known to be complete, and their bytes.
   std::size_t pending_sends() const { return pending_.size(); }
@@ -146,6 +159,9 @@ class MpiTransport : public Transport {
   struct PendingSend {
     MPI_Request request = MPI_REQUEST_NULL;
     SendBuffer buffer;  // read by MPI until the request completes
+    // A value chunk sent apart: the message's value array (shared by its chunks' sends;
+    // pooled once the last of them completes). MPI reads it until the request completes.
+    std::shared_ptr<std::vector<float>> values;
     std::size_t bytes = 0;
     int dest = -1;
   };
@@ -154,12 +170,22 @@ class MpiTransport : public Transport {
   static constexpr std::size_t kMinPooledBytes = std::size_t{64} << 10;
   static constexpr std::size_t kMaxPooledBytes = std::size_t{64} << 20;
   static constexpr std::size_t kMaxFreeSendBuffers = 4;
-  static constexpr std::size_t kMaxPooledValueArrays = 2;
+  // Value arrays in flight (sent apart, until the receiver takes them) and being received
+  // both come from and go back to the pool: room for a few of each.
+  static constexpr std::size_t kMaxPooledValueArrays = 4;
+  // Smallest value array sent apart (smaller ones: one copy is cheaper than a second send).
+  static constexpr std::size_t kMinApartBytes = std::size_t{64} << 10;
 
   void CheckThread(const char* what) const;
   void CheckDest(int dest) const;
   // Starts the sends of every chunk of `encoder` to dest.
   void SendChunks(int dest, WireEncoder* encoder);
+  // Starts the sends of the value chunks of `encoder` (whose message's vals are `vals`).
+  void SendValueChunks(int dest, const WireEncoder& encoder, std::vector<float>&& vals);
+  // Starts one MPI_Isend of `p` (buffer or values set by the caller) and queues it.
+  void StartSend(PendingSend&& p, const void* data);
+  // Reaped send `p`: its buffer or value array goes back for reuse.
+  void Recycle(PendingSend&& p);
   // A buffer of at least `bytes` (a free one that fits, else a new one).
   SendBuffer TakeSendBuffer(std::size_t bytes);
   // Keeps a completed send's buffer for reuse (or frees it).
@@ -188,8 +214,10 @@ class MpiTransport : public Transport {
   std::size_t pending_bytes_ = 0;
   std::uint64_t bytes_sent_ = 0;
   std::uint64_t bytes_received_ = 0;
+  std::uint64_t bytes_copied_ = 0;
   std::vector<MPI_Request> requests_scratch_;  // for MPI_Testsome
   std::vector<int> indices_scratch_;
+  std::vector<std::span<const std::uint8_t>> value_chunks_;  // SendValueChunks' scratch
   std::vector<SendBuffer> free_send_buffers_;  // of completed sends, for reuse
   ValueBufferPool value_pool_{kMaxPooledValueArrays, kMaxPooledBytes / sizeof(float)};
   std::vector<WireDecoder> decoders_;         // per sender rank (using value_pool_)

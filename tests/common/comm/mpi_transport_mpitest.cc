@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -241,6 +242,84 @@ TEST_F(MpiTransportTest, ReusedBuffersCarryNoStaleValues) {
   t.Flush(kWait);
 }
 
+// Big value arrays go apart from their frames: MPI reads the sent array itself and writes
+// the received one in place, so the transport copies only headers, keys and counts. Several
+// such messages (each in several value chunks) are in flight to every peer at once,
+// interleaved with control messages and small messages, and each arrives exactly, in order.
+TEST_F(MpiTransportTest, BigValueArraysTravelInPlaceSeveralInFlight) {
+  options_.value_chunk_bytes = 1 << 20;  // 3.6 MB of values: 4 value chunks
+  MpiTransport t(comm_, options_);
+  constexpr std::size_t kKeys = 300000;  // 3 floats per key
+  constexpr std::uint64_t kRounds = 3;
+  for (std::uint64_t i = 0; i < kRounds; ++i) {
+    for (int to = 0; to < size_; ++to) {
+      if (to == rank_) continue;
+      t.Send(to, Numbered(rank_, to, 2 * i, kKeys));
+      pb::Control c;
+      c.mutable_snapshot()->set_seq(i);
+      t.SendControl(to, std::move(c));
+      t.Send(to, Numbered(rank_, to, 2 * i + 1, 10));
+    }
+  }
+  std::vector<std::uint64_t> next(size_, 0);
+  std::vector<std::uint64_t> next_control(size_, 0);
+  for (std::uint64_t got = 0; got < 3 * kRounds * (size_ - 1); ++got) {
+    std::optional<Received> r = t.Receive(kWait, Channels::kBoth);
+    ASSERT_TRUE(r.has_value()) << "after " << got << " messages";
+    if (std::holds_alternative<ControlMessage>(*r)) {
+      const ControlMessage& c = std::get<ControlMessage>(*r);
+      EXPECT_EQ(c.body.snapshot().seq(), next_control[c.sender]++);
+      EXPECT_EQ(next[c.sender], 2 * next_control[c.sender] - 1) << "control overtook data";
+      continue;
+    }
+    const Message& m = std::get<Message>(*r);
+    const std::uint64_t seq = next[m.sender]++;
+    ASSERT_EQ(m.request_id, seq);
+    ExpectNumbered(m, rank_, seq, seq % 2 == 0 ? kKeys : 10);
+  }
+  t.Flush(kWait);
+  const std::uint64_t values = kKeys * 3 * sizeof(float) * kRounds * (size_ - 1);
+  EXPECT_GE(t.bytes_sent(), values);
+  // Headers, keys and counts are copied (both ways); the big value arrays are not.
+  EXPECT_EQ(t.bytes_copied(), t.bytes_sent() + t.bytes_received() - 2 * values);
+}
+
+// Value chunks forged on the wire (raw MPI sends of the transport's tag): a corrupted one,
+// received in place, fails its checksum; a short one fails its size check. Both name the
+// sender, and neither yields a message.
+TEST_F(MpiTransportTest, CorruptedOrShortValueChunksAreRejected) {
+  MpiTransport t(comm_, options_);
+  const Message m = Numbered(0, 1, 5, 30000);  // 360 kB of values: sent apart
+  WireEncoder encoder(m, {.chunk_bytes = 1 << 20, .values_apart = true});
+  ASSERT_EQ(encoder.num_chunks(), 1u);
+  ASSERT_EQ(encoder.num_value_chunks(), 1u);
+  std::vector<std::uint8_t> frame(encoder.ChunkSize(0));
+  encoder.WriteChunk(0, frame.data());
+  const std::span<const std::uint8_t> v = encoder.ValueChunk(0);
+  std::vector<std::uint8_t> values(v.begin(), v.end());
+  values[values.size() / 2] ^= 0x08;
+  const auto send = [&](const std::vector<std::uint8_t>& bytes, std::size_t n) {
+    MPI_Send(bytes.data(), static_cast<int>(n), MPI_BYTE, 1, options_.tag, comm_);
+  };
+  if (rank_ == 0) {
+    send(frame, frame.size());
+    send(values, values.size());
+    send(frame, frame.size());
+    send(values, values.size() - 4);
+  } else if (rank_ == 1) {
+    for (const char* fault : {"value checksum mismatch", "value chunk at byte 0"}) {
+      try {
+        t.Recv(kWait);
+        ADD_FAILURE() << "not rejected: " << fault;
+      } catch (const TransportError& e) {
+        EXPECT_NE(std::string(e.what()).find(fault), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("endpoint 0"), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_FALSE(t.Recv(milliseconds(0)).has_value());
+  }
+}
+
 // bytes_sent / bytes_received count every frame once: over all ranks they agree, and each
 // message costs its arrays plus a small header.
 TEST_F(MpiTransportTest, CountsTheWireBytesSentAndReceived) {
@@ -360,6 +439,9 @@ TEST_F(MpiTransportTest, RejectsMisuse) {
   EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
   bad = options_;
   bad.chunk_bytes = kWireMaxChunkBytes + 1;
+  EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
+  bad = options_;
+  bad.value_chunk_bytes = 100;
   EXPECT_THROW(MpiTransport(comm_, bad), TransportError);
 
   MpiTransport t(comm_, options_);
