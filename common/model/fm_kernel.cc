@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/model/grad_rows.h"
 #include "common/model/kernel_vec.h"
 #include "common/model/loss.h"
 
@@ -318,6 +319,7 @@ struct Kernel {
     float* sums = scratch.data() + Math::ScratchFloats(k);
     float s[kBlock], g[kBlock];
     bool ones[kBlock];
+    model_internal::GradRows rows(b, grads, a.width);  // zeroes row 0 before the adds below
     double total = 0.0;
     for (std::size_t r0 = 0; r0 < b.rows; r0 += kBlock) {
       const std::size_t n = std::min(kBlock, b.rows - r0);
@@ -333,13 +335,16 @@ struct Kernel {
         if (scores != nullptr) scores[r0 + i] = s[i];
       }
       for (std::size_t i = 0; i < n; ++i) {
+        rows.Open(r0 + i);
         if (ones[i]) {
           Math::template Scatter<true>(a, r0 + i, g[i], sums + i * kk, grads);
         } else {
           Math::template Scatter<false>(a, r0 + i, g[i], sums + i * kk, grads);
         }
+        rows.Close(r0 + i);
       }
     }
+    rows.Finish();
     return total;
   }
 };
