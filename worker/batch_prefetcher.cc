@@ -23,16 +23,15 @@ void PreparedBatch::Deduplicate(KeyIndex* index, bool count) {
   for (const std::uint32_t u : local) ++counts[u];
 }
 
-void PreparedBatch::PlanScaling(GradientScale gradient) {
-  if (gradient != GradientScale::kKeyMean && gradient != GradientScale::kKeySqrt) {
-    scale_factors.clear();
-    last_offsets.clear();
-    last_ids.clear();
-    return;
-  }
+void PreparedBatch::PlanScaling(GradientScale gradient, int row_width) {
+  scale_factors.clear();
+  last_offsets.clear();
+  last_ids.clear();
+  if (gradient != GradientScale::kKeyMean && gradient != GradientScale::kKeySqrt) return;
   if (counts.size() != keys.size()) {
     throw std::logic_error("PreparedBatch::PlanScaling: the batch was not counted");
   }
+  if (!FoldsGradRows(keys.size(), static_cast<std::size_t>(row_width))) return;
   ScaleFactors(gradient, counts, &scale_factors);
   // Backwards over the rows: a key's first sighting is its last occurrence; each row's keys
   // are written just below the later rows' (from the end of last_ids).
@@ -83,8 +82,9 @@ void BatchPrefetcher::Run() {
       PreparedBatch* b = nullptr;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || (!free_.empty() &&
-                                          ready_.size() < static_cast<std::size_t>(options_.depth));
+        cv_.wait(lock, [&] {
+          return stop_ ||
+                 (!free_.empty() && ready_.size() < static_cast<std::size_t>(options_.depth));
         });
         if (stop_) return;
         b = free_.front();
@@ -94,7 +94,7 @@ void BatchPrefetcher::Run() {
       const bool any = reader_->Read(options_.batch_size, &b->block) > 0;
       if (any) {
         b->Deduplicate(&index_, options_.count);
-        b->PlanScaling(options_.gradient);
+        b->PlanScaling(options_.gradient, options_.row_width);
         b->bytes_consumed = reader_->bytes_consumed();
         reader_->Remaining(&b->remaining);  // reuses the pooled batch's capacity
       }

@@ -40,7 +40,9 @@ struct PreparedBatch {
 
   // The per-key gradient scaling (RowScaling) when planned, else empty: factors per key
   // (ScaleFactors), and the keys (never the bias) by the row of their last occurrence: row
-  // r's are last_ids[last_offsets[r] .. last_offsets[r + 1]).
+  // r's are last_ids[last_offsets[r] .. last_offsets[r + 1]). Planned only for a table the
+  // kernel zeroes and scales row by row (FoldsGradRows); a smaller one is scaled after the
+  // kernel (DivideByCounts, DivideBySqrtCounts), which costs less there.
   std::vector<float> scale_factors;
   std::vector<std::uint32_t> last_offsets;  // rows + 1
   std::vector<std::uint32_t> last_ids;      // keys.size() - 1
@@ -54,9 +56,10 @@ struct PreparedBatch {
   void Deduplicate(KeyIndex* index, bool count = true);
 
   // Plans `gradient`'s per-key scaling (kKeyMean, kKeySqrt; kSum and kAuto: none) from
-  // local and counts (Deduplicate with count first). O(nnz + keys + rows), no allocation in
-  // steady state.
-  void PlanScaling(GradientScale gradient);
+  // local and counts (Deduplicate with count first) for a model of `row_width` floats per
+  // key, where FoldsGradRows(keys, row_width) (else none). O(nnz + keys + rows), no
+  // allocation in steady state.
+  void PlanScaling(GradientScale gradient, int row_width);
 
   // The plan as the kernel takes it (no scaling when none is planned).
   RowScaling scaling() const;
@@ -68,8 +71,9 @@ struct PrefetchOptions {
   int depth = 2;  // batches waiting ready at most
   // Fill each batch's occurrence counts (min_count > 1 and the per-key scalings need them).
   bool count = true;
-  // The per-key scaling each batch gets planned (PlanScaling); needs count.
+  // The per-key scaling each batch gets planned (PlanScaling); needs count and row_width.
   GradientScale gradient = GradientScale::kSum;
+  int row_width = 0;  // the model's (ModelShape::row_width)
 };
 
 class BatchPrefetcher {

@@ -67,11 +67,16 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   const std::size_t n = b.keys.size() * static_cast<std::size_t>(options_.shape.row_width());
   ReserveHugeFloats(&grads_, n);  // read and written at random by the kernel
   // Not zeroed (zero-filled only where it grows past its old size): the kernel writes every
-  // row, b's local ids being 0 .. keys - 1, and scales them per key as the prefetcher
-  // planned (PreparedBatch::PlanScaling).
+  // row, b's local ids being 0 .. keys - 1, and scales them per key where the prefetcher
+  // planned it (PreparedBatch::PlanScaling; else below, over the finished table).
   grads_.resize(n);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
+  if (b.scale_factors.empty() && options_.gradient == GradientScale::kKeyMean) {
+    DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
+  } else if (b.scale_factors.empty() && options_.gradient == GradientScale::kKeySqrt) {
+    DivideBySqrtCounts(b.counts, options_.shape.row_width(), grads_.data());
+  }
   return loss;
 }
 
@@ -94,7 +99,8 @@ PrefetchOptions Worker::TrainingBatches() const {
   return {.batch_size = options_.batch_size,
           .depth = kPrefetchDepth,
           .count = options_.send_counts || options_.gradient != GradientScale::kSum,
-          .gradient = options_.gradient};
+          .gradient = options_.gradient,
+          .row_width = options_.shape.row_width()};
 }
 
 void Worker::TrainEpoch(RowSource* reader, Progress* progress,

@@ -177,7 +177,7 @@ struct Rows {
   // follows; prefetching the next row's keys measured no faster (tests/bench/README.md).
   static double ForwardBackward(const Args& a, const ModelBatch& b, Loss loss, float* grads,
                                 float* scores) {
-    model_internal::GradRows rows(b, grads, a.width);
+    model_internal::GradRows rows(b, grads, a.width, model_internal::TopId(b));
     double total = 0.0;
     for (std::size_t r = 0; r < b.rows; ++r) {
       bool ones;

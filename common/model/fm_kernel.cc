@@ -35,11 +35,9 @@ template <bool kWrite>
   __builtin_prefetch(p + width - 1, kWrite ? 1 : 0);
 }
 
-// Whether the batch's parameter rows span more than kPrefetchTableBytes.
-inline bool TableIsLarge(const ModelBatch& b, std::size_t width) {
-  const std::size_t begin = b.offsets[0], end = b.offsets[b.rows];
-  std::uint32_t top = 0;
-  for (std::size_t j = begin; j < end; ++j) top = std::max(top, b.local[j]);
+// Whether the batch's parameter rows span more than kPrefetchTableBytes, given its highest
+// local id (model_internal::TopId).
+inline bool TableIsLarge(std::uint32_t top, std::size_t width) {
   return (top + std::size_t{1}) * width * sizeof(float) > kPrefetchTableBytes;
 }
 
@@ -281,7 +279,7 @@ struct Kernel {
     const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
-    const bool prefetch = TableIsLarge(b, a.width);
+    const bool prefetch = TableIsLarge(model_internal::TopId(b), a.width);
     std::vector<float> scratch(Math::ScratchFloats(k) + k);
     bool ones;
     for (std::size_t r = 0; r < b.rows; ++r) {
@@ -313,13 +311,14 @@ struct Kernel {
     const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
-    const bool prefetch = TableIsLarge(b, a.width);
+    const std::uint32_t top = model_internal::TopId(b);
+    const bool prefetch = TableIsLarge(top, a.width);
     const std::size_t kk = static_cast<std::size_t>(k);
     std::vector<float> scratch(Math::ScratchFloats(k) + kBlock * kk);
     float* sums = scratch.data() + Math::ScratchFloats(k);
     float s[kBlock], g[kBlock];
     bool ones[kBlock];
-    model_internal::GradRows rows(b, grads, a.width);  // zeroes row 0 before the adds below
+    model_internal::GradRows rows(b, grads, a.width, top);  // zeroes row 0 before the adds below
     double total = 0.0;
     for (std::size_t r0 = 0; r0 < b.rows; r0 += kBlock) {
       const std::size_t n = std::min(kBlock, b.rows - r0);

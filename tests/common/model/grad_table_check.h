@@ -47,32 +47,74 @@ struct Scaling {
         last[b.local[j]] = static_cast<std::uint32_t>(r);
       }
     }
-    for (const std::uint32_t c : counts) {
-      const float fc = static_cast<float>(std::max(c, 1u));
+    std::vector<std::vector<std::uint32_t>> by_row(b.rows);
+    for (std::uint32_t u = 0; u < table_rows; ++u) {
+      const float fc = static_cast<float>(std::max(counts[u], 1u));
       factors.push_back(sqrt ? 1.0f / std::sqrt(fc) : 1.0f / fc);
+      if (u > 0 && counts[u] > 0) by_row[last[u]].push_back(u);
     }
     offsets.push_back(0);
-    for (std::size_t r = 0; r < b.rows; ++r) {
-      for (std::uint32_t u = 1; u < table_rows; ++u) {
-        if (counts[u] > 0 && last[u] == r) ids.push_back(u);
-      }
+    for (const auto& row : by_row) {
+      ids.insert(ids.end(), row.begin(), row.end());
       offsets.push_back(static_cast<std::uint32_t>(ids.size()));
     }
   }
   RowScaling view() const { return {factors.data(), offsets.data(), ids.data()}; }
 };
 
+// A copy of a batch with rows of 4 new keys each (ids from table_rows on, fields cycling)
+// appended until the table reaches kFoldGradTableBytes: the kernel then zeroes and scales
+// row by row (FoldsGradRows).
+struct Widened {
+  std::vector<float> labels, values, params;
+  std::vector<std::size_t> offsets;
+  std::vector<std::uint32_t> local, fields;
+  std::uint32_t table_rows = 0;
+
+  Widened(const ModelBatch& b, const ModelShape& shape, const float* p, std::uint32_t rows) {
+    const std::size_t width = static_cast<std::size_t>(shape.row_width());
+    const std::size_t nnz = b.offsets[b.rows];
+    labels.assign(b.labels, b.labels + b.rows);
+    offsets.assign(b.offsets, b.offsets + b.rows + 1);
+    local.assign(b.local, b.local + nnz);
+    values.assign(b.values, b.values + nnz);
+    if (b.fields != nullptr) fields.assign(b.fields, b.fields + nnz);
+    params.assign(p, p + std::size_t{rows} * width);
+    for (table_rows = rows; !FoldsGradRows(table_rows, width);) {
+      for (int j = 0; j < 4; ++j, ++table_rows) {
+        local.push_back(table_rows);
+        values.push_back(j == 2 ? 0.75f : 1.0f);
+        fields.push_back(shape.fields > 0 ? table_rows % static_cast<std::uint32_t>(shape.fields)
+                                          : 0);
+        for (std::size_t f = 0; f < width; ++f) {
+          params.push_back(0.01f * static_cast<float>((table_rows * 7 + f * 13) % 23) - 0.1f);
+        }
+      }
+      offsets.push_back(local.size());
+      labels.push_back(static_cast<float>(table_rows % 3 == 0));
+    }
+  }
+  ModelBatch view() const {
+    return {labels.size(), labels.data(), offsets.data(),
+            local.data(),  values.data(), fields.data()};
+  }
+};
+
 // The garbage a caller's table may hold.
 inline std::vector<float> Garbage(std::size_t n) {
-  const float pattern[] = {std::numeric_limits<float>::quiet_NaN(), 3e38f,
-                           -std::numeric_limits<float>::infinity(), -0.0f, 1e-45f, -7.5f};
+  const float pattern[] = {std::numeric_limits<float>::quiet_NaN(),
+                           3e38f,
+                           -std::numeric_limits<float>::infinity(),
+                           -0.0f,
+                           1e-45f,
+                           -7.5f};
   std::vector<float> g(n);
   for (std::size_t i = 0; i < n; ++i) g[i] = pattern[i % 6];
   return g;
 }
 
-inline void ExpectSameBitsOnGarbageTable(const ModelKernel& kernel, ModelBatch batch,
-                                         const float* params, std::uint32_t table_rows) {
+inline void ExpectSameBitsOn(const ModelKernel& kernel, ModelBatch batch, const float* params,
+                             std::uint32_t table_rows) {
   const std::size_t width = static_cast<std::size_t>(kernel.shape().row_width());
   const std::size_t nnz = batch.offsets[batch.rows];
   std::uint32_t top = 0;
@@ -106,6 +148,19 @@ inline void ExpectSameBitsOnGarbageTable(const ModelKernel& kernel, ModelBatch b
           << "rows from " << top + 1 << " on were touched";
     }
   }
+}
+
+// The check on the batch as it is (a small table: zeroed and scaled whole) and widened (row
+// by row).
+inline void ExpectSameBitsOnGarbageTable(const ModelKernel& kernel, const ModelBatch& batch,
+                                         const float* params, std::uint32_t table_rows) {
+  {
+    SCOPED_TRACE("small table");
+    ExpectSameBitsOn(kernel, batch, params, table_rows);
+  }
+  SCOPED_TRACE("table of rows zeroed and scaled one by one");
+  const Widened wide(batch, kernel.shape(), params, table_rows);
+  ExpectSameBitsOn(kernel, wide.view(), wide.params.data(), wide.table_rows);
 }
 
 }  // namespace fmps::testing_grads
