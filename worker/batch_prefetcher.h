@@ -1,9 +1,10 @@
 // BatchPrefetcher: reads and prepares minibatches on its own thread, ahead of the worker.
 //
 // A prepared batch holds the rows (CSR), their unique keys (the bias key first), each
-// non-zero's index into those keys and each key's occurrence count: everything the worker
-// needs before it can pull. At most `depth` batches wait ready; batches are recycled through
-// a fixed pool, so steady state allocates nothing.
+// non-zero's index into those keys, each key's occurrence count and, for a per-key gradient
+// scaling, its plan (the factors and where each key is last used): everything the worker
+// needs before it can pull, computed off the worker's thread. At most `depth` batches wait
+// ready; batches are recycled through a fixed pool, so steady state allocates nothing.
 //
 // Thread safety: Next/Release are called by one consumer thread. The reader is used only by
 // the prefetch thread between construction and destruction (or the end of the shard).
@@ -20,8 +21,10 @@
 #include <vector>
 
 #include "common/base/key_index.h"
+#include "common/config/config.h"
 #include "common/data/reader.h"
 #include "common/data/row_block.h"
+#include "common/model/model_kernel.h"
 
 namespace fmps {
 
@@ -35,17 +38,48 @@ struct PreparedBatch {
   // read once this batch's rows have been trained, for checkpoints.
   std::vector<ByteRange> remaining;
 
+  // The per-key gradient scaling (RowScaling) when planned, else empty: factors per key
+  // (ScaleFactors), and the keys (never the bias) by the row of their last occurrence: row
+  // r's are last_ids[last_offsets[r] .. last_offsets[r + 1]). Planned only for a table the
+  // kernel zeroes and scales row by row (FoldsGradRows); a smaller one is scaled after the
+  // kernel (DivideByCounts, DivideBySqrtCounts), which costs less there.
+  std::vector<float> scale_factors;
+  std::vector<std::uint32_t> last_offsets;  // rows + 1
+  std::vector<std::uint32_t> last_ids;      // keys.size() - 1
+  std::vector<std::uint8_t> seen;           // PlanScaling's scratch, per key
+
   // Fills keys/local (and counts if `count`, else leaves it empty) from block. `index` is
   // scratch (cleared first): one index reused for every batch stays in the cache, where a
-  // table per batch would not (~0.5 MB each).
+  // table per batch would not (~0.5 MB each). The local ids are in first-occurrence order
+  // (the bias 0, then each new key the next id), which ModelKernel::ForwardBackward's cost
+  // relies on (model_kernel.h).
   void Deduplicate(KeyIndex* index, bool count = true);
+
+  // Plans `gradient`'s per-key scaling (kKeyMean, kKeySqrt; kSum and kAuto: none) from
+  // local and counts (Deduplicate with count first) for a model of `row_width` floats per
+  // key, where FoldsGradRows(keys, row_width) (else none). O(nnz + keys + rows), no
+  // allocation in steady state.
+  void PlanScaling(GradientScale gradient, int row_width);
+
+  // The plan as the kernel takes it (no scaling when none is planned).
+  RowScaling scaling() const;
+};
+
+// What a BatchPrefetcher prepares.
+struct PrefetchOptions {
+  int batch_size = 1024;
+  int depth = 2;  // batches waiting ready at most
+  // Fill each batch's occurrence counts (min_count > 1 and the per-key scalings need them).
+  bool count = true;
+  // The per-key scaling each batch gets planned (PlanScaling); needs count and row_width.
+  GradientScale gradient = GradientScale::kSum;
+  int row_width = 0;  // the model's (ModelShape::row_width)
 };
 
 class BatchPrefetcher {
  public:
-  // Starts the prefetch thread on `reader` (which must outlive this object). `count`: fill
-  // each batch's occurrence counts (only min_count > 1 needs them).
-  BatchPrefetcher(RowSource* reader, int batch_size, int depth = 2, bool count = true);
+  // Starts the prefetch thread on `reader` (which must outlive this object).
+  BatchPrefetcher(RowSource* reader, const PrefetchOptions& options);
   // Stops and joins the thread (abandoning the rest of the shard).
   ~BatchPrefetcher();
   BatchPrefetcher(const BatchPrefetcher&) = delete;
@@ -60,9 +94,7 @@ class BatchPrefetcher {
   void Run();
 
   RowSource* reader_;
-  int batch_size_;
-  std::size_t depth_;
-  bool count_;
+  PrefetchOptions options_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<PreparedBatch>> pool_;

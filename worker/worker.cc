@@ -28,86 +28,14 @@ ModelBatch View(const PreparedBatch& b) {
   v.local = b.local.data();
   v.values = b.block.values.data();
   v.fields = b.block.fields.data();
+  v.scaling = b.scaling();
   return v;
 }
 
 // Batches the prefetcher reads ahead of the worker.
 constexpr int kPrefetchDepth = 2;
 
-// 1 / c for the counts most keys have (kReciprocals[0] = [1] = 1: those rows are multiplied
-// by 1, which leaves every float as it is). Computed at compile time with the same IEEE
-// division the run-time fallback does, so both give the same bits.
-constexpr std::uint32_t kReciprocalTable = 1024;
-constexpr std::array<float, kReciprocalTable> kReciprocals = [] {
-  std::array<float, kReciprocalTable> r{};
-  r[0] = 1.0f;
-  for (std::uint32_t c = 1; c < kReciprocalTable; ++c) r[c] = 1.0f / static_cast<float>(c);
-  return r;
-}();
-
-// 1 / sqrt(c) for the same counts (key_sqrt); [0] = [1] = 1.
-const std::array<float, kReciprocalTable> kReciprocalSqrts = [] {
-  std::array<float, kReciprocalTable> r{};
-  r[0] = 1.0f;
-  for (std::uint32_t c = 1; c < kReciprocalTable; ++c)
-    r[c] = 1.0f / std::sqrt(static_cast<float>(c));
-  return r;
-}();
-
-// What DivideByCounts and DivideBySqrtCounts multiply a key's row by.
-struct Reciprocal {
-  float operator()(std::uint32_t c) const {
-    return c < kReciprocalTable ? kReciprocals[c] : 1.0f / static_cast<float>(c);
-  }
-};
-struct ReciprocalSqrt {
-  float operator()(std::uint32_t c) const {
-    return c < kReciprocalTable ? kReciprocalSqrts[c] : 1.0f / std::sqrt(static_cast<float>(c));
-  }
-};
-
-// Multiplies key u's row by inv(counts[u]), for a row width known at compile time (kWidth >
-// 0) or not (0): with a constant width the row is a fixed sequence of vector multiplies.
-template <int kWidth, class Inv>
-void ScaleRowsOf(std::span<const std::uint32_t> counts, int width, float* __restrict grads) {
-  const std::size_t w =
-      kWidth > 0 ? static_cast<std::size_t>(kWidth) : static_cast<std::size_t>(width);
-  const Inv inv_of;
-  for (const std::uint32_t c : counts) {
-    const float inv = inv_of(c);
-    for (std::size_t j = 0; j < w; ++j) grads[j] *= inv;
-    grads += w;
-  }
-}
-
-// Every row is scaled, by 1 where the count is 0 or 1: a branch on the count mispredicted
-// about half the time and, with a division per counted key, cost more than the multiplies.
-// The FM's row widths 1 + k for the common k get a loop of constant width.
-template <class Inv>
-void ScaleRows(std::span<const std::uint32_t> counts, int width, float* grads) {
-  switch (width) {
-    case 5:
-      return ScaleRowsOf<5, Inv>(counts, width, grads);
-    case 9:
-      return ScaleRowsOf<9, Inv>(counts, width, grads);
-    case 17:
-      return ScaleRowsOf<17, Inv>(counts, width, grads);
-    case 33:
-      return ScaleRowsOf<33, Inv>(counts, width, grads);
-    default:
-      return ScaleRowsOf<0, Inv>(counts, width, grads);
-  }
-}
-
 }  // namespace
-
-void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
-  ScaleRows<Reciprocal>(counts, width, grads);
-}
-
-void DivideBySqrtCounts(std::span<const std::uint32_t> counts, int width, float* grads) {
-  ScaleRows<ReciprocalSqrt>(counts, width, grads);
-}
 
 Worker::Worker(const WorkerOptions& options, KVClient* client)
     : options_(options),
@@ -138,12 +66,15 @@ Timestamp Worker::PullFor(const PreparedBatch& b, bool create, std::vector<float
 double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>& params) {
   const std::size_t n = b.keys.size() * static_cast<std::size_t>(options_.shape.row_width());
   ReserveHugeFloats(&grads_, n);  // read and written at random by the kernel
-  grads_.assign(n, 0.0f);
+  // Not zeroed (zero-filled only where it grows past its old size): the kernel writes every
+  // row, b's local ids being 0 .. keys - 1, and scales them per key where the prefetcher
+  // planned it (PreparedBatch::PlanScaling; else below, over the finished table).
+  grads_.resize(n);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
-  if (options_.gradient == GradientScale::kKeyMean) {
+  if (b.scale_factors.empty() && options_.gradient == GradientScale::kKeyMean) {
     DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
-  } else if (options_.gradient == GradientScale::kKeySqrt) {
+  } else if (b.scale_factors.empty() && options_.gradient == GradientScale::kKeySqrt) {
     DivideBySqrtCounts(b.counts, options_.shape.row_width(), grads_.data());
   }
   return loss;
@@ -164,6 +95,14 @@ void Worker::Cut(const std::vector<ByteRange>& remaining) {
   if (cut_handler_) cut_handler_(remaining);
 }
 
+PrefetchOptions Worker::TrainingBatches() const {
+  return {.batch_size = options_.batch_size,
+          .depth = kPrefetchDepth,
+          .count = options_.send_counts || options_.gradient != GradientScale::kSum,
+          .gradient = options_.gradient,
+          .row_width = options_.shape.row_width()};
+}
+
 void Worker::TrainEpoch(RowSource* reader, Progress* progress,
                         const std::function<void()>& after_batch) {
   if (options_.consistency == Consistency::kBsp) {
@@ -175,7 +114,7 @@ void Worker::TrainEpoch(RowSource* reader, Progress* progress,
 }
 
 void Worker::TrainAsync(RowSource* reader, Progress* progress, const std::function<void()>& hook) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
+  BatchPrefetcher prefetcher(reader, TrainingBatches());
   std::deque<Timestamp> pushes;  // unacknowledged, oldest first
   // Waits for the oldest pushes until at most `limit` remain in flight.
   auto settle = [&](int limit) {
@@ -220,7 +159,7 @@ void Worker::TrainAsync(RowSource* reader, Progress* progress, const std::functi
 }
 
 void Worker::TrainBsp(RowSource* reader, Progress* progress, const std::function<void()>& hook) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, counted());
+  BatchPrefetcher prefetcher(reader, TrainingBatches());
   PreparedBatch empty;  // what an exhausted worker pushes: no keys
   while (true) {
     PreparedBatch* b = prefetcher.Next();
@@ -248,7 +187,8 @@ void Worker::TrainBsp(RowSource* reader, Progress* progress, const std::function
 }
 
 void Worker::Score(RowSource* reader, std::vector<float>* scores, std::vector<float>* labels) {
-  BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, /*count=*/false);
+  BatchPrefetcher prefetcher(
+      reader, {.batch_size = options_.batch_size, .depth = kPrefetchDepth, .count = false});
   while (PreparedBatch* b = prefetcher.Next()) {
     client_->Wait(PullFor(*b, /*create=*/false, &params_[0]));
     const std::size_t base = scores->size();

@@ -30,6 +30,7 @@
 #include "common/model/model_shape.h"
 #include "worker/batch_prefetcher.h"
 #include "worker/divergence.h"
+#include "worker/gradient_scale.h"  // DivideByCounts, DivideBySqrtCounts
 
 namespace fmps {
 
@@ -45,12 +46,6 @@ struct WorkerOptions {
   // kKeySqrt: divided by the count's square root.
   GradientScale gradient = GradientScale::kSum;
 };
-
-// The key_mean scaling: divides key u's `width` gradients (grads[u * width ...]) by
-// counts[u] when it is above 1. O(counts.size() * width); no allocation.
-void DivideByCounts(std::span<const std::uint32_t> counts, int width, float* grads);
-// The key_sqrt scaling: the same with sqrt(counts[u]). O(counts.size() * width).
-void DivideBySqrtCounts(std::span<const std::uint32_t> counts, int width, float* grads);
 
 // One worker's live counters, updated after every batch, readable from other threads.
 struct Progress {
@@ -106,8 +101,9 @@ class Worker {
   // Publishes a finished batch to *progress.
   void Publish(std::size_t rows, double loss, std::uint64_t bytes, Progress* progress) const;
 
-  // Whether batches need their keys' occurrence counts (send_counts or a per-key scaling).
-  bool counted() const { return options_.send_counts || options_.gradient != GradientScale::kSum; }
+  // What training batches need: occurrence counts (send_counts or a per-key scaling) and the
+  // per-key scaling's plan.
+  PrefetchOptions TrainingBatches() const;
   // Runs the cut handler (if any) and clears the pending cut.
   void Cut(const std::vector<ByteRange>& remaining);
 

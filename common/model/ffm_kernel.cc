@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/base/error.h"
+#include "common/model/grad_rows.h"
 #include "common/model/kernel_vec.h"
 #include "common/model/loss.h"
 
@@ -170,11 +171,13 @@ struct Rows {
     for (std::size_t r = 0; r < b.rows; ++r) scores[r] = AnyScore(a, r, &ones);
   }
 
-  // Per row: score, loss, scatter (the blocking described in ffm_kernel.h). No software
+  // Per row: score, loss, scatter (the blocking described in ffm_kernel.h), the gradient
+  // rows zeroed before their first row and scaled after their last (GradRows). No software
   // prefetching: a key's row is contiguous (F * k floats), which the hardware prefetcher
   // follows; prefetching the next row's keys measured no faster (tests/bench/README.md).
   static double ForwardBackward(const Args& a, const ModelBatch& b, Loss loss, float* grads,
                                 float* scores) {
+    model_internal::GradRows rows(b, grads, a.width, model_internal::TopId(b));
     double total = 0.0;
     for (std::size_t r = 0; r < b.rows; ++r) {
       bool ones;
@@ -183,12 +186,15 @@ struct Rows {
       total += l.value;
       grads[0] += l.gradient;
       if (scores != nullptr) scores[r] = s;
+      rows.Open(r);
       if (ones) {
         Scatter<true>(a, r, l.gradient, grads);
       } else {
         Scatter<false>(a, r, l.gradient, grads);
       }
+      rows.Close(r);
     }
+    rows.Finish();
     return total;
   }
 };

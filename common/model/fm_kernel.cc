@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/model/grad_rows.h"
 #include "common/model/kernel_vec.h"
 #include "common/model/loss.h"
 
@@ -34,11 +35,9 @@ template <bool kWrite>
   __builtin_prefetch(p + width - 1, kWrite ? 1 : 0);
 }
 
-// Whether the batch's parameter rows span more than kPrefetchTableBytes.
-inline bool TableIsLarge(const ModelBatch& b, std::size_t width) {
-  const std::size_t begin = b.offsets[0], end = b.offsets[b.rows];
-  std::uint32_t top = 0;
-  for (std::size_t j = begin; j < end; ++j) top = std::max(top, b.local[j]);
+// Whether the batch's parameter rows span more than kPrefetchTableBytes, given its highest
+// local id (model_internal::TopId).
+inline bool TableIsLarge(std::uint32_t top, std::size_t width) {
   return (top + std::size_t{1}) * width * sizeof(float) > kPrefetchTableBytes;
 }
 
@@ -280,7 +279,7 @@ struct Kernel {
     const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
-    const bool prefetch = TableIsLarge(b, a.width);
+    const bool prefetch = TableIsLarge(model_internal::TopId(b), a.width);
     std::vector<float> scratch(Math::ScratchFloats(k) + k);
     bool ones;
     for (std::size_t r = 0; r < b.rows; ++r) {
@@ -312,12 +311,14 @@ struct Kernel {
     const Args a = MakeArgs(b, params, k, width);
     const std::size_t nnz_end = b.offsets[b.rows];
     const bool all_ones = AllOnes(b.values, b.offsets[0], nnz_end);
-    const bool prefetch = TableIsLarge(b, a.width);
+    const std::uint32_t top = model_internal::TopId(b);
+    const bool prefetch = TableIsLarge(top, a.width);
     const std::size_t kk = static_cast<std::size_t>(k);
     std::vector<float> scratch(Math::ScratchFloats(k) + kBlock * kk);
     float* sums = scratch.data() + Math::ScratchFloats(k);
     float s[kBlock], g[kBlock];
     bool ones[kBlock];
+    model_internal::GradRows rows(b, grads, a.width, top);  // zeroes row 0 before the adds below
     double total = 0.0;
     for (std::size_t r0 = 0; r0 < b.rows; r0 += kBlock) {
       const std::size_t n = std::min(kBlock, b.rows - r0);
@@ -333,13 +334,16 @@ struct Kernel {
         if (scores != nullptr) scores[r0 + i] = s[i];
       }
       for (std::size_t i = 0; i < n; ++i) {
+        rows.Open(r0 + i);
         if (ones[i]) {
           Math::template Scatter<true>(a, r0 + i, g[i], sums + i * kk, grads);
         } else {
           Math::template Scatter<false>(a, r0 + i, g[i], sums + i * kk, grads);
         }
+        rows.Close(r0 + i);
       }
     }
+    rows.Finish();
     return total;
   }
 };

@@ -28,6 +28,20 @@
 
 namespace fmps {
 
+// Optional per-key scaling of a batch's gradient rows (optimizer.gradient key_mean and
+// key_sqrt), which ForwardBackward applies to a key's row right after its last contribution,
+// while the row is in cache: the row's floats are each multiplied by factors[u] (the same
+// float multiplies as scaling the finished table afterwards, so the same bits). The bias row
+// is scaled after the last row.
+struct RowScaling {
+  const float* factors = nullptr;  // per local id (0: the bias); null: no scaling
+  // The local ids (never 0) whose last non-zero lies in row r are
+  // ids[offsets[r] .. offsets[r + 1]); each id of the batch in exactly one row's list.
+  // Needed only where FoldsGradRows (below) holds; null: every row is scaled after the last.
+  const std::uint32_t* offsets = nullptr;  // rows + 1
+  const std::uint32_t* ids = nullptr;
+};
+
 struct ModelBatch {
   std::size_t rows = 0;
   const float* labels = nullptr;         // rows
@@ -38,6 +52,8 @@ struct ModelBatch {
   // shape.fields (the readers reject other rows: FeatureSpec::field_limit); FM ignores them
   // (may be null).
   const std::uint32_t* fields = nullptr;
+  // Used by ForwardBackward only. PreparedBatch::PlanScaling (worker) computes it.
+  RowScaling scaling = {};
 };
 
 class ModelKernel {
@@ -50,10 +66,18 @@ class ModelKernel {
   // Writes the raw score of each row into scores[rows].
   virtual void Scores(const ModelBatch& batch, const float* params, float* scores) const = 0;
 
-  // Scores every row, adds d(sum of losses)/d(param) into grads (same layout as params; the
-  // caller zeroes it first; the bias gradient goes to grads[0]; it must not overlap params)
-  // and returns the sum of the rows' losses. If `scores` is non-null the raw scores are
-  // written there too.
+  // Scores every row, writes d(sum of losses)/d(param) into grads (same layout as params; the
+  // bias gradient goes to grads[0]; it must not overlap params), scaled per key as
+  // batch.scaling says, and returns the sum of the rows' losses. If `scores` is non-null the
+  // raw scores are written there too.
+  // grads need not be zeroed: the rows 0 .. U-1, U = 1 + the highest local id of the batch,
+  // are written whole (every float, rows no non-zero uses included: zeros), rows from U on
+  // are not touched. Where FoldsGradRows(U, row width), a row is zeroed just before the
+  // first row of the batch that uses it or a higher id, so with local ids numbered in
+  // first-occurrence order (the bias 0, then each new key the next id:
+  // PreparedBatch::Deduplicate) every row is zeroed where it is first used, in cache; any
+  // other numbering gives the same gradients (it may zero rows sooner). The adds into a row
+  // are those of adding into a zeroed table: same bits.
   virtual double ForwardBackward(const ModelBatch& batch, const float* params, float* grads,
                                  float* scores) const = 0;
 
@@ -63,6 +87,17 @@ class ModelKernel {
   // only user and it is FM-only.
   virtual void EmbeddingSums(const ModelBatch& batch, const float* params, float* sums) const = 0;
 };
+
+// Gradient tables of at least this many bytes are zeroed and scaled row by row at each row's
+// first and last use (ForwardBackward); smaller ones, which stay in cache, in one pass each
+// before and after the rows (per-row work measured slower there: tests/bench/README.md).
+inline constexpr std::size_t kFoldGradTableBytes = std::size_t{1} << 20;
+
+// Whether ForwardBackward zeroes and scales a table of `rows` rows of `width` floats row by
+// row, and so uses RowScaling's ids (a caller may leave them null when this is false).
+constexpr bool FoldsGradRows(std::size_t rows, std::size_t width) {
+  return rows * width * sizeof(float) >= kFoldGradTableBytes;
+}
 
 // The kernel for `shape` (validated: throws ModelError for an invalid shape) and `loss`.
 std::unique_ptr<ModelKernel> MakeKernel(const ModelShape& shape, Loss loss);

@@ -4,6 +4,8 @@
 //                     in the core's cache); items = rows
 //   BM_FfmBatch/k     the same over a 16384-row table (k = 8: 20 MB), about the unique keys
 //                     of a training batch: the rows' parameters come from memory
+//                     Both: local ids in first-occurrence order, as in training; the kernel
+//                     zeroes the gradient rows (no longer the fixture, once).
 //   BM_MemBandwidth   memcpy between two 256 MB buffers; bytes_per_second counts the bytes
 //                     read plus written: the memory bandwidth the FFM limit is computed with
 #include <benchmark/benchmark.h>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "common/model/model_kernel.h"
+#include "tests/bench/bench_batches.h"
 
 namespace fmps {
 namespace {
@@ -52,6 +55,7 @@ FfmFixture MakeFfm(int k, std::size_t table_rows) {
   for (auto& b : fx.local) {
     b.resize(kFfmRows * kFfmFields);
     for (auto& u : b) u = idx(rng);
+    bench::NumberInFirstOccurrenceOrder(&b);
   }
   return fx;
 }

@@ -40,7 +40,8 @@ TEST(BatchPrefetcherTest, DeliversEveryRowWhileTheConsumerHoldsTwoBatches) {
     for (int rep = 0; rep < 20; ++rep) {
       SCOPED_TRACE("depth " + std::to_string(depth) + ", repetition " + std::to_string(rep));
       auto reader = std::make_unique<ShardReader>(spec, std::vector<std::string>{path}, 0, 1);
-      auto prefetcher = std::make_unique<BatchPrefetcher>(reader.get(), 3, depth, true);
+      auto prefetcher = std::make_unique<BatchPrefetcher>(
+          reader.get(), PrefetchOptions{.batch_size = 3, .depth = depth, .count = true});
       std::vector<float> labels;
       std::promise<void> finished;
       std::future<void> done = finished.get_future();

@@ -396,5 +396,71 @@ TEST(DivideByCountsTest, SqrtPerKeyByHand) {
   for (std::size_t i = 0; i < g.size(); ++i) EXPECT_FLOAT_EQ(g[i], want[i]) << i;
 }
 
+// The trainer's per-key scaling (PreparedBatch::PlanScaling, applied by the kernel at each
+// key's last row) on a gradient table full of garbage gives the bits of the old way: a zeroed
+// table, the kernel, then DivideByCounts / DivideBySqrtCounts over the finished table. FM and
+// FFM, rows with a key twice, values of one and not; every key listed once, at its last row.
+TEST(PlanScalingTest, KernelScalingEqualsScalingTheFinishedTable) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<Key> key(100, 160);
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  PreparedBatch b;
+  for (int r = 0; r < 50; ++r) {
+    const Key repeated = key(rng);
+    for (std::uint32_t f = 0; f < 6; ++f)
+      b.block.AddFeature(f == 5 ? repeated : key(rng), r % 2 ? 1.0f : 0.5f + f, f % 3);
+    b.block.AddFeature(repeated, 1.0f, 1);
+    b.block.FinishRow(static_cast<float>(r % 3 == 0));
+  }
+  KeyIndex index;
+  b.Deduplicate(&index);
+  for (const ModelShape shape : {FmShape(8), FfmShape(4, 3), FmShape(6)}) {
+    for (const GradientScale g : {GradientScale::kKeyMean, GradientScale::kKeySqrt}) {
+      for (const bool fold : {false, true}) {  // a row width past FoldsGradRows: lists made
+        SCOPED_TRACE(shape.ToString() + " " + ToString(g) + (fold ? " lists" : ""));
+        b.PlanScaling(g, fold ? 1 << 20 : shape.row_width());
+        ASSERT_EQ(b.last_offsets.empty(), !fold);
+        ASSERT_EQ(b.scale_factors.empty(), !fold);  // a small table: scaled after the kernel
+        std::vector<int> listed(b.keys.size(), fold ? 0 : 1);
+        for (std::size_t r = 0; fold && r < b.block.rows(); ++r) {
+          for (std::uint32_t i = b.last_offsets[r]; i < b.last_offsets[r + 1]; ++i) {
+            ++listed[b.last_ids[i]];
+            bool later = false;
+            for (std::size_t j = b.block.offsets[r + 1]; j < b.local.size(); ++j) {
+              later |= b.local[j] == b.last_ids[i];
+            }
+            EXPECT_FALSE(later) << "key " << b.last_ids[i] << " listed before its last row";
+          }
+        }
+        EXPECT_EQ(listed[0], fold ? 0 : 1);  // never the bias (without lists: all 1)
+        for (std::size_t u = 1; u < listed.size(); ++u) EXPECT_EQ(listed[u], 1) << u;
+        const std::size_t width = static_cast<std::size_t>(shape.row_width());
+        std::vector<float> params(b.keys.size() * width);
+        for (float& p : params) p = normal(rng);
+        ModelBatch v{b.block.rows(), b.block.labels.data(), b.block.offsets.data(),
+                     b.local.data(), b.block.values.data(), b.block.fields.data()};
+        const auto kernel = MakeKernel(shape, Loss::kLogistic);
+        auto scale_after = [&](std::vector<float>* grads) {  // the worker's way without a plan
+          if (g == GradientScale::kKeyMean)
+            DivideByCounts(b.counts, shape.row_width(), grads->data());
+          if (g == GradientScale::kKeySqrt) {
+            DivideBySqrtCounts(b.counts, shape.row_width(), grads->data());
+          }
+        };
+        std::vector<float> want(params.size(), 0.0f);
+        kernel->ForwardBackward(v, params.data(), want.data(), nullptr);
+        scale_after(&want);
+        std::vector<float> got(params.size(), std::nanf(""));
+        v.scaling = b.scaling();
+        kernel->ForwardBackward(v, params.data(), got.data(), nullptr);
+        if (!fold) scale_after(&got);
+        ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float)));
+      }
+    }
+  }
+  b.PlanScaling(GradientScale::kSum, 9);
+  EXPECT_EQ(b.scaling().factors, nullptr);
+}
+
 }  // namespace
 }  // namespace fmps

@@ -11,6 +11,7 @@
 #include "common/base/error.h"
 #include "common/model/loss.h"
 #include "common/model/model_kernel.h"
+#include "tests/common/model/grad_table_check.h"
 
 namespace fmps {
 namespace {
@@ -164,6 +165,27 @@ TEST_P(FfmKernelTest, AllOnesPathEqualsGeneralPath) {
             kernel->ForwardBackward(mixed.view(), mixed.params.data(), g2.data(), s2.data()));
   EXPECT_EQ(s1, s2);
   for (std::size_t p = 0; p < zero_row * ones.width(); ++p) ASSERT_EQ(g1[p], g2[p]) << p;
+}
+
+// ForwardBackward writes the gradient rows it uses (no zeroed table needed) and scales them
+// per key at their last use: the bits of zeroing, adding and scaling afterwards, on rows of
+// general values and of ones, keys twice in a row, in random and first-occurrence numbering.
+TEST_P(FfmKernelTest, GarbageTableGivesTheBitsOfZeroThenAddThenScale) {
+  const auto [k, fields] = GetParam();
+  for (const bool ones : {false, true}) {
+    for (const bool first_occurrence : {false, true}) {
+      SCOPED_TRACE(std::string(ones ? "ones" : "values") + (first_occurrence ? " ordered" : ""));
+      FfmBatch b = MakeBatch(k, fields, 40, 20, 41 + k, ones);
+      b.local.insert(b.local.end(), {9, 4, 9});  // key 9 twice in the last row, one field
+      b.field.insert(b.field.end(), {0, static_cast<std::uint32_t>(fields - 1), 0});
+      b.values.insert(b.values.end(), {ones ? 1.0f : 0.5f, 1.0f, ones ? 1.0f : -2.0f});
+      b.offsets.push_back(b.local.size());
+      b.labels.push_back(0.0f);
+      if (first_occurrence) b.local = testing_grads::FirstOccurrenceIds(b.local);
+      const auto kernel = MakeKernel(b.shape(), Loss::kLogistic);
+      testing_grads::ExpectSameBitsOnGarbageTable(*kernel, b.view(), b.params.data(), 20);
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(KAndFields, FfmKernelTest,

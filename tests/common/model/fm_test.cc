@@ -12,6 +12,7 @@
 #include "common/base/error.h"
 #include "common/model/loss.h"
 #include "common/model/model_kernel.h"
+#include "tests/common/model/grad_table_check.h"
 
 namespace fmps {
 namespace {
@@ -257,6 +258,27 @@ TEST_P(FmKTest, EmbeddingSumsEqualNaiveSum) {
       }
       EXPECT_NEAR(sums[r * kk + f], naive, 1e-5 * (1.0 + std::abs(naive)))
           << "row " << r << " factor " << f;
+    }
+  }
+}
+
+// ForwardBackward writes the gradient rows it uses (no zeroed table needed) and scales them
+// per key at their last use: the bits of zeroing, adding and scaling afterwards, on rows of
+// general values and of ones, a key twice in a row, in random and first-occurrence numbering.
+TEST_P(FmKTest, GarbageTableGivesTheBitsOfZeroThenAddThenScale) {
+  const int k = GetParam();
+  const auto kernel = MakeKernel(FmShape(k), Loss::kLogistic);
+  for (const bool ones : {false, true}) {
+    for (const bool first_occurrence : {false, true}) {
+      SCOPED_TRACE(std::string(ones ? "ones" : "values") + (first_occurrence ? " ordered" : ""));
+      RandomBatch b = MakeBatch(k, 60, 25, 31 + k);
+      b.local.insert(b.local.end(), {7, 3, 7});  // key 7 twice in the last row
+      b.values.insert(b.values.end(), {0.5f, 2.0f, -1.5f});
+      b.offsets.push_back(b.local.size());
+      b.labels.push_back(1.0f);
+      if (ones) std::fill(b.values.begin(), b.values.end(), 1.0f);
+      if (first_occurrence) b.local = testing_grads::FirstOccurrenceIds(b.local);
+      testing_grads::ExpectSameBitsOnGarbageTable(*kernel, b.view(), b.params.data(), 25);
     }
   }
 }
