@@ -36,11 +36,11 @@ constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 32;  // Home() needs 
 constexpr std::size_t kBatch = 64;
 
 // Cache lines requested ahead of the row being worked on: rows are prefetched whole, as many
-// keys ahead as this budget holds, up to a limit in keys. Narrow FM rows (1-2 lines) get the
-// key limit as before; FFM's wide rows (20-41 lines) one to three keys: 32 rows of 41 lines
-// requested at once (1,300 lines) far exceed the core's line-fill buffers, and the prefetch
-// instructions themselves stalled (94% of PushRows' samples).
-constexpr std::size_t kPrefetchLines = 64;
+// keys ahead as this budget holds, up to a limit in keys. FM rows at k 8 (1-2 lines) get the
+// key limits as before; FFM's wide rows (20-41 lines at 39 fields, k 8) 3-6 keys: 32 rows of
+// 41 lines requested at once (1,300 lines) far exceed the core's line-fill buffers, and the
+// prefetch instructions themselves stalled (94% of PushRows' samples). 64 lines did as well.
+constexpr std::size_t kPrefetchLines = 128;
 
 // Keys ahead to prefetch rows of `bytes` at, at most `most`.
 inline std::size_t KeysAhead(std::size_t bytes, std::size_t most) {
@@ -333,8 +333,8 @@ inline std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std
     if (LoadKey(r) != kBiasKey && AllFinite(g, width)) {
       for (int c = 0, off = 0; off < width; ++c, off += kUpdateChunk) {
         if (next != nullptr) PrefetchRange<true>(next + static_cast<std::size_t>(c) * slice, slice);
-        optimizer_->Update(r + kW + off, r + ws_ + off, g + off, std::min(kUpdateChunk, width - off),
-                           options_.l2_w, nullptr);
+        optimizer_->Update(r + kW + off, r + ws_ + off, g + off,
+                           std::min(kUpdateChunk, width - off), options_.l2_w, nullptr);
       }
       continue;
     }

@@ -100,9 +100,8 @@ void CheckAgainstReference(const ModelShape& shape) {
       }
       RefUpdate(keys[j], g, &r);
     }
-    const std::size_t got = step % 2 == 0
-                                ? store.PushRows(rows.data(), n, grads.data(), nullptr)
-                                : store.Push(keys.data(), n, grads.data(), nullptr);
+    const std::size_t got = step % 2 == 0 ? store.PushRows(rows.data(), n, grads.data(), nullptr)
+                                          : store.Push(keys.data(), n, grads.data(), nullptr);
     EXPECT_EQ(got, rejected) << "step " << step;
   }
   std::vector<Key> all;
@@ -117,13 +116,9 @@ void CheckAgainstReference(const ModelShape& shape) {
 
 TEST(ParamStoreRowsTest, FmRowsMatchTheReference) { CheckAgainstReference(FmShape(8)); }
 
-TEST(ParamStoreRowsTest, NarrowFfmRowsMatchTheReference) {
-  CheckAgainstReference(FfmShape(4, 3));
-}
+TEST(ParamStoreRowsTest, NarrowFfmRowsMatchTheReference) { CheckAgainstReference(FfmShape(4, 3)); }
 
-TEST(ParamStoreRowsTest, WideFfmRowsMatchTheReference) {
-  CheckAgainstReference(FfmShape(8, 39));
-}
+TEST(ParamStoreRowsTest, WideFfmRowsMatchTheReference) { CheckAgainstReference(FfmShape(8, 39)); }
 
 }  // namespace
 }  // namespace fmps
