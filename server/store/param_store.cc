@@ -276,17 +276,20 @@ inline std::size_t ParamStore::Impl::Push(const Key* keys, std::size_t n, const 
 
 inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::size_t n,
                                               const float* grads, const std::uint32_t* counts) {
-  // Rows are prefetched kAhead keys ahead (fewer for wide rows: KeysAhead); a lazily
-  // allocated v row (found through its w row, by then usually cached) half as far ahead.
-  const std::size_t kAhead = KeysAhead(row_bytes_, 32);
+  // Rows are prefetched kAhead keys ahead (fewer when wider than kUpdateChunk floats or not
+  // fused: KeysAhead); a lazily allocated v row (found through its w row, by then usually
+  // cached) half as far ahead.
+  constexpr std::size_t kAhead = 32;
+  const bool narrow_fused = fused_ && row_width_ <= kUpdateChunk;
+  const std::size_t ahead = narrow_fused ? kAhead : KeysAhead(row_bytes_, kAhead);
   const std::size_t size = rows_.rows();
   for (std::size_t j = 0; j < n; ++j) {
     if (rows[j] >= size) throw std::out_of_range("ParamStore::PushRows: not a row handle");
   }
-  for (std::size_t j = 0; j < std::min(n, kAhead); ++j) {
+  for (std::size_t j = 0; j < std::min(n, ahead); ++j) {
     PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
   }
-  if (fused_ && row_width_ > kUpdateChunk) return PushWideRows(rows, n, grads, counts, kAhead);
+  if (fused_ && !narrow_fused) return PushWideRows(rows, n, grads, counts, ahead);
   std::size_t rejected = 0;
   if (fused_) {  // the common case in a tight loop: one optimizer call per key, no lookups
     const int width = row_width_;
@@ -305,9 +308,9 @@ inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::si
     return rejected;
   }
   for (std::size_t j = 0; j < n; ++j) {
-    if (j + kAhead < n) PrefetchRange<true>(rows_.Row(rows[j + kAhead]), row_bytes_);
-    if (lazy_v_ && j + kAhead / 2 < n) {
-      const std::uint32_t vref = Load32(WRow(rows[j + kAhead / 2]) + vref_);
+    if (j + ahead < n) PrefetchRange<true>(rows_.Row(rows[j + ahead]), row_bytes_);
+    if (lazy_v_ && j + ahead / 2 < n) {
+      const std::uint32_t vref = Load32(WRow(rows[j + ahead / 2]) + vref_);
       if (vref != 0) PrefetchRange<true>(vrows_.Row(vref - 1), vrow_bytes_);
     }
     rejected += Update(rows[j], j, grads, counts) ? 0 : 1;
@@ -315,9 +318,9 @@ inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::si
   return rejected;
 }
 
-inline std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_t n,
-                                                  const float* grads, const std::uint32_t* counts,
-                                                  std::size_t ahead) {
+std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_t n,
+                                           const float* grads, const std::uint32_t* counts,
+                                           std::size_t ahead) {
   const int width = row_width_;
   // The row `ahead` keys on is prefetched in one slice of whole lines per chunk, each just
   // before a chunk of this row is computed: its lines arrive while the sqrt/div arithmetic
