@@ -35,6 +35,25 @@ constexpr std::uint64_t kMaxCapacity = std::uint64_t{1} << 32;  // Home() needs 
 // row prefetches, then the rows themselves (memory-level parallelism on 10^6+ key stores).
 constexpr std::size_t kBatch = 64;
 
+// Cache lines requested ahead of the row being worked on: rows are prefetched whole, as many
+// keys ahead as this budget holds, up to a limit in keys. FM rows at k 8 (1-2 lines) get the
+// key limits as before; FFM's wide rows (20-41 lines at 39 fields, k 8) 3-6 keys: 32 rows of
+// 41 lines requested at once (1,300 lines) far exceed the core's line-fill buffers, and the
+// prefetch instructions themselves stalled (94% of PushRows' samples). 64 lines did as well.
+constexpr std::size_t kPrefetchLines = 128;
+
+// Keys ahead to prefetch rows of `bytes` at, at most `most`.
+inline std::size_t KeysAhead(std::size_t bytes, std::size_t most) {
+  const std::size_t lines = RoundUp(bytes, kLineBytes) / kLineBytes;
+  return std::clamp<std::size_t>(kPrefetchLines / lines, 1, most);
+}
+
+// Floats per optimizer call in the fused update of a wide row (PushWideRows). A multiple of 8:
+// the optimizers work in blocks of 8 floats from the group's start, then 4, then singles, so
+// the chunks compute exactly the blocks one call over the row would.
+constexpr int kUpdateChunk = 128;
+static_assert(kUpdateChunk % 8 == 0);
+
 // Whether g[0..n) are all finite: x * 0 is +-0 for finite x and NaN otherwise, summed in
 // blocks of 8 lanes (one vector; much cheaper than a scalar bit test per float).
 inline bool AllFinite(const float* g, int n) {
@@ -174,6 +193,9 @@ void ParamStore::Impl::ForKeys(const Key* keys, std::size_t n, Fn&& fn) {
   std::uint64_t homes[kBatch];
   std::uint32_t idx[kBatch];
   const std::size_t prefetch_bytes = kWrite ? row_bytes_ : pull_bytes_;
+  // Rows `ahead` keys on are prefetched while a key is handled (all of a sub-batch's rows at
+  // once for narrow rows; lazily embedded stores' w rows are always narrow).
+  const std::size_t ahead = lazy_v_ ? kBatch : KeysAhead(prefetch_bytes, kBatch);
   for (std::size_t base = 0; base < n; base += kBatch) {
     const std::size_t m = std::min(kBatch, n - base);
     const Key* batch_keys = keys + base;
@@ -186,12 +208,16 @@ void ParamStore::Impl::ForKeys(const Key* keys, std::size_t n, Fn&& fn) {
     for (std::size_t j = 0; j < m; ++j) {
       const std::uint32_t c = ProbeFingerprint(Fingerprint(hashes[j]), homes[j]);
       idx[j] = c;
-      if (c != kNoRow) PrefetchRange<kWrite>(rows_.Row(c), prefetch_bytes);
+      if (c != kNoRow && j < ahead) PrefetchRange<kWrite>(rows_.Row(c), prefetch_bytes);
     }
     // Rows created below may move the first arena chunk: pointers are derived afresh.
     if (!lazy_v_) {
-      for (std::size_t j = 0; j < m; ++j)
+      for (std::size_t j = 0; j < m; ++j) {
+        if (j + ahead < m && idx[j + ahead] != kNoRow) {
+          PrefetchRange<kWrite>(rows_.Row(idx[j + ahead]), prefetch_bytes);
+        }
         fn(base + j, Resolve<kCreate>(batch_keys[j], hashes[j], idx[j]));
+      }
       continue;
     }
     for (std::size_t j = 0; j < m; ++j) {
@@ -250,16 +276,20 @@ inline std::size_t ParamStore::Impl::Push(const Key* keys, std::size_t n, const 
 
 inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::size_t n,
                                               const float* grads, const std::uint32_t* counts) {
-  // Rows are prefetched kAhead keys ahead; a lazily allocated v row (found through its w
-  // row, by then usually cached) half as far ahead.
+  // Rows are prefetched kAhead keys ahead (fewer when wider than kUpdateChunk floats or not
+  // fused: KeysAhead); a lazily allocated v row (found through its w row, by then usually
+  // cached) half as far ahead.
   constexpr std::size_t kAhead = 32;
+  const bool narrow_fused = fused_ && row_width_ <= kUpdateChunk;
+  const std::size_t ahead = narrow_fused ? kAhead : KeysAhead(row_bytes_, kAhead);
   const std::size_t size = rows_.rows();
   for (std::size_t j = 0; j < n; ++j) {
     if (rows[j] >= size) throw std::out_of_range("ParamStore::PushRows: not a row handle");
   }
-  for (std::size_t j = 0; j < std::min(n, kAhead); ++j) {
+  for (std::size_t j = 0; j < std::min(n, ahead); ++j) {
     PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
   }
+  if (fused_ && !narrow_fused) return PushWideRows(rows, n, grads, counts, ahead);
   std::size_t rejected = 0;
   if (fused_) {  // the common case in a tight loop: one optimizer call per key, no lookups
     const int width = row_width_;
@@ -278,12 +308,41 @@ inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::si
     return rejected;
   }
   for (std::size_t j = 0; j < n; ++j) {
-    if (j + kAhead < n) PrefetchRange<true>(rows_.Row(rows[j + kAhead]), row_bytes_);
-    if (lazy_v_ && j + kAhead / 2 < n) {
-      const std::uint32_t vref = Load32(WRow(rows[j + kAhead / 2]) + vref_);
+    if (j + ahead < n) PrefetchRange<true>(rows_.Row(rows[j + ahead]), row_bytes_);
+    if (lazy_v_ && j + ahead / 2 < n) {
+      const std::uint32_t vref = Load32(WRow(rows[j + ahead / 2]) + vref_);
       if (vref != 0) PrefetchRange<true>(vrows_.Row(vref - 1), vrow_bytes_);
     }
     rejected += Update(rows[j], j, grads, counts) ? 0 : 1;
+  }
+  return rejected;
+}
+
+std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_t n,
+                                           const float* grads, const std::uint32_t* counts,
+                                           std::size_t ahead) {
+  const int width = row_width_;
+  // The row `ahead` keys on is prefetched in one slice of whole lines per chunk, each just
+  // before a chunk of this row is computed: its lines arrive while the sqrt/div arithmetic
+  // runs, instead of all requests queueing at once and the arithmetic then waiting alone.
+  const int parts = (width + kUpdateChunk - 1) / kUpdateChunk;
+  const std::size_t slice = RoundUp(row_bytes_, static_cast<std::size_t>(parts) * kLineBytes) /
+                            static_cast<std::size_t>(parts);
+  std::size_t rejected = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const char* next = j + ahead < n ? rows_.Row(rows[j + ahead]) : nullptr;
+    float* r = WRow(rows[j]);
+    const float* g = grads + j * static_cast<std::size_t>(width);
+    if (LoadKey(r) != kBiasKey && AllFinite(g, width)) {
+      for (int c = 0, off = 0; off < width; ++c, off += kUpdateChunk) {
+        if (next != nullptr) PrefetchRange<true>(next + static_cast<std::size_t>(c) * slice, slice);
+        optimizer_->Update(r + kW + off, r + ws_ + off, g + off,
+                           std::min(kUpdateChunk, width - off), options_.l2_w, nullptr);
+      }
+      continue;
+    }
+    if (next != nullptr) PrefetchRange<true>(next, row_bytes_);
+    rejected += Update(rows[j], j, grads, counts) ? 0 : 1;  // the bias key, or rejected
   }
   return rejected;
 }

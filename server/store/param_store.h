@@ -14,7 +14,8 @@
 // rows maps and faults in its next 2 MiB chunk on a short-lived background thread, so the
 // kernel's page zeroing is off the owner's thread; that chunk counts in MemoryBytes.) Cost: Pull
 // and Push are O(1) expected per key plus O(k) arithmetic; keys are looked up in sub-batches with
-// prefetching, so long calls are much cheaper per key than calls with a single key.
+// prefetching, so long calls are much cheaper per key than calls with a single key (rows are
+// prefetched as many keys ahead as a budget of cache lines holds: wide FFM rows a few keys).
 //
 // Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats, R = the shape's row width
 // (the key, w, v and their optimizer state, S = state floats per parameter; + 2 step

@@ -8,6 +8,9 @@
 //                     zeroes the gradient rows (no longer the fixture, once).
 //   BM_MemBandwidth   memcpy between two 256 MB buffers; bytes_per_second counts the bytes
 //                     read plus written: the memory bandwidth the FFM limit is computed with
+//   BM_StoreWidePull / BM_StoreWidePushRows  ParamStore with FFM rows (39 fields, k = 8,
+//                     adagrad: 2.5 kB a row), 3 * 10^5 keys (0.8 GB), Pull (creating) and
+//                     PushRows of 8192 unique keys per call; items = keys
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -17,6 +20,8 @@
 #include <vector>
 
 #include "common/model/model_kernel.h"
+#include "server/store/optimizer.h"
+#include "server/store/param_store.h"
 #include "tests/bench/bench_batches.h"
 
 namespace fmps {
@@ -96,6 +101,73 @@ void BM_MemBandwidth(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * 2 * kBytes));
 }
 BENCHMARK(BM_MemBandwidth)->Unit(benchmark::kMillisecond);
+
+// ---- the store with FFM-wide rows ----------------------------------------------------------
+
+constexpr std::size_t kWideKeys = 300'000;
+constexpr std::size_t kWideCallKeys = 8192;
+
+// A store holding kWideKeys FFM rows (created by a pull), the call-sized key permutations,
+// the row handles of each call and one call's gradients.
+struct WideStore {
+  std::unique_ptr<ParamStore> store;
+  std::vector<std::vector<Key>> calls;
+  std::vector<std::vector<ParamStore::RowHandle>> handles;
+  std::vector<float> grads, out;
+};
+
+WideStore& GetWideStore() {
+  static const std::unique_ptr<WideStore> ws = [] {
+    auto w = std::make_unique<WideStore>();
+    StoreOptions o;
+    o.shape = FfmShape(8, kFfmFields);
+    w->store = std::make_unique<ParamStore>(o, MakeOptimizer(OptimizerConfig{}));
+    const std::size_t width = static_cast<std::size_t>(o.shape.row_width());
+    std::mt19937_64 rng(11);
+    std::vector<Key> keys(kWideKeys);
+    for (Key& key : keys) key = (rng() | 1) & ~(Key{1} << 63);  // never the bias key
+    w->out.resize(kWideCallKeys * width);
+    for (std::size_t i = 0; i + kWideCallKeys <= keys.size(); i += kWideCallKeys) {
+      w->calls.emplace_back(keys.begin() + static_cast<std::ptrdiff_t>(i),
+                            keys.begin() + static_cast<std::ptrdiff_t>(i + kWideCallKeys));
+      w->handles.emplace_back(kWideCallKeys);
+      w->store->Pull(w->calls.back().data(), kWideCallKeys, true, w->out.data(),
+                     w->handles.back().data());
+    }
+    std::normal_distribution<float> normal(0.0f, 0.01f);
+    w->grads.resize(kWideCallKeys * width);
+    for (float& g : w->grads) g = normal(rng);
+    return w;
+  }();
+  return *ws;
+}
+
+// Times call(store, c) for calls c = 0, 1, ... of kWideCallKeys keys each.
+template <class Call>
+void RunWide(benchmark::State& state, const Call& call) {
+  WideStore& ws = GetWideStore();
+  std::size_t c = 0;
+  for (auto _ : state) {
+    call(ws, c);
+    benchmark::ClobberMemory();
+    c = (c + 1) % ws.calls.size();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kWideCallKeys));
+}
+
+void BM_StoreWidePull(benchmark::State& state) {
+  RunWide(state, [](WideStore& ws, std::size_t c) {
+    ws.store->Pull(ws.calls[c].data(), kWideCallKeys, true, ws.out.data());
+  });
+}
+
+void BM_StoreWidePushRows(benchmark::State& state) {
+  RunWide(state, [](WideStore& ws, std::size_t c) {
+    ws.store->PushRows(ws.handles[c].data(), kWideCallKeys, ws.grads.data(), nullptr);
+  });
+}
+BENCHMARK(BM_StoreWidePull);
+BENCHMARK(BM_StoreWidePushRows);
 
 }  // namespace
 }  // namespace fmps
