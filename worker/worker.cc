@@ -249,25 +249,13 @@ void Worker::TrainBsp(RowSource* reader, Progress* progress, const std::function
 
 void Worker::Score(RowSource* reader, std::vector<float>* scores, std::vector<float>* labels) {
   BatchPrefetcher prefetcher(reader, options_.batch_size, kPrefetchDepth, /*count=*/false);
-  // The next batch's pull is in flight while this one is scored (the servers look up and
-  // copy while the kernel runs); pulls only read, so the scores are the same.
-  PreparedBatch* cur = prefetcher.Next();
-  int slot = 0;  // params_[slot] receives cur's parameters
-  std::optional<Timestamp> cur_pull;
-  if (cur != nullptr) cur_pull = PullFor(*cur, /*create=*/false, &params_[slot]);
-  while (cur != nullptr) {
-    PreparedBatch* next = prefetcher.Next();
-    std::optional<Timestamp> next_pull;
-    if (next != nullptr) next_pull = PullFor(*next, /*create=*/false, &params_[1 - slot]);
-    client_->Wait(*cur_pull);
+  while (PreparedBatch* b = prefetcher.Next()) {
+    client_->Wait(PullFor(*b, /*create=*/false, &params_[0]));
     const std::size_t base = scores->size();
-    scores->resize(base + cur->block.rows());
-    kernel_->Scores(View(*cur), params_[slot].data(), scores->data() + base);
-    labels->insert(labels->end(), cur->block.labels.begin(), cur->block.labels.end());
-    prefetcher.Release(cur);
-    cur = next;
-    cur_pull = next_pull;
-    slot = 1 - slot;
+    scores->resize(base + b->block.rows());
+    kernel_->Scores(View(*b), params_[0].data(), scores->data() + base);
+    labels->insert(labels->end(), b->block.labels.begin(), b->block.labels.end());
+    prefetcher.Release(b);
   }
 }
 
