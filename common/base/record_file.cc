@@ -145,8 +145,8 @@ void RecordWriter::Write(const google::protobuf::MessageLite& record) {
   WriteBytes(record_.data(), record_.size());
 }
 
-void RecordWriter::Commit() {
-  if (sink_ != nullptr) return;
+void RecordWriter::Sync() {
+  if (sink_ != nullptr || synced_) return;
   const std::size_t aligned = used_ / kDirectAlign * kDirectAlign;
   if (direct_ && aligned > 0) WriteBlock(aligned);
   if (direct_) EndDirect();  // the last partial block: O_DIRECT needs whole blocks
@@ -155,6 +155,12 @@ void RecordWriter::Commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw IoError("cannot close " + tmp_path_ + ": " + Errno());
+  synced_ = true;
+}
+
+void RecordWriter::Commit() {
+  if (sink_ != nullptr) return;
+  Sync();
   if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
     throw IoError("cannot rename " + tmp_path_ + " to " + path_ + ": " + Errno());
   }

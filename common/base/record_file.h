@@ -66,12 +66,24 @@ class RecordWriter {
   // and the digest of every byte before it, then commits: the file is complete.
   template <typename Chunk>
   void Finish() {
+    Seal<Chunk>();
+    Commit();
+  }
+  // Finish in two steps: Seal writes that final record and makes the temp file durable
+  // (Sync); the file is complete but not yet at `path` until Commit. A writer destroyed
+  // between the two still removes the temp file.
+  template <typename Chunk>
+  void Seal() {
     Chunk final;
     final.set_last(true);
     final.set_checksum(digest());
     Write(final);
-    Commit();
+    Sync();
   }
+  // Writes what is buffered, fsyncs and closes the temp file; nothing may be written after.
+  // Idempotent; a no-op for a string sink.
+  void Sync();
+  // Sync() (unless done), then renames the temp file into place and fsyncs the directory.
   void Commit();
 
   static constexpr std::size_t kWriteBlockBytes = std::size_t{4} << 20;
@@ -89,6 +101,7 @@ class RecordWriter {
   std::string* sink_ = nullptr;
   int fd_ = -1;
   bool committed_ = false;
+  bool synced_ = false;  // Sync() done: the temp file is complete and closed
   XXH3_state_t hash_;
   std::uint64_t bytes_ = 0;
   std::string record_;      // the record being written: 4 length bytes, then the message

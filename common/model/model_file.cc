@@ -149,13 +149,20 @@ void ModelWriter::AppendRows(std::span<const Key> keys, std::span<const float* c
 }
 
 void ModelWriter::Finish() {
+  Seal();
+  Publish();
+}
+
+void ModelWriter::Publish() { out_.Commit(); }
+
+void ModelWriter::Seal() {
   if (written_keys_ + pending_keys_.size() != meta_.num_keys) {
     throw ModelError("model " + name_ + ": header announces " + std::to_string(meta_.num_keys) +
                      " keys but " + std::to_string(written_keys_ + pending_keys_.size()) +
                      " were written");
   }
   if (!pending_keys_.empty()) WriteChunk();
-  out_.Finish<pb::ModelChunk>();
+  out_.Seal<pb::ModelChunk>();
 }
 
 namespace {

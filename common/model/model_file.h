@@ -68,6 +68,13 @@ class ModelWriter {
   // Writes the last record, fsyncs and renames into place. Throws IoError/ModelError
   // (e.g. when the number of keys appended differs from meta.num_keys).
   void Finish();
+  // Finish in two steps, for a caller that decides later whether the model is published:
+  // Seal() does Finish's checks, writes the last record and fsyncs the temp file (the file is
+  // not at `path` yet); Publish() renames it into place. A writer destroyed after Seal but
+  // before Publish removes the temp file (no model file appears). The in-memory form's sink
+  // holds the complete model after Seal.
+  void Seal();
+  void Publish();
 
  private:
   void WriteHeader();

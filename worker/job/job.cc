@@ -176,68 +176,6 @@ std::chrono::milliseconds ReplyTimeout(const Config& c) {
       static_cast<std::int64_t>(std::min(c.cluster.timeout_seconds, 1e9) * 1000.0));
 }
 
-// Writes the dumped rows in ascending key order, streamed through the writer in pieces of
-// kSavePieceKeys keys (each row copied once, into the file's write buffer): besides the dump
-// itself it holds one piece's row pointers, not a sorted copy of the model (for FFM at 39
-// fields and k 8 a model of 674k keys is 850 MB).
-constexpr std::size_t kSavePieceKeys = std::size_t{1} << 16;
-
-SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
-                                const FeatureSpec& spec, const ModelTarget& target, DumpOf what) {
-  const ModelShape shape = ShapeFromConfig(config.model);
-  const std::size_t width = static_cast<std::size_t>(shape.row_width());
-  // The dump's chunks as they arrive (no reallocation of one growing array), and per key
-  // (key, chunk, row in chunk).
-  std::vector<std::vector<float>> chunks;
-  struct Where {
-    Key key;
-    std::uint32_t chunk;
-    std::uint32_t row;
-  };
-  std::vector<Where> keys;
-  SavedModel saved;
-  saved.server_bytes = DumpServers(
-      control, num_servers, static_cast<int>(width),
-      [&](int, std::span<const Key> ks, std::vector<float>&& vs) {
-        const auto c = static_cast<std::uint32_t>(chunks.size());
-        chunks.push_back(std::move(vs));  // kept as received: no copy
-        for (std::size_t i = 0; i < ks.size(); ++i) {
-          keys.push_back({ks[i], c, static_cast<std::uint32_t>(i)});
-        }
-      },
-      what);
-  saved.stored_keys = keys.size();
-  std::sort(keys.begin(), keys.end(), [](const Where& a, const Where& b) { return a.key < b.key; });
-  auto row_of = [&](const Where& w) { return chunks[w.chunk].data() + w.row * width; };
-  ModelMeta meta;
-  meta.shape = shape;
-  meta.loss = config.model.loss;
-  meta.features = spec;
-  meta.config_yaml = ConfigToYaml(config);
-  if (!keys.empty() && keys.back().key == kBiasKey) {  // the largest key
-    meta.bias = row_of(keys.back())[0];
-    keys.pop_back();
-  }
-  meta.num_keys = keys.size();
-  ModelWriter writer = target.bytes != nullptr ? ModelWriter(target.bytes, target.path, meta)
-                                               : ModelWriter(target.path, meta);
-  std::vector<Key> piece_keys;
-  std::vector<const float*> piece_rows;  // each row is copied once, into the file's buffer
-  for (std::size_t begin = 0; begin < keys.size(); begin += kSavePieceKeys) {
-    const std::size_t end = std::min(keys.size(), begin + kSavePieceKeys);
-    piece_keys.clear();
-    piece_rows.clear();
-    for (std::size_t i = begin; i < end; ++i) {
-      piece_keys.push_back(keys[i].key);
-      piece_rows.push_back(row_of(keys[i]));
-    }
-    writer.AppendRows(piece_keys, piece_rows);
-  }
-  writer.Finish();
-  saved.num_keys = meta.num_keys;
-  return saved;
-}
-
 ServerStats CollectServerStats(ControlChannel* control, int num_servers) {
   pb::Control request;
   request.mutable_stats_request();

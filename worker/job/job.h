@@ -102,13 +102,7 @@ struct SavedModel {
   std::uint64_t server_bytes = 0;  // memory of all servers' stores
 };
 
-// Dumps the shards of servers 0 .. num_servers-1 through `control` (DumpServers: its
-// endpoint may have no data request in flight), merges them in key order and writes the
-// model file atomically to `target.path`, or into *target.bytes when that is set (no file).
-// `what`: the servers' stores, or the best model they kept (early stopping).
-SavedModel SaveModelFromServers(ControlChannel* control, int num_servers, const Config& config,
-                                const FeatureSpec& spec, const ModelTarget& target,
-                                DumpOf what = DumpOf::kStore);
+// The model save (dump, sort, write): worker/job/model_save.h.
 
 // Asks servers 0 .. num_servers-1 for their ServerStats (StatsRequest) and waits for their
 // Stats. Returns the sum over servers, except peak_rss_bytes: the largest. Blocking; throws

@@ -14,6 +14,7 @@
 #include "common/base/log.h"
 #include "worker/job/early_stop.h"
 #include "worker/job/interrupt.h"
+#include "worker/job/model_save.h"
 #include "worker/worker.h"
 
 namespace fmps {
@@ -107,6 +108,8 @@ class TrainingJob {
   bool ValidateEpoch(int epoch);
   void KeepBestOnServers();
   bool StoppedBefore(int epoch) const;
+  bool SavesBestModel() const;
+  void StartModelSave();
   void SettleBestModel();
   void CollectTraffic();
   TrainSummary FinishOnRoot();
@@ -132,6 +135,7 @@ class TrainingJob {
   Clock::time_point stop_deadline_;      // root: past it, stop without that cut
   std::optional<EarlyStopper> stopper_;  // root, with validation rows
   EvalResult last_valid_;                // root: this epoch's validation metrics
+  std::optional<ModelSave> save_;        // root: the model's save, from the last epoch's end
 };
 
 TrainingJob::TrainingJob(const JobContext& context, Collectives& collectives,
@@ -177,6 +181,9 @@ std::optional<TrainSummary> TrainingJob::Run() {
     if (StoppedBefore(epoch)) break;
     TrainOneEpoch(epoch);
     const bool stop = ctx_.valid != nullptr && ValidateEpoch(epoch);
+    // The model is final now: its write overlaps the last test evaluation (with checkpoints,
+    // after the last one, in FinishOnRoot: the dump and a snapshot never coexist in memory).
+    if (root() && !checkpoints() && (stop || epoch == config_.train.epochs)) StartModelSave();
     if (ctx_.test != nullptr) EvaluateEpoch(epoch);
     if (root()) CheckpointEpochEnd(epoch);
     if (stop) break;
@@ -402,13 +409,30 @@ bool TrainingJob::StoppedBefore(int epoch) const {
   return replay.ShouldStop(epoch - 1);
 }
 
+// Root: whether the model saved is the best epoch's (early stopping) rather than the last.
+bool TrainingJob::SavesBestModel() const {
+  return stopper_ && stopper_->enabled() && stopper_->record().best_epoch != 0;
+}
+
+// Root, once no more training follows: dumps the servers' model and writes it in the
+// background (ModelSave); FinishOnRoot publishes it. A failure of what runs meanwhile (the
+// test evaluation, the last checkpoint) leaves no model file.
+void TrainingJob::StartModelSave() {
+  save_.emplace(ModelSaveRequest{.control = control_,
+                                 .num_servers = ctx_.num_servers,
+                                 .config = &config_,
+                                 .spec = &ctx_.inputs->spec,
+                                 .target = ctx_.out->ModelDestination(),
+                                 .what = SavesBestModel() ? DumpOf::kBest : DumpOf::kStore});
+}
+
 // Root, at the end: what summary.json and the final line report of validation, and whether
 // the model written is the best epoch's (its test metrics, when measured in this run).
 void TrainingJob::SettleBestModel() {
   if (!stopper_) return;
   totals_.valid_metric = MetricName(stopper_->metric());
   totals_.validation = stopper_->record();
-  totals_.best_model = stopper_->enabled() && totals_.validation.best_epoch != 0;
+  totals_.best_model = SavesBestModel();
   if (!totals_.best_model) return;
   if (const std::optional<EvalResult> best = stopper_->BestTest()) totals_.last_eval = *best;
 }
@@ -426,9 +450,8 @@ void TrainingJob::CollectTraffic() {
 TrainSummary TrainingJob::FinishOnRoot() {
   ckpt_->Drain();
   SettleBestModel();
-  const SavedModel saved = SaveModelFromServers(
-      control_, ctx_.num_servers, config_, ctx_.inputs->spec, ctx_.out->ModelDestination(),
-      totals_.best_model ? DumpOf::kBest : DumpOf::kStore);
+  if (!save_) StartModelSave();  // checkpoints on, or no epoch trained by this run
+  const SavedModel saved = save_->Finish();
   totals_.server_stats = CollectServerStats(control_, ctx_.num_servers);
   ShutdownServers(control_, ctx_.num_servers);
   totals_.rows_trained = static_cast<std::uint64_t>(ctx_.start->rows_base + after_.rows);

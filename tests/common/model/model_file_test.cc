@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -35,8 +36,8 @@ ModelMeta MakeMeta(int k, std::uint64_t keys) {
   return m;
 }
 
-// Writes `n` keys 0, 3, 6, ... with params derived from the key through `w`, and finishes.
-void FillModel(ModelWriter& w, int k, std::uint64_t n) {
+// Appends `n` keys 0, 3, 6, ... with params derived from the key through `w`.
+void AppendModel(ModelWriter& w, int k, std::uint64_t n) {
   std::vector<Key> keys;
   std::vector<float> params;
   for (std::uint64_t i = 0; i < n; ++i) {
@@ -49,12 +50,45 @@ void FillModel(ModelWriter& w, int k, std::uint64_t n) {
     }
   }
   w.Append(keys, params);
+}
+
+// AppendModel, then Finish.
+void FillModel(ModelWriter& w, int k, std::uint64_t n) {
+  AppendModel(w, k, n);
   w.Finish();
 }
 
 void WriteModel(const std::string& path, int k, std::uint64_t n) {
   ModelWriter w(path, MakeMeta(k, n));
   FillModel(w, k, n);
+}
+
+// Seal then Publish writes Finish's bytes; nothing is at the path before Publish, and a
+// writer destroyed between the two leaves no file at all, temp included (the model save
+// publishes only once the test evaluation it overlaps has succeeded).
+TEST(ModelFileTest, SealThenPublishWritesFinishsBytesAndNothingBefore) {
+  TempDir dir;
+  const std::uint64_t n = 70000;  // two chunks
+  WriteModel(dir.File("whole.fmps"), 2, n);
+  {
+    ModelWriter w(dir.File("sealed.fmps"), MakeMeta(2, n));
+    AppendModel(w, 2, n);
+    w.Seal();
+    EXPECT_FALSE(std::filesystem::exists(dir.File("sealed.fmps")));
+    w.Publish();
+  }
+  EXPECT_EQ(testing::ReadFile(dir.File("sealed.fmps")), testing::ReadFile(dir.File("whole.fmps")));
+  {
+    ModelWriter w(dir.File("dropped.fmps"), MakeMeta(2, n));
+    AppendModel(w, 2, n);
+    w.Seal();
+  }
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"sealed.fmps", "whole.fmps"}));
 }
 
 // The in-memory writer gives the file's bytes (checksum included) and creates no file.
