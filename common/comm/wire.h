@@ -143,11 +143,11 @@ class WireEncoder {
   std::uint64_t total_bytes_ = 0;
   std::size_t chunk_bytes_ = 0;  // as stated in the header: total_bytes_ if one chunk
   std::size_t num_chunks_ = 0;
-  std::size_t next_chunk_ = 0;  // chunks written so far
+  std::size_t next_chunk_ = 0;   // chunks written so far
   std::size_t inline_vals_ = 0;  // values in the stream: msg.vals.size() unless apart
   std::size_t value_chunk_bytes_ = 0;
   std::size_t num_value_chunks_ = 0;
-  struct HashState;             // XXH3 state over the stream bytes written so far
+  struct HashState;  // XXH3 state over the stream bytes written so far
   std::unique_ptr<HashState> hash_;
 };
 

@@ -6,8 +6,9 @@
 //   BM_FmCache/k        ModelKernel::ForwardBackward (FM), 1024-row batches of 39 nnz, 4096-row
 //   table (in cache) BM_FmBig/k          same, local indices uniform over a 10^7-row table (huge
 //   pages); both renumber each batch's ids in first-occurrence order, as in training (the
-//   kernel zeroes the gradient rows it uses: FmBig's batches use about 40k rows of the table) BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per
-//   call BM_StorePushRows    the trainer's push: by the row handles its pull returned
+//   kernel zeroes the gradient rows it uses: FmBig's batches use about 40k rows of the table)
+//   BM_StorePull/BM_StorePush  ParamStore, 10^6 keys, k = 8, adagrad, 8192 unique keys per call
+//   BM_StorePushRows    the trainer's push: by the row handles its pull returned
 //   BM_StorePullK16/BM_StorePushRowsK16  the same two at k = 16 (capacity model's k)
 //   BM_MemFloorRead/Write  random 80-byte rows of a 10^6-row huge-page arena, read / updated
 //                       with the store's prefetching: the memory floor under Pull / Push

@@ -25,8 +25,8 @@ ModelSave::ModelSave(const ModelSaveRequest& request) {
   meta.features = *request.spec;
   meta.config_yaml = ConfigToYaml(config);
   // The bias row (the largest key, so the last after sorting) goes into the header.
-  const auto bias = std::find_if(keys_.begin(), keys_.end(),
-                                 [](const Where& w) { return w.key == kBiasKey; });
+  const auto bias =
+      std::find_if(keys_.begin(), keys_.end(), [](const Where& w) { return w.key == kBiasKey; });
   if (bias != keys_.end()) meta.bias = RowOf(*bias)[0];
   meta.num_keys = keys_.size() - (bias != keys_.end() ? 1 : 0);
   saved_.num_keys = meta.num_keys;
@@ -64,7 +64,8 @@ void ModelSave::Dump(const ModelSaveRequest& request) {
 }
 
 void ModelSave::Write() {
-  std::sort(keys_.begin(), keys_.end(), [](const Where& a, const Where& b) { return a.key < b.key; });
+  std::sort(keys_.begin(), keys_.end(),
+            [](const Where& a, const Where& b) { return a.key < b.key; });
   if (!keys_.empty() && keys_.back().key == kBiasKey) keys_.pop_back();  // in the header
   std::vector<Key> piece_keys;
   std::vector<const float*> piece_rows;  // each row is copied once, into the file's buffer

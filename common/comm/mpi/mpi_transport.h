@@ -218,7 +218,7 @@ class MpiTransport : public Transport {
   std::vector<MPI_Request> requests_scratch_;  // for MPI_Testsome
   std::vector<int> indices_scratch_;
   std::vector<std::span<const std::uint8_t>> value_chunks_;  // SendValueChunks' scratch
-  std::vector<SendBuffer> free_send_buffers_;  // of completed sends, for reuse
+  std::vector<SendBuffer> free_send_buffers_;                // of completed sends, for reuse
   ValueBufferPool value_pool_{kMaxPooledValueArrays, kMaxPooledBytes / sizeof(float)};
   std::vector<WireDecoder> decoders_;         // per sender rank (using value_pool_)
   ChannelQueues inbox_;                       // complete messages not yet received

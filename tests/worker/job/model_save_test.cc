@@ -132,9 +132,8 @@ TEST_F(ModelSaveTest, FailedModelWriteFailsTheRunAndLeavesNoModel) {
   const std::string config = out.Write("c.yaml", Yaml(out.File("run"), true));
   std::string log;
   // ulimit -f counts 512-byte blocks in sh: 64 kB, less than the model (~6000 keys x 36 B).
-  const int status = RunCommand("trap '' XFSZ; ulimit -f 128; " + FmpsBinary() + " train " +
-                                    config + " 2>&1",
-                                &log);
+  const int status = RunCommand(
+      "trap '' XFSZ; ulimit -f 128; " + FmpsBinary() + " train " + config + " 2>&1", &log);
   EXPECT_NE(status, 0) << log;
   EXPECT_NE(log.find("cannot write"), std::string::npos) << log;
   EXPECT_NE(log.find("model.fmps"), std::string::npos) << log;
