@@ -224,8 +224,8 @@ void Server::HandlePull(Message&& m) {
   Reply(m.sender, std::move(reply));
 }
 
-void Server::PullInto(const Key* keys, std::size_t n, bool create,
-                      ParamStore::RowHandle* handles, Message* reply) {
+void Server::PullInto(const Key* keys, std::size_t n, bool create, ParamStore::RowHandle* handles,
+                      Message* reply) {
   float* out = reply->vals.data();
   if (!transport_->ChecksumsValues(reply->vals.size())) {
     store_->Pull(keys, n, create, out, handles);

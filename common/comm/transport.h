@@ -112,7 +112,8 @@ struct Message {
   // it instead of hashing them again. Only the code that wrote vals may set it, and vals must
   // not change afterwards. A wrong one is not trusted blindly: the receiver checks the bytes
   // it got against it and rejects the message (TransportError naming the sender). Transports
-  // that do not checksum values (in-process) ignore it. Receivers must not rely on it (the MPI transport does not deliver it).
+  // that do not checksum values (in-process) ignore it. Receivers must not rely on it (the MPI
+  // transport does not deliver it).
   std::optional<std::uint64_t> vals_checksum;
 };
 

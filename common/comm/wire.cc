@@ -264,9 +264,9 @@ void WireEncoder::Init(std::uint32_t channel, std::size_t chunk_bytes) {
   h.set_num_counts(msg.counts.size());
   if (num_value_chunks_ > 0) {
     h.set_vals_apart(true);
-    h.set_vals_checksum(msg.vals_checksum ? *msg.vals_checksum
-                                          : XXH3_64bits(msg.vals.data(),
-                                                        msg.vals.size() * sizeof(float)));
+    h.set_vals_checksum(msg.vals_checksum
+                            ? *msg.vals_checksum
+                            : XXH3_64bits(msg.vals.data(), msg.vals.size() * sizeof(float)));
     h.set_vals_chunk_bytes(value_chunk_bytes_);
   }
   // fixed64 fields: any non-zero placeholder gives the final encoded length.

@@ -116,7 +116,7 @@ struct WireEncodeOptions {
 
 // Encodes one message as a stream of chunks. Construction serializes the header (and a
 // control body): O(header), plus one checksum pass over the values if they go apart (none
-// when msg.vals_checksum is set: that is stated as theirs, unchecked; the receiver checks it). Chunks are
+// if msg.vals_checksum is set: stated as theirs, unchecked; the receiver checks). Chunks are
 // produced one at a time and IN ORDER (chunk 0, 1, ..., each once): the arrays are checksummed
 // block by block right after each block is copied (one pass over the values), and the checksum
 // lands in the trailer of the last chunk. So sending a huge message needs only one chunk of extra

@@ -118,8 +118,8 @@ TEST_P(PullChecksumTest, BlockedPullGivesOneShotValuesAndChecksum) {
   for (std::size_t n : {std::size_t{1}, std::size_t{217}, std::size_t{1000}, std::size_t{2003}}) {
     SCOPED_TRACE(n);
     const std::vector<Key> keys = Keys(n, n * 3);
-    for (const DataFlags flags : {DataFlags(DataFlag::kCreate),
-                                  DataFlag::kCreate | DataFlag::kKeepRows, DataFlags()}) {
+    for (const DataFlags flags :
+         {DataFlags(DataFlag::kCreate), DataFlag::kCreate | DataFlag::kKeepRows, DataFlags()}) {
       const Message reply = Pull(keys, flags, ++id);
       std::vector<float> want(n * width);
       reference->Pull(keys.data(), n, flags.has(DataFlag::kCreate), want.data());
