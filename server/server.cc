@@ -9,11 +9,14 @@
 
 #include "common/base/error.h"
 #include "common/base/huge_pages.h"
+#include "common/comm/wire.h"
 
 namespace fmps {
 
 namespace {
 constexpr std::size_t kDumpChunkKeys = 1 << 16;
+// Pull reply values written and hashed per block when the transport checksums them (PullInto).
+constexpr std::size_t kChecksumBlockBytes = std::size_t{256} << 10;
 
 // Peak resident set size of this process (VmHWM in /proc/self/status); 0 if unknown.
 std::uint64_t PeakRssBytes() {
@@ -215,10 +218,30 @@ void Server::HandlePull(Message&& m) {
     kept.rows.resize(n);
     handles = kept.rows.data();
   }
-  store_->Pull(m.keys.data(), n, create, reply.vals.data(), handles);
+  PullInto(m.keys.data(), n, create, handles, &reply);
   ++stats_.pulls;
   stats_.keys_pulled += n;
   Reply(m.sender, std::move(reply));
+}
+
+void Server::PullInto(const Key* keys, std::size_t n, bool create, ParamStore::RowHandle* handles,
+                      Message* reply) {
+  float* out = reply->vals.data();
+  if (!transport_->ChecksumsValues(reply->vals.size())) {
+    store_->Pull(keys, n, create, out, handles);
+    return;
+  }
+  // Blocks of keys whose values stay in L2, each hashed right after the store wrote it.
+  const std::size_t width = static_cast<std::size_t>(store_->row_width());
+  const std::size_t block = std::max<std::size_t>(1, kChecksumBlockBytes / (width * sizeof(float)));
+  ValuesChecksum checksum;
+  for (std::size_t at = 0; at < n; at += block) {
+    const std::size_t len = std::min(block, n - at);
+    store_->Pull(keys + at, len, create, out + at * width,
+                 handles == nullptr ? nullptr : handles + at);
+    checksum.Update({out + at * width, len * width});
+  }
+  reply->vals_checksum = checksum.Digest();
 }
 
 void Server::Recycle(std::vector<float>&& grads, Message* reply) {

@@ -109,6 +109,11 @@ class Server {
   // Returns false on Shutdown.
   bool HandleControl(const ControlMessage& m);
   void HandlePull(Message&& m);
+  // Fills reply->vals (n rows) from the store. When the transport checksums values that
+  // many, fills them in blocks that stay in L2, hashing each right after it is written, and
+  // sets reply->vals_checksum (saving the transport a pass from memory); else one Pull.
+  void PullInto(const Key* keys, std::size_t n, bool create, ParamStore::RowHandle* handles,
+                Message* reply);
   void HandlePush(Message&& m);
   void HandleDump(int requester, bool best);
   void HandleKeepBest(int requester);

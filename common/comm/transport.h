@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -105,6 +106,15 @@ struct Message {
   std::vector<Key> keys;
   std::vector<float> vals;
   std::vector<std::uint32_t> counts;
+  // Optional: the XXH3-64 of exactly vals' bytes (vals.size() * 4 bytes, as they are in
+  // memory), set by a sender that computed it anyway while filling vals (the server's pull
+  // reply, see Transport::ChecksumsValues), so that a transport which checksums values uses
+  // it instead of hashing them again. Only the code that wrote vals may set it, and vals must
+  // not change afterwards. A wrong one is not trusted blindly: the receiver checks the bytes
+  // it got against it and rejects the message (TransportError naming the sender). Transports
+  // that do not checksum values (in-process) ignore it. Receivers must not rely on it (the MPI
+  // transport does not deliver it).
+  std::optional<std::uint64_t> vals_checksum;
 };
 
 // A control message and who sent it.
@@ -146,6 +156,12 @@ class Transport {
   // decodes received messages (MPI) keeps a few and decodes into them instead of allocating
   // (see ValueBufferPool); one that moves buffers drops it. Same thread rules as a receive.
   virtual void Lend(std::vector<float>&& buffer) { std::vector<float>().swap(buffer); }
+  // Whether Send checksums the values of a data message with `num_vals` values (the MPI
+  // transport does for arrays it sends apart). Then a sender that writes such an array block
+  // by block may hash each block while it is still in cache (ValuesChecksum in
+  // common/comm/wire.h) and set Message::vals_checksum, saving the transport a pass over the
+  // values from memory. False (the default): hashing would be wasted work. O(1).
+  virtual bool ChecksumsValues(std::size_t /*num_vals*/) const { return false; }
 
   // Receive restricted to one channel.
   std::optional<Message> Recv(std::chrono::milliseconds timeout) {

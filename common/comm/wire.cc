@@ -217,6 +217,22 @@ WireEncoder::WireEncoder(const Message& msg, const WireEncodeOptions& options) :
   Init(kDataChannel, options.chunk_bytes);
 }
 
+struct ValuesChecksum::State {
+  XXH3_state_t state;
+};
+
+ValuesChecksum::ValuesChecksum() : state_(std::make_unique<State>()) {
+  XXH3_64bits_reset(&state_->state);
+}
+
+ValuesChecksum::~ValuesChecksum() = default;
+
+void ValuesChecksum::Update(std::span<const float> vals) {
+  XXH3_64bits_update(&state_->state, vals.data(), vals.size_bytes());
+}
+
+std::uint64_t ValuesChecksum::Digest() const { return XXH3_64bits_digest(&state_->state); }
+
 WireEncoder::WireEncoder(const pb::Control& msg, std::size_t chunk_bytes) : msg_(EmptyMessage()) {
   if (msg.body_case() == pb::Control::BODY_NOT_SET) {
     throw TransportError("cannot encode a control message without a body");
@@ -248,7 +264,9 @@ void WireEncoder::Init(std::uint32_t channel, std::size_t chunk_bytes) {
   h.set_num_counts(msg.counts.size());
   if (num_value_chunks_ > 0) {
     h.set_vals_apart(true);
-    h.set_vals_checksum(XXH3_64bits(msg.vals.data(), msg.vals.size() * sizeof(float)));
+    h.set_vals_checksum(msg.vals_checksum
+                            ? *msg.vals_checksum
+                            : XXH3_64bits(msg.vals.data(), msg.vals.size() * sizeof(float)));
     h.set_vals_chunk_bytes(value_chunk_bytes_);
   }
   // fixed64 fields: any non-zero placeholder gives the final encoded length.

@@ -85,6 +85,26 @@ class ValueBufferPool {
   std::vector<std::vector<float>> buffers_;
 };
 
+// The XXH3-64 of a value array fed block by block, in order: the same 64 bits as the one-shot
+// hash of all its bytes (what the wire states for values apart), so a writer can hash each
+// block right after writing it, while it is in cache (see Message::vals_checksum). Uses the
+// same XXH3 build as the codec. Not thread-safe. Cost: one pass over the bytes fed.
+class ValuesChecksum {
+ public:
+  ValuesChecksum();
+  ~ValuesChecksum();
+  ValuesChecksum(const ValuesChecksum&) = delete;
+  ValuesChecksum& operator=(const ValuesChecksum&) = delete;
+  // Feeds the next values' bytes.
+  void Update(std::span<const float> vals);
+  // The hash of everything fed so far (feeding may go on).
+  std::uint64_t Digest() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 struct WireEncodeOptions {
   // Largest chunk (>= kWireMinChunkBytes), of the stream and of the values sent apart.
   std::size_t chunk_bytes = kWireMaxChunkBytes;
@@ -95,7 +115,8 @@ struct WireEncodeOptions {
 };
 
 // Encodes one message as a stream of chunks. Construction serializes the header (and a
-// control body): O(header), plus one checksum pass over the values if they go apart. Chunks are
+// control body): O(header), plus one checksum pass over the values if they go apart (none
+// if msg.vals_checksum is set: stated as theirs, unchecked; the receiver checks). Chunks are
 // produced one at a time and IN ORDER (chunk 0, 1, ..., each once): the arrays are checksummed
 // block by block right after each block is copied (one pass over the values), and the checksum
 // lands in the trailer of the last chunk. So sending a huge message needs only one chunk of extra

@@ -121,6 +121,11 @@ class MpiTransport : public Transport {
   bool moves_buffers() const override { return false; }
   // Keeps the buffer in the decoders' ValueBufferPool (see above).
   void Lend(std::vector<float>&& buffer) override;
+  // True for arrays sent apart (>= kMinApartBytes): their checksum is stated up front, from
+  // Message::vals_checksum when set, else from one more pass over the values.
+  bool ChecksumsValues(std::size_t num_vals) const override {
+    return num_vals * sizeof(float) >= kMinApartBytes;
+  }
   // Number of endpoints (ranks in comm).
   int size() const { return size_; }
 

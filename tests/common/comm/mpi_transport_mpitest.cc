@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/base/error.h"
@@ -318,6 +320,39 @@ TEST_F(MpiTransportTest, CorruptedOrShortValueChunksAreRejected) {
     }
     EXPECT_FALSE(t.Recv(milliseconds(0)).has_value());
   }
+}
+
+// Over MPI a message's precomputed values checksum replaces the sender's hash pass: a wrong
+// one is rejected by the receiver naming the sender, a right one arrives intact. The
+// transport asks for it only for arrays it sends apart.
+TEST_F(MpiTransportTest, PrecomputedValuesChecksumIsCheckedByTheReceiver) {
+  MpiTransport t(comm_, options_);
+  EXPECT_TRUE(t.ChecksumsValues(90000));
+  EXPECT_FALSE(t.ChecksumsValues(100));
+  const Message m = Numbered(0, 1, 6, 30000);  // 360 kB of values: sent apart
+  ValuesChecksum c;
+  c.Update(m.vals);
+  if (rank_ == 0) {
+    Message wrong = m;
+    wrong.vals_checksum = c.Digest() + 1;
+    t.Send(1, std::move(wrong));
+    Message right = m;
+    right.vals_checksum = c.Digest();
+    t.Send(1, std::move(right));
+  } else if (rank_ == 1) {
+    try {
+      t.Recv(kWait);
+      ADD_FAILURE() << "not rejected";
+    } catch (const TransportError& e) {
+      EXPECT_NE(std::string(e.what()).find("value checksum mismatch"), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("endpoint 0"), std::string::npos) << e.what();
+    }
+    const std::optional<Message> got = t.Recv(kWait);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->vals, m.vals);
+    EXPECT_EQ(got->keys, m.keys);
+  }
+  t.Flush(kWait);
 }
 
 // bytes_sent / bytes_received count every frame once: over all ranks they agree, and each

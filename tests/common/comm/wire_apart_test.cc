@@ -3,8 +3,13 @@
 // array the message will carry, checking each chunk's size and the values' checksum.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <span>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/base/error.h"
@@ -213,6 +218,68 @@ TEST(WireApartTest, InconsistentValuesApartHeadersAreRejected) {
       WireEncoder(m, {.chunk_bytes = 4096, .values_apart = true, .value_chunk_bytes = 100}),
       TransportError);
   EXPECT_THROW(decoder.ValueChunkWritten(), std::logic_error);
+}
+
+}  // namespace
+}  // namespace fmps
+
+namespace fmps {
+namespace {
+
+// Decodes `m` sent apart; throws what the decoder throws.
+Message SendApart(const Message& m, WireDecoder* decoder) {
+  WireEncoder encoder(m, {.chunk_bytes = 4096, .values_apart = true});
+  FeedStream(decoder, StreamChunks(&encoder));
+  std::optional<Received> r;
+  for (std::size_t i = 0; i < encoder.num_value_chunks(); ++i) {
+    const std::span<const std::uint8_t> c = encoder.ValueChunk(i);
+    r = decoder->Add(Bytes(c.begin(), c.end()));
+  }
+  if (!r) throw std::logic_error("no message");
+  return std::get<Message>(std::move(*r));
+}
+
+// ValuesChecksum fed in blocks of any sizes is the one-shot XXH3-64 the encoder states:
+// a message carrying it encodes to the very same bytes as one without.
+TEST(WireApartTest, StreamedValuesChecksumIsTheOneShotOne) {
+  const Message m = Push(3001, 13, 0.5f);
+  WireEncoder plain(m, {.chunk_bytes = 4096, .values_apart = true});
+  const std::vector<Bytes> want = StreamChunks(&plain);
+  for (std::size_t block : {std::size_t{1}, std::size_t{7}, std::size_t{4096}, m.vals.size()}) {
+    SCOPED_TRACE(block);
+    ValuesChecksum c;
+    for (std::size_t at = 0; at < m.vals.size(); at += block) {
+      c.Update(std::span<const float>(m.vals).subspan(at, std::min(block, m.vals.size() - at)));
+    }
+    Message with = m;
+    with.vals_checksum = c.Digest();
+    WireEncoder encoder(with, {.chunk_bytes = 4096, .values_apart = true});
+    EXPECT_TRUE(StreamChunks(&encoder) == want);
+  }
+}
+
+// A precomputed checksum is stated, not trusted: one that does not match the values is
+// rejected by the receiver, naming the sender; a matching one arrives intact.
+TEST(WireApartTest, PrecomputedValuesChecksumIsCheckedByTheReceiver) {
+  const Message m = Push(700, 9, 2.0f);
+  ValuesChecksum c;
+  c.Update(m.vals);
+  WireDecoder decoder(4);
+  Message wrong = m;
+  wrong.vals_checksum = c.Digest() ^ 1;
+  try {
+    SendApart(wrong, &decoder);
+    ADD_FAILURE() << "not rejected";
+  } catch (const TransportError& e) {
+    EXPECT_NE(std::string(e.what()).find("value checksum mismatch"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("endpoint 4"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(decoder.in_progress());
+  Message right = m;
+  right.vals_checksum = c.Digest();
+  const Message got = SendApart(right, &decoder);
+  ExpectSame(got, m);
+  EXPECT_FALSE(got.vals_checksum.has_value());
 }
 
 }  // namespace
