@@ -234,7 +234,7 @@ void Server::PullInto(const Key* keys, std::size_t n, bool create, ParamStore::R
   // Blocks of keys whose values stay in L2, each hashed right after the store wrote it.
   const std::size_t width = static_cast<std::size_t>(store_->row_width());
   const std::size_t block = std::max<std::size_t>(1, kChecksumBlockBytes / (width * sizeof(float)));
-  ValuesChecksum checksum;
+  StreamChecksum checksum;
   for (std::size_t at = 0; at < n; at += block) {
     const std::size_t len = std::min(block, n - at);
     store_->Pull(keys + at, len, create, out + at * width,

@@ -72,9 +72,10 @@ double Worker::ComputeGradients(const PreparedBatch& b, const std::vector<float>
   grads_.resize(n);
   const double loss = kernel_->ForwardBackward(View(b), params.data(), grads_.data(), nullptr);
   divergence_.Add(b.block.rows(), loss, b.block.labels.data());  // throws NumericError
-  if (b.scale_factors.empty() && options_.gradient == GradientScale::kKeyMean) {
+  if (!b.scale_factors.empty()) return loss;  // the kernel scaled each row at its last use
+  if (options_.gradient == GradientScale::kKeyMean) {
     DivideByCounts(b.counts, options_.shape.row_width(), grads_.data());
-  } else if (b.scale_factors.empty() && options_.gradient == GradientScale::kKeySqrt) {
+  } else if (options_.gradient == GradientScale::kKeySqrt) {
     DivideBySqrtCounts(b.counts, options_.shape.row_width(), grads_.data());
   }
   return loss;

@@ -158,7 +158,7 @@ class Transport {
   virtual void Lend(std::vector<float>&& buffer) { std::vector<float>().swap(buffer); }
   // Whether Send checksums the values of a data message with `num_vals` values (the MPI
   // transport does for arrays it sends apart). Then a sender that writes such an array block
-  // by block may hash each block while it is still in cache (ValuesChecksum in
+  // by block may hash each block while it is still in cache (StreamChecksum in
   // common/comm/wire.h) and set Message::vals_checksum, saving the transport a pass over the
   // values from memory. False (the default): hashing would be wasted work. O(1).
   virtual bool ChecksumsValues(std::size_t /*num_vals*/) const { return false; }

@@ -179,10 +179,6 @@ std::vector<float> ValueBufferPool::Take(std::size_t n, bool allocate) {
 
 // ---- WireEncoder ----
 
-struct WireEncoder::HashState {
-  XXH3_state_t state;
-};
-
 WireEncoder::WireEncoder(WireEncoder&&) noexcept = default;
 WireEncoder::~WireEncoder() = default;
 
@@ -217,21 +213,23 @@ WireEncoder::WireEncoder(const Message& msg, const WireEncodeOptions& options) :
   Init(kDataChannel, options.chunk_bytes);
 }
 
-struct ValuesChecksum::State {
+struct StreamChecksum::State {
   XXH3_state_t state;
 };
 
-ValuesChecksum::ValuesChecksum() : state_(std::make_unique<State>()) {
-  XXH3_64bits_reset(&state_->state);
+StreamChecksum::StreamChecksum() : state_(std::make_unique<State>()) { Reset(); }
+
+StreamChecksum::~StreamChecksum() = default;
+StreamChecksum::StreamChecksum(StreamChecksum&&) noexcept = default;
+StreamChecksum& StreamChecksum::operator=(StreamChecksum&&) noexcept = default;
+
+void StreamChecksum::Reset() { XXH3_64bits_reset(&state_->state); }
+
+void StreamChecksum::Update(const void* bytes, std::size_t n) {
+  XXH3_64bits_update(&state_->state, bytes, n);
 }
 
-ValuesChecksum::~ValuesChecksum() = default;
-
-void ValuesChecksum::Update(std::span<const float> vals) {
-  XXH3_64bits_update(&state_->state, vals.data(), vals.size_bytes());
-}
-
-std::uint64_t ValuesChecksum::Digest() const { return XXH3_64bits_digest(&state_->state); }
+std::uint64_t StreamChecksum::Digest() const { return XXH3_64bits_digest(&state_->state); }
 
 WireEncoder::WireEncoder(const pb::Control& msg, std::size_t chunk_bytes) : msg_(EmptyMessage()) {
   if (msg.body_case() == pb::Control::BODY_NOT_SET) {
@@ -293,8 +291,7 @@ void WireEncoder::Init(std::uint32_t channel, std::size_t chunk_bytes) {
     throw TransportError("internal error: wire header serialization failed");
   }
   trailer_at_ = total_bytes_ - kTrailerBytes;
-  hash_ = std::make_unique<HashState>();
-  XXH3_64bits_reset(&hash_->state);
+  hash_.Reset();
 }
 
 std::size_t WireEncoder::ChunkSize(std::size_t i) const {
@@ -317,10 +314,10 @@ void WireEncoder::WriteChunk(std::size_t i, std::uint8_t* out) {
         b < trailer_at_ ? static_cast<std::size_t>(std::min<std::uint64_t>(n, trailer_at_ - b)) : 0;
     if (body > 0) {
       Gather(b, body, out + off);
-      XXH3_64bits_update(&hash_->state, out + off, body);
+      hash_.Update(out + off, body);
     }
     if (body < n) {  // the trailer: every byte before it has been hashed
-      checksum_ = XXH3_64bits_digest(&hash_->state);
+      checksum_ = hash_.Digest();
       Gather(b + body, n - body, out + off + body);
     }
   }
@@ -356,10 +353,6 @@ std::span<const std::uint8_t> WireEncoder::ValueChunk(std::size_t i) const {
 }
 
 // ---- WireDecoder ----
-
-struct WireDecoder::HashState {
-  XXH3_state_t state;
-};
 
 WireDecoder::WireDecoder(WireDecoder&&) noexcept = default;
 WireDecoder& WireDecoder::operator=(WireDecoder&&) noexcept = default;
@@ -452,8 +445,7 @@ void WireDecoder::Prepare(const pb::WireHeader& h, std::uint64_t header_bytes) {
   counts_at_ = vals_at_ + (vals_apart_ ? 0 : h.num_vals() * sizeof(float));
   trailer_at_ = counts_at_ + h.num_counts() * sizeof(std::uint32_t);
   received_ = 0;
-  if (!hash_) hash_ = std::make_unique<HashState>();
-  XXH3_64bits_reset(&hash_->state);
+  hash_.Reset();
   in_progress_ = true;
 }
 
@@ -466,7 +458,7 @@ void WireDecoder::Copy(std::span<const std::uint8_t> chunk) {
     if (at < trailer_at_) {
       const auto n =
           static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), trailer_at_ - at));
-      XXH3_64bits_update(&hash_->state, block.data(), n);
+      hash_.Update(block.data(), n);
     }
   }
 }
@@ -516,8 +508,8 @@ std::optional<Received> WireDecoder::Add(std::span<const std::uint8_t> chunk) {
 void WireDecoder::AwaitValues() {
   std::uint64_t stated;
   std::memcpy(&stated, trailer_, kTrailerBytes);
-  if (stated != XXH3_64bits_digest(&hash_->state)) Fail("checksum mismatch");
-  XXH3_64bits_reset(&hash_->state);
+  if (stated != hash_.Digest()) Fail("checksum mismatch");
+  hash_.Reset();
   awaiting_values_ = true;
 }
 
@@ -539,10 +531,10 @@ std::span<std::uint8_t> WireDecoder::NextValueChunk() {
 std::optional<Received> WireDecoder::ValueChunkWritten() {
   const std::span<const std::uint8_t> written = NextValueChunk();
   if (written.empty()) throw std::logic_error("WireDecoder::ValueChunkWritten: none expected");
-  XXH3_64bits_update(&hash_->state, written.data(), written.size());
+  hash_.Update(written.data(), written.size());
   values_received_ += written.size();
   if (values_received_ < value_bytes_) return std::nullopt;
-  if (XXH3_64bits_digest(&hash_->state) != vals_checksum_) Fail("value checksum mismatch");
+  if (hash_.Digest() != vals_checksum_) Fail("value checksum mismatch");
   awaiting_values_ = false;
   in_progress_ = false;
   return Received(std::in_place_type<Message>, std::move(msg_));
@@ -551,7 +543,7 @@ std::optional<Received> WireDecoder::ValueChunkWritten() {
 Received WireDecoder::Finish() {
   std::uint64_t stated;
   std::memcpy(&stated, trailer_, kTrailerBytes);
-  if (stated != XXH3_64bits_digest(&hash_->state)) Fail("checksum mismatch");
+  if (stated != hash_.Digest()) Fail("checksum mismatch");
   in_progress_ = false;
   if (!control_frame_) return Received(std::in_place_type<Message>, std::move(msg_));
   ControlMessage c;

@@ -85,18 +85,24 @@ class ValueBufferPool {
   std::vector<std::vector<float>> buffers_;
 };
 
-// The XXH3-64 of a value array fed block by block, in order: the same 64 bits as the one-shot
-// hash of all its bytes (what the wire states for values apart), so a writer can hash each
-// block right after writing it, while it is in cache (see Message::vals_checksum). Uses the
-// same XXH3 build as the codec. Not thread-safe. Cost: one pass over the bytes fed.
-class ValuesChecksum {
+// An XXH3-64 over bytes fed block by block, in order: the same 64 bits as the one-shot hash
+// of all of them. The codec hashes its streams with it, and a writer of a value array may
+// hash each block right after writing it, while it is in cache, to state the values'
+// checksum (what the wire states for values apart; see Message::vals_checksum). Uses the
+// codec's XXH3 build. Not thread-safe; movable. Cost: one pass over the bytes fed.
+class StreamChecksum {
  public:
-  ValuesChecksum();
-  ~ValuesChecksum();
-  ValuesChecksum(const ValuesChecksum&) = delete;
-  ValuesChecksum& operator=(const ValuesChecksum&) = delete;
-  // Feeds the next values' bytes.
-  void Update(std::span<const float> vals);
+  StreamChecksum();
+  ~StreamChecksum();
+  StreamChecksum(StreamChecksum&&) noexcept;
+  StreamChecksum& operator=(StreamChecksum&&) noexcept;
+  StreamChecksum(const StreamChecksum&) = delete;
+  StreamChecksum& operator=(const StreamChecksum&) = delete;
+  // Starts over (nothing fed).
+  void Reset();
+  // Feeds the next bytes.
+  void Update(const void* bytes, std::size_t n);
+  void Update(std::span<const float> vals) { Update(vals.data(), vals.size_bytes()); }
   // The hash of everything fed so far (feeding may go on).
   std::uint64_t Digest() const;
 
@@ -168,8 +174,7 @@ class WireEncoder {
   std::size_t inline_vals_ = 0;  // values in the stream: msg.vals.size() unless apart
   std::size_t value_chunk_bytes_ = 0;
   std::size_t num_value_chunks_ = 0;
-  struct HashState;  // XXH3 state over the stream bytes written so far
-  std::unique_ptr<HashState> hash_;
+  StreamChecksum hash_;  // over the stream bytes written so far
 };
 
 // Reassembles the chunk streams of one sender: feed its chunks in the order they were sent.
@@ -238,8 +243,7 @@ class WireDecoder {
   std::uint64_t value_chunk_bytes_ = 0;
   std::uint64_t values_received_ = 0;  // value bytes written so far
   ValueBufferPool* pool_ = nullptr;
-  struct HashState;                  // XXH3 state over the stream bytes received so far
-  std::unique_ptr<HashState> hash_;  // allocated on the first message, then reused
+  StreamChecksum hash_;  // over the stream bytes received so far, reset per message
 };
 
 // The whole stream of `msg` as one buffer (one chunk). O(message bytes).

@@ -103,7 +103,7 @@ class PullChecksumTest : public ::testing::TestWithParam<bool> {
 };
 
 std::uint64_t HashOf(const std::vector<float>& vals) {
-  ValuesChecksum c;
+  StreamChecksum c;
   c.Update(vals);
   return c.Digest();
 }

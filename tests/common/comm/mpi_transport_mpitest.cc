@@ -325,12 +325,12 @@ TEST_F(MpiTransportTest, CorruptedOrShortValueChunksAreRejected) {
 // Over MPI a message's precomputed values checksum replaces the sender's hash pass: a wrong
 // one is rejected by the receiver naming the sender, a right one arrives intact. The
 // transport asks for it only for arrays it sends apart.
-TEST_F(MpiTransportTest, PrecomputedValuesChecksumIsCheckedByTheReceiver) {
+TEST_F(MpiTransportTest, PrecomputedStreamChecksumIsCheckedByTheReceiver) {
   MpiTransport t(comm_, options_);
   EXPECT_TRUE(t.ChecksumsValues(90000));
   EXPECT_FALSE(t.ChecksumsValues(100));
   const Message m = Numbered(0, 1, 6, 30000);  // 360 kB of values: sent apart
-  ValuesChecksum c;
+  StreamChecksum c;
   c.Update(m.vals);
   if (rank_ == 0) {
     Message wrong = m;

@@ -239,15 +239,15 @@ Message SendApart(const Message& m, WireDecoder* decoder) {
   return std::get<Message>(std::move(*r));
 }
 
-// ValuesChecksum fed in blocks of any sizes is the one-shot XXH3-64 the encoder states:
+// StreamChecksum fed in blocks of any sizes is the one-shot XXH3-64 the encoder states:
 // a message carrying it encodes to the very same bytes as one without.
-TEST(WireApartTest, StreamedValuesChecksumIsTheOneShotOne) {
+TEST(WireApartTest, StreamedStreamChecksumIsTheOneShotOne) {
   const Message m = Push(3001, 13, 0.5f);
   WireEncoder plain(m, {.chunk_bytes = 4096, .values_apart = true});
   const std::vector<Bytes> want = StreamChunks(&plain);
   for (std::size_t block : {std::size_t{1}, std::size_t{7}, std::size_t{4096}, m.vals.size()}) {
     SCOPED_TRACE(block);
-    ValuesChecksum c;
+    StreamChecksum c;
     for (std::size_t at = 0; at < m.vals.size(); at += block) {
       c.Update(std::span<const float>(m.vals).subspan(at, std::min(block, m.vals.size() - at)));
     }
@@ -260,9 +260,9 @@ TEST(WireApartTest, StreamedValuesChecksumIsTheOneShotOne) {
 
 // A precomputed checksum is stated, not trusted: one that does not match the values is
 // rejected by the receiver, naming the sender; a matching one arrives intact.
-TEST(WireApartTest, PrecomputedValuesChecksumIsCheckedByTheReceiver) {
+TEST(WireApartTest, PrecomputedStreamChecksumIsCheckedByTheReceiver) {
   const Message m = Push(700, 9, 2.0f);
-  ValuesChecksum c;
+  StreamChecksum c;
   c.Update(m.vals);
   WireDecoder decoder(4);
   Message wrong = m;
