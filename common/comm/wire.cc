@@ -161,7 +161,7 @@ void ValueBufferPool::Put(std::vector<float>&& buffer) {
   KeepLargest(&buffers_, max_buffers_, std::move(buffer), Capacity);
 }
 
-std::vector<float> ValueBufferPool::Take(std::size_t n, bool allocate) {
+std::vector<float> ValueBufferPool::Take(std::size_t n, IfNoneFits none_fits) {
   if (n == 0) return {};
   const auto best = SmallestFitting(buffers_, n, Capacity);
   std::vector<float> v;
@@ -169,9 +169,11 @@ std::vector<float> ValueBufferPool::Take(std::size_t n, bool allocate) {
     v = std::move(*best);
     buffers_.erase(best);
     v.resize(n);  // within capacity: fills only past the old size
-  } else if (allocate && n <= max_buffer_floats_) {
+  } else if (none_fits == IfNoneFits::kEmpty) {
+    return v;
+  } else if (n <= max_buffer_floats_) {
     ReserveHugeFloats(&v, n);  // will be reused: slack, and huge pages for the kernels
-  } else if (allocate) {
+  } else {
     v.reserve(n);  // too big to keep (a dump's chunk): used once, as a plain allocation
   }
   return v;
@@ -433,7 +435,7 @@ void WireDecoder::Prepare(const pb::WireHeader& h, std::uint64_t header_bytes) {
     msg_.keys.reserve(static_cast<std::size_t>(h.num_keys()));
     const auto num_vals = static_cast<std::size_t>(h.num_vals());
     // A pooled vector already has num_vals values (stale ones, all overwritten below).
-    if (pool_ != nullptr) msg_.vals = pool_->Take(num_vals, /*allocate=*/true);
+    if (pool_ != nullptr) msg_.vals = pool_->Take(num_vals, ValueBufferPool::IfNoneFits::kAllocate);
     msg_.vals.reserve(num_vals);
     msg_.counts.reserve(static_cast<std::size_t>(h.num_counts()));
   } catch (const std::bad_alloc&) {

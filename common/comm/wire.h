@@ -71,12 +71,16 @@ class ValueBufferPool {
       : max_buffers_(max_buffers), max_buffer_floats_(max_buffer_floats) {}
   // Keeps `buffer`'s storage (its contents are garbage from now on); empty ones are dropped.
   void Put(std::vector<float>&& buffer);
+  // What Take returns when no kept vector fits.
+  enum class IfNoneFits {
+    kEmpty,     // an empty vector without storage
+    kAllocate,  // an empty vector with capacity for n (one the pool would keep: 1/8 slack
+                // and huge pages, see ReserveHugeFloats; a bigger one: exactly n, plain pages)
+  };
   // A vector of size n: a kept one whose capacity fits n (the smallest such) with its stale
-  // contents (zero-filled only where it grows past its old size), or else, when none fits,
-  // an empty vector whose capacity is at least n if `allocate` (one the pool would keep: 1/8
-  // slack and huge pages, see ReserveHugeFloats; a bigger one: exactly n, plain pages), else
-  // an empty one. The caller overwrites all n values.
-  std::vector<float> Take(std::size_t n, bool allocate);
+  // contents (zero-filled only where it grows past its old size), or else what `none_fits`
+  // says. The caller overwrites all n values.
+  std::vector<float> Take(std::size_t n, IfNoneFits none_fits);
   std::size_t size() const { return buffers_.size(); }
 
  private:

@@ -55,15 +55,15 @@ TEST(ValueBufferPoolTest, LendsTheSmallestFittingBufferAndBoundsWhatItKeeps) {
   pool.Put(Garbage(5000));  // over max_buffer_floats: not kept
   pool.Put(Garbage(50));    // smaller than both kept ones: dropped
   EXPECT_EQ(pool.size(), 2u);
-  std::vector<float> v = pool.Take(80, /*allocate=*/false);
+  std::vector<float> v = pool.Take(80, ValueBufferPool::IfNoneFits::kEmpty);
   EXPECT_EQ(v.size(), 80u);
   EXPECT_EQ(v.capacity(), 100u);  // the smallest that fits
-  EXPECT_TRUE(pool.Take(600, /*allocate=*/false).empty());
-  std::vector<float> fresh = pool.Take(600, /*allocate=*/true);
+  EXPECT_TRUE(pool.Take(600, ValueBufferPool::IfNoneFits::kEmpty).empty());
+  std::vector<float> fresh = pool.Take(600, ValueBufferPool::IfNoneFits::kAllocate);
   EXPECT_TRUE(fresh.empty());
   EXPECT_GE(fresh.capacity(), 600u);
   EXPECT_EQ(pool.size(), 1u);
-  EXPECT_TRUE(pool.Take(0, /*allocate=*/true).empty());
+  EXPECT_TRUE(pool.Take(0, ValueBufferPool::IfNoneFits::kAllocate).empty());
 }
 
 TEST(WirePoolTest, ReplyDecodedIntoALentBufferEqualsTheCopiedOne) {
