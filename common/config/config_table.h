@@ -86,11 +86,11 @@ struct EnumField {  // one of EnumNames<E>()
 
 using FieldKind =
     std::variant<IntField<int>, IntField<std::uint32_t>, Uint64Field, RealField<float>,
-                 RealField<double>, TextField, ListField, CharField, BoolField, EnumField<DataFormat>,
-                 EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
-                 EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
-                 EnumField<GradientScale>, EnumField<EarlyStopMetric>, EnumField<ModelKind>,
-                 EnumField<NegativeDistribution>>;
+                 RealField<double>, TextField, ListField, CharField, BoolField,
+                 EnumField<DataFormat>, EnumField<NumericTransform>, EnumField<OnError>,
+                 EnumField<Loss>, EnumField<OptimizerName>, EnumField<Consistency>,
+                 EnumField<Normalize>, EnumField<GradientScale>, EnumField<EarlyStopMetric>,
+                 EnumField<ModelKind>, EnumField<NegativeDistribution>>;
 
 enum class Presence {
   kOptional,

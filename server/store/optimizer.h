@@ -80,9 +80,7 @@ class Optimizer {
   virtual bool rowwise() const { return false; }
 
   // State floats of a group of n parameters made of vectors of vec floats (vec divides n).
-  int GroupStateFloats(int n, int vec) const {
-    return state_floats() * (rowwise() ? n / vec : n);
-  }
+  int GroupStateFloats(int n, int vec) const { return state_floats() * (rowwise() ? n / vec : n); }
 
   // Whether Update reads and advances the group's step counter (Adam). Stores skip keeping
   // step counters for optimizers that return false.

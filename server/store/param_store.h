@@ -20,14 +20,14 @@
 // Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats, R = the shape's row width
 // (the key, w, v and their optimizer state, S = state floats per parameter; + 2 step
 // counters for Adam; row-wise AdaGrad: 2 + R + 1 + V/k, one state float for w and one per
-// latent vector of k floats, V = the v width; padded to a multiple of 64 bytes when that costs <= 1/8 of the row) in
-// 2 MiB chunks (transparent huge pages), plus an 8-byte table slot per 0.53..0.8 keys
-// (figures per optimizer: tests/bench/README.md, "Server store"). Guarantee: for k = 8,
-// min_count <= 1 and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key +
-// R(1 + S) floats) for every optimizer and every table load; smaller stores pay up to one
-// partly used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for
-// Adam) and a table slot; its v row (V(1 + S) floats, V = the v width) is allocated when it
-// is embedded.
+// latent vector of k floats, V = the v width; padded to a multiple of 64 bytes when that
+// costs <= 1/8 of the row) in 2 MiB chunks (transparent huge pages), plus an 8-byte table
+// slot per 0.53..0.8 keys (figures per optimizer: tests/bench/README.md, "Server store").
+// Guarantee: for k = 8, min_count <= 1 and stores of >= 3*10^5 keys, at most 1.5x the raw
+// payload (8-byte key + R(1 + S) floats) for every optimizer and every table load; smaller
+// stores pay up to one partly used 2 MiB chunk. With min_count > 1 an unembedded key holds
+// 5 + S floats (+ 2 for Adam) and a table slot; its v row (V(1 + S) floats, V = the v
+// width) is allocated when it is embedded.
 // At most 2^32 - 1 keys per store.
 //
 // Checkpoints (server/store/checkpoint_shard.h): Snapshot() copies the whole state (parameters,
@@ -59,8 +59,8 @@ struct StoreOptions {
 };
 
 // What a store's saved state depends on. A snapshot restores exactly into a store with the
-// same shape, optimizer, state_floats, rowwise and step_counters; min_count, seed and init_std may differ
-// (see ParamStore::Restore).
+// same shape, optimizer, state_floats, rowwise and step_counters; min_count, seed and init_std
+// may differ (see ParamStore::Restore).
 struct StoreFormat {
   ModelShape shape;
   std::string optimizer;       // sgd, adagrad, adam, ftrl: the optimizer's class name, lower case
@@ -172,11 +172,11 @@ class ParamStore {
   // Sets every part of record.key's state exactly as given (parameters, optimizer state,
   // step counters, occurrence count); creates the key if missing, without initialising it
   // first (checkpoint loading). Returns whether the key was created. The record's state
-  // arrays must match this store's format (shape, state_floats, rowwise). Differences in min_count are
-  // tolerated: with min_count <= 1 a record without v (other than kBiasKey's) gets the
-  // initial v and fresh v state that creation would give it; with min_count > 1 a record
-  // with v embeds the key. kBiasKey never gets a v. Throws std::invalid_argument, changing
-  // nothing, if the key already has a v here but the record has none (a v cannot be
+  // arrays must match this store's format (shape, state_floats, rowwise). Differences in
+  // min_count are tolerated: with min_count <= 1 a record without v (other than kBiasKey's)
+  // gets the initial v and fresh v state that creation would give it; with min_count > 1 a
+  // record with v embeds the key. kBiasKey never gets a v. Throws std::invalid_argument,
+  // changing nothing, if the key already has a v here but the record has none (a v cannot be
   // removed). Cost: O(1) expected plus O(V (1 + S)) copying; no prefetching (~ a Set).
   bool Restore(const KeyRecord& record);
 

@@ -984,8 +984,9 @@ TEST(ConfigTest, RowwiseIsAnAdagradBoolean) {
               std::string::npos)
         << name;
   }
-  EXPECT_NE(ErrorOf(base + "optimizer: {rowwise: yes}").find("optimizer.rowwise: expected true or "
-                                                             "false"),
+  EXPECT_NE(ErrorOf(base + "optimizer: {rowwise: yes}")
+                .find("optimizer.rowwise: expected true or "
+                      "false"),
             std::string::npos);
   const Config rowwise = Parse(base, {"optimizer.rowwise=true"});
   EXPECT_NE(ConfigDigest(rowwise), ConfigDigest(Parse(base)));

@@ -98,9 +98,9 @@ TEST_F(FfmCliTest, PlantedFfmBeatsFmAndApproachesBayes) {
   // element-wise logloss (measured: 0.48881 against 0.48893, Bayes 0.48074; one server and
   // one worker thread, so the same bits in every run).
   TempDir rowwise;
-  ASSERT_EQ(Train(Config(rowwise, "big"), std::string(kOneByOne) + " --set optimizer.rowwise=true",
-                  &out),
-            0)
+  ASSERT_EQ(
+      Train(Config(rowwise, "big"), std::string(kOneByOne) + " --set optimizer.rowwise=true", &out),
+      0)
       << out;
   std::cout << "[ quality ] element-wise " << ffm_loss << ", row-wise " << TestLogloss(rowwise)
             << ", bayes " << bayes_ << "\n";
@@ -204,8 +204,7 @@ TEST_F(FfmCliTest, RowwiseBspServerCountsAndResumeGiveTheSameModel) {
                   &out),
             2)
       << out;
-  EXPECT_NE(out.find("written with different data, model or optimizer settings"),
-            std::string::npos)
+  EXPECT_NE(out.find("written with different data, model or optimizer settings"), std::string::npos)
       << out;
   ASSERT_EQ(Train(cfg, bsp + " --resume --set cluster.local_servers=3", &out), 0) << out;
   EXPECT_EQ(MaxAbsDiff(m1, Model::Load(resumed.File("run/model.fmps"))), 0.0);
@@ -217,9 +216,9 @@ TEST_F(FfmCliTest, RowwiseBspServerCountsAndResumeGiveTheSameModel) {
             0)
       << out;
   EXPECT_LT(TestLogloss(warm), TestLogloss(one) + 0.01);
-  ASSERT_EQ(RunCommand(FmpsBinary() + " export --model " + one.File("run/model.fmps") + " --out -",
-                       &out),
-            0);
+  ASSERT_EQ(
+      RunCommand(FmpsBinary() + " export --model " + one.File("run/model.fmps") + " --out -", &out),
+      0);
   EXPECT_NE(out.find("kind=ffm fields=4"), std::string::npos);
 }
 
