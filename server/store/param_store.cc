@@ -294,6 +294,9 @@ inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::si
     PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
   }
   if (fused_ && !narrow_fused) return PushWideRows(rows, n, grads, counts, ahead);
+  if (optimizer_->rowwise() && !lazy_v_ && row_width_ > kUpdateChunk) {
+    return PushWideRows(rows, n, grads, counts, ahead);
+  }
   std::size_t rejected = 0;
   if (fused_) {  // the common case in a tight loop: one optimizer call per key, no lookups
     const int width = row_width_;
@@ -326,10 +329,15 @@ std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_
                                            const float* grads, const std::uint32_t* counts,
                                            std::size_t ahead) {
   const int width = row_width_;
+  // Fused rows update w and v as one group in chunks of kUpdateChunk floats; row-wise rows
+  // update w, then v in chunks of whole vectors (each chunk's state starts at its first
+  // vector's accumulator): the same calls, split, as Update makes.
+  const int body = fused_ ? width : v_width_;
+  const int chunk = fused_ ? kUpdateChunk : std::max(vec_, kUpdateChunk / vec_ * vec_);
   // The row `ahead` keys on is prefetched in one slice of whole lines per chunk, each just
   // before a chunk of this row is computed: its lines arrive while the sqrt/div arithmetic
   // runs, instead of all requests queueing at once and the arithmetic then waiting alone.
-  const int parts = (width + kUpdateChunk - 1) / kUpdateChunk;
+  const int parts = (body + chunk - 1) / chunk;
   const std::size_t slice = RoundUp(row_bytes_, static_cast<std::size_t>(parts) * kLineBytes) /
                             static_cast<std::size_t>(parts);
   std::size_t rejected = 0;
@@ -338,10 +346,16 @@ std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_
     float* r = WRow(rows[j]);
     const float* g = grads + j * static_cast<std::size_t>(width);
     if (LoadKey(r) != kBiasKey && AllFinite(g, width)) {
-      for (int c = 0, off = 0; off < width; ++c, off += kUpdateChunk) {
+      if (!fused_) optimizer_->Update(r + kW, r + ws_, g, 1, options_.l2_w, nullptr);
+      for (int c = 0, off = 0; off < body; ++c, off += chunk) {
         if (next != nullptr) PrefetchRange<true>(next + static_cast<std::size_t>(c) * slice, slice);
-        optimizer_->Update(r + kW + off, r + ws_ + off, g + off,
-                           std::min(kUpdateChunk, width - off), options_.l2_w, nullptr);
+        if (fused_) {
+          optimizer_->Update(r + kW + off, r + ws_ + off, g + off, std::min(chunk, width - off),
+                             options_.l2_w, nullptr);
+        } else {
+          optimizer_->UpdateVectors(r + v_ + off, r + vs_ + off / vec_ * state_, g + 1 + off,
+                                    std::min(chunk, body - off), vec_, options_.l2_v, nullptr);
+        }
       }
       continue;
     }

@@ -94,9 +94,10 @@ class ParamStore::Impl {
   // bits of ServerOfKey's hash, so the table must not reuse it) and of InitialEmbedding.
   static constexpr std::uint64_t kTableSalt = 0xd6e8feb86659fd93ULL;
 
-  // PushRows of a fused store whose rows are wider than kUpdateChunk floats (FFM): each row
-  // updated in chunks, with the row `ahead` keys on prefetched a slice per chunk. Not
-  // inlined, so that PushRows' loop for narrow rows compiles as it did without it.
+  // PushRows of a fused or row-wise (not lazily embedded) store whose rows are wider than
+  // kUpdateChunk floats (FFM): each row updated in chunks, with the row `ahead` keys on
+  // prefetched a slice per chunk. Not inlined, so that PushRows' loop for narrow rows
+  // compiles as it did without it.
   __attribute__((noinline)) std::size_t PushWideRows(const std::uint32_t* rows, std::size_t n,
                                                      const float* grads,
                                                      const std::uint32_t* counts,
