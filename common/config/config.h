@@ -116,6 +116,9 @@ struct OptimizerConfig {
   // two); kAuto: kKeySqrt for adagrad, kKeyMean for the others (EffectiveGradient)
   GradientScale gradient = GradientScale::kAuto;
   float initial_accumulator = 0.001f;  // adagrad only, >= 0: the sum of squares starts here
+  // adagrad only: one accumulator per latent vector of k floats (the mean of its squared
+  // gradients) instead of one per float; w keeps its own (server/store/optimizer.h)
+  bool rowwise = false;
 };
 
 // The scaling workers apply: `gradient`, with kAuto resolved to kKeySqrt for adagrad (its

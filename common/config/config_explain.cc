@@ -28,6 +28,8 @@ std::string AllowedText(const ConfigField& field) {
           return std::string(f.what) + " or list of them";
         } else if constexpr (std::is_same_v<F, CharField>) {
           return "one character (not a line break)";
+        } else if constexpr (std::is_same_v<F, BoolField>) {
+          return "true or false";
         } else {
           using E = std::decay_t<decltype(f.member(std::declval<Config&>()))>;
           return "one of " + JoinNames(EnumNames<E>());

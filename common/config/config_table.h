@@ -76,6 +76,9 @@ struct ListField {  // one string or a list of them, each non-empty
 struct CharField {  // exactly one character other than a line break
   Member<char> member;
 };
+struct BoolField {  // true or false
+  Member<bool> member;
+};
 template <typename E>
 struct EnumField {  // one of EnumNames<E>()
   Member<E> member;
@@ -83,11 +86,11 @@ struct EnumField {  // one of EnumNames<E>()
 
 using FieldKind =
     std::variant<IntField<int>, IntField<std::uint32_t>, Uint64Field, RealField<float>,
-                 RealField<double>, TextField, ListField, CharField, EnumField<DataFormat>,
-                 EnumField<NumericTransform>, EnumField<OnError>, EnumField<Loss>,
-                 EnumField<OptimizerName>, EnumField<Consistency>, EnumField<Normalize>,
-                 EnumField<GradientScale>, EnumField<EarlyStopMetric>, EnumField<ModelKind>,
-                 EnumField<NegativeDistribution>>;
+                 RealField<double>, TextField, ListField, CharField, BoolField,
+                 EnumField<DataFormat>, EnumField<NumericTransform>, EnumField<OnError>,
+                 EnumField<Loss>, EnumField<OptimizerName>, EnumField<Consistency>,
+                 EnumField<Normalize>, EnumField<GradientScale>, EnumField<EarlyStopMetric>,
+                 EnumField<ModelKind>, EnumField<NegativeDistribution>>;
 
 enum class Presence {
   kOptional,

@@ -158,6 +158,13 @@ char ReadChar(const Context& ctx, const Entry& e) {
   return text[0];
 }
 
+// true or false, as written (YAML's other spellings, yes/no/on/off, are not taken).
+bool ReadBool(const Context& ctx, const Entry& e) {
+  if (e.value.IsScalar() && e.value.Scalar() == "true") return true;
+  if (e.value.IsScalar() && e.value.Scalar() == "false") return false;
+  ctx.Fail(e.path, e.mark(), e.path + ": expected true or false, got " + Describe(e.value));
+}
+
 template <typename E>
 E ReadEnum(const Context& ctx, const Entry& e) {
   const KeyList names = EnumNames<E>();
@@ -202,6 +209,8 @@ void ReadFieldValue(const Context& ctx, const Entry& e, const ConfigField& field
           member = ReadStringList(ctx, e, f.what);
         } else if constexpr (std::is_same_v<F, CharField>) {
           member = ReadChar(ctx, e);
+        } else if constexpr (std::is_same_v<F, BoolField>) {
+          member = ReadBool(ctx, e);
         } else {
           static_assert(IsEnumField<F>::value);
           member = ReadEnum<std::decay_t<decltype(member)>>(ctx, e);
@@ -218,6 +227,8 @@ std::string ExpectedText(const ConfigField& field) {
           return std::string("a ") + f.what + ", or a list of them";
         } else if constexpr (std::is_same_v<F, TextField>) {
           return f.what;
+        } else if constexpr (std::is_same_v<F, BoolField>) {
+          return "true or false";
         } else if constexpr (std::is_same_v<F, IntField<int>>) {
           return "an integer in " + std::to_string(f.lo) + ".." + std::to_string(f.hi);
         } else if constexpr (IsEnumField<F>::value) {

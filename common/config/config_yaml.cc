@@ -34,6 +34,8 @@ void EmitValue(YAML::Emitter& out, const ConfigField& field, const Config& confi
           out << YAML::EndSeq;
         } else if constexpr (std::is_same_v<F, CharField>) {
           out << YAML::DoubleQuoted << std::string(1, v);
+        } else if constexpr (std::is_same_v<F, BoolField>) {
+          out << (v ? "true" : "false");
         } else if constexpr (std::is_enum_v<std::decay_t<decltype(v)>>) {
           out << ToString(v);
         } else {

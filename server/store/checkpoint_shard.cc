@@ -46,12 +46,18 @@ std::size_t VWidth(const pb::ShardHeader& h) {
   return static_cast<std::size_t>(ShapeOf(h).v_width());
 }
 
+// Optimizer state floats of one v in the header's chunks (per float, or per vector of k).
+std::size_t VStateWidth(const pb::ShardHeader& h) {
+  const std::size_t per = h.rowwise() ? VWidth(h) / ShapeOf(h).k : VWidth(h);
+  return per * h.state_floats();
+}
+
 // Payload bytes of one key in a chunk (v counted as present).
 std::size_t KeyBytes(const pb::ShardHeader& h) {
   const std::size_t k = VWidth(h);
   const std::size_t s = h.state_floats();
   return sizeof(Key) + sizeof(float) * (1 + s) + (h.step_counters() ? 8 : 0) +
-         (h.min_count() > 1 ? 4 : 0) + 1 + sizeof(float) * k * (1 + s);
+         (h.min_count() > 1 ? 4 : 0) + 1 + sizeof(float) * (k + VStateWidth(h));
 }
 
 // ---- writing ----
@@ -83,10 +89,10 @@ void FillChunk(const StoreSnapshot& snap, const pb::ShardHeader& h, std::size_t 
   step->resize(steps ? n * 8 : 0);
   count->resize(counts ? n * 4 : 0);
   has_v->resize(n);
-  v->resize(n * k * sizeof(float));
-  v_state->resize(n * k * s * sizeof(float));
   const std::size_t v_bytes = k * sizeof(float);
-  const std::size_t vs_bytes = k * s * sizeof(float);
+  const std::size_t vs_bytes = VStateWidth(h) * sizeof(float);
+  v->resize(n * v_bytes);
+  v_state->resize(n * vs_bytes);
   std::size_t m = 0;
   for (std::size_t j = 0; j < n; ++j) {
     const KeyRecord r = snap.record(begin + j);
@@ -101,7 +107,7 @@ void FillChunk(const StoreSnapshot& snap, const pb::ShardHeader& h, std::size_t 
     (*has_v)[j] = r.v != nullptr ? 1 : 0;
     if (r.v != nullptr) {
       std::memcpy(v->data() + m * v_bytes, r.v, v_bytes);
-      if (s > 0) std::memcpy(v_state->data() + m * vs_bytes, r.v_state, vs_bytes);
+      if (vs_bytes > 0) std::memcpy(v_state->data() + m * vs_bytes, r.v_state, vs_bytes);
       ++m;
     }
   }
@@ -165,6 +171,7 @@ class ShardReader : public RecordReader {
     const std::uint64_t n = c.keys().size() / sizeof(Key);
     const std::uint64_t s = h.state_floats();
     const std::uint64_t k = VWidth(h);
+    const std::uint64_t vs = VStateWidth(h);
     std::uint64_t m = 0;
     for (const char b : c.has_v()) {
       if (b != 0 && b != 1) Damaged(Cat("corrupt has_v in chunk ", index));
@@ -174,7 +181,7 @@ class ShardReader : public RecordReader {
                     c.w_state().size() == n * s * 4 &&
                     c.steps().size() == (h.step_counters() ? n * 8 : 0) &&
                     c.counts().size() == (h.min_count() > 1 ? n * 4 : 0) && c.has_v().size() == n &&
-                    c.v().size() == m * k * 4 && c.v_state().size() == m * k * s * 4;
+                    c.v().size() == m * k * 4 && c.v_state().size() == m * vs * 4;
     if (!ok) Damaged(Cat("array sizes of chunk ", index, " do not match"));
     return m;
   }
@@ -188,6 +195,7 @@ std::uint64_t ApplyChunk(const pb::ShardHeader& h, const pb::ShardChunk& c, Para
   const std::size_t n = c.keys().size() / sizeof(Key);
   const std::size_t k = VWidth(h);
   const std::size_t s = h.state_floats();
+  const std::size_t vs = VStateWidth(h);
   const bool steps = h.step_counters();
   const bool counts = h.min_count() > 1;
   const auto* w = reinterpret_cast<const float*>(c.w().data());
@@ -207,7 +215,7 @@ std::uint64_t ApplyChunk(const pb::ShardHeader& h, const pb::ShardChunk& c, Para
     r.w_state = w_state + j * s;
     if (has_v) {
       r.v = v + vi * k;
-      r.v_state = v_state + vi * k * s;
+      r.v_state = v_state + vi * vs;
     }
     if (steps) {
       std::memcpy(&r.step_w, c.steps().data() + 8 * j, 4);
@@ -235,6 +243,7 @@ ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path)
   SetShapeOf(f.shape, &h);
   h.set_optimizer(f.optimizer);
   h.set_state_floats(static_cast<std::uint32_t>(f.state_floats));
+  h.set_rowwise(f.rowwise);
   h.set_step_counters(f.step_counters);
   h.set_min_count(f.min_count);
   h.set_num_keys(snap.size());
@@ -283,6 +292,11 @@ std::uint64_t LoadShardFile(const std::string& path, const ShardFileInfo* expect
     reader.Fail(Cat("saved with ", h.state_floats(), " optimizer state floats per parameter",
                     h.step_counters() ? " and step counters" : "", " but the store has ",
                     f.state_floats, f.step_counters ? " and step counters" : ""));
+  }
+  if (h.rowwise() != f.rowwise) {
+    reader.Fail(std::string("saved with ") + (h.rowwise() ? "row-wise" : "element-wise") +
+                " optimizer state (optimizer.rowwise: " + (h.rowwise() ? "true" : "false") +
+                ") but the store keeps " + (f.rowwise ? "row-wise" : "element-wise") + " state");
   }
   // Pass 2: apply (the same validation again; the file is expected not to have changed).
   std::uint64_t restored = 0;

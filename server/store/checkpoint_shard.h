@@ -49,10 +49,10 @@ ShardFileInfo WriteShardFile(const StoreSnapshot& snap, const std::string& path)
 // size and checksum against `expected` when given, the self-checksum, every record's
 // structure and key counts. Throws ModelError naming the file and the problem (truncated,
 // corrupt record, checksum mismatch, size mismatch) or the incompatibility with the store
-// (different model shape, optimizer, state floats or step counters); IoError if it cannot
-// be read. In all these cases the store is unchanged. A different min_count is accepted (see
-// ParamStore::Restore). The file must not change during the call (checkpoint files are
-// immutable once renamed into place).
+// (different model shape, optimizer, state floats, row-wise state or step counters); IoError
+// if it cannot be read. In all these cases the store is unchanged. A different min_count is
+// accepted (see ParamStore::Restore). The file must not change during the call (checkpoint
+// files are immutable once renamed into place).
 // Allocation is bounded by the file: a record whose length passes the end of the file is
 // refused before its buffer is allocated, and header counts are only compared, never used to
 // size anything (crafted headers are fuzzed: tests/fuzz, target shard).

@@ -131,11 +131,11 @@ std::size_t PaddedStride(std::size_t bytes) {
   return bytes > kLineBytes && (padded - bytes) * 8 <= bytes ? padded : bytes;
 }
 
-std::size_t RowStride(const StoreOptions& o, int state, bool steps) {
+std::size_t RowStride(const StoreOptions& o, int state, int vstate, bool steps) {
   const std::size_t v = static_cast<std::size_t>(o.shape.v_width());
   const std::size_t s = static_cast<std::size_t>(state);
   std::size_t words = 3 + s + (steps ? 2 : 0);
-  words += o.min_count > 1 ? 2 : v * (1 + s);
+  words += o.min_count > 1 ? 2 : v + static_cast<std::size_t>(vstate);
   return PaddedStride(words * sizeof(float));
 }
 
@@ -147,11 +147,14 @@ ParamStore::Impl::Impl(const StoreOptions& options, std::unique_ptr<Optimizer> o
       v_width_(CheckedVWidth(options.shape)),
       row_width_(options.shape.row_width()),
       state_(optimizer_->state_floats()),
+      vec_(optimizer_->rowwise() ? options.shape.k : 1),
+      vstate_(optimizer_->GroupStateFloats(v_width_, vec_)),
       lazy_v_(options.min_count > 1),
       steps_(optimizer_->uses_step()),
-      fused_(!lazy_v_ && !steps_ && state_ <= 1 && options.l2_w == options.l2_v),
-      rows_(RowStride(options, state_, steps_)),
-      vrows_(PaddedStride(static_cast<std::size_t>(v_width_) * (1 + state_) * sizeof(float))) {
+      fused_(!lazy_v_ && !steps_ && state_ <= 1 && !optimizer_->rowwise() &&
+             options.l2_w == options.l2_v),
+      rows_(RowStride(options, state_, vstate_, steps_)),
+      vrows_(PaddedStride(static_cast<std::size_t>(v_width_ + vstate_) * sizeof(float))) {
   int next = 3;  // key[2], w
   if (!lazy_v_) {
     v_ = next;
@@ -161,7 +164,7 @@ ParamStore::Impl::Impl(const StoreOptions& options, std::unique_ptr<Optimizer> o
   next += state_;
   if (!lazy_v_) {
     vs_ = next;
-    next += state_ * v_width_;
+    next += vstate_;
   }
   if (steps_) {
     step_ = next;
@@ -174,10 +177,11 @@ ParamStore::Impl::Impl(const StoreOptions& options, std::unique_ptr<Optimizer> o
   }
   row_bytes_ = static_cast<std::size_t>(next) * sizeof(float);  // used part of the stride
   pull_bytes_ = static_cast<std::size_t>(lazy_v_ ? 3 : 3 + v_width_) * sizeof(float);
-  vrow_bytes_ = static_cast<std::size_t>(v_width_) * (1 + state_) * sizeof(float);
+  vrow_bytes_ = static_cast<std::size_t>(v_width_ + vstate_) * sizeof(float);
   format_ = {.shape = options.shape,
              .optimizer = optimizer_->name(),
              .state_floats = state_,
+             .rowwise = optimizer_->rowwise(),
              .step_counters = steps_,
              .min_count = options.min_count,
              .seed = options.seed,
@@ -290,6 +294,9 @@ inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::si
     PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
   }
   if (fused_ && !narrow_fused) return PushWideRows(rows, n, grads, counts, ahead);
+  if (optimizer_->rowwise() && !lazy_v_ && row_width_ > kUpdateChunk) {
+    return PushWideRows(rows, n, grads, counts, ahead);
+  }
   std::size_t rejected = 0;
   if (fused_) {  // the common case in a tight loop: one optimizer call per key, no lookups
     const int width = row_width_;
@@ -322,10 +329,15 @@ std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_
                                            const float* grads, const std::uint32_t* counts,
                                            std::size_t ahead) {
   const int width = row_width_;
+  // Fused rows update w and v as one group in chunks of kUpdateChunk floats; row-wise rows
+  // update w, then v in chunks of whole vectors (each chunk's state starts at its first
+  // vector's accumulator): the same calls, split, as Update makes.
+  const int body = fused_ ? width : v_width_;
+  const int chunk = fused_ ? kUpdateChunk : std::max(vec_, kUpdateChunk / vec_ * vec_);
   // The row `ahead` keys on is prefetched in one slice of whole lines per chunk, each just
   // before a chunk of this row is computed: its lines arrive while the sqrt/div arithmetic
   // runs, instead of all requests queueing at once and the arithmetic then waiting alone.
-  const int parts = (width + kUpdateChunk - 1) / kUpdateChunk;
+  const int parts = (body + chunk - 1) / chunk;
   const std::size_t slice = RoundUp(row_bytes_, static_cast<std::size_t>(parts) * kLineBytes) /
                             static_cast<std::size_t>(parts);
   std::size_t rejected = 0;
@@ -334,10 +346,16 @@ std::size_t ParamStore::Impl::PushWideRows(const std::uint32_t* rows, std::size_
     float* r = WRow(rows[j]);
     const float* g = grads + j * static_cast<std::size_t>(width);
     if (LoadKey(r) != kBiasKey && AllFinite(g, width)) {
-      for (int c = 0, off = 0; off < width; ++c, off += kUpdateChunk) {
+      if (!fused_) optimizer_->Update(r + kW, r + ws_, g, 1, options_.l2_w, nullptr);
+      for (int c = 0, off = 0; off < body; ++c, off += chunk) {
         if (next != nullptr) PrefetchRange<true>(next + static_cast<std::size_t>(c) * slice, slice);
-        optimizer_->Update(r + kW + off, r + ws_ + off, g + off,
-                           std::min(kUpdateChunk, width - off), options_.l2_w, nullptr);
+        if (fused_) {
+          optimizer_->Update(r + kW + off, r + ws_ + off, g + off, std::min(chunk, width - off),
+                             options_.l2_w, nullptr);
+        } else {
+          optimizer_->UpdateVectors(r + v_ + off, r + vs_ + off / vec_ * state_, g + 1 + off,
+                                    std::min(chunk, body - off), vec_, options_.l2_v, nullptr);
+        }
       }
       continue;
     }
@@ -378,7 +396,7 @@ inline bool ParamStore::Impl::Update(std::uint32_t idx, std::size_t j, const flo
   optimizer_->Update(r + kW, r + ws_, g, 1, options_.l2_w, &steps[0]);
   if (v != nullptr) {
     float* vs = lazy_v_ ? v + v_width_ : r + vs_;
-    optimizer_->Update(v, vs, g + 1, v_width_, options_.l2_v, &steps[1]);
+    optimizer_->UpdateVectors(v, vs, g + 1, v_width_, vec_, options_.l2_v, &steps[1]);
   }
   if (steps_) std::memcpy(r + step_, steps, sizeof(steps));
   return true;
@@ -438,7 +456,7 @@ inline std::uint32_t ParamStore::Impl::CreateRow(Key key, bool init) {
   optimizer_->InitState(r + kW, r + ws_, 1, options_.l2_w);
   if (key != kBiasKey && !lazy_v_) {
     InitialEmbedding(options_.seed, key, v_width_, options_.init_std, r + v_);
-    optimizer_->InitState(r + v_, r + vs_, v_width_, options_.l2_v);
+    optimizer_->InitVectors(r + v_, r + vs_, v_width_, vec_, options_.l2_v);
   }
   return idx;
 }
@@ -448,7 +466,7 @@ inline std::uint32_t ParamStore::Impl::AddV(float* r) {
   Store32(r + vref_, vi + 1);
   float* v = VRow(vi);
   InitialEmbedding(options_.seed, LoadKey(r), v_width_, options_.init_std, v);
-  optimizer_->InitState(v, v + v_width_, v_width_, options_.l2_v);
+  optimizer_->InitVectors(v, v + v_width_, v_width_, vec_, options_.l2_v);
   return vi;
 }
 

@@ -19,14 +19,15 @@
 //
 // Memory (MemoryBytes): one row per key of 2 + R(1 + S) floats, R = the shape's row width
 // (the key, w, v and their optimizer state, S = state floats per parameter; + 2 step
-// counters for Adam; padded to a multiple of 64 bytes when that costs <= 1/8 of the row) in
-// 2 MiB chunks (transparent huge pages), plus an 8-byte table slot per 0.53..0.8 keys
-// (figures per optimizer: tests/bench/README.md, "Server store"). Guarantee: for k = 8,
-// min_count <= 1 and stores of >= 3*10^5 keys, at most 1.5x the raw payload (8-byte key +
-// R(1 + S) floats) for every optimizer and every table load; smaller stores pay up to one
-// partly used 2 MiB chunk. With min_count > 1 an unembedded key holds 5 + S floats (+ 2 for
-// Adam) and a table slot; its v row (V(1 + S) floats, V = the v width) is allocated when it
-// is embedded.
+// counters for Adam; row-wise AdaGrad: 2 + R + 1 + V/k, one state float for w and one per
+// latent vector of k floats, V = the v width; padded to a multiple of 64 bytes when that
+// costs <= 1/8 of the row) in 2 MiB chunks (transparent huge pages), plus an 8-byte table
+// slot per 0.53..0.8 keys (figures per optimizer: tests/bench/README.md, "Server store").
+// Guarantee: for k = 8, min_count <= 1 and stores of >= 3*10^5 keys, at most 1.5x the raw
+// payload (8-byte key + R(1 + S) floats) for every optimizer and every table load; smaller
+// stores pay up to one partly used 2 MiB chunk. With min_count > 1 an unembedded key holds
+// 5 + S floats (+ 2 for Adam) and a table slot; its v row (V(1 + S) floats, V = the v
+// width) is allocated when it is embedded.
 // At most 2^32 - 1 keys per store.
 //
 // Checkpoints (server/store/checkpoint_shard.h): Snapshot() copies the whole state (parameters,
@@ -58,12 +59,13 @@ struct StoreOptions {
 };
 
 // What a store's saved state depends on. A snapshot restores exactly into a store with the
-// same shape, optimizer, state_floats and step_counters; min_count, seed and init_std may differ
-// (see ParamStore::Restore).
+// same shape, optimizer, state_floats, rowwise and step_counters; min_count, seed and init_std
+// may differ (see ParamStore::Restore).
 struct StoreFormat {
   ModelShape shape;
   std::string optimizer;       // sgd, adagrad, adam, ftrl: the optimizer's class name, lower case
-  int state_floats = 0;        // optimizer state floats per parameter
+  int state_floats = 0;        // optimizer state floats per parameter (rowwise: per vector)
+  bool rowwise = false;        // v state per latent vector of k floats (optimizer.h)
   bool step_counters = false;  // two step counters per key (w and v groups; Adam)
   std::uint32_t min_count = 0;
   std::uint64_t seed = 0;
@@ -73,18 +75,26 @@ struct StoreFormat {
 // One key's complete state (everything Push reads), as read from a snapshot and given to
 // ParamStore::Restore. Non-owning: the pointers refer to the snapshot or the caller's
 // buffers. Optimizer state is laid out per group as in optimizer.h: w_state[s] is state s
-// of w; v_state[s * V + i] is state s of v[i] (V = the shape's v_width()).
+// of w; v_state[s * V + i] is state s of v[i] (V = the shape's v_width()); with rowwise,
+// v_state[s * V/k + j] is state s of v's j-th vector of k floats (VStateFloats).
 struct KeyRecord {
   Key key = 0;
   float w = 0.0f;
   const float* w_state = nullptr;  // state_floats floats (may be null when state_floats == 0)
   const float* v = nullptr;        // V floats, or null: the key has no v (kBiasKey, or not yet
                                    // embedded under min_count > 1)
-  const float* v_state = nullptr;  // state_floats * V floats when v is set
+  const float* v_state = nullptr;  // VStateFloats(format) floats when v is set
   std::uint32_t step_w = 0;        // step counters (0 unless step_counters)
   std::uint32_t step_v = 0;
   std::uint32_t count = 0;  // occurrences pushed so far (kept only while min_count > 1)
 };
+
+// Optimizer state floats of one key's v in a store of this format: state_floats * V, or
+// state_floats * V/k when rowwise.
+inline int VStateFloats(const StoreFormat& f) {
+  const int v = f.shape.v_width();
+  return f.state_floats * (f.rowwise ? v / f.shape.k : v);
+}
 
 // An immutable in-memory copy of a ParamStore (ParamStore::Snapshot): every key's record,
 // independent of the store it came from, so one thread may read it (e.g. write it to disk)
@@ -162,11 +172,11 @@ class ParamStore {
   // Sets every part of record.key's state exactly as given (parameters, optimizer state,
   // step counters, occurrence count); creates the key if missing, without initialising it
   // first (checkpoint loading). Returns whether the key was created. The record's state
-  // arrays must match this store's format (shape, state_floats). Differences in min_count are
-  // tolerated: with min_count <= 1 a record without v (other than kBiasKey's) gets the
-  // initial v and fresh v state that creation would give it; with min_count > 1 a record
-  // with v embeds the key. kBiasKey never gets a v. Throws std::invalid_argument, changing
-  // nothing, if the key already has a v here but the record has none (a v cannot be
+  // arrays must match this store's format (shape, state_floats, rowwise). Differences in
+  // min_count are tolerated: with min_count <= 1 a record without v (other than kBiasKey's)
+  // gets the initial v and fresh v state that creation would give it; with min_count > 1 a
+  // record with v embeds the key. kBiasKey never gets a v. Throws std::invalid_argument,
+  // changing nothing, if the key already has a v here but the record has none (a v cannot be
   // removed). Cost: O(1) expected plus O(V (1 + S)) copying; no prefetching (~ a Set).
   bool Restore(const KeyRecord& record);
 

@@ -4,10 +4,10 @@
 // iteration) and the snapshot's data.
 //
 // Layout (4-byte words per row; V = the shape's v_width (k for FM), S = optimizer state
-// floats):
-//   min_count <= 1:  key[2] w v[V] w_state[S] v_state[S*V] (steps[2] if Adam)
+// floats, VS = v's state floats: S*V, or S*V/k with row-wise state):
+//   min_count <= 1:  key[2] w v[V] w_state[S] v_state[VS] (steps[2] if Adam)
 //   min_count > 1:   key[2] w w_state[S] (steps[2] if Adam) count vref
-//                    plus, once embedded, a row v[V] v_state[S*V] in a second arena
+//                    plus, once embedded, a row v[V] v_state[VS] in a second arena
 //                    (vref = its index + 1, 0 = none).
 // Strides may be padded (PaddedStride). key, w and v come first so that Pull reads a prefix.
 // Table slots are 64-bit: (32-bit fingerprint << 32) | (row index + 1), 0 = empty. The home
@@ -94,9 +94,10 @@ class ParamStore::Impl {
   // bits of ServerOfKey's hash, so the table must not reuse it) and of InitialEmbedding.
   static constexpr std::uint64_t kTableSalt = 0xd6e8feb86659fd93ULL;
 
-  // PushRows of a fused store whose rows are wider than kUpdateChunk floats (FFM): each row
-  // updated in chunks, with the row `ahead` keys on prefetched a slice per chunk. Not
-  // inlined, so that PushRows' loop for narrow rows compiles as it did without it.
+  // PushRows of a fused or row-wise (not lazily embedded) store whose rows are wider than
+  // kUpdateChunk floats (FFM): each row updated in chunks, with the row `ahead` keys on
+  // prefetched a slice per chunk. Not inlined, so that PushRows' loop for narrow rows
+  // compiles as it did without it.
   __attribute__((noinline)) std::size_t PushWideRows(const std::uint32_t* rows, std::size_t n,
                                                      const float* grads,
                                                      const std::uint32_t* counts,
@@ -160,10 +161,13 @@ class ParamStore::Impl {
   int v_width_;    // floats of a v: shape().v_width()
   int row_width_;  // floats of a key's row in Pull/Push: shape().row_width()
   int state_;
+  int vec_;     // floats per vector of v's state: k when row-wise, else 1 (per float)
+  int vstate_;  // state floats of a key's v (VS in the layout)
   bool lazy_v_;
   bool steps_;
   // w and v update as one group of one row width (an elementwise optimizer, one l2, the
-  // layout key w v w_state v_state with at most one state float: both arrays contiguous).
+  // layout key w v w_state v_state with at most one state float: both arrays contiguous;
+  // never with row-wise state, whose w and v vectors differ in width).
   bool fused_;
   bool has_bias_ = false;
   // Word offsets in a w-row (see the layout above); -1 when absent.

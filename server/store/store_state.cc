@@ -79,7 +79,7 @@ void ParamStore::Impl::Set(Key key, const float* row) {
     vs = v + v_width_;
   }
   std::copy(v_in, v_in + v_width_, v);
-  optimizer_->InitState(v, vs, v_width_, options_.l2_v);
+  optimizer_->InitVectors(v, vs, v_width_, vec_, options_.l2_v);
 }
 
 bool ParamStore::Impl::Restore(const KeyRecord& rec) {
@@ -93,7 +93,7 @@ bool ParamStore::Impl::Restore(const KeyRecord& rec) {
   }
   if (created) idx = LookUp(key, /*create=*/true, /*init=*/false);
   float* r = WRow(idx);
-  const std::size_t v_state_bytes = static_cast<std::size_t>(state_) * v_width_ * sizeof(float);
+  const std::size_t v_state_bytes = static_cast<std::size_t>(vstate_) * sizeof(float);
   r[kW] = rec.w;
   if (state_ > 0)
     std::memcpy(r + ws_, rec.w_state, static_cast<std::size_t>(state_) * sizeof(float));
@@ -108,7 +108,7 @@ bool ParamStore::Impl::Restore(const KeyRecord& rec) {
       if (state_ > 0) std::memcpy(r + vs_, rec.v_state, v_state_bytes);
     } else {  // saved under min_count > 1 before it was embedded: as at creation
       InitialEmbedding(options_.seed, key, v_width_, options_.init_std, r + v_);
-      optimizer_->InitState(r + v_, r + vs_, v_width_, options_.l2_v);
+      optimizer_->InitVectors(r + v_, r + vs_, v_width_, vec_, options_.l2_v);
     }
     return created;
   }

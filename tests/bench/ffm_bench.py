@@ -9,7 +9,8 @@ payload; the FFM kernel micro-benchmarks and the memory-bandwidth limit the issu
 each unique key of a batch moves its row (w and F*k floats) pulled, its gradient pushed, its
 parameters read and written and its optimizer state (adagrad: one float per parameter) read
 and written, over the unique keys per row; divided into the memcpy bandwidth measured in the
-same run.
+same run. A row-wise AdaGrad case (optimizer.rowwise: true, single-node 1 + 1): its speed,
+peak memory, test logloss and bytes per key beside its smaller raw payload.
 """
 import json
 import os
@@ -39,7 +40,8 @@ def ffm_data(fmps, run, log, repo, rows, test_rows, vocab, seed):
         return json.load(f)
 
 
-def write_ffm_config(path, meta):
+def write_ffm_config(path, meta, rowwise=False):
+    optimizer_extra = "  rowwise: true\n" if rowwise else ""
     with open(path, "w") as f:
         f.write(f"""# written by tests/bench/ffm_bench.py
 data:
@@ -53,7 +55,7 @@ model:
 optimizer:
   name: adagrad
   lr: {FFM_LR}
-train:
+{optimizer_extra}train:
   epochs: 1
   batch_size: 1024
   progress_seconds: 30
@@ -88,6 +90,32 @@ def kernel_and_bandwidth(repo, run, table, reps, outdir):
     bw = vals("BM_MemBandwidth", "bytes_per_second")
     table.add(sec, "memory bandwidth (memcpy, read + written)", [v / 1e9 for v in bw], "GB/s")
     return statistics.median(bw) if bw else None
+
+
+def rowwise_case(repo, fmps, train_single, table, reps, rows, outdir, meta):
+    """optimizer.rowwise: true, single-node 1 + 1: one AdaGrad accumulator per key's w and per
+    latent vector of k floats, so a key's raw payload is 8 + 4 * (width + 1 + fields) bytes."""
+    cfg = os.path.join(outdir, "ffm_rowwise.yaml")
+    write_ffm_config(cfg, meta, rowwise=True)
+    sums, times = [], []
+    for i in range(reps):
+        s, t = train_single(repo, fmps, cfg, os.path.join(outdir, "out", f"ffm_rowwise_r{i}"))
+        sums.append(s)
+        times.append(t["process"])
+    width = 1 + FFM_FIELDS * FFM_K
+    raw = 8 + 4 * (width + 1 + FFM_FIELDS)
+    sec = (f"fmps train ffm k={FFM_K}, {FFM_FIELDS} fields, {rows} rows, 1 epoch: single-node "
+           "1 + 1, row-wise AdaGrad (optimizer.rowwise)")
+    table.add(sec, "rows/s end to end (wall: test evaluated, model written)",
+              [rows / t["wall"] for t in times if t["wall"]], "rows/s")
+    table.add(sec, "rows/s while training (summary.json)", [s["rows_per_s"] for s in sums],
+              "rows/s")
+    table.add(sec, "peak RSS", [t["rss"] for t in times if t["rss"]], "MiB")
+    table.add(sec, "test logloss", [s.get("test_logloss") for s in sums], "",
+              note=f"Bayes {meta['bayes_logloss_test']:.4f}")
+    bpk = [s["server_bytes_per_key"] for s in sums if "server_bytes_per_key" in s]
+    table.add(sec, f"server bytes/key (raw payload {raw} B)", bpk, "B/key")
+    table.add(sec, "server bytes/key / raw payload", [b / raw for b in bpk], "x", 1.1, "<=")
 
 
 def ffm_cases(repo, fmps, run, log, train_single, train_mpi, table, reps, quick, outdir, vocab,
@@ -144,3 +172,4 @@ def ffm_cases(repo, fmps, run, log, train_single, train_mpi, table, reps, quick,
                       note="the issue's definition, at the bandwidth measured above")
             table.add(sec, "rows/s while training / bandwidth limit",
                       [s["rows_per_s"] / lim for s, lim in zip(sums, limit)], "x")
+    rowwise_case(repo, fmps, train_single, table, reps, rows, outdir, meta)

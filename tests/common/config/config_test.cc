@@ -54,6 +54,7 @@ constexpr const char* kMinimal = "data:\n  train: train.txt\n  format: libsvm\n"
   FMPS_SAME(optimizer.ftrl_beta)
   FMPS_SAME(optimizer.gradient)
   FMPS_SAME(optimizer.initial_accumulator)
+  FMPS_SAME(optimizer.rowwise)
   FMPS_SAME(train.epochs)
   FMPS_SAME(train.batch_size)
   FMPS_SAME(train.consistency)
@@ -782,6 +783,7 @@ std::vector<Probe> Probes() {
       FMPS_PROBE(optimizer.clip_gradient, "4"),
       FMPS_PROBE(optimizer.gradient, "sum"),
       FMPS_PROBE(optimizer.initial_accumulator, "0.5"),
+      FMPS_PROBE(optimizer.rowwise, "true"),
       FMPS_PROBE(train.epochs, "3"),
       FMPS_PROBE(train.batch_size, "64"),
       FMPS_PROBE(train.consistency, "bsp"),
@@ -883,6 +885,7 @@ TEST(ConfigTableTest, DigestAndKeySettingFields) {
                           "optimizer.clip_gradient",
                           "optimizer.gradient",
                           "optimizer.initial_accumulator",
+                          "optimizer.rowwise",
                           "train.batch_size",
                           "train.consistency",
                           "train.max_delay",
@@ -964,6 +967,33 @@ TEST(ConfigTest, GradientAutoResolvesPerOptimizer) {
             GradientScale::kKeySqrt);
   EXPECT_EQ(EffectiveGradient(Parse(base + "optimizer: {gradient: sum}").optimizer),
             GradientScale::kSum);
+}
+
+// optimizer.rowwise: a bool, adagrad only (rejected naming the key with every other
+// optimizer), a digest field, listed by --explain.
+TEST(ConfigTest, RowwiseIsAnAdagradBoolean) {
+  const std::string base = kMinimal;
+  EXPECT_FALSE(Parse(base).optimizer.rowwise);
+  EXPECT_TRUE(Parse(base + "optimizer: {rowwise: true}").optimizer.rowwise);
+  EXPECT_TRUE(Parse(base, {"optimizer.rowwise=true"}).optimizer.rowwise);
+  for (const char* name : {"sgd", "adam", "ftrl"}) {
+    EXPECT_NE(ErrorOf(base + "optimizer: {name: " + name + ", rowwise: true}")
+                  .find(std::string("optimizer.rowwise applies only to optimizer.name: adagrad "
+                                    "(optimizer.name is ") +
+                        name + ")"),
+              std::string::npos)
+        << name;
+  }
+  EXPECT_NE(ErrorOf(base + "optimizer: {rowwise: yes}")
+                .find("optimizer.rowwise: expected true or "
+                      "false"),
+            std::string::npos);
+  const Config rowwise = Parse(base, {"optimizer.rowwise=true"});
+  EXPECT_NE(ConfigDigest(rowwise), ConfigDigest(Parse(base)));
+  EXPECT_NE(ConfigToYaml(rowwise).find("  rowwise: true\n"), std::string::npos);
+  EXPECT_NE(ExplainConfig().find("\noptimizer.rowwise: true or false; default false; applies only "
+                                 "to optimizer.name: adagrad; digest\n"),
+            std::string::npos);
 }
 
 TEST(ConfigTableTest, ExplainListsEveryKeyWithDefaultAndCondition) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -69,6 +70,57 @@ TEST(AdagradTest, InitialAccumulatorByHand) {
   EXPECT_NEAR(h[1], 10.0f, 1e-6);
   EXPECT_NEAR(p[0], 0.4803884f, 1e-6);
   EXPECT_NEAR(p[1], -0.5948683f, 1e-6);
+}
+
+// Row-wise AdaGrad, k = 4 (one vector), l2 = 0.5, initial_accumulator 0.5: one accumulator
+// for the vector, fed the mean of its g_i^2 (g_i = grad_i + l2 p_i).
+TEST(RowwiseAdagradTest, TwoStepsByHand) {
+  auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f, .initial_accumulator = 0.5f, .rowwise = true});
+  EXPECT_TRUE(opt->rowwise());
+  EXPECT_EQ(opt->GroupStateFloats(4, 4), 1);
+  EXPECT_EQ(opt->GroupStateFloats(39 * 8, 8), 39);  // FFM at 39 fields, k 8
+  EXPECT_EQ(opt->GroupStateFloats(1, 1), 1);
+  float p[4] = {1.0f, -1.0f, 0.5f, 0.0f};
+  float h[2] = {123.0f, 99.0f};  // h[1]: past the state, must stay
+  opt->InitVectors(p, h, 4, 4, 0.5f);
+  EXPECT_EQ(h[0], 0.5f);
+  std::uint32_t step = 0;
+  // Step 1: grad (0.5, 0.5, -0.25, 1) + 0.5 p = g (1, 0, 0, 1); mean g^2 = 0.5, h = 1;
+  // p -= 0.1 g / 1: (0.9, -1, 0.5, -0.1).
+  const float g1[4] = {0.5f, 0.5f, -0.25f, 1.0f};
+  opt->UpdateVectors(p, h, g1, 4, 4, 0.5f, &step);
+  EXPECT_NEAR(h[0], 1.0f, 1e-7);
+  const float want1[4] = {0.9f, -1.0f, 0.5f, -0.1f};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(p[i], want1[i], 1e-6) << i;
+  // Step 2: grad (-0.45, 1.5, 0.75, 0.05) + 0.5 p = g (0, 1, 1, 0); mean 0.5, h = 1.5;
+  // p -= 0.1 g / sqrt(1.5) = 0.0816497 g: (0.9, -1.0816497, 0.4183503, -0.1).
+  const float g2[4] = {-0.45f, 1.5f, 0.75f, 0.05f};
+  opt->UpdateVectors(p, h, g2, 4, 4, 0.5f, &step);
+  EXPECT_NEAR(h[0], 1.5f, 1e-7);
+  const float want2[4] = {0.9f, -1.0816497f, 0.4183503f, -0.1f};
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(p[i], want2[i], 1e-6) << i;
+  EXPECT_EQ(h[1], 99.0f);
+  // Update (no vec) takes the group as one vector: the same step.
+  float q[4] = {1.0f, -1.0f, 0.5f, 0.0f};
+  float hq = 0.5f;
+  opt->Update(q, &hq, g1, 4, 0.5f, &step);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(q[i], want1[i], 1e-6) << i;
+  EXPECT_NEAR(hq, 1.0f, 1e-7);
+}
+
+// Two vectors of one group keep their own accumulators: the second, with no gradient (and
+// l2 = 0), neither moves nor changes its h.
+TEST(RowwiseAdagradTest, EachVectorHasItsOwnAccumulator) {
+  auto opt = MakeAdagrad({.lr = 0.1f, .eps = 1e-8f, .initial_accumulator = 0.0f, .rowwise = true});
+  float p[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  float h[2] = {0.0f, 0.0f};
+  const float g[8] = {2, 0, 0, 0, 0, 0, 0, 0};
+  std::uint32_t step = 0;
+  opt->UpdateVectors(p, h, g, 8, 4, 0.0f, &step);
+  EXPECT_FLOAT_EQ(h[0], 1.0f);  // 4 / 4
+  EXPECT_EQ(h[1], 0.0f);
+  EXPECT_FLOAT_EQ(p[0], 1.0f - 0.1f * 2.0f);
+  for (int i = 1; i < 8; ++i) EXPECT_EQ(p[i], static_cast<float>(i + 1)) << i;
 }
 
 TEST(AdamTest, TwoStepsByHand) {
@@ -447,6 +499,67 @@ TEST(ReferenceTest, Ftrl) {
       const std::vector<float> init = RandomInit(n, n);
       FtrlRef ref(0.1f, 1.0f, l1, std::vector<double>(init.begin(), init.end()), l2);
       RunAgainstReference(*opt, ref, init, l2, 1.0f, 400 + n);
+    }
+  }
+}
+
+// With vectors of one float the row-wise update is the element-wise one, bit for bit
+// (parameters and state over 100 random steps, with l2 and an initial accumulator).
+TEST(RowwiseAdagradTest, VectorsOfOneFloatAreElementwiseBitForBit) {
+  const AdagradParams params{.lr = 0.05f, .eps = 1e-6f, .initial_accumulator = 0.001f};
+  AdagradParams rowwise_params = params;
+  rowwise_params.rowwise = true;
+  auto elementwise = MakeAdagrad(params);
+  auto rowwise = MakeAdagrad(rowwise_params);
+  const int n = 13;
+  std::vector<float> pa = RandomInit(n, n), pb = pa;
+  std::vector<float> ha(n), hb(n);
+  elementwise->InitState(pa.data(), ha.data(), n, 0.01f);
+  rowwise->InitVectors(pb.data(), hb.data(), n, 1, 0.01f);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> g(n);
+  std::uint32_t step = 0;
+  for (int t = 0; t < 100; ++t) {
+    for (float& x : g) x = normal(rng);
+    elementwise->Update(pa.data(), ha.data(), g.data(), n, 0.01f, &step);
+    rowwise->UpdateVectors(pb.data(), hb.data(), g.data(), n, 1, 0.01f, &step);
+  }
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), n * sizeof(float)), 0);
+  EXPECT_EQ(std::memcmp(ha.data(), hb.data(), n * sizeof(float)), 0);
+  EXPECT_NE(pa, RandomInit(n, n));
+}
+
+// Row-wise AdaGrad against a double reference: 3 vectors of 8 and 2 of 5 (the 4 + 1 blocks).
+TEST(ReferenceTest, RowwiseAdagrad) {
+  for (const int vec : {8, 5}) {
+    SCOPED_TRACE(vec);
+    const int n = 3 * vec;
+    const float lr = 0.05f, eps = 1e-6f, h0 = 0.01f, l2 = 0.01f;
+    auto opt = MakeAdagrad({.lr = lr, .eps = eps, .initial_accumulator = h0, .rowwise = true});
+    std::vector<float> p = RandomInit(n, n);
+    std::vector<double> pr(p.begin(), p.end());
+    std::vector<float> h(3);
+    opt->InitVectors(p.data(), h.data(), n, vec, l2);
+    std::vector<double> hr(3, h0);
+    std::mt19937_64 rng(500 + vec);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> g(n);
+    std::uint32_t step = 0;
+    for (int t = 0; t < 100; ++t) {
+      for (float& x : g) x = normal(rng);
+      opt->UpdateVectors(p.data(), h.data(), g.data(), n, vec, l2, &step);
+      for (int j = 0; j < 3; ++j) {
+        double sq = 0;
+        for (int i = j * vec; i < (j + 1) * vec; ++i) sq += std::pow(g[i] + l2 * pr[i], 2);
+        hr[j] += sq / vec;
+        for (int i = j * vec; i < (j + 1) * vec; ++i) {
+          pr[i] -= lr * (g[i] + l2 * pr[i]) / (std::sqrt(hr[j]) + eps);
+        }
+      }
+      for (int i = 0; i < n; ++i) {
+        ASSERT_NEAR(p[i], pr[i], 1e-5 * std::fabs(pr[i]) + 1e-6) << "step " << t << " param " << i;
+      }
     }
   }
 }

@@ -1,5 +1,8 @@
 // The store's pull and push paths against a plain reference, at FM and FFM row widths: the
-// prefetching and the blocked update of wide rows must not change a bit.
+// prefetching and the blocked update of wide rows must not change a bit. Row-wise AdaGrad:
+// the store must give w its own accumulator and each latent vector of k floats one (the
+// reference runs the optimizer's own UpdateVectors on a plain row; its math is checked in
+// optimizer_test).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,10 +32,10 @@ struct RefRow {
   std::vector<float> param, sum;
 };
 
-RefRow NewRef(Key key, int width) {
+RefRow NewRef(Key key, int width, int state_floats) {
   RefRow r;
   r.param.assign(static_cast<std::size_t>(width), 0.0f);
-  r.sum.assign(static_cast<std::size_t>(width), kInitAcc);
+  r.sum.assign(static_cast<std::size_t>(state_floats), kInitAcc);
   if (key != kBiasKey) InitialEmbedding(kSeed, key, width - 1, kStd, r.param.data() + 1);
   return r;
 }
@@ -56,13 +59,28 @@ void RefUpdate(Key key, const float* g, RefRow* r) {
   }
 }
 
+// Row-wise AdaGrad on a plain row: w (vec 1, state sum[0]), then v in vectors of k (state
+// sum[1 + j] for vector j); the bias key's v stays 0.
+void RefRowwiseUpdate(const Optimizer& opt, int k, Key key, const float* g, RefRow* r) {
+  std::uint32_t step = 0;
+  opt.UpdateVectors(r->param.data(), r->sum.data(), g, 1, 1, kL2, &step);
+  if (key == kBiasKey) return;
+  const int v = static_cast<int>(r->param.size()) - 1;
+  opt.UpdateVectors(r->param.data() + 1, r->sum.data() + 1, g + 1, v, k, kL2, &step);
+}
+
 // Random pushes (by key and by row handle) of random key subsets, a few gradient rows with
 // one non-finite value anywhere in the row; every key's pulled row must equal the
 // reference's bits after each push.
-void CheckAgainstReference(const ModelShape& shape) {
+void CheckAgainstReference(const ModelShape& shape, bool rowwise = false) {
   const StoreOptions o{.shape = shape, .init_std = kStd, .seed = kSeed, .l2_w = kL2, .l2_v = kL2};
-  ParamStore store(o, MakeAdagrad({.lr = kLr, .eps = kEps, .initial_accumulator = kInitAcc}));
+  const AdagradParams params{
+      .lr = kLr, .eps = kEps, .initial_accumulator = kInitAcc, .rowwise = rowwise};
+  const std::unique_ptr<Optimizer> ref_opt = MakeAdagrad(params);
+  ParamStore store(o, MakeAdagrad(params));
+  EXPECT_EQ(store.format().rowwise, rowwise);
   const int width = store.row_width();
+  const int state_floats = rowwise ? 1 + shape.v_width() / shape.k : width;
   const auto w = static_cast<std::size_t>(width);
   std::mt19937_64 rng(21);
   std::vector<Key> pool(700);
@@ -90,7 +108,7 @@ void CheckAgainstReference(const ModelShape& shape) {
     }
     std::size_t rejected = 0;
     for (std::size_t j = 0; j < n; ++j) {
-      RefRow& r = ref.try_emplace(keys[j], NewRef(keys[j], width)).first->second;
+      RefRow& r = ref.try_emplace(keys[j], NewRef(keys[j], width, state_floats)).first->second;
       ASSERT_EQ(0, std::memcmp(pulled.data() + j * w, r.param.data(), w * sizeof(float)))
           << "pull before step " << step << ", key #" << j;
       const float* g = grads.data() + j * w;
@@ -98,7 +116,11 @@ void CheckAgainstReference(const ModelShape& shape) {
         ++rejected;
         continue;
       }
-      RefUpdate(keys[j], g, &r);
+      if (rowwise) {
+        RefRowwiseUpdate(*ref_opt, shape.k, keys[j], g, &r);
+      } else {
+        RefUpdate(keys[j], g, &r);
+      }
     }
     const std::size_t got = step % 2 == 0 ? store.PushRows(rows.data(), n, grads.data(), nullptr)
                                           : store.Push(keys.data(), n, grads.data(), nullptr);
@@ -119,6 +141,18 @@ TEST(ParamStoreRowsTest, FmRowsMatchTheReference) { CheckAgainstReference(FmShap
 TEST(ParamStoreRowsTest, NarrowFfmRowsMatchTheReference) { CheckAgainstReference(FfmShape(4, 3)); }
 
 TEST(ParamStoreRowsTest, WideFfmRowsMatchTheReference) { CheckAgainstReference(FfmShape(8, 39)); }
+
+TEST(ParamStoreRowsTest, RowwiseFmRowsMatchTheReference) {
+  CheckAgainstReference(FmShape(8), /*rowwise=*/true);
+}
+
+TEST(ParamStoreRowsTest, RowwiseNarrowFfmRowsMatchTheReference) {
+  CheckAgainstReference(FfmShape(4, 3), /*rowwise=*/true);
+}
+
+TEST(ParamStoreRowsTest, RowwiseWideFfmRowsMatchTheReference) {
+  CheckAgainstReference(FfmShape(8, 39), /*rowwise=*/true);
+}
 
 }  // namespace
 }  // namespace fmps

@@ -314,9 +314,10 @@ TEST_F(MpiTrainTest, BadRowUnderFailAbortsEveryRank) {
 }
 
 // Field-aware FM (model.kind ffm) under mpirun: the bsp model is the same on every
-// topology (single-node with two workers, MPI 1 server + 2 workers, 2 servers + 2 workers),
-// so FFM's wider rows travel and shard correctly.
-TEST(FfmMpiTest, BspModelIsTheSameOnEveryTopology) {
+// topology (single-node with two workers, MPI 1 server + 2 workers, and with `two_servers`
+// 2 servers + 2 workers), so FFM's wider rows travel and shard correctly. `sets`: more
+// --set options for every run.
+void CheckFfmBspTopologies(const std::string& sets, bool two_servers) {
   TempDir dir, local, one, two;
   std::string out;
   ASSERT_EQ(RunCommand(FmpsBinary() + " synth --out " + dir.File("d") +
@@ -330,20 +331,30 @@ TEST(FfmMpiTest, BspModelIsTheSameOnEveryTopology) {
                                 "\n  test: " + dir.File("d/test.libffm") +
                                 "\n  format: libffm\nmodel:\n  kind: ffm\n  fields: 4\n  k: 4\n"
                                 "train:\n  epochs: 2\n  batch_size: 256\n  consistency: bsp\n");
-  auto train = [&](const std::string& command, const TempDir& o, const std::string& sets) {
-    EXPECT_EQ(RunCommand(command + " train " + cfg + " --set output.dir=" + o.path() + " " + sets +
-                             " 2>&1",
+  auto train = [&](const std::string& command, const TempDir& o, const std::string& more) {
+    EXPECT_EQ(RunCommand(command + " train " + cfg + " --set output.dir=" + o.path() + " " + more +
+                             " " + sets + " 2>&1",
                          &out),
               0)
         << out;
   };
   train(FmpsBinary(), local, "--set cluster.local_workers=2");
   train(Mpirun(3), one, "--set cluster.servers=1");
-  train(Mpirun(4), two, "--set cluster.servers=2");
+  if (two_servers) train(Mpirun(4), two, "--set cluster.servers=2");
   const Model reference = Model::Load(local.File("model.fmps"));
   EXPECT_EQ(reference.shape(), FfmShape(4, 4));
   EXPECT_LE(MaxAbsDiff(reference, Model::Load(one.File("model.fmps"))), 1e-5);
-  EXPECT_LE(MaxAbsDiff(reference, Model::Load(two.File("model.fmps"))), 1e-5);
+  if (two_servers) {
+    EXPECT_LE(MaxAbsDiff(reference, Model::Load(two.File("model.fmps"))), 1e-5);
+  }
+}
+
+TEST(FfmMpiTest, BspModelIsTheSameOnEveryTopology) { CheckFfmBspTopologies("", true); }
+
+// Row-wise AdaGrad state (optimizer.rowwise) under mpirun: the servers' row-wise stores give
+// the single-node model.
+TEST(FfmMpiTest, RowwiseBspModelIsTheSameUnderMpirun) {
+  CheckFfmBspTopologies("--set optimizer.rowwise=true", false);
 }
 
 }  // namespace
