@@ -1,7 +1,6 @@
 #include "common/model/ffm_kernel.h"
 
 #include <algorithm>
-#include <cstdint>
 
 #include "common/base/error.h"
 #include "common/model/grad_rows.h"
@@ -41,44 +40,6 @@ bool RowAllOnes(const Args& a, std::size_t r) {
   std::uint32_t ones = 0;
   for (std::size_t j = a.offsets[r]; j < a.offsets[r + 1]; ++j) ones += a.values[j] == 1.0f;
   return ones == a.offsets[r + 1] - a.offsets[r];
-}
-
-// Software prefetching of the table rows that the next row of the batch uses first (local
-// ids in first-occurrence order: the ids above every id of the rows so far). Those rows are
-// the ones no earlier row brought into this core's cache (the pull just wrote the parameters
-// from the other core; the push read the gradient rows there); keys seen before in the batch
-// are usually still cached, and a prefetch costs an instruction even where the line is. The
-// next row's new parameter rows are requested after this row's score (read while its loss
-// and scatter run), its new gradient rows after this row's scatter (for writing: GradRows
-// zeroes them next). The pair loops themselves carry no prefetches: prefetching spread over
-// them, or for every key, made the kernel slower (tests/bench/README.md, wave 7).
-struct NextRow {
-  const std::uint32_t* local = nullptr;  // row r + 1's local ids (none after the last row)
-  std::size_t n = 0;
-  std::uint32_t fresh = 0;  // ids from here on are new to the batch
-};
-
-// Row r + 1's NextRow; *seen: 1 + the highest local id of rows 0 .. r - 1, updated to r.
-// Reads nothing past the batch.
-[[gnu::noinline]] NextRow NextRowOf(const ModelBatch& b, std::size_t r, std::uint32_t* seen) {
-  for (std::size_t j = b.offsets[r]; j < b.offsets[r + 1]; ++j) {
-    *seen = std::max(*seen, b.local[j] + 1);
-  }
-  if (r + 1 >= b.rows) return {};
-  return {b.local + b.offsets[r + 1], b.offsets[r + 2] - b.offsets[r + 1], *seen};
-}
-
-// Requests every cache line of the table rows (width floats) of next's new keys; kWrite: for
-// writing. About 20 lines a row at 39 fields, k 8.
-template <int kWrite>
-[[gnu::noinline]] void PrefetchNewRows(const NextRow& next, const float* table, std::size_t width) {
-  for (std::size_t p = 0; p < next.n; ++p) {
-    if (next.local[p] < next.fresh) continue;
-    const char* begin = reinterpret_cast<const char*>(table + std::size_t{next.local[p]} * width);
-    const char* end = begin + width * sizeof(float);
-    const char* line = begin - (reinterpret_cast<std::uintptr_t>(begin) & 63);
-    for (; line < end; line += 64) __builtin_prefetch(line, kWrite, 3);
-  }
 }
 
 // Vector arithmetic on k floats for K fixed at compile time (4, 8, 16, 32): kCount vectors
@@ -211,18 +172,16 @@ struct Rows {
   }
 
   // Per row: score, loss, scatter (the blocking described in ffm_kernel.h), the gradient
-  // rows zeroed before their first row and scaled after their last (GradRows), the next
-  // row's new rows prefetched between the phases (NextRow).
+  // rows zeroed before their first row and scaled after their last (GradRows). No software
+  // prefetching: a key's row is contiguous (F * k floats), which the hardware prefetcher
+  // follows; prefetching the next row's keys measured no faster (tests/bench/README.md).
   static double ForwardBackward(const Args& a, const ModelBatch& b, Loss loss, float* grads,
                                 float* scores) {
     model_internal::GradRows rows(b, grads, a.width, model_internal::TopId(b));
     double total = 0.0;
-    std::uint32_t seen = 1;
     for (std::size_t r = 0; r < b.rows; ++r) {
       bool ones;
-      const NextRow next = NextRowOf(b, r, &seen);
       const float s = AnyScore(a, r, &ones);
-      PrefetchNewRows<0>(next, a.params, a.width);
       const LossAndGradient l = LossValueAndGradient(loss, s, b.labels[r]);
       total += l.value;
       grads[0] += l.gradient;
@@ -234,7 +193,6 @@ struct Rows {
         Scatter<false>(a, r, l.gradient, grads);
       }
       rows.Close(r);
-      PrefetchNewRows<1>(next, grads, a.width);
     }
     rows.Finish();
     return total;
