@@ -6,17 +6,26 @@
 //                     of a training batch: the rows' parameters come from memory
 //                     Both: local ids in first-occurrence order, as in training; the kernel
 //                     zeroes the gradient rows (no longer the fixture, once).
+//   BM_FfmShared/k    the job's conditions: 28 % of a batch's non-zeros are keys new to it, the
+//                     rest drawn from 2000 keys (about 13k unique keys, k = 8: a 16 MB
+//                     table), and before each batch (not timed) another thread, on the other
+//                     processor where there is one, writes the parameter table (as the pull
+//                     copies it) and reads the gradient table (as the push does)
 //   BM_MemBandwidth   memcpy between two 256 MB buffers; bytes_per_second counts the bytes
 //                     read plus written: the memory bandwidth the FFM limit is computed with
 //   BM_StoreWidePull / BM_StoreWidePushRows  ParamStore with FFM rows (39 fields, k = 8,
 //                     adagrad: 2.5 kB a row), 3 * 10^5 keys (0.8 GB), Pull (creating) and
 //                     PushRows of 8192 unique keys per call; items = keys
 #include <benchmark/benchmark.h>
+#include <pthread.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "common/model/model_kernel.h"
@@ -65,13 +74,14 @@ FfmFixture MakeFfm(int k, std::size_t table_rows) {
   return fx;
 }
 
-void RunFfm(benchmark::State& state, std::size_t table_rows) {
-  const int k = static_cast<int>(state.range(0));
-  FfmFixture fx = MakeFfm(k, table_rows);
+// Times ForwardBackward over fx's batches in turn; between(b) runs untimed before batch b.
+template <class Between>
+void RunFfmBatches(benchmark::State& state, FfmFixture& fx, const Between& between) {
   std::vector<float> scores(kFfmRows);
   const std::unique_ptr<ModelKernel> kernel = MakeKernel(fx.shape, Loss::kLogistic);
   std::size_t b = 0;
   for (auto _ : state) {
+    between(b);
     ModelBatch batch{kFfmRows,           fx.labels.data(), fx.offsets.data(),
                      fx.local[b].data(), fx.values.data(), fx.fields.data()};
     double loss = kernel->ForwardBackward(batch, fx.params.data(), fx.grads.data(), scores.data());
@@ -82,6 +92,61 @@ void RunFfm(benchmark::State& state, std::size_t table_rows) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kFfmRows));
   state.counters["table_mb"] = static_cast<double>(fx.params.size() * sizeof(float)) / (1 << 20);
 }
+
+void RunFfm(benchmark::State& state, std::size_t table_rows) {
+  FfmFixture fx = MakeFfm(static_cast<int>(state.range(0)), table_rows);
+  RunFfmBatches(state, fx, [](std::size_t) {});
+}
+
+// Batches as MakeFfm's, keys as BM_FfmShared's comment says; table_rows: the largest batch's.
+FfmFixture MakeFfmShared(int k) {
+  FfmFixture fx = MakeFfm(k, 2);
+  std::mt19937_64 rng(7);
+  std::bernoulli_distribution fresh(0.28);
+  std::uniform_int_distribution<std::uint32_t> hot(1, 2000);
+  std::uint32_t next = 2001;
+  for (auto& b : fx.local) {
+    for (auto& u : b) u = fresh(rng) ? next++ : hot(rng);
+    bench::NumberInFirstOccurrenceOrder(&b);
+    fx.table_rows = std::max<std::size_t>(fx.table_rows, 1 + *std::max_element(b.begin(), b.end()));
+  }
+  const std::size_t width = static_cast<std::size_t>(fx.shape.row_width());
+  std::normal_distribution<float> normal(0.0f, 0.01f);
+  fx.params.resize(fx.table_rows * width);
+  for (float& p : fx.params) p = normal(rng);
+  fx.grads.assign(fx.params.size(), 0.0f);
+  return fx;
+}
+
+// Runs `work` on a thread pinned to the processor `cpu` (when the process may use it) and
+// waits for it.
+template <class Work>
+void RunOn(int cpu, const Work& work) {
+  std::thread t([&] {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);  // best effort
+    work();
+  });
+  t.join();
+}
+
+void BM_FfmShared(benchmark::State& state) {
+  FfmFixture fx = MakeFfmShared(static_cast<int>(state.range(0)));
+  const std::vector<float> source = fx.params;
+  float sink = 0.0f;
+  RunFfmBatches(state, fx, [&](std::size_t) {
+    state.PauseTiming();
+    RunOn(sched_getcpu() == 0 ? 1 : 0, [&] {
+      std::memcpy(fx.params.data(), source.data(), source.size() * sizeof(float));
+      for (std::size_t i = 0; i < fx.grads.size(); i += 16) sink += fx.grads[i];
+    });
+    state.ResumeTiming();
+  });
+  benchmark::DoNotOptimize(sink);
+}
+BENCHMARK(BM_FfmShared)->Arg(4)->Arg(8);
 
 void BM_FfmCache(benchmark::State& state) { RunFfm(state, 512); }
 void BM_FfmBatch(benchmark::State& state) { RunFfm(state, 16384); }

@@ -2,8 +2,11 @@
 // analytic gradients against finite differences, the all-ones path against the general one,
 // the field-block embedding sums, and the shapes the kernel refuses.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -215,6 +218,65 @@ TEST(FfmKernelTest, HandComputedRows) {
   EXPECT_FLOAT_EQ(s[1], 0.5f + 1.0f - 1.0f + 2.0f);
   // key 1 twice in field 1: <v_{1,1}, v_{1,1}> = 9 + 16 = 25.
   EXPECT_FLOAT_EQ(s[2], 0.5f + 2.0f + 25.0f);
+}
+
+// n values of T copied to the end of a page followed by a page that may not be read: reading
+// past the last one faults (with or without a sanitizer).
+template <class T>
+class BeforeAGuardPage {
+ public:
+  explicit BeforeAGuardPage(const std::vector<T>& v) {
+    page_ = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    bytes_ = (v.size() * sizeof(T) / page_ + 2) * page_;
+    void* m = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    EXPECT_NE(m, MAP_FAILED);
+    base_ = static_cast<char*>(m);
+    EXPECT_EQ(mprotect(base_ + bytes_ - page_, page_, PROT_NONE), 0);
+    data_ = reinterpret_cast<T*>(base_ + bytes_ - page_ - v.size() * sizeof(T));
+    std::memcpy(data_, v.data(), v.size() * sizeof(T));
+  }
+  ~BeforeAGuardPage() { munmap(base_, bytes_); }
+  BeforeAGuardPage(const BeforeAGuardPage&) = delete;
+  BeforeAGuardPage& operator=(const BeforeAGuardPage&) = delete;
+  const T* get() const { return data_; }
+
+ private:
+  std::size_t page_ = 0, bytes_ = 0;
+  char* base_ = nullptr;
+  T* data_ = nullptr;
+};
+
+// With the batch's local ids, offsets and fields ending where the readable memory ends, and
+// rows of differing lengths (empty ones, a last row longer than the one before it), the kernel
+// reads nothing past the batch (a schedule that looks at the next row's keys, as software
+// prefetching would, must stop at the last row) and gives the bits of the same batch in
+// ordinary vectors.
+TEST(FfmKernelTest, ReadsNothingPastTheBatch) {
+  for (const int k : {4, 8, 5}) {
+    SCOPED_TRACE(k);
+    FfmBatch b = MakeBatch(k, 6, 12, 30, 23 + k, false, 12);
+    b.local.insert(b.local.end(), {3, 7, 11, 3, 29, 1, 2, 5, 8, 13, 21, 28});  // a longer last row
+    b.field.insert(b.field.end(), {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5});
+    b.values.insert(b.values.end(), 12, 1.0f);
+    b.offsets.push_back(b.local.size());
+    b.labels.push_back(1.0f);
+    const auto kernel = MakeKernel(b.shape(), Loss::kLogistic);
+    std::vector<float> want(b.params.size(), 0.0f), got = want;
+    std::vector<float> scores_want(b.labels.size()), scores_got = scores_want;
+    const double loss =
+        kernel->ForwardBackward(b.view(), b.params.data(), want.data(), scores_want.data());
+    const BeforeAGuardPage<std::uint32_t> local(b.local), fields(b.field);
+    const BeforeAGuardPage<std::size_t> offsets(b.offsets);
+    ModelBatch v = b.view();
+    v.local = local.get();
+    v.fields = fields.get();
+    v.offsets = offsets.get();
+    EXPECT_EQ(kernel->ForwardBackward(v, b.params.data(), got.data(), scores_got.data()), loss);
+    EXPECT_EQ(scores_got, scores_want);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+    kernel->Scores(v, b.params.data(), scores_got.data());
+    EXPECT_EQ(scores_got, scores_want);
+  }
 }
 
 TEST(FfmKernelTest, EmbeddingSumsArePerFieldBlockSums) {
