@@ -1,7 +1,6 @@
 #include "server/store/arena.h"
 
 #include <algorithm>
-#include <chrono>
 #include <stdexcept>
 
 #include "common/base/huge_pages.h"
@@ -59,15 +58,6 @@ std::size_t Arena::bytes() const {
   return b;
 }
 
-char* Arena::NextChunk() {
-  // get() rethrows a failed background mapping (std::bad_alloc) here, on the owner.
-  if (next_.valid() && next_.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-    return next_.get();
-  }
-  ++owner_faulted_;
-  return FaultedChunk();
-}
-
 void Arena::Grow() {
   if (rows_ >= kMaxRows) throw std::length_error("ParamStore: more than 2^32 - 1 rows");
   if (chunks_.empty()) {
@@ -82,7 +72,8 @@ void Arena::Grow() {
     chunks_[0] = grown;
     first_bytes_ = bytes;
   } else {
-    chunks_.push_back(NextChunk());
+    // get() rethrows a failed background mapping (std::bad_alloc) here, on the owner.
+    chunks_.push_back(next_.valid() ? next_.get() : FaultedChunk());
   }
   if (chunks_.size() >= kChunksBeforeFaultAhead && !next_.valid()) {
     next_ = std::async(std::launch::async, FaultedChunk);

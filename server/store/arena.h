@@ -9,11 +9,7 @@
 // background thread while the current one fills, so the page faults are off the owner's
 // (the server's) thread; the background thread touches only that new mapping. (Not sooner:
 // the chunk held ahead is then at most 1/16 of the arena, which keeps the store's memory
-// bound.) When a chunk is needed before the background one is ready (first touches of memory
-// the host took back cost ~1-4 s per GB, and a new store can fill faster than one thread
-// faults), the owner maps and faults a chunk itself rather than wait idle, and the background
-// one stays ahead for the next growth: two threads then fault at once, still at most one chunk
-// ahead. Thread safety: none (one owner). Cost: Add and Row are O(1); Row is a multiply.
+// bound.) Thread safety: none (one owner). Cost: Add and Row are O(1); Row is a multiply.
 #pragma once
 
 #include <cstddef>
@@ -90,13 +86,8 @@ class Arena {
 
   std::size_t bytes() const;  // memory held, the chunk being prepared included
 
-  // Full-size chunks the owner faulted itself (none ready ahead): for tests and profiling.
-  std::size_t owner_faulted() const { return owner_faulted_; }
-
  private:
   void Grow();
-  // The chunk faulted ahead if it is ready, else a chunk faulted now on the owner's thread.
-  char* NextChunk();
 
   std::size_t stride_;
   std::uint32_t rows_per_chunk_;
@@ -105,7 +96,6 @@ class Arena {
   std::size_t first_bytes_ = 0;
   std::uint32_t rows_ = 0;
   std::uint32_t capacity_ = 0;
-  std::size_t owner_faulted_ = 0;
   std::future<char*> next_;  // the next full-size chunk, being faulted in
 };
 

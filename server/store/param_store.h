@@ -12,8 +12,7 @@
 //
 // Thread safety: none; one server thread owns a store. (Internally, a store of >= 32 MiB of
 // rows maps and faults in its next 2 MiB chunk on a short-lived background thread, so the
-// kernel's page zeroing is mostly off the owner's thread; when that chunk is not ready in time
-// the owner faults one itself rather than wait. The chunk ahead counts in MemoryBytes.) Cost: Pull
+// kernel's page zeroing is off the owner's thread; that chunk counts in MemoryBytes.) Cost: Pull
 // and Push are O(1) expected per key plus O(k) arithmetic; keys are looked up in sub-batches with
 // prefetching, so long calls are much cheaper per key than calls with a single key (rows are
 // prefetched as many keys ahead as a budget of cache lines holds: wide FFM rows a few keys).
