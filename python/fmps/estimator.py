@@ -37,6 +37,7 @@ _PARAMS = [
     ("lr", "optimizer.lr", 0.1),
     ("gradient", "optimizer.gradient", None),
     ("initial_accumulator", "optimizer.initial_accumulator", None),
+    ("rowwise", "optimizer.rowwise", None),
     ("beta1", "optimizer.beta1", None),
     ("beta2", "optimizer.beta2", None),
     ("eps", "optimizer.eps", None),
@@ -74,7 +75,7 @@ class _FMBase(BaseEstimator):
 
     def __init__(self, *, kind="fm", k=8, init_std=0.01, l2_w=0.0, l2_v=0.0, min_count=None,
                  optimizer="adagrad", lr=0.1, gradient=None, initial_accumulator=None,
-                 beta1=None, beta2=None, eps=None, l1=None, ftrl_beta=None,
+                 rowwise=None, beta1=None, beta2=None, eps=None, l1=None, ftrl_beta=None,
                  clip_gradient=None, epochs=20, batch_size=32, consistency=None,
                  max_delay=None, seed=0, early_stop=None, patience=None, min_delta=None,
                  normalize=None, workers=1, servers=1, fields=None):
@@ -88,6 +89,7 @@ class _FMBase(BaseEstimator):
         self.lr = lr
         self.gradient = gradient
         self.initial_accumulator = initial_accumulator
+        self.rowwise = rowwise
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps

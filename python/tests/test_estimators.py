@@ -100,6 +100,20 @@ def test_kind_ffm_trains_a_field_aware_model(planted):
         fmps.FMClassifier(kind="ffm").fit(X, y)
 
 
+def test_rowwise_adagrad_keeps_one_accumulator_per_vector(planted):
+    # rowwise=True sets optimizer.rowwise: a different model from element-wise AdaGrad
+    # (one accumulator per latent vector), as good on this data; sgd refuses it.
+    X, y = planted(2000, cols=60, nnz=6)
+    base = fmps.FMClassifier(k=4, epochs=3).fit(X, y)
+    rowwise = fmps.FMClassifier(k=4, epochs=3, rowwise=True).fit(X, y)
+    assert "rowwise: true" in rowwise.effective_config()
+    assert "rowwise: false" in base.effective_config()
+    assert rowwise.model_bytes_ != base.model_bytes_
+    assert abs(rowwise.score(X, y) - base.score(X, y)) < 0.05
+    with pytest.raises(ValueError, match="optimizer.rowwise"):
+        fmps.FMClassifier(optimizer="sgd", rowwise=True).fit(X, y)
+
+
 def test_pickle_and_clone_round_trip():
     X_train, X_test, y_train, _ = breast_cancer_split()
     clf = fmps.FMClassifier(k=4).fit(X_train, y_train)
