@@ -50,6 +50,17 @@ inline void ForBlocks(int n, const Kernel& kernel) {
   for (; i < n; ++i) kernel.template operator()<1>(i);
 }
 
+// param -= step * (grad + l2 * param) over n floats: SGD's update, and row-wise AdaGrad's
+// once a vector's step lr / (sqrt(h) + eps) is known.
+inline void GradientStep(float* param, const float* grad, int n, float l2, float step) {
+  ForBlocks(
+      n, [&]<int W>(int i) __attribute__((always_inline)) {
+        const Vec<W> p = Load<W>(param + i);
+        const Vec<W> g = Load<W>(grad + i) + l2 * p;
+        Store<W>(p - step * g, param + i);
+      });
+}
+
 class Sgd final : public Optimizer {
  public:
   explicit Sgd(const SgdParams& p) : lr_(p.lr) {}
@@ -62,13 +73,7 @@ class Sgd final : public Optimizer {
 
   void Update(float* param, float* /*state*/, const float* grad, int n, float l2,
               std::uint32_t* /*step*/) const override {
-    const float lr = lr_;
-    ForBlocks(
-        n, [&]<int W>(int i) __attribute__((always_inline)) {
-          const Vec<W> p = Load<W>(param + i);
-          const Vec<W> g = Load<W>(grad + i) + l2 * p;
-          Store<W>(p - lr * g, param + i);
-        });
+    GradientStep(param, grad, n, l2, lr_);
   }
 
  private:
@@ -152,12 +157,7 @@ class RowwiseAdagrad final : public Optimizer {
       // lr * g_i / (sqrt(h) + eps) as one scale per vector: a division per vector, not per
       // float (within an ulp or two of dividing each float).
       const float scale = lr_ / (std::sqrt(h) + eps_);
-      ForBlocks(
-          vec, [&]<int W>(int i) __attribute__((always_inline)) {
-            const Vec<W> pi = Load<W>(p + i);
-            const Vec<W> gi = Load<W>(g + i) + l2 * pi;
-            Store<W>(pi - scale * gi, p + i);
-          });
+      GradientStep(p, g, vec, l2, scale);
     }
   }
 
