@@ -296,7 +296,8 @@ std::vector<ConfigField> OptimizerFields() {
                   "server memory and push traffic (FFM at k 8: 40 instead of 313 state floats "
                   "per key at 39 fields)",
        .applies = &kAdagradOnly,
-       .digest = true},
+       .digest = true,
+       .digest_unless_default = true},
   };
 }
 

@@ -104,8 +104,11 @@ struct ConfigField {
   const char* meaning;                 // one line, for --explain
   const Condition* applies = nullptr;  // nullptr: always applies
   Presence presence = Presence::kOptional;
-  bool digest = false;       // a checkpoint depends on it: resuming with another value fails
-  bool key_setting = false;  // decides what a feature key means (see KeySettings)
+  bool digest = false;  // a checkpoint depends on it: resuming with another value fails
+  // With digest: the key enters the digest only when its value is not the default, so that
+  // checkpoints written before the key existed (with its default behaviour) still resume.
+  bool digest_unless_default = false;
+  bool key_setting = false;            // decides what a feature key means (see KeySettings)
   const char* default_text = nullptr;  // shown by --explain instead of the struct default
 };
 

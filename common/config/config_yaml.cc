@@ -56,16 +56,35 @@ std::vector<std::string_view> Segments(std::string_view path) {
   return out;
 }
 
+// Which fields EmitFields writes (of those that apply to the config).
+enum class Emit {
+  kAll,
+  kDigest,      // digest fields, without those at their default that ask for it
+  kKeySetting,  // key settings
+};
+
+bool Emitted(const ConfigField& f, const Config& config, Emit which) {
+  switch (which) {
+    case Emit::kAll:
+      return true;
+    case Emit::kDigest:
+      return f.digest &&
+             !(f.digest_unless_default && FieldValueText(f, config) == FieldValueText(f, Config{}));
+    case Emit::kKeySetting:
+      return f.key_setting;
+  }
+  return false;
+}
+
 // Writes, as one mapping nested by the dotted keys, every field that applies to `config` and
-// is selected: all when `selected` is nullptr, else those whose flag `selected` is set.
-// Fields outside `scope` (a section, "" for all) are left out.
-std::string EmitFields(const Config& config, bool ConfigField::*selected, std::string_view scope) {
+// is emitted for `which`. Fields outside `scope` (a section, "" for all) are left out.
+std::string EmitFields(const Config& config, Emit which, std::string_view scope) {
   YAML::Emitter out;
   out << YAML::BeginMap;
   std::vector<std::string_view> open;  // the sections now open, outermost first
   for (const ConfigField& f : ConfigFields()) {
     const std::string_view key = f.key;
-    if ((selected != nullptr && !(f.*selected)) || !FieldApplies(f, config)) continue;
+    if (!FieldApplies(f, config) || !Emitted(f, config, which)) continue;
     if (!scope.empty() && key.substr(0, scope.size() + 1) != std::string(scope) + ".") continue;
     std::vector<std::string_view> path = Segments(key);
     const std::string_view name = path.back();
@@ -93,16 +112,16 @@ std::string FieldValueText(const ConfigField& field, const Config& config) {
   return out.c_str();
 }
 
-std::string ConfigToYaml(const Config& config) { return EmitFields(config, nullptr, ""); }
+std::string ConfigToYaml(const Config& config) { return EmitFields(config, Emit::kAll, ""); }
 
 std::string DataSectionToYaml(const DataConfig& data) {
   Config c;
   c.data = data;
-  return EmitFields(c, nullptr, "data");
+  return EmitFields(c, Emit::kAll, "data");
 }
 
 std::string ConfigDigest(const Config& config) {
-  const std::string yaml = EmitFields(config, &ConfigField::digest, "");
+  const std::string yaml = EmitFields(config, Emit::kDigest, "");
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016llx",
                 static_cast<unsigned long long>(XXH3_64bits(yaml.data(), yaml.size())));
@@ -112,7 +131,7 @@ std::string ConfigDigest(const Config& config) {
 std::string KeySettings(const DataConfig& data) {
   Config c;
   c.data = data;
-  return EmitFields(c, &ConfigField::key_setting, "data");
+  return EmitFields(c, Emit::kKeySetting, "data");
 }
 
 }  // namespace fmps

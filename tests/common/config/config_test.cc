@@ -990,6 +990,15 @@ TEST(ConfigTest, RowwiseIsAnAdagradBoolean) {
             std::string::npos);
   const Config rowwise = Parse(base, {"optimizer.rowwise=true"});
   EXPECT_NE(ConfigDigest(rowwise), ConfigDigest(Parse(base)));
+  // At its default the key stays out of the digest, so checkpoints written before it existed
+  // still resume: the digest below is the one such a checkpoint's MANIFEST carries for this
+  // config (written by fmps before optimizer.rowwise).
+  const std::string before =
+      "data:\n  train: train.txt\n  format: libsvm\n"
+      "checkpoint:\n  dir: ckpt\noutput:\n  dir: out\n";
+  EXPECT_EQ(ConfigDigest(Parse(before)), "69a0513b3d7d14f2");
+  EXPECT_EQ(ConfigDigest(Parse(before, {"optimizer.rowwise=false"})), "69a0513b3d7d14f2");
+  EXPECT_NE(ConfigDigest(Parse(before, {"optimizer.rowwise=true"})), "69a0513b3d7d14f2");
   EXPECT_NE(ConfigToYaml(rowwise).find("  rowwise: true\n"), std::string::npos);
   EXPECT_NE(ExplainConfig().find("\noptimizer.rowwise: true or false; default false; applies only "
                                  "to optimizer.name: adagrad; digest\n"),
