@@ -153,6 +153,7 @@ ParamStore::Impl::Impl(const StoreOptions& options, std::unique_ptr<Optimizer> o
       steps_(optimizer_->uses_step()),
       fused_(!lazy_v_ && !steps_ && state_ <= 1 && !optimizer_->rowwise() &&
              options.l2_w == options.l2_v),
+      wide_(row_width_ > kUpdateChunk && (fused_ || (optimizer_->rowwise() && !lazy_v_))),
       rows_(RowStride(options, state_, vstate_, steps_)),
       vrows_(PaddedStride(static_cast<std::size_t>(v_width_ + vstate_) * sizeof(float))) {
   int next = 3;  // key[2], w
@@ -293,10 +294,7 @@ inline std::size_t ParamStore::Impl::PushRows(const std::uint32_t* rows, std::si
   for (std::size_t j = 0; j < std::min(n, ahead); ++j) {
     PrefetchRange<true>(rows_.Row(rows[j]), row_bytes_);
   }
-  if (fused_ && !narrow_fused) return PushWideRows(rows, n, grads, counts, ahead);
-  if (optimizer_->rowwise() && !lazy_v_ && row_width_ > kUpdateChunk) {
-    return PushWideRows(rows, n, grads, counts, ahead);
-  }
+  if (wide_) return PushWideRows(rows, n, grads, counts, ahead);
   std::size_t rejected = 0;
   if (fused_) {  // the common case in a tight loop: one optimizer call per key, no lookups
     const int width = row_width_;

@@ -169,6 +169,9 @@ class ParamStore::Impl {
   // layout key w v w_state v_state with at most one state float: both arrays contiguous;
   // never with row-wise state, whose w and v vectors differ in width).
   bool fused_;
+  // Rows wider than kUpdateChunk floats pushed by PushWideRows in chunks: fused ones, and
+  // row-wise ones stored in one row (w first, then v in chunks of whole vectors).
+  bool wide_;
   bool has_bias_ = false;
   // Word offsets in a w-row (see the layout above); -1 when absent.
   int v_ = -1;
